@@ -1,0 +1,635 @@
+//! Validation: turns the file model into a [`RuntimeConfig`], collecting every
+//! problem (with its span) instead of stopping at the first. Secrets are resolved
+//! and upstream host names looked up here, once per load.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, Method, Uri};
+use toml::Spanned;
+
+use super::diagnostics::Diagnostic;
+use super::file::{ConfigFile, RouteSection, ServerSection, VerifySection};
+use super::secret::{Secret, SecretRef};
+use crate::routes::RouteTable;
+use crate::runtime::{PathMatch, Route, RuntimeConfig, ServerSettings, Upstream};
+use crate::verify::Verifier;
+use crate::verify::mac::{Algorithm, Encoding};
+use crate::verify::presets;
+use crate::verify::scheme::{FieldSource, Scheme, SignatureSpec, TimeFormat, TimestampSpec};
+use crate::verify::template::{Part, Template};
+
+/// Default webhook listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default `max_body_bytes`: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// Default `read_timeout_ms`.
+pub const DEFAULT_READ_TIMEOUT_MS: u64 = 10_000;
+/// Default `upstream_timeout_ms`.
+pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 10_000;
+
+/// Route-level defaults taken from `[server]`.
+struct RouteDefaults {
+    max_body_bytes: u64,
+    read_timeout_ms: u64,
+    upstream_timeout_ms: u64,
+}
+
+/// Collects diagnostics while building.
+struct Builder<'a> {
+    base_dir: &'a Path,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// Builds the runtime config from a parsed file. Returns it only when there is no
+/// error; warnings come back either way.
+pub fn build(file: &ConfigFile, source: &Path) -> (Option<RuntimeConfig>, Vec<Diagnostic>) {
+    let base_dir = source.parent().unwrap_or(Path::new("."));
+    let mut b = Builder {
+        base_dir,
+        diagnostics: Vec::new(),
+    };
+    let server = b.server(&file.server);
+    let defaults = RouteDefaults {
+        max_body_bytes: b.positive_or(
+            &file.server.max_body_bytes,
+            "max_body_bytes",
+            DEFAULT_MAX_BODY_BYTES,
+        ),
+        read_timeout_ms: b.positive_or(
+            &file.server.read_timeout_ms,
+            "read_timeout_ms",
+            DEFAULT_READ_TIMEOUT_MS,
+        ),
+        upstream_timeout_ms: b.positive_or(
+            &file.server.upstream_timeout_ms,
+            "upstream_timeout_ms",
+            DEFAULT_UPSTREAM_TIMEOUT_MS,
+        ),
+    };
+    let routes: Vec<Route> = file
+        .routes
+        .iter()
+        .filter_map(|r| b.route(r, &defaults))
+        .collect();
+    b.check_names(&file.routes);
+    b.check_overlaps(&file.routes);
+    let has_errors = b
+        .diagnostics
+        .iter()
+        .any(|d| d.severity == super::diagnostics::Severity::Error);
+    let config = match server {
+        Some(server) if !has_errors => Some(RuntimeConfig {
+            source: source.to_owned(),
+            generation: 1,
+            server,
+            routes: RouteTable::new(routes),
+        }),
+        _ => None,
+    };
+    let mut diagnostics = b.diagnostics;
+    diagnostics.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
+    (config, diagnostics)
+}
+
+fn span<T>(s: &Spanned<T>) -> Option<Range<usize>> {
+    Some(s.span())
+}
+
+impl Builder<'_> {
+    fn error(&mut self, at: Option<Range<usize>>, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic::error(at, message));
+    }
+
+    fn warning(&mut self, at: Option<Range<usize>>, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic::warning(at, message));
+    }
+
+    /// A positive integer setting, or `default` when absent.
+    fn positive_or(&mut self, value: &Option<Spanned<i64>>, key: &str, default: u64) -> u64 {
+        match value {
+            None => default,
+            Some(v) => match u64::try_from(*v.get_ref()) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    self.error(span(v), format!("`{key}` must be a positive integer"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn server(&mut self, s: &ServerSection) -> Option<ServerSettings> {
+        let mut listen = Vec::new();
+        let mut ok = true;
+        match &s.listen {
+            None => listen.push(DEFAULT_LISTEN.parse().ok()?),
+            Some(list) => {
+                if list.get_ref().0.is_empty() {
+                    self.error(span(list), "`listen` needs at least one address");
+                    ok = false;
+                }
+                for text in &list.get_ref().0 {
+                    match text.parse::<SocketAddr>() {
+                        Ok(addr) if listen.contains(&addr) => {
+                            self.error(span(list), format!("`listen` has `{text}` twice"));
+                            ok = false;
+                        }
+                        Ok(addr) => listen.push(addr),
+                        Err(_) => {
+                            self.error(
+                                span(list),
+                                format!("invalid listen address `{text}`; write IP:PORT, e.g. `127.0.0.1:8080`"),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+            }
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from) as u64;
+        let threads = self.positive_or(&s.threads, "threads", cpus);
+        ok.then(|| ServerSettings {
+            listen,
+            threads: usize::try_from(threads).unwrap_or(1),
+            watch_config: s.watch_config.unwrap_or(true),
+        })
+    }
+
+    fn route(&mut self, r: &RouteSection, defaults: &RouteDefaults) -> Option<Route> {
+        let before = self.error_count();
+        let name = r.name.get_ref();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+        {
+            self.error(
+                span(&r.name),
+                format!("route name `{name}` must match [a-z0-9_-]+"),
+            );
+        }
+        let path = self.path_rule(r);
+        let host = r.host.as_ref().and_then(|h| self.host(h));
+        let methods = self.methods(r);
+        let upstream = self.upstream(&r.upstream);
+        let public_url = r.public_url.as_ref().and_then(|u| self.public_url(u));
+        let max_body_bytes =
+            self.positive_or(&r.max_body_bytes, "max_body_bytes", defaults.max_body_bytes);
+        let read_timeout_ms = self.positive_or(
+            &r.read_timeout_ms,
+            "read_timeout_ms",
+            defaults.read_timeout_ms,
+        );
+        let upstream_timeout_ms = self.positive_or(
+            &r.upstream_timeout_ms,
+            "upstream_timeout_ms",
+            defaults.upstream_timeout_ms,
+        );
+        let verify = &r.verify.get_ref().0;
+        if verify.is_empty() {
+            self.error(
+                span(&r.verify),
+                format!("route `{name}` needs at least one verifier"),
+            );
+        }
+        let verifiers: Vec<Verifier> = verify.iter().filter_map(|v| self.verifier(v)).collect();
+        let strip_headers = if r.strip_signature_headers {
+            let mut names: Vec<HeaderName> = verifiers
+                .iter()
+                .flat_map(|v| v.scheme().signature_headers())
+                .collect();
+            names.dedup();
+            names
+        } else {
+            Vec::new()
+        };
+        if self.error_count() > before {
+            return None;
+        }
+        Some(Route {
+            name: name.clone(),
+            host,
+            path: path?,
+            methods,
+            upstream: upstream?,
+            max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+            read_timeout: Duration::from_millis(read_timeout_ms),
+            upstream_timeout: Duration::from_millis(upstream_timeout_ms),
+            verifiers,
+            strip_headers,
+            public_url,
+        })
+    }
+
+    fn error_count(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == super::diagnostics::Severity::Error)
+            .count()
+    }
+
+    fn path_rule(&mut self, r: &RouteSection) -> Option<PathMatch> {
+        let (text, rule): (&Spanned<String>, fn(String) -> PathMatch) =
+            match (&r.path, &r.path_prefix) {
+                (Some(p), None) => (p, PathMatch::Exact),
+                (None, Some(p)) => (p, PathMatch::Prefix),
+                (Some(_), Some(p)) => {
+                    self.error(span(p), "set either `path` or `path_prefix`, not both");
+                    return None;
+                }
+                (None, None) => {
+                    self.error(
+                        span(&r.name),
+                        format!("route `{}` needs `path` or `path_prefix`", r.name.get_ref()),
+                    );
+                    return None;
+                }
+            };
+        let value = text.get_ref();
+        if !value.starts_with('/')
+            || value.contains(['?', '#'])
+            || value.contains(char::is_whitespace)
+        {
+            self.error(
+                span(text),
+                format!("path `{value}` must start with `/` and have no query, fragment or spaces"),
+            );
+            return None;
+        }
+        Some(rule(value.clone()))
+    }
+
+    fn host(&mut self, h: &Spanned<String>) -> Option<String> {
+        let host = h.get_ref().trim().to_ascii_lowercase();
+        if host.is_empty() || host.contains(['/', ' ', '@']) {
+            self.error(span(h), format!("invalid host `{}`", h.get_ref()));
+            return None;
+        }
+        Some(host)
+    }
+
+    fn methods(&mut self, r: &RouteSection) -> Vec<Method> {
+        let Some(list) = &r.methods else {
+            return vec![Method::POST];
+        };
+        if list.get_ref().is_empty() {
+            self.error(span(list), "`methods` needs at least one method");
+        }
+        let mut methods = Vec::new();
+        for m in list.get_ref() {
+            match Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
+                Ok(method) if method == Method::CONNECT => {
+                    self.error(span(m), "CONNECT cannot be routed");
+                }
+                Ok(method) if !methods.contains(&method) => methods.push(method),
+                Ok(_) => {}
+                Err(_) => self.error(span(m), format!("invalid method `{}`", m.get_ref())),
+            }
+        }
+        methods
+    }
+
+    fn upstream(&mut self, text: &Spanned<String>) -> Option<Upstream> {
+        let raw = text.get_ref();
+        let uri: Uri = match raw.parse() {
+            Ok(uri) => uri,
+            Err(e) => {
+                self.error(span(text), format!("invalid upstream URL `{raw}`: {e}"));
+                return None;
+            }
+        };
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                self.error(
+                    span(text),
+                    format!("upstream URL `{raw}` must start with http:// or https://"),
+                );
+                return None;
+            }
+        };
+        let Some(authority) = uri.authority() else {
+            self.error(span(text), format!("upstream URL `{raw}` has no host"));
+            return None;
+        };
+        if authority.as_str().contains('@') {
+            self.error(
+                span(text),
+                format!("upstream URL `{raw}` must not contain credentials"),
+            );
+            return None;
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let addr = match (host.as_str(), port)
+            .to_socket_addrs()
+            .map(|mut a| a.next())
+        {
+            Ok(Some(addr)) => addr,
+            Ok(None) => {
+                self.error(span(text), format!("upstream host `{host}` has no address"));
+                return None;
+            }
+            Err(e) => {
+                self.error(
+                    span(text),
+                    format!("cannot resolve upstream host `{host}`: {e}"),
+                );
+                return None;
+            }
+        };
+        // `http::Uri` reports path "/" for "http://host" too; only a written path rewrites.
+        let after_authority = raw.split_once("://").map_or("", |(_, rest)| rest);
+        let written_path = after_authority
+            .find(['/', '?'])
+            .is_some_and(|i| after_authority[i..].starts_with('/'));
+        let path = uri
+            .path_and_query()
+            .filter(|_| written_path)
+            .map(|pq| pq.path().to_owned());
+        let query = uri.query().filter(|q| !q.is_empty()).map(str::to_owned);
+        Some(Upstream {
+            addr,
+            tls,
+            host,
+            authority: authority.as_str().to_owned(),
+            path,
+            query,
+        })
+    }
+
+    fn public_url(&mut self, text: &Spanned<String>) -> Option<String> {
+        let raw = text.get_ref();
+        match raw.parse::<Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() =>
+            {
+                Some(raw.clone())
+            }
+            _ => {
+                self.error(
+                    span(text),
+                    format!("public_url `{raw}` must be an absolute http(s) URL"),
+                );
+                None
+            }
+        }
+    }
+
+    fn verifier(&mut self, v: &VerifySection) -> Option<Verifier> {
+        let name = v.scheme.get_ref();
+        let scheme = if name == "hmac" {
+            self.generic_scheme(v)
+        } else if let Some(scheme) = presets::builtin(name) {
+            self.refuse_generic_keys(v);
+            Some(scheme)
+        } else {
+            self.error(
+                span(&v.scheme),
+                format!(
+                    "unknown scheme `{name}`; known schemes: {}",
+                    presets::NAMES.join(", ")
+                ),
+            );
+            None
+        };
+        let secrets = self.secrets(v);
+        let tolerance = v
+            .tolerance_secs
+            .as_ref()
+            .and_then(|t| match u64::try_from(*t.get_ref()) {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    self.error(span(t), "`tolerance_secs` must be a positive integer");
+                    None
+                }
+            });
+        let scheme = scheme?;
+        if let (Some(t), false) = (&v.tolerance_secs, scheme.timestamp_is_signed()) {
+            self.warning(
+                span(t),
+                format!(
+                    "`tolerance_secs` has no effect: scheme `{name}` does not sign a timestamp, \
+                     and an unsigned timestamp is never trusted for replay defense"
+                ),
+            );
+        }
+        Some(Verifier::new(scheme, &secrets?, tolerance))
+    }
+
+    fn secrets(&mut self, v: &VerifySection) -> Option<Vec<Secret>> {
+        if v.secrets.get_ref().is_empty() {
+            self.error(span(&v.secrets), "`secrets` needs at least one secret");
+            return None;
+        }
+        let mut resolved = Vec::new();
+        let mut ok = true;
+        for reference in v.secrets.get_ref() {
+            match SecretRef::parse(reference.get_ref()).resolve(self.base_dir) {
+                Ok(secret) => resolved.push(secret),
+                Err(message) => {
+                    self.error(span(reference), message);
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(resolved)
+    }
+
+    fn refuse_generic_keys(&mut self, v: &VerifySection) {
+        let generic = [
+            ("header", v.header.as_ref().map(Spanned::span)),
+            ("algorithm", v.algorithm.as_ref().map(Spanned::span)),
+            ("encoding", v.encoding.as_ref().map(Spanned::span)),
+            ("prefix", v.prefix.as_ref().map(Spanned::span)),
+            ("payload", v.payload.as_ref().map(Spanned::span)),
+            (
+                "timestamp_header",
+                v.timestamp_header.as_ref().map(Spanned::span),
+            ),
+            ("id_header", v.id_header.as_ref().map(Spanned::span)),
+        ];
+        for (key, at) in generic {
+            if let Some(at) = at {
+                self.error(
+                    Some(at),
+                    format!(
+                        "`{key}` applies only to scheme = \"hmac\"; scheme `{}` fixes it",
+                        v.scheme.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn header_name(&mut self, text: &Spanned<String>) -> Option<HeaderName> {
+        match HeaderName::from_bytes(text.get_ref().trim().as_bytes()) {
+            Ok(name) => Some(name),
+            Err(_) => {
+                self.error(
+                    span(text),
+                    format!("invalid header name `{}`", text.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    /// The generic `hmac` scheme, described by the verify table's own keys.
+    fn generic_scheme(&mut self, v: &VerifySection) -> Option<Arc<Scheme>> {
+        let before = self.error_count();
+        let header = match &v.header {
+            Some(h) => self.header_name(h),
+            None => {
+                self.error(
+                    span(&v.scheme),
+                    "scheme `hmac` needs `header`, the signature header's name",
+                );
+                None
+            }
+        };
+        let algorithm = match &v.algorithm {
+            None => Some(Algorithm::Sha256),
+            Some(a) => Algorithm::parse(a.get_ref()).or_else(|| {
+                self.error(
+                    span(a),
+                    format!(
+                        "unknown algorithm `{}`; use sha1, sha256 or sha512",
+                        a.get_ref()
+                    ),
+                );
+                None
+            }),
+        };
+        let encoding = match &v.encoding {
+            None => Some(Encoding::Hex),
+            Some(e) => Encoding::parse(e.get_ref()).or_else(|| {
+                self.error(
+                    span(e),
+                    format!("unknown encoding `{}`; use hex or base64", e.get_ref()),
+                );
+                None
+            }),
+        };
+        let template = match &v.payload {
+            None => Some(Template::body()),
+            Some(p) => Template::parse(p.get_ref())
+                .map_err(|e| self.error(span(p), e))
+                .ok(),
+        };
+        let timestamp_header = v
+            .timestamp_header
+            .as_ref()
+            .and_then(|h| self.header_name(h));
+        let id_header = v.id_header.as_ref().and_then(|h| self.header_name(h));
+        if let (Some(t), Some(p)) = (&template, &v.payload) {
+            if t.uses(&Part::Timestamp) && v.timestamp_header.is_none() {
+                self.error(
+                    span(p),
+                    "payload uses {timestamp} but `timestamp_header` is not set",
+                );
+            }
+            if t.uses(&Part::Id) && v.id_header.is_none() {
+                self.error(span(p), "payload uses {id} but `id_header` is not set");
+            }
+        }
+        if self.error_count() > before {
+            return None;
+        }
+        Some(Arc::new(Scheme {
+            name: "hmac".to_owned(),
+            algorithm: algorithm?,
+            signature: SignatureSpec {
+                header: header?,
+                prefix: v
+                    .prefix
+                    .as_ref()
+                    .map(|p| p.get_ref().clone())
+                    .unwrap_or_default(),
+                encoding: encoding?,
+            },
+            signed_content: template?,
+            timestamp: timestamp_header.map(|h| TimestampSpec {
+                source: FieldSource::Header(h),
+                format: TimeFormat::UnixSeconds,
+            }),
+            id: id_header.map(FieldSource::Header).into_iter().collect(),
+            event_type: Vec::new(),
+            default_tolerance_secs: None,
+            handshake: None,
+        }))
+    }
+
+    fn check_names(&mut self, routes: &[RouteSection]) {
+        let mut seen = HashSet::new();
+        for r in routes {
+            if !seen.insert(r.name.get_ref().as_str()) {
+                self.error(
+                    span(&r.name),
+                    format!("duplicate route name `{}`", r.name.get_ref()),
+                );
+            }
+        }
+    }
+
+    /// Two routes overlap when one request could match both: same host, same path
+    /// rule, a method in common.
+    fn check_overlaps(&mut self, routes: &[RouteSection]) {
+        let key = |r: &RouteSection| {
+            let host = r
+                .host
+                .as_ref()
+                .map(|h| h.get_ref().trim().to_ascii_lowercase());
+            let path = match (&r.path, &r.path_prefix) {
+                (Some(p), None) => Some(PathMatch::Exact(p.get_ref().clone())),
+                (None, Some(p)) => Some(PathMatch::Prefix(p.get_ref().clone())),
+                _ => None,
+            };
+            let methods: Vec<String> = match &r.methods {
+                None => vec!["POST".to_owned()],
+                Some(list) => list
+                    .get_ref()
+                    .iter()
+                    .map(|m| m.get_ref().to_ascii_uppercase())
+                    .collect(),
+            };
+            (host, path, methods)
+        };
+        for (j, later) in routes.iter().enumerate() {
+            let (host_j, path_j, methods_j) = key(later);
+            let Some(path_j) = path_j else { continue };
+            for earlier in &routes[..j] {
+                let (host_i, path_i, methods_i) = key(earlier);
+                let common = methods_j.iter().find(|m| methods_i.contains(m));
+                if host_i == host_j && path_i.as_ref() == Some(&path_j) {
+                    if let Some(method) = common {
+                        let at = later
+                            .path
+                            .as_ref()
+                            .or(later.path_prefix.as_ref())
+                            .map(Spanned::span);
+                        self.error(
+                            at,
+                            format!(
+                                "route `{}` overlaps route `{}`: same host, path and method {method}",
+                                later.name.get_ref(),
+                                earlier.name.get_ref()
+                            ),
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The serde mirror of `hookgate.toml`: field for field, strict about unknown
+//! keys, spans kept for diagnostics. No validation and no defaults here; see
+//! `config::build` for both.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::value::{MapAccessDeserializer, StrDeserializer};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `[server]`: listeners and defaults for every route.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[[routes]]`, in file order.
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address or list of addresses to serve webhooks on. Default `127.0.0.1:8080`.
+    pub listen: Option<Spanned<OneOrMany<String>>>,
+    /// Worker threads. Default: the number of CPUs.
+    pub threads: Option<Spanned<i64>>,
+    /// Largest accepted body, in bytes, for routes that do not set one. Default 1 MiB.
+    pub max_body_bytes: Option<Spanned<i64>>,
+    /// Deadline for receiving a whole request body, in ms. Default 10000.
+    pub read_timeout_ms: Option<Spanned<i64>>,
+    /// Deadline for the upstream's response header and each body read, in ms. Default 10000.
+    pub upstream_timeout_ms: Option<Spanned<i64>>,
+    /// Reload when the config file changes. Default true; SIGHUP always reloads.
+    pub watch_config: Option<bool>,
+}
+
+/// One `[[routes]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// Unique name, `[a-z0-9_-]+`.
+    pub name: Spanned<String>,
+    /// Exact request path.
+    pub path: Option<Spanned<String>>,
+    /// Path prefix; the longest matching prefix wins.
+    pub path_prefix: Option<Spanned<String>>,
+    /// `Host` to match; any host when absent.
+    pub host: Option<Spanned<String>>,
+    /// Allowed methods. Default `["POST"]`.
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `http://` or `https://` URL to forward to; a path in it replaces the matched path.
+    pub upstream: Spanned<String>,
+    /// Overrides `server.max_body_bytes`.
+    pub max_body_bytes: Option<Spanned<i64>>,
+    /// Overrides `server.read_timeout_ms`.
+    pub read_timeout_ms: Option<Spanned<i64>>,
+    /// Overrides `server.upstream_timeout_ms`.
+    pub upstream_timeout_ms: Option<Spanned<i64>>,
+    /// The public URL providers call, for schemes that sign the URL.
+    pub public_url: Option<Spanned<String>>,
+    /// Remove the scheme's signature headers before forwarding. Default false.
+    #[serde(default)]
+    pub strip_signature_headers: bool,
+    /// One verifier table, or several (any one passing admits the request).
+    pub verify: Spanned<OneOrMany<VerifySection>>,
+}
+
+/// One `[routes.verify]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySection {
+    /// The scheme's name.
+    pub scheme: Spanned<String>,
+    /// Secret references; any of them may have signed a delivery.
+    pub secrets: Spanned<Vec<Spanned<String>>>,
+    /// `hmac`: the signature header.
+    pub header: Option<Spanned<String>>,
+    /// `hmac`: `sha1`, `sha256` (default) or `sha512`.
+    pub algorithm: Option<Spanned<String>>,
+    /// `hmac`: `hex` (default) or `base64`.
+    pub encoding: Option<Spanned<String>>,
+    /// `hmac`: text before the encoded MAC, e.g. `sha256=`. Default empty.
+    pub prefix: Option<Spanned<String>>,
+    /// `hmac`: signed-content template. Default `{body}`.
+    pub payload: Option<Spanned<String>>,
+    /// `hmac`: header holding the timestamp (unix seconds) for `{timestamp}`.
+    pub timestamp_header: Option<Spanned<String>>,
+    /// `hmac`: header holding the event id for `{id}`.
+    pub id_header: Option<Spanned<String>>,
+    /// Replay window in seconds, both ways; only for a signed timestamp.
+    pub tolerance_secs: Option<Spanned<i64>>,
+}
+
+/// A value written either alone or as a list (`listen = "a"` or `listen = ["a", "b"]`;
+/// one `[routes.verify]` table or several `[[routes.verify]]`).
+#[derive(Debug)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneOrManyVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for OneOrManyVisitor<T> {
+            type Value = OneOrMany<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a value or a list of values")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                T::deserialize(StrDeserializer::new(text)).map(|one| OneOrMany(vec![one]))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut many = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    many.push(item);
+                }
+                Ok(OneOrMany(many))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(|one| OneOrMany(vec![one]))
+            }
+        }
+
+        deserializer.deserialize_any(OneOrManyVisitor(PhantomData))
+    }
+}

@@ -1,0 +1,71 @@
+//! Configuration pipeline: `hookgate.toml` → [`file::ConfigFile`] (serde, spans) →
+//! [`build::build`] (validation, secrets, DNS) → [`RuntimeConfig`] (immutable,
+//! shared through `ArcSwap`). Every problem is reported as `PATH:LINE:COL: message`.
+
+pub mod build;
+pub mod diagnostics;
+pub mod file;
+pub mod secret;
+
+use std::path::{Path, PathBuf};
+
+use diagnostics::{Diagnostic, Report};
+
+use crate::runtime::RuntimeConfig;
+
+/// Environment variable naming the config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "HOOKGATE_CONFIG";
+/// Config file used when neither `--config` nor `$HOOKGATE_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "conf/hookgate.toml";
+
+/// A successfully loaded config, with any warnings about it.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The validated snapshot.
+    pub config: RuntimeConfig,
+    /// Warnings (never errors), rendered `PATH:LINE:COL: warning: message`.
+    pub warnings: Report,
+}
+
+/// Picks the config path: the flag, else `$HOOKGATE_CONFIG`, else the default.
+pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
+
+/// Reads, parses and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Loaded, Report> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            let d = Diagnostic::error(None, format!("cannot read config: {e}"));
+            return Err(Report::new(path, "", &[d]));
+        }
+    };
+    load_str(path, &text)
+}
+
+/// Parses and validates `text` as if read from `path` (which anchors relative
+/// `file:` secrets and names the file in diagnostics).
+pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Report> {
+    let file: file::ConfigFile = match toml::from_str(text) {
+        Ok(file) => file,
+        Err(e) => {
+            let message = e.message().trim_end().replace('\n', " ");
+            let d = Diagnostic::error(e.span(), message);
+            return Err(Report::new(path, text, &[d]));
+        }
+    };
+    let (config, diagnostics) = build::build(&file, path);
+    let report = Report::new(path, text, &diagnostics);
+    match config {
+        Some(config) => Ok(Loaded {
+            config,
+            warnings: report,
+        }),
+        None => Err(report),
+    }
+}
+
+#[cfg(test)]
+mod tests;

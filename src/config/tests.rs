@@ -1,0 +1,283 @@
+//! Config loading: defaults, both spellings of lists, and one test per
+//! diagnostic, pinned to its `PATH:LINE:COL`.
+
+use std::path::Path;
+
+use super::{load, load_str};
+use crate::runtime::PathMatch;
+
+const ROUTE: &str = r#"
+[[routes]]
+name = "a"
+path = "/a"
+upstream = "http://127.0.0.1:3000/in"
+[routes.verify]
+scheme = "rye"
+secrets = ["s"]
+"#;
+
+fn errors(text: &str) -> Vec<String> {
+    match load_str(Path::new("c.toml"), text) {
+        Ok(_) => panic!("expected errors in:\n{text}"),
+        Err(report) => report.lines().to_vec(),
+    }
+}
+
+#[test]
+fn shipped_config_is_valid_and_warning_free() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/hookgate.toml");
+    let loaded = load(&path).unwrap_or_else(|r| panic!("{r}"));
+    assert!(loaded.warnings.lines().is_empty(), "{}", loaded.warnings);
+    let names: Vec<&str> = loaded
+        .config
+        .routes
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, ["rye", "aryeo", "generic"]);
+}
+
+#[test]
+fn defaults_apply_and_overrides_win() {
+    let text = format!(
+        "{ROUTE}\n[[routes]]\nname = \"b\"\npath_prefix = \"/b/\"\nupstream = \"https://127.0.0.1\"\nmax_body_bytes = 7\nmethods = [\"post\", \"GET\"]\n[routes.verify]\nscheme = \"aryeo\"\nsecrets = [\"s\"]\n"
+    );
+    let c = load_str(Path::new("c.toml"), &text).unwrap().config;
+    assert_eq!(c.server.listen, ["127.0.0.1:8080".parse().unwrap()]);
+    assert_eq!(c.generation, 1);
+    let a = c.routes.iter().find(|r| r.name == "a").unwrap();
+    assert_eq!(a.max_body_bytes, 1024 * 1024);
+    assert_eq!(a.read_timeout.as_millis(), 10_000);
+    assert_eq!(a.upstream_timeout.as_millis(), 10_000);
+    assert_eq!(a.methods, [http::Method::POST]);
+    assert_eq!(a.upstream.path.as_deref(), Some("/in"));
+    assert!(!a.upstream.tls);
+    let b = c.routes.iter().find(|r| r.name == "b").unwrap();
+    assert_eq!(b.max_body_bytes, 7);
+    assert_eq!(b.methods, [http::Method::POST, http::Method::GET]);
+    assert_eq!(b.path, PathMatch::Prefix("/b/".to_owned()));
+    assert_eq!(
+        (
+            b.upstream.tls,
+            b.upstream.addr.port(),
+            b.upstream.path.as_deref()
+        ),
+        (true, 443, None)
+    );
+}
+
+#[test]
+fn listen_and_verify_accept_one_or_many() {
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:1\", \"[::1]:2\"]\n{ROUTE}\n[[routes]]\nname = \"b\"\npath = \"/b\"\nupstream = \"http://127.0.0.1:1\"\n[[routes.verify]]\nscheme = \"rye\"\nsecrets = [\"x\"]\n[[routes.verify]]\nscheme = \"rye-v1\"\nsecrets = [\"y\", \"z\"]\n"
+    );
+    let c = load_str(Path::new("c.toml"), &text).unwrap().config;
+    assert_eq!(c.server.listen.len(), 2);
+    let b = c.routes.iter().find(|r| r.name == "b").unwrap();
+    let schemes: Vec<&str> = b
+        .verifiers
+        .iter()
+        .map(|v| v.scheme().name.as_str())
+        .collect();
+    assert_eq!(schemes, ["rye", "rye-v1"]);
+}
+
+#[test]
+fn toml_syntax_error_has_line_and_column() {
+    assert_eq!(
+        errors("[server]\nlisten = \n"),
+        ["c.toml:2:10: string values must be quoted, expected literal string"]
+    );
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let text = ROUTE.replace("secrets = [\"s\"]", "secrets = [\"s\"]\ntolerance_sec = 5");
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("c.toml:9:1: unknown field `tolerance_sec`"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn semantic_errors_are_all_reported_with_positions() {
+    let text = r#"
+[[routes]]
+name = "a"
+path = "/a"
+upstream = "ftp://127.0.0.1/x"
+[routes.verify]
+scheme = "stripey"
+secrets = ["env:HOOKGATE_TEST_SURELY_UNSET", "file:/nonexistent/hookgate/secret"]
+
+[[routes]]
+name = "a"
+path = "/b"
+upstream = "http://127.0.0.1:3000"
+[routes.verify]
+scheme = "rye"
+secrets = ["s"]
+"#;
+    let e = errors(text);
+    assert_eq!(
+        e,
+        [
+            "c.toml:5:12: upstream URL `ftp://127.0.0.1/x` must start with http:// or https://",
+            "c.toml:7:10: unknown scheme `stripey`; known schemes: rye, rye-v1, aryeo, hmac",
+            "c.toml:8:12: environment variable `HOOKGATE_TEST_SURELY_UNSET` is not set",
+            "c.toml:8:46: cannot read secret file `/nonexistent/hookgate/secret`: No such file or directory (os error 2)",
+            "c.toml:11:8: duplicate route name `a`",
+        ]
+    );
+}
+
+#[test]
+fn overlapping_routes_are_refused_but_disjoint_methods_are_not() {
+    let overlap = format!("{ROUTE}{}", ROUTE.replace("name = \"a\"", "name = \"b\""));
+    assert_eq!(
+        errors(&overlap),
+        ["c.toml:12:8: route `b` overlaps route `a`: same host, path and method POST"]
+    );
+    let disjoint = format!(
+        "{ROUTE}{}",
+        ROUTE.replace("name = \"a\"", "name = \"b\"\nmethods = [\"GET\"]")
+    );
+    assert!(load_str(Path::new("c.toml"), &disjoint).is_ok());
+    let other_host = format!(
+        "{ROUTE}{}",
+        ROUTE.replace("name = \"a\"", "name = \"b\"\nhost = \"x.example\"")
+    );
+    assert!(load_str(Path::new("c.toml"), &other_host).is_ok());
+}
+
+#[test]
+fn path_rules_and_names_are_checked() {
+    assert_eq!(
+        errors(&ROUTE.replace("path = \"/a\"", "path = \"/a\"\npath_prefix = \"/a/\"")),
+        ["c.toml:5:15: set either `path` or `path_prefix`, not both"]
+    );
+    assert_eq!(
+        errors(&ROUTE.replace("path = \"/a\"\n", "")),
+        ["c.toml:3:8: route `a` needs `path` or `path_prefix`"]
+    );
+    assert_eq!(
+        errors(&ROUTE.replace("\"/a\"", "\"a?x\"")),
+        ["c.toml:4:8: path `a?x` must start with `/` and have no query, fragment or spaces"]
+    );
+    assert_eq!(
+        errors(&ROUTE.replace("\"a\"", "\"A b\"")),
+        ["c.toml:3:8: route name `A b` must match [a-z0-9_-]+"]
+    );
+}
+
+#[test]
+fn generic_scheme_needs_its_keys_and_builtin_refuses_them() {
+    let hmac = ROUTE.replace(
+        "scheme = \"rye\"",
+        "scheme = \"hmac\"\npayload = \"{timestamp}.{body}\"",
+    );
+    assert_eq!(
+        errors(&hmac),
+        [
+            "c.toml:7:10: scheme `hmac` needs `header`, the signature header's name",
+            "c.toml:8:11: payload uses {timestamp} but `timestamp_header` is not set",
+        ]
+    );
+    let bad = ROUTE.replace("scheme = \"rye\"", "scheme = \"hmac\"\nheader = \"x\"\nalgorithm = \"md5\"\nencoding = \"b32\"\npayload = \"{nope}\"");
+    let e = errors(&bad);
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(
+        e[0].starts_with("c.toml:9:13: unknown algorithm `md5`"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("c.toml:10:12: unknown encoding `b32`"),
+        "{e:?}"
+    );
+    assert!(
+        e[2].starts_with("c.toml:11:11: unknown placeholder `{nope}`"),
+        "{e:?}"
+    );
+    let builtin = ROUTE.replace("scheme = \"rye\"", "scheme = \"rye\"\nheader = \"x\"");
+    assert_eq!(
+        errors(&builtin),
+        ["c.toml:8:10: `header` applies only to scheme = \"hmac\"; scheme `rye` fixes it"]
+    );
+}
+
+#[test]
+fn tolerance_on_an_unsigned_timestamp_is_a_warning() {
+    let text = ROUTE.replace(
+        "scheme = \"rye\"",
+        "scheme = \"hmac\"\nheader = \"x-sig\"\ntimestamp_header = \"x-ts\"\ntolerance_secs = 60",
+    );
+    let loaded = load_str(Path::new("c.toml"), &text).unwrap();
+    let w = loaded.warnings.lines();
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].starts_with("c.toml:10:18: warning: `tolerance_secs` has no effect"),
+        "{w:?}"
+    );
+    let route = loaded.config.routes.iter().next().unwrap();
+    assert_eq!(
+        route.verifiers[0].tolerance_secs(),
+        None,
+        "an unsigned timestamp is never enforced"
+    );
+
+    let signed = text.replace(
+        "scheme = \"hmac\"",
+        "scheme = \"hmac\"\npayload = \"{timestamp}.{body}\"",
+    );
+    let loaded = load_str(Path::new("c.toml"), &signed).unwrap();
+    assert!(loaded.warnings.lines().is_empty());
+    assert_eq!(
+        loaded.config.routes.iter().next().unwrap().verifiers[0].tolerance_secs(),
+        Some(60)
+    );
+}
+
+#[test]
+fn numbers_must_be_positive() {
+    assert_eq!(
+        errors(&format!(
+            "[server]\nmax_body_bytes = -1\nthreads = 0\n{ROUTE}"
+        )),
+        [
+            "c.toml:2:18: `max_body_bytes` must be a positive integer",
+            "c.toml:3:11: `threads` must be a positive integer"
+        ]
+    );
+}
+
+#[test]
+fn unresolvable_upstream_host_is_an_error() {
+    let e = errors(&ROUTE.replace("127.0.0.1:3000", "no-such-host.invalid:3000"));
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("c.toml:5:12: cannot resolve upstream host `no-such-host.invalid`"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn unreadable_file_is_reported() {
+    let e = load(Path::new("/nonexistent/hookgate.toml")).unwrap_err();
+    assert_eq!(e.lines().len(), 1);
+    assert!(
+        e.lines()[0].starts_with("/nonexistent/hookgate.toml:1:1: cannot read config:"),
+        "{e}"
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_diagnostics() {
+    let text = ROUTE.replace(
+        "secrets = [\"s\"]",
+        "secrets = [\"SUPERSECRETVALUE\"]\nfoo = 1",
+    );
+    let e = errors(&text).join("\n");
+    assert!(!e.contains("SUPERSECRETVALUE"), "{e}");
+}

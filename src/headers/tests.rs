@@ -1,0 +1,152 @@
+//! Upstream header normalization: hop-by-hop and reserved headers removed,
+//! the gateway's own set, case kept for the rest.
+
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, Method};
+use pingora::http::RequestHeader;
+
+use super::{Forwarding, upstream_request};
+use crate::config::secret::Secret;
+use crate::verify::request::{SignedRequest, UrlParts};
+use crate::verify::{Verified, Verifier, presets};
+
+const BODY: &[u8] = br#"{"id":"evt_1","type":"order.created","createdAt":"2026-01-01T00:00:00Z"}"#;
+const URL: UrlParts<'static> = UrlParts {
+    public_url: None,
+    remainder: "",
+    host: "h",
+    path: "/",
+    query: None,
+};
+
+fn verified() -> Verified {
+    let mut headers = http::HeaderMap::new();
+    let rye = presets::builtin("rye").unwrap();
+    let mut rye_mac = crate::verify::mac::KeyedMac::new(rye.algorithm, b"k");
+    rye_mac.update(BODY);
+    headers.insert(
+        "x-rye-signature",
+        HeaderValue::from_str(&format!("v0={}", hex::encode(rye_mac.finalize()))).unwrap(),
+    );
+    let req = SignedRequest::new("POST", &headers, BODY, URL);
+    Verifier::new(Arc::clone(&rye), &[Secret::new(b"k".to_vec())], None)
+        .verify(&req, 0)
+        .unwrap()
+}
+
+fn downstream(pairs: &[(&str, &str)]) -> RequestHeader {
+    let mut req = RequestHeader::build(Method::POST, b"/webhooks/rye?x=1", None).unwrap();
+    for (k, v) in pairs {
+        req.append_header(k.to_string(), *v).unwrap();
+    }
+    req
+}
+
+fn build(req: &RequestHeader, strip: &[HeaderName]) -> RequestHeader {
+    let v = verified();
+    let f = Forwarding {
+        route: "rye-checkout",
+        verified: &v,
+        client_ip: Some("10.1.2.3".parse().unwrap()),
+        strip,
+        upstream_authority: "127.0.0.1:3000",
+        path_and_query: "/internal/rye?x=1",
+        body_len: BODY.len(),
+    };
+    upstream_request(req, &f).unwrap()
+}
+
+fn all(req: &RequestHeader, name: &str) -> Vec<String> {
+    req.headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn forged_gateway_headers_are_replaced() {
+    let req = downstream(&[
+        ("X-Webhook-Verified", "true"),
+        ("x-webhook-verified", "rye"),
+        ("X-Webhook-Route", "admin"),
+        ("Webhook-Id", "forged"),
+        ("webhook-timestamp", "1"),
+        ("x-webhook-event-type", "forged"),
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "evil"),
+        ("Host", "hooks.example.com"),
+    ]);
+    let up = build(&req, &[]);
+    assert_eq!(all(&up, "x-webhook-verified"), ["rye"]);
+    assert_eq!(all(&up, "x-webhook-route"), ["rye-checkout"]);
+    assert_eq!(all(&up, "webhook-id"), ["evt_1"]);
+    assert_eq!(all(&up, "webhook-timestamp"), ["1767225600"]);
+    assert_eq!(all(&up, "x-webhook-event-type"), ["order.created"]);
+    assert_eq!(all(&up, "x-forwarded-for"), ["10.1.2.3"]);
+    assert_eq!(all(&up, "x-forwarded-proto"), ["http"]);
+    assert_eq!(all(&up, "x-forwarded-host"), ["hooks.example.com"]);
+    assert_eq!(all(&up, "host"), ["127.0.0.1:3000"]);
+    assert_eq!(up.uri.to_string(), "/internal/rye?x=1");
+    assert_eq!(up.version, http::Version::HTTP_11);
+}
+
+#[test]
+fn hop_by_hop_and_nominated_headers_are_dropped_framing_is_ours() {
+    let req = downstream(&[
+        ("Connection", "keep-alive, X-Secret-Hop"),
+        ("X-Secret-Hop", "1"),
+        ("Keep-Alive", "timeout=5"),
+        ("Transfer-Encoding", "chunked"),
+        ("TE", "trailers"),
+        ("Upgrade", "h2c"),
+        ("Expect", "100-continue"),
+        ("Proxy-Authorization", "Basic x"),
+        ("Content-Length", "999"),
+        ("X-Rye-Signature", "v0=abc"),
+        ("Content-Type", "application/json"),
+    ]);
+    let up = build(&req, &[]);
+    for gone in [
+        "connection",
+        "x-secret-hop",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+        "expect",
+        "proxy-authorization",
+    ] {
+        assert!(
+            up.headers.get(gone).is_none(),
+            "{gone} must not be forwarded"
+        );
+    }
+    assert_eq!(all(&up, "content-length"), [BODY.len().to_string()]);
+    assert_eq!(
+        all(&up, "x-rye-signature"),
+        ["v0=abc"],
+        "provider headers pass through"
+    );
+    let mut wire = Vec::new();
+    up.header_to_h1_wire(&mut wire);
+    let wire = String::from_utf8(wire).unwrap();
+    assert!(
+        wire.contains("Content-Type: application/json"),
+        "case is kept:\n{wire}"
+    );
+    assert!(
+        wire.contains("X-Rye-Signature: v0=abc"),
+        "case is kept:\n{wire}"
+    );
+}
+
+#[test]
+fn strip_signature_headers_removes_them() {
+    let req = downstream(&[("X-Rye-Signature", "v0=abc"), ("x-other", "1")]);
+    let up = build(&req, &[HeaderName::from_static("x-rye-signature")]);
+    assert!(up.headers.get("x-rye-signature").is_none());
+    assert_eq!(all(&up, "x-other"), ["1"]);
+}

@@ -1,0 +1,135 @@
+//! The one place that maps refusals to HTTP: every error code of the contract,
+//! its status, and the JSON body `{"error": CODE}`. Bodies never echo a
+//! signature, a secret or any other request data.
+
+use http::Method;
+
+use crate::response::LocalResponse;
+use crate::verify::Rejection;
+
+/// Every error the gateway answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 400: malformed request or unreadable body.
+    BadRequest,
+    /// 401: no signature header (or a header the signature needs).
+    MissingSignature,
+    /// 401: the signature does not verify.
+    InvalidSignature,
+    /// 401: the signed timestamp is outside the route's tolerance.
+    TimestampOutOfTolerance,
+    /// 404: no route for this host and path.
+    NoRoute,
+    /// 405: the route does not allow this method.
+    MethodNotAllowed,
+    /// 408: the body did not arrive within `read_timeout_ms`.
+    BodyTimeout,
+    /// 413: the body is over the route's `max_body_bytes`.
+    PayloadTooLarge,
+    /// 502: the upstream refused the connection or broke it.
+    UpstreamUnavailable,
+    /// 504: the upstream did not answer within `upstream_timeout_ms`.
+    UpstreamTimeout,
+}
+
+impl ErrorCode {
+    /// The HTTP status.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::BadRequest => 400,
+            Self::MissingSignature | Self::InvalidSignature | Self::TimestampOutOfTolerance => 401,
+            Self::NoRoute => 404,
+            Self::MethodNotAllowed => 405,
+            Self::BodyTimeout => 408,
+            Self::PayloadTooLarge => 413,
+            Self::UpstreamUnavailable => 502,
+            Self::UpstreamTimeout => 504,
+        }
+    }
+
+    /// The code in the JSON body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::MissingSignature => "missing_signature",
+            Self::InvalidSignature => "invalid_signature",
+            Self::TimestampOutOfTolerance => "timestamp_out_of_tolerance",
+            Self::NoRoute => "no_route",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::BodyTimeout => "body_timeout",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    /// The response for this error.
+    pub fn response(self) -> LocalResponse {
+        LocalResponse {
+            status: self.status(),
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: format!(r#"{{"error":"{}"}}"#, self.as_str()).into_bytes(),
+        }
+    }
+
+    /// A 405 listing the allowed methods in `Allow`.
+    pub fn method_not_allowed(allowed: &[Method]) -> LocalResponse {
+        let mut response = Self::MethodNotAllowed.response();
+        let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+        response
+            .headers
+            .push((http::header::ALLOW, list.join(", ")));
+        response
+    }
+}
+
+impl From<Rejection> for ErrorCode {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::SignatureMissing | Rejection::SignedHeaderMissing => Self::MissingSignature,
+            Rejection::SignatureMalformed | Rejection::SignatureMismatch => Self::InvalidSignature,
+            Rejection::TimestampUnreadable
+            | Rejection::TimestampTooOld
+            | Rejection::TimestampTooNew => Self::TimestampOutOfTolerance,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_the_contract_json() {
+        let r = ErrorCode::InvalidSignature.response();
+        assert_eq!((r.status, r.content_type), (401, "application/json"));
+        assert_eq!(r.body, br#"{"error":"invalid_signature"}"#);
+        let v: serde_json::Value =
+            serde_json::from_slice(&ErrorCode::UpstreamTimeout.response().body).unwrap();
+        assert_eq!(v["error"], "upstream_timeout");
+    }
+
+    #[test]
+    fn rejections_map_to_their_codes() {
+        assert_eq!(
+            ErrorCode::from(Rejection::SignedHeaderMissing),
+            ErrorCode::MissingSignature
+        );
+        assert_eq!(
+            ErrorCode::from(Rejection::SignatureMalformed),
+            ErrorCode::InvalidSignature
+        );
+        assert_eq!(
+            ErrorCode::from(Rejection::TimestampTooNew),
+            ErrorCode::TimestampOutOfTolerance
+        );
+    }
+
+    #[test]
+    fn method_not_allowed_lists_methods() {
+        let r = ErrorCode::method_not_allowed(&[Method::POST, Method::GET]);
+        assert_eq!(r.status, 405);
+        assert_eq!(r.headers, [(http::header::ALLOW, "POST, GET".to_owned())]);
+    }
+}

@@ -1,0 +1,114 @@
+//! `RuntimeConfig`: the immutable, validated snapshot a request runs against —
+//! built routes with their verifiers and resolved upstreams. Shared through an
+//! `ArcSwap`; a reload builds a new one and never mutates this.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+
+use crate::routes::RouteTable;
+use crate::verify::Verifier;
+
+/// A whole validated config.
+#[derive(Debug)]
+pub struct RuntimeConfig {
+    /// The file it was loaded from.
+    pub source: PathBuf,
+    /// 1 for the config loaded at startup, then one more for each successful reload.
+    pub generation: u64,
+    /// Listener and process settings.
+    pub server: ServerSettings,
+    /// The routes, indexed for matching.
+    pub routes: RouteTable,
+}
+
+/// `[server]` after validation and defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Webhook listener addresses (a change needs a restart).
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads (a change needs a restart).
+    pub threads: usize,
+    /// Whether the config file is watched for changes (a change needs a restart).
+    pub watch_config: bool,
+}
+
+/// How a route matches the request path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PathMatch {
+    /// `path`: the whole path.
+    Exact(String),
+    /// `path_prefix`: a leading part of the path, on a segment boundary.
+    Prefix(String),
+}
+
+/// Where a route forwards to, resolved at load time so forwarding never does DNS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// Whether to speak TLS.
+    pub tls: bool,
+    /// Host name, for SNI and certificate checks.
+    pub host: String,
+    /// `host[:port]` as written, sent as `Host`.
+    pub authority: String,
+    /// Path that replaces the matched path, when the URL has one.
+    pub path: Option<String>,
+    /// Query to prepend to the request's query, when the URL has one.
+    pub query: Option<String>,
+}
+
+/// One route.
+#[derive(Debug)]
+pub struct Route {
+    /// Unique name; sent upstream as `x-webhook-route`.
+    pub name: String,
+    /// Lower-case host to match, without port unless written with one.
+    pub host: Option<String>,
+    /// Path rule.
+    pub path: PathMatch,
+    /// Allowed methods.
+    pub methods: Vec<Method>,
+    /// Forwarding target.
+    pub upstream: Upstream,
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+    /// Deadline for the whole request body.
+    pub read_timeout: Duration,
+    /// Deadline for the upstream's response header, and for each body read.
+    pub upstream_timeout: Duration,
+    /// The verifiers; any one passing admits a request.
+    pub verifiers: Vec<Verifier>,
+    /// Headers removed before forwarding (`strip_signature_headers`).
+    pub strip_headers: Vec<HeaderName>,
+    /// The URL providers call, for schemes that sign it.
+    pub public_url: Option<String>,
+}
+
+impl Route {
+    /// The upstream path for a request whose path matched with `remainder` left over,
+    /// and its query string.
+    pub fn upstream_path_and_query(
+        &self,
+        request_path: &str,
+        remainder: &str,
+        query: Option<&str>,
+    ) -> String {
+        let mut out = match &self.upstream.path {
+            Some(base) => crate::verify::request::join_path(base, remainder),
+            None => request_path.to_owned(),
+        };
+        let queries: Vec<&str> = [self.upstream.query.as_deref(), query]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !queries.is_empty() {
+            out.push('?');
+            out.push_str(&queries.join("&"));
+        }
+        out
+    }
+}
