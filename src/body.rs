@@ -1,0 +1,69 @@
+//! The only place that reads a request body: bounded by the route's size limit
+//! and by a deadline for the whole body, not just for each read.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pingora::ErrorType;
+use pingora::proxy::Session;
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// It grew past the limit.
+    TooLarge,
+    /// It did not arrive in time.
+    Timeout,
+    /// Its framing was invalid (e.g. bad chunk sizes).
+    Malformed(Box<pingora::Error>),
+    /// The client went away; nothing can be answered.
+    Disconnected(Box<pingora::Error>),
+}
+
+/// The request's declared `Content-Length`, if any and valid.
+pub fn content_length(session: &Session) -> Option<u64> {
+    session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Reads the whole body: at most `max` bytes, within `deadline` overall.
+pub async fn read_bounded(
+    session: &mut Session,
+    max: usize,
+    deadline: Duration,
+) -> Result<Bytes, BodyError> {
+    session.set_read_timeout(Some(deadline));
+    let capacity =
+        content_length(session).map_or(0, |n| usize::try_from(n).unwrap_or(max).min(max));
+    let read_all = async {
+        let mut buf = BytesMut::with_capacity(capacity);
+        while let Some(chunk) = session.read_request_body().await.map_err(classify)? {
+            if buf.len() + chunk.len() > max {
+                return Err(BodyError::TooLarge);
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    };
+    match tokio::time::timeout(deadline, read_all).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(BodyError::Timeout),
+    }
+}
+
+fn classify(e: Box<pingora::Error>) -> BodyError {
+    match e.etype() {
+        ErrorType::ReadTimedout => BodyError::Timeout,
+        ErrorType::ReadError | ErrorType::ConnectionClosed | ErrorType::WriteError => {
+            BodyError::Disconnected(e)
+        }
+        _ => BodyError::Malformed(e),
+    }
+}

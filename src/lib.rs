@@ -1,0 +1,47 @@
+//! hookgate: a webhook verification gateway on pingora.
+//!
+//! # Layout
+//!
+//! - [`config`]: `hookgate.toml` → validated [`runtime::RuntimeConfig`], with
+//!   `PATH:LINE:COL` diagnostics.
+//! - [`routes`]: host / path / method matching.
+//! - [`verify`]: scheme descriptors and signature verification (pure, no I/O).
+//! - [`handshake`]: provider endpoint-verification challenges.
+//! - [`headers`]: upstream header normalization.
+//! - [`reject`]: error codes and their responses.
+//! - [`body`], [`forward`], [`proxy`], [`reload`], [`server`]: the pingora shell.
+//!
+//! # Request lifecycle
+//!
+//! ```text
+//! request_filter:  snapshot config ─ route (404/405) ─ Content-Length (413)
+//!                  ─ 100-continue ─ read whole body (413/408) ─ verify (401)
+//!                  ─ handshake? answer locally : keep Verified in ctx
+//! proxy_upstream_filter: normalize headers ─ Connector: write request, read
+//!                  response (502/504) ─ relay status, headers, body unchanged
+//! ```
+//!
+//! # Invariants
+//!
+//! - Nothing reaches the upstream before the whole body is verified: no
+//!   connection, no header, no byte.
+//! - A request runs on one config snapshot from start to end.
+//! - The gateway's own headers are removed from the client's request before
+//!   being set, so they cannot be forged.
+//! - Secrets never appear in logs, errors or responses.
+
+pub mod body;
+pub mod clock;
+pub mod config;
+pub mod forward;
+pub mod handshake;
+pub mod headers;
+pub mod json;
+pub mod proxy;
+pub mod reject;
+pub mod reload;
+pub mod response;
+pub mod routes;
+pub mod runtime;
+pub mod server;
+pub mod verify;

@@ -1,0 +1,331 @@
+//! `impl ProxyHttp for Gateway`: a thin shell over the pure modules.
+//! `request_filter` routes, admits, reads and verifies the whole body and answers
+//! locally; `proxy_upstream_filter` forwards only what was verified.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+use crate::body::{self, BodyError};
+use crate::clock::Clock;
+use crate::forward::{ForwardError, Forwarder};
+use crate::headers::{self, Forwarding};
+use crate::reject::ErrorCode;
+use crate::reload::ConfigStore;
+use crate::response::LocalResponse;
+use crate::routes::{self, Match};
+use crate::runtime::{Route, RuntimeConfig};
+use crate::verify::request::{SignedRequest, UrlParts};
+use crate::verify::{Rejection, Verified, verify_any};
+
+/// The webhook proxy.
+#[derive(Debug)]
+pub struct Gateway {
+    store: ConfigStore,
+    clock: Arc<dyn Clock>,
+    forwarder: Forwarder,
+}
+
+impl Gateway {
+    /// A gateway serving the configs in `store`, checking time with `clock`.
+    pub fn new(store: ConfigStore, clock: Arc<dyn Clock>, forwarder: Forwarder) -> Self {
+        Self {
+            store,
+            clock,
+            forwarder,
+        }
+    }
+}
+
+/// Per-request state. The config snapshot is taken once, so a reload never changes
+/// a request halfway.
+#[derive(Debug, Default)]
+pub struct RequestCtx {
+    config: Option<Arc<RuntimeConfig>>,
+    admitted: Option<Admitted>,
+}
+
+/// A verified request waiting to be forwarded.
+#[derive(Debug)]
+struct Admitted {
+    route: Arc<Route>,
+    path_and_query: String,
+    body: Bytes,
+    verified: Verified,
+}
+
+/// What `request_filter` decided.
+enum Decision {
+    /// Answer locally; `close` when the body was not read.
+    Respond {
+        response: LocalResponse,
+        close: bool,
+    },
+    /// Forward upstream.
+    Forward(Admitted),
+}
+
+impl Decision {
+    fn error(code: ErrorCode, close: bool) -> Self {
+        Self::Respond {
+            response: code.response(),
+            close,
+        }
+    }
+}
+
+/// The verification outcome for a fully read body.
+enum Judgement {
+    Reject(Rejection),
+    Answer(LocalResponse),
+    Forward(Verified),
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let config = self.store.snapshot();
+        ctx.config = Some(Arc::clone(&config));
+        match self.decide(session, &config).await? {
+            Decision::Respond { response, close } => {
+                write_local(session, &response, close).await?;
+                Ok(true)
+            }
+            Decision::Forward(admitted) => {
+                ctx.admitted = Some(admitted);
+                Ok(false)
+            }
+        }
+    }
+
+    async fn proxy_upstream_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let Some(admitted) = ctx.admitted.take() else {
+            return Error::e_explain(ErrorType::InternalError, "no verified request to forward");
+        };
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let request = headers::upstream_request(
+            session.req_header(),
+            &Forwarding {
+                route: &admitted.route.name,
+                verified: &admitted.verified,
+                client_ip,
+                strip: &admitted.route.strip_headers,
+                upstream_authority: &admitted.route.upstream.authority,
+                path_and_query: &admitted.path_and_query,
+                body_len: admitted.body.len(),
+            },
+        )?;
+        let route = &admitted.route;
+        let sent = self
+            .forwarder
+            .forward(
+                session,
+                &route.upstream,
+                route.upstream_timeout,
+                request,
+                admitted.body,
+            )
+            .await;
+        match sent {
+            Ok(_status) => {}
+            Err(ForwardError::BeforeResponse(code, e)) => {
+                log::warn!(
+                    "route {}: upstream {} failed: {e}",
+                    route.name,
+                    route.upstream.addr
+                );
+                write_local(session, &code.response(), false).await?;
+            }
+            Err(ForwardError::AfterResponse(e)) => return Err(e),
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        // Forwarding happens in `proxy_upstream_filter`, which never lets pingora go upstream.
+        Error::e_explain(
+            ErrorType::InternalError,
+            "pingora's own upstream path is not used",
+        )
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let dead = matches!(
+            e.etype(),
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
+        );
+        let code = match e.esource() {
+            ErrorSource::Downstream => ErrorCode::BadRequest,
+            _ => ErrorCode::UpstreamUnavailable,
+        };
+        let mut status = 0;
+        if !dead && session.response_written().is_none() {
+            status = code.status();
+            if let Err(write_error) = write_local(session, &code.response(), true).await {
+                log::debug!("cannot send error response: {write_error}");
+            }
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+}
+
+impl Gateway {
+    async fn decide(&self, session: &mut Session, config: &RuntimeConfig) -> Result<Decision> {
+        let req = session.req_header();
+        let path = req.uri.path();
+        if routes::has_dot_segment(path) {
+            return Ok(Decision::error(ErrorCode::BadRequest, true));
+        }
+        let (route, remainder) = match config.routes.find(host_of(req), path, &req.method) {
+            Match::Found { route, remainder } => (Arc::clone(route), remainder.to_owned()),
+            Match::NoRoute => return Ok(Decision::error(ErrorCode::NoRoute, true)),
+            Match::MethodNotAllowed(allowed) => {
+                let response = ErrorCode::method_not_allowed(&allowed);
+                return Ok(Decision::Respond {
+                    response,
+                    close: true,
+                });
+            }
+        };
+        if body::content_length(session).is_some_and(|n| n > route.max_body_bytes as u64) {
+            return Ok(Decision::error(ErrorCode::PayloadTooLarge, true));
+        }
+        if expects_continue(session.req_header()) {
+            session.write_continue_response().await?;
+        }
+        let body = match body::read_bounded(session, route.max_body_bytes, route.read_timeout).await
+        {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
+                return Ok(Decision::error(ErrorCode::PayloadTooLarge, true));
+            }
+            Err(BodyError::Timeout) => return Ok(Decision::error(ErrorCode::BodyTimeout, true)),
+            Err(BodyError::Malformed(e)) => {
+                log::debug!("route {}: unreadable body: {e}", route.name);
+                return Ok(Decision::error(ErrorCode::BadRequest, true));
+            }
+            Err(BodyError::Disconnected(e)) => return Err(e),
+        };
+        let req = session.req_header();
+        Ok(match self.judge(req, &route, &remainder, &body) {
+            Judgement::Reject(rejection) => {
+                log::info!("route {}: refused: {}", route.name, rejection.reason());
+                Decision::error(rejection.into(), false)
+            }
+            Judgement::Answer(response) => Decision::Respond {
+                response,
+                close: false,
+            },
+            Judgement::Forward(verified) => Decision::Forward(Admitted {
+                path_and_query: route.upstream_path_and_query(
+                    req.uri.path(),
+                    &remainder,
+                    req.uri.query(),
+                ),
+                route,
+                body,
+                verified,
+            }),
+        })
+    }
+
+    /// Verifies a fully read request and decides between refusing, answering a
+    /// handshake, and forwarding. Synchronous: the borrowed request view never
+    /// lives across an await.
+    fn judge(&self, req: &RequestHeader, route: &Route, remainder: &str, body: &[u8]) -> Judgement {
+        let url = UrlParts {
+            public_url: route.public_url.as_deref(),
+            remainder,
+            host: host_of(req).unwrap_or_default(),
+            path: req.uri.path(),
+            query: req.uri.query(),
+        };
+        let signed = SignedRequest::new(req.method.as_str(), &req.headers, body, url);
+        let verified = match verify_any(&route.verifiers, &signed, self.clock.now_unix()) {
+            Ok(verified) => verified,
+            Err(rejection) => return Judgement::Reject(rejection),
+        };
+        match verified
+            .scheme()
+            .handshake
+            .as_ref()
+            .filter(|h| h.matches(&signed))
+        {
+            None => Judgement::Forward(verified),
+            Some(handshake) => match handshake.answer(&signed) {
+                Ok(response) => Judgement::Answer(response),
+                Err(missing) => {
+                    log::info!("route {}: {missing}", route.name);
+                    Judgement::Answer(ErrorCode::BadRequest.response())
+                }
+            },
+        }
+    }
+}
+
+/// The host the client addressed: the `Host` header, or the authority of an
+/// absolute-form request target.
+fn host_of(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+fn expects_continue(req: &RequestHeader) -> bool {
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Writes a gateway-made response. `close` ends the connection afterwards, for
+/// answers given before the body was read.
+async fn write_local(session: &mut Session, response: &LocalResponse, close: bool) -> Result<()> {
+    let mut header = ResponseHeader::build(response.status, Some(3 + response.headers.len()))?;
+    header.insert_header(http::header::CONTENT_TYPE, response.content_type)?;
+    header.insert_header(http::header::CONTENT_LENGTH, response.body.len())?;
+    for (name, value) in &response.headers {
+        header.insert_header(name.clone(), value.as_str())?;
+    }
+    if close {
+        session.set_keepalive(None);
+    }
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session
+        .write_response_body(Some(Bytes::copy_from_slice(&response.body)), true)
+        .await
+}

@@ -1,0 +1,84 @@
+use std::process::Command;
+
+fn check(config: &std::path::Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn valid_config_prints_a_summary_and_exits_0() {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/hookgate.toml");
+    let (code, out) = check(&shipped);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.contains("ok: 3 route(s) [rye, aryeo, generic], listening on 127.0.0.1:8080"),
+        "{out}"
+    );
+}
+
+#[test]
+fn every_problem_is_printed_with_line_and_column_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let text = "[server]\nlisten = \"nowhere\"\n\n[[routes]]\nname = \"a\"\npath = \"/a\"\nupstream = \"http://127.0.0.1:1\"\n[routes.verify]\nscheme = \"rye\"\nsecrets = [\"env:HOOKGATE_UNSET_FOR_TEST\"]\n\n[[routes]]\nname = \"a\"\npath = \"/a\"\nupstream = \"not a url\"\n[routes.verify]\nscheme = \"stripe-ish\"\nsecrets = [\"x\"]\n";
+    std::fs::write(&path, text).unwrap();
+    let (code, out) = check(&path);
+    assert_eq!(code, 1, "{out}");
+    let p = path.display();
+    let expected = [
+        format!("{p}:2:10: invalid listen address `nowhere`; write IP:PORT, e.g. `127.0.0.1:8080`"),
+        format!("{p}:10:12: environment variable `HOOKGATE_UNSET_FOR_TEST` is not set"),
+        format!("{p}:13:8: duplicate route name `a`"),
+        format!("{p}:14:8: route `a` overlaps route `a`: same host, path and method POST"),
+        format!("{p}:15:12: invalid upstream URL `not a url`: invalid uri character"),
+        format!("{p}:17:10: unknown scheme `stripe-ish`; known schemes: rye, rye-v1, aryeo, hmac"),
+    ];
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn config_path_comes_from_the_environment_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("env.toml");
+    std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .arg("check")
+        .env("HOOKGATE_CONFIG", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("{}: ok: 0 route(s)", path.display())),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn run_refuses_an_invalid_config_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[server]\nthreads = \"many\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "{}:2:11: invalid type: string \"many\", expected i64",
+            path.display()
+        )),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,22 @@
+//! Integration tests: the real gateway binary in front of a real upstream, on
+//! loopback, spoken to over HTTP.
+
+// The harness is one binary; `pub` items in `support` are shared between its modules only.
+#![allow(unreachable_pub)]
+
+mod support;
+
+/// Body size limits, timeouts, chunked and large bodies, 100-continue.
+mod body;
+/// `hookgate check`.
+mod check;
+/// What the upstream receives and what the client gets back; 502/504.
+mod forwarding;
+/// Handshakes answered by the gateway.
+mod handshake;
+/// Live reload on SIGHUP and file change.
+mod reload;
+/// Routing, path rewriting, 404/405.
+mod routing;
+/// Signatures per scheme, rotation, tolerance; rejections never reach upstream.
+mod verify;

@@ -1,0 +1,184 @@
+use std::time::Duration;
+
+use crate::support::client::{Raw, post};
+use crate::support::gateway::Gateway;
+use crate::support::sign;
+use crate::support::upstream::Upstream;
+use crate::support::{route, scheme};
+
+fn config_text(gw: &Gateway, secret: &str, upstream: &Upstream) -> String {
+    let current = std::fs::read_to_string(&gw.config_path).unwrap();
+    let server = current.split("[[routes]]").next().unwrap().to_owned();
+    format!(
+        "{server}{}",
+        route("r", "/hook", &upstream.url(), &scheme("aryeo", &[secret]))
+    )
+}
+
+async fn status_with(gw: &Gateway, secret: &str) -> u16 {
+    let (h, v) = sign::aryeo(secret, b"{}");
+    post(gw.addr, "/hook", &[(h, &v)], "{}").await.status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_routes_and_secrets() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start_with(
+        &route("r", "/hook", &upstream.url(), &scheme("aryeo", &["old"])),
+        "watch_config = false",
+    )
+    .await;
+    assert_eq!(status_with(&gw, "old").await, 200);
+
+    std::fs::write(&gw.config_path, config_text(&gw, "new", &upstream)).unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        status_with(&gw, "old").await,
+        200,
+        "with watch_config = false only SIGHUP reloads"
+    );
+
+    gw.signal("HUP");
+    gw.wait_log("config reloaded (SIGHUP)", 1).await;
+    assert_eq!(status_with(&gw, "new").await, 200);
+    assert_eq!(status_with(&gw, "old").await, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rereads_file_secrets() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "first\n").unwrap();
+    let verify = format!(
+        "scheme = \"aryeo\"\nsecrets = [\"file:{}\"]\n",
+        secret_file.display()
+    );
+    let gw = Gateway::start(&route("r", "/hook", &upstream.url(), &verify)).await;
+    assert_eq!(status_with(&gw, "first").await, 200);
+    std::fs::write(&secret_file, "second\n").unwrap();
+    gw.signal("HUP");
+    gw.wait_log("config reloaded (SIGHUP)", 1).await;
+    assert_eq!(status_with(&gw, "second").await, 200);
+    assert_eq!(status_with(&gw, "first").await, 401);
+    let log = gw.log();
+    assert!(
+        !log.contains("first") && !log.contains("second"),
+        "a secret reached the log:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_changes_reload_in_place_and_by_rename() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&route(
+        "r",
+        "/hook",
+        &upstream.url(),
+        &scheme("aryeo", &["one"]),
+    ))
+    .await;
+
+    std::fs::write(&gw.config_path, config_text(&gw, "two", &upstream)).unwrap();
+    gw.wait_log("config reloaded (file change)", 1).await;
+    assert_eq!(status_with(&gw, "two").await, 200);
+    assert_eq!(status_with(&gw, "one").await, 401);
+
+    // Editors and `git checkout` replace the file: write elsewhere, rename over it.
+    let tmp = gw.config_path.with_extension("tmp");
+    std::fs::write(&tmp, config_text(&gw, "three", &upstream)).unwrap();
+    std::fs::rename(&tmp, &gw.config_path).unwrap();
+    gw.wait_log("config reloaded (file change)", 2).await;
+    assert_eq!(status_with(&gw, "three").await, 200);
+    assert_eq!(status_with(&gw, "two").await, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_file_changes_nothing_and_is_logged_with_its_position() {
+    let upstream = Upstream::start().await;
+    let mut gw = Gateway::start(&route(
+        "r",
+        "/hook",
+        &upstream.url(),
+        &scheme("aryeo", &["keep"]),
+    ))
+    .await;
+
+    let good = config_text(&gw, "keep", &upstream);
+    std::fs::write(
+        &gw.config_path,
+        good.replace("scheme = \"aryeo\"", "scheme = \"nope\""),
+    )
+    .unwrap();
+    gw.wait_log("config reload (file change) failed", 1).await;
+    let log = gw.log();
+    let path = gw.config_path.display().to_string();
+    assert!(
+        log.contains(&format!("{path}:")) && log.contains("unknown scheme `nope`"),
+        "{log}"
+    );
+    assert!(gw.is_running());
+    assert_eq!(
+        status_with(&gw, "keep").await,
+        200,
+        "the old config keeps serving"
+    );
+
+    std::fs::write(&gw.config_path, "this is = = not toml").unwrap();
+    gw.wait_log("config reload (file change) failed", 2).await;
+    gw.signal("HUP");
+    gw.wait_log("config reload (SIGHUP) failed", 1).await;
+    assert_eq!(status_with(&gw, "keep").await, 200);
+
+    std::fs::write(&gw.config_path, config_text_from(&good, "fixed")).unwrap();
+    gw.wait_log("config reloaded (file change)", 1).await;
+    assert_eq!(status_with(&gw, "fixed").await, 200);
+}
+
+fn config_text_from(good: &str, secret: &str) -> String {
+    good.replace("secrets = [\"keep\"]", &format!("secrets = [\"{secret}\"]"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_finishes_on_the_config_it_started_with() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&route(
+        "r",
+        "/hook",
+        &upstream.url(),
+        &scheme("aryeo", &["before"]),
+    ))
+    .await;
+    let body = b"{\"slow\":true}";
+    let (h, v) = sign::aryeo("before", body);
+    let mut raw = Raw::connect(gw.addr).await;
+    raw.send(
+        format!(
+            "POST /hook HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n{h}: {v}\r\n\r\n{{",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    std::fs::write(&gw.config_path, config_text(&gw, "after", &upstream)).unwrap();
+    gw.signal("HUP");
+    gw.wait_log("config reloaded", 1).await;
+
+    raw.send(&body[1..]).await;
+    let answer = raw
+        .read_response(Duration::from_secs(5))
+        .await
+        .expect("a response");
+    assert_eq!(
+        answer.status, 200,
+        "verified with the secret of the snapshot it started on"
+    );
+    assert_eq!(upstream.only_request().body, body);
+    assert_eq!(
+        status_with(&gw, "before").await,
+        401,
+        "new requests use the new config"
+    );
+}

@@ -1,0 +1,140 @@
+//! Runs the real `hookgate` binary on a free loopback port with a config file in
+//! a temporary directory; the process is killed when the handle drops.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running gateway process.
+#[derive(Debug)]
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub config_path: PathBuf,
+    log_path: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Gateway {
+    /// Starts the gateway with `routes` (TOML for `[[routes]]`; `[server]` is
+    /// written here with a free listen port and `server_extra` keys).
+    pub async fn start(routes: &str) -> Self {
+        Self::start_with(routes, "").await
+    }
+
+    /// Like [`Gateway::start`], adding `server_extra` lines to `[server]`.
+    pub async fn start_with(routes: &str, server_extra: &str) -> Self {
+        let mut dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("hookgate.toml");
+        let log_path = dir.path().join("hookgate.log");
+        for _attempt in 0..5 {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let text =
+                format!("[server]\nlisten = \"{addr}\"\nthreads = 2\n{server_extra}\n{routes}");
+            std::fs::write(&config_path, text).unwrap();
+            let log = std::fs::File::create(&log_path).unwrap();
+            let child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+                .args(["run", "--config"])
+                .arg(&config_path)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            let mut gateway = Self {
+                addr,
+                config_path: config_path.clone(),
+                log_path: log_path.clone(),
+                child,
+                _dir: dir,
+            };
+            if gateway.wait_ready().await {
+                return gateway;
+            }
+            dir = gateway.into_dir();
+        }
+        panic!("the gateway did not start");
+    }
+
+    fn into_dir(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self._dir, dir)
+    }
+
+    /// Waits until the listener accepts; false if the process died (port taken).
+    async fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = self.log();
+                assert!(
+                    log.contains("Address already in use"),
+                    "gateway exited with {status}:\n{log}"
+                );
+                return false;
+            }
+            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("gateway not ready after 20s:\n{}", self.log());
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. `"HUP"`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle` `count` times.
+    pub async fn wait_log(&self, needle: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.log().matches(needle).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "log never had {count}x {needle:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
