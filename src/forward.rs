@@ -3,6 +3,8 @@
 //! whole body was read and verified, so any body size works and nothing
 //! unverified reaches the upstream.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +13,7 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::{HttpPeer, Peer};
+use pingora::utils::tls::{WrappedX509, parse_x509};
 use pingora::{Error, ErrorType};
 
 use crate::headers::RESPONSE_HOP_BY_HOP;
@@ -57,12 +60,12 @@ impl Forwarder {
         request: RequestHeader,
         body: Bytes,
     ) -> Result<u16, ForwardError> {
-        let peer = peer(upstream, timeout);
-        let mut up = self.exchange(&peer, timeout, &request, &body).await?;
+        let peer = &upstream.peer;
+        let mut up = self.exchange(peer, timeout, &request, &body).await?;
         let status = relay(session, &mut up).await?;
         if up.response_done() {
             self.connector
-                .release_http_session(up, &peer, peer.idle_timeout())
+                .release_http_session(up, peer, peer.idle_timeout())
                 .await;
         } else {
             up.shutdown().await;
@@ -120,14 +123,23 @@ impl Forwarder {
     }
 }
 
-fn peer(upstream: &Upstream, timeout: Duration) -> HttpPeer {
-    let mut peer = HttpPeer::new(upstream.addr, upstream.tls, upstream.host.clone());
+/// Builds the connection target for an upstream: `sni` is its host name, `ca`
+/// the DER certificates to trust instead of the system's (for a private CA).
+pub fn peer(addr: SocketAddr, tls: bool, sni: &str, timeout: Duration, ca: &[Vec<u8>]) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, tls, sni.to_owned());
     let options = &mut peer.options;
     options.connection_timeout = Some(timeout);
     options.total_connection_timeout = Some(timeout);
     options.read_timeout = Some(timeout);
     options.write_timeout = Some(timeout);
     options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
+    if !ca.is_empty() {
+        let certs: Vec<WrappedX509> = ca
+            .iter()
+            .map(|der| WrappedX509::new(der.clone(), parse_x509))
+            .collect();
+        options.ca = Some(Arc::from(certs));
+    }
     peer
 }
 

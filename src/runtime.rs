@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{HeaderName, Method};
+use pingora::upstreams::peer::HttpPeer;
 
 use crate::routes::RouteTable;
 use crate::verify::Verifier;
@@ -44,15 +45,16 @@ pub enum PathMatch {
     Prefix(String),
 }
 
-/// Where a route forwards to, resolved at load time so forwarding never does DNS.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a route forwards to, resolved and built at load time so forwarding
+/// never does DNS or parses certificates.
+#[derive(Debug, Clone)]
 pub struct Upstream {
+    /// The connection target: address, TLS and SNI, timeouts, trusted CAs.
+    pub peer: HttpPeer,
     /// Resolved address.
     pub addr: SocketAddr,
     /// Whether to speak TLS.
     pub tls: bool,
-    /// Host name, for SNI and certificate checks.
-    pub host: String,
     /// `host[:port]` as written, sent as `Host`.
     pub authority: String,
     /// Path that replaces the matched path, when the URL has one.

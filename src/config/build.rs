@@ -15,6 +15,10 @@ use toml::Spanned;
 use super::diagnostics::Diagnostic;
 use super::file::{ConfigFile, RouteSection, ServerSection, VerifySection};
 use super::secret::{Secret, SecretRef};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::forward;
 use crate::routes::RouteTable;
 use crate::runtime::{PathMatch, Route, RuntimeConfig, ServerSettings, Upstream};
 use crate::verify::Verifier;
@@ -176,7 +180,6 @@ impl Builder<'_> {
         let path = self.path_rule(r);
         let host = r.host.as_ref().and_then(|h| self.host(h));
         let methods = self.methods(r);
-        let upstream = self.upstream(&r.upstream);
         let public_url = r.public_url.as_ref().and_then(|u| self.public_url(u));
         let max_body_bytes =
             self.positive_or(&r.max_body_bytes, "max_body_bytes", defaults.max_body_bytes);
@@ -190,6 +193,8 @@ impl Builder<'_> {
             "upstream_timeout_ms",
             defaults.upstream_timeout_ms,
         );
+        let upstream_timeout = Duration::from_millis(upstream_timeout_ms);
+        let upstream = self.upstream(&r.upstream, r.upstream_ca_file.as_ref(), upstream_timeout);
         let verify = &r.verify.get_ref().0;
         if verify.is_empty() {
             self.error(
@@ -219,7 +224,7 @@ impl Builder<'_> {
             upstream: upstream?,
             max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
             read_timeout: Duration::from_millis(read_timeout_ms),
-            upstream_timeout: Duration::from_millis(upstream_timeout_ms),
+            upstream_timeout,
             verifiers,
             strip_headers,
             public_url,
@@ -294,7 +299,12 @@ impl Builder<'_> {
         methods
     }
 
-    fn upstream(&mut self, text: &Spanned<String>) -> Option<Upstream> {
+    fn upstream(
+        &mut self,
+        text: &Spanned<String>,
+        ca_file: Option<&Spanned<String>>,
+        timeout: Duration,
+    ) -> Option<Upstream> {
         let raw = text.get_ref();
         let uri: Uri = match raw.parse() {
             Ok(uri) => uri,
@@ -358,14 +368,58 @@ impl Builder<'_> {
             .filter(|_| written_path)
             .map(|pq| pq.path().to_owned());
         let query = uri.query().filter(|q| !q.is_empty()).map(str::to_owned);
+        let ca = match ca_file {
+            None => Vec::new(),
+            Some(file) if !tls => {
+                self.error(span(file), "`upstream_ca_file` needs an https:// upstream");
+                return None;
+            }
+            Some(file) => self.ca_certificates(file)?,
+        };
         Some(Upstream {
+            peer: forward::peer(addr, tls, &host, timeout, &ca),
             addr,
             tls,
-            host,
             authority: authority.as_str().to_owned(),
             path,
             query,
         })
+    }
+
+    /// Reads a PEM file of CA certificates, each checked to be a parseable X.509
+    /// certificate (the TLS stack would otherwise fail on it at connect time).
+    fn ca_certificates(&mut self, file: &Spanned<String>) -> Option<Vec<Vec<u8>>> {
+        let path = self.base_dir.join(file.get_ref());
+        let pem = match std::fs::read(&path) {
+            Ok(pem) => pem,
+            Err(e) => {
+                self.error(span(file), format!("cannot read `{}`: {e}", path.display()));
+                return None;
+            }
+        };
+        let mut certs = Vec::new();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            match cert {
+                Ok(der) if x509_parser::parse_x509_certificate(&der).is_ok() => {
+                    certs.push(der.to_vec());
+                }
+                _ => {
+                    self.error(
+                        span(file),
+                        format!("`{}` holds an invalid certificate", path.display()),
+                    );
+                    return None;
+                }
+            }
+        }
+        if certs.is_empty() {
+            self.error(
+                span(file),
+                format!("`{}` holds no PEM certificate", path.display()),
+            );
+            return None;
+        }
+        Some(certs)
     }
 
     fn public_url(&mut self, text: &Spanned<String>) -> Option<String> {

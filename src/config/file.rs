@@ -62,6 +62,8 @@ pub struct RouteSection {
     pub read_timeout_ms: Option<Spanned<i64>>,
     /// Overrides `server.upstream_timeout_ms`.
     pub upstream_timeout_ms: Option<Spanned<i64>>,
+    /// PEM file of CA certificates to trust for an `https` upstream instead of the system's.
+    pub upstream_ca_file: Option<Spanned<String>>,
     /// The public URL providers call, for schemes that sign the URL.
     pub public_url: Option<Spanned<String>>,
     /// Remove the scheme's signature headers before forwarding. Default false.

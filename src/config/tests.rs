@@ -281,3 +281,48 @@ fn secrets_never_appear_in_diagnostics() {
     let e = errors(&text).join("\n");
     assert!(!e.contains("SUPERSECRETVALUE"), "{e}");
 }
+
+#[test]
+fn upstream_ca_file_needs_https_and_real_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let bad_der = dir.path().join("bad.pem");
+    let pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    std::fs::write(&bad_der, pem).unwrap();
+    let with_ca = |scheme: &str, file: &str| {
+        ROUTE
+            .replace(
+                "http://127.0.0.1:3000",
+                &format!("{scheme}://127.0.0.1:3000"),
+            )
+            .replace(
+                "[routes.verify]",
+                &format!("upstream_ca_file = \"{file}\"\n[routes.verify]"),
+            )
+    };
+    let path = |p: &Path| p.display().to_string();
+    assert_eq!(
+        errors(&with_ca("http", &path(&not_pem))),
+        ["c.toml:6:20: `upstream_ca_file` needs an https:// upstream"]
+    );
+    assert_eq!(
+        errors(&with_ca("https", &path(&not_pem))),
+        [format!(
+            "c.toml:6:20: `{}` holds no PEM certificate",
+            path(&not_pem)
+        )]
+    );
+    assert_eq!(
+        errors(&with_ca("https", &path(&bad_der))),
+        [format!(
+            "c.toml:6:20: `{}` holds an invalid certificate",
+            path(&bad_der)
+        )]
+    );
+    let missing = errors(&with_ca("https", "missing.pem"));
+    assert!(
+        missing[0].starts_with("c.toml:6:20: cannot read `missing.pem`"),
+        "{missing:?}"
+    );
+}

@@ -202,3 +202,29 @@ async fn connections_are_kept_alive_on_both_sides() {
     assert_eq!(upstream.requests().len(), 5);
     assert_eq!(upstream.connections(), 1, "upstream connections are pooled");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstream_is_verified_against_the_configured_ca() {
+    let (upstream, ca_pem) = Upstream::start_tls().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let https = format!("https://127.0.0.1:{}/secure", upstream.addr.port());
+    let extra = format!("upstream_ca_file = \"{}\"", ca_file.display());
+    let gw = Gateway::start(&aryeo_route(&https, &extra)).await;
+    let body = br#"{"over":"tls"}"#;
+    let (h, v) = sign::aryeo(SECRET, body);
+    let answer = post(gw.addr, "/hook", &[(h, &v)], body.to_vec()).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let got = upstream.only_request();
+    assert_eq!(
+        (got.uri.as_str(), got.body.as_slice()),
+        ("/secure", &body[..])
+    );
+
+    // Without the CA the upstream's certificate is not trusted: no request is sent.
+    let gw = Gateway::start(&aryeo_route(&https, "")).await;
+    let answer = post(gw.addr, "/hook", &[(h, &v)], body.to_vec()).await;
+    answer.assert_error(502, "upstream_unavailable");
+    assert_eq!(upstream.requests().len(), 1);
+}

@@ -302,3 +302,86 @@ async fn rye_tolerance_checks_signed_created_at_when_set() {
     let (h, v) = sign::rye(SECRET, &body);
     assert_eq!(post(gw.addr, "/r", &[(h, &v)], body).await.status, 200);
 }
+
+fn mac_hex_sha1(key: &str, message: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn mac_base64_sha512(key: &str, message: &[u8]) -> String {
+    use base64::Engine as _;
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha512>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(message);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_hmac_signs_method_and_url_with_sha1_and_sha512() {
+    let upstream = Upstream::start().await;
+    let sha1 = "scheme = \"hmac\"\nheader = \"X-Sig\"\nalgorithm = \"sha1\"\npayload = \"{method} {url}\\n{body}\"\nsecrets = [\"k1\"]\n";
+    let sha512 = "scheme = \"hmac\"\nheader = \"X-Sig\"\nalgorithm = \"sha512\"\nencoding = \"base64\"\npayload = \"{url}|{body}\"\nsecrets = [\"k2\"]\n";
+    let routes = format!(
+        "{}{}",
+        route("one", "/one", &upstream.url(), sha1),
+        route("two", "/two", &upstream.url(), sha512).replace(
+            "[routes.verify]",
+            "public_url = \"https://hooks.example.com/in\"\n[routes.verify]"
+        )
+    );
+    let gw = Gateway::start(&routes).await;
+    let body = b"a=1&b=2";
+
+    // Without public_url the URL is rebuilt from Host, path and query.
+    let url = format!("http://{}/one?x=1", gw.addr);
+    let sig = mac_hex_sha1(
+        "k1",
+        format!("POST {url}\n")
+            .as_bytes()
+            .iter()
+            .chain(body)
+            .copied()
+            .collect::<Vec<_>>()
+            .as_slice(),
+    );
+    assert_eq!(
+        post(gw.addr, "/one?x=1", &[("X-Sig", &sig)], body.to_vec())
+            .await
+            .status,
+        200
+    );
+    let other_method = crate::support::client::send(
+        gw.addr,
+        "PUT",
+        "/one?x=1",
+        &[("X-Sig", &sig)],
+        body.to_vec(),
+    )
+    .await;
+    other_method.assert_error(405, "method_not_allowed");
+    let wrong_query = post(gw.addr, "/one?x=2", &[("X-Sig", &sig)], body.to_vec()).await;
+    wrong_query.assert_error(401, "invalid_signature");
+
+    // With public_url, the URL the provider called is signed, not what the gateway saw.
+    let sig = mac_base64_sha512("k2", b"https://hooks.example.com/in?y=2|a=1&b=2");
+    assert_eq!(
+        post(gw.addr, "/two?y=2", &[("X-Sig", &sig)], body.to_vec())
+            .await
+            .status,
+        200
+    );
+    let seen_url = format!("http://{}/two?y=2|a=1&b=2", gw.addr);
+    let sig = mac_base64_sha512("k2", seen_url.as_bytes());
+    post(gw.addr, "/two?y=2", &[("X-Sig", &sig)], body.to_vec())
+        .await
+        .assert_error(401, "invalid_signature");
+
+    let verified: Vec<String> = upstream
+        .requests()
+        .iter()
+        .map(|r| r.header("x-webhook-route").to_owned())
+        .collect();
+    assert_eq!(verified, ["one", "two"]);
+}
