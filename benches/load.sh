@@ -7,7 +7,8 @@
 # Env:       THREADS (gateway threads = nginx workers, default: CPUs),
 #            WRK_THREADS (default 2), BODY_BYTES (default 1024),
 #            HOOKGATE_EXTRA (lines appended to the gateway's [server] table).
-# Prints requests/s and p99 latency of each for signed POSTs, and the ratio.
+# Prints requests/s, p99 latency and CPU time per request of each for signed
+# POSTs, and the throughput ratio.
 set -euo pipefail
 
 duration=${1:-10}
@@ -113,21 +114,39 @@ check() {
 check "v0=$sig" 200
 check "v0=$(printf '%064d' 0)" 401
 
-run() { # name url
-  wrk -t"$wrk_threads" -c"$connections" -d2s -s "$work/post.lua" "$2" >/dev/null   # warm-up
-  wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" --latency -s "$work/post.lua" "$2" > "$work/$1.wrk"
-  if grep -q 'Non-2xx' "$work/$1.wrk"; then
-    echo "$1 answered non-2xx under load:" >&2; cat "$work/$1.wrk" >&2; exit 1
-  fi
+# CPU time (user + system, clock ticks) of processes: steadier than req/s on a
+# shared machine, since it does not depend on what else gets the CPU.
+cpu_ticks() {
+  local total=0 stat
+  for pid in "$@"; do
+    read -ra stat < <(sed 's/^.*) //' "/proc/$pid/stat")
+    total=$(( total + stat[11] + stat[12] ))
+  done
+  echo "$total"
 }
-run nginx "http://127.0.0.1:$proxy_port/hook"
-run hookgate "http://127.0.0.1:$gw_port/hook"
+
+run() { # name url pids...
+  local name=$1 url=$2 before after
+  shift 2
+  wrk -t"$wrk_threads" -c"$connections" -d2s -s "$work/post.lua" "$url" >/dev/null   # warm-up
+  before=$(cpu_ticks "$@")
+  wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" --latency -s "$work/post.lua" "$url" > "$work/$name.wrk"
+  after=$(cpu_ticks "$@")
+  if grep -q 'Non-2xx' "$work/$name.wrk"; then
+    echo "$name answered non-2xx under load:" >&2; cat "$work/$name.wrk" >&2; exit 1
+  fi
+  awk -v c=$(( after - before )) -v t="$(getconf CLK_TCK)" '/requests in/ { printf "%.1f", c * 1e6 / t / $1 }' \
+    "$work/$name.wrk" > "$work/$name.cpu"
+}
+run nginx "http://127.0.0.1:$proxy_port/hook" $(pgrep -P "$(cat "$work/proxy.pid")")
+run hookgate "http://127.0.0.1:$gw_port/hook" "${pids[0]}"
 
 rps() { awk '/^Requests\/sec/ {print $2}' "$work/$1.wrk"; }
 p99() { awk '$1 == "99%" {print $2}' "$work/$1.wrk"; }
 printf '%d s, %d connections, %d wrk threads, %d server threads, %d-byte signed POSTs\n' \
   "$duration" "$connections" "$wrk_threads" "$threads" "$body_bytes"
-printf '%-10s %12s %10s\n' "" "req/s" "p99"
-printf '%-10s %12s %10s\n' nginx "$(rps nginx)" "$(p99 nginx)"
-printf '%-10s %12s %10s\n' hookgate "$(rps hookgate)" "$(p99 hookgate)"
+printf '%-10s %12s %10s %16s\n' "" "req/s" "p99" "CPU us/request"
+for name in nginx hookgate; do
+  printf '%-10s %12s %10s %16s\n' "$name" "$(rps "$name")" "$(p99 "$name")" "$(cat "$work/$name.cpu")"
+done
 awk -v g="$(rps hookgate)" -v n="$(rps nginx)" 'BEGIN { printf "ratio hookgate/nginx: %.2f\n", g / n }'

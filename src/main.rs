@@ -8,6 +8,12 @@ use std::sync::atomic::AtomicBool;
 use clap::{Parser, Subcommand};
 
 use hookgate::clock::SystemClock;
+
+// Every request allocates and frees many small buffers across threads; under load
+// mimalloc cut the gateway's CPU per request by ~10% against glibc malloc
+// (benches/load.sh, measured with CPU time per request).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use hookgate::{config, server};
 
 /// A webhook verification gateway: verifies provider signatures, then forwards.

