@@ -7,6 +7,9 @@ use bytes::{Bytes, BytesMut};
 use pingora::ErrorType;
 use pingora::proxy::Session;
 
+/// The most buffer reserved before any body byte has arrived.
+const MAX_UPFRONT_BYTES: usize = 256 * 1024;
+
 /// Why a body could not be read.
 #[derive(Debug)]
 pub enum BodyError {
@@ -40,8 +43,14 @@ pub async fn read_bounded(
     deadline: Duration,
 ) -> Result<Bytes, BodyError> {
     session.set_read_timeout(Some(deadline));
-    let capacity =
-        content_length(session).map_or(0, |n| usize::try_from(n).unwrap_or(max).min(max));
+    // Reserve what the client announced only up to a cap: an announced length is
+    // a claim, and memory follows the bytes that actually arrive.
+    let capacity = content_length(session).map_or(0, |n| {
+        usize::try_from(n)
+            .unwrap_or(max)
+            .min(max)
+            .min(MAX_UPFRONT_BYTES)
+    });
     let read_all = async {
         let mut buf = BytesMut::with_capacity(capacity);
         while let Some(chunk) = session.read_request_body().await.map_err(classify)? {

@@ -79,6 +79,8 @@ pub fn build(config: RuntimeConfig, options: Options) -> Server {
         options.watch_file,
     );
     server.add_service(proxy);
-    server.add_service(background_service("config reloader", reloader));
+    let mut reloader = background_service("config reloader", reloader);
+    reloader.threads = Some(1);
+    server.add_service(reloader);
     server
 }
