@@ -2,6 +2,7 @@
 //! tests can fix time while the shipped binary always uses the system clock.
 
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A source of the current time in unix seconds.
@@ -30,5 +31,28 @@ pub struct FixedClock(pub i64);
 impl Clock for FixedClock {
     fn now_unix(&self) -> i64 {
         self.0
+    }
+}
+
+/// A clock a test (or an embedding program) sets by hand; the shipped binary
+/// never uses it.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock showing `now`.
+    pub fn new(now: i64) -> Self {
+        Self(AtomicI64::new(now))
+    }
+
+    /// Moves the clock to `now`.
+    pub fn set(&self, now: i64) {
+        self.0.store(now, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_unix(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
     }
 }

@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
-use std::collections::HashMap;
 
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -42,16 +41,124 @@ impl JsonPointer {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+
+    /// The top-level member the pointer starts in; `None` for the whole document.
+    pub fn first_segment(&self) -> Option<&str> {
+        self.segments.first().map(String::as_str)
+    }
+
+    /// Sets the field at the pointer in `doc`, creating objects on the way.
+    /// Fails when the path crosses something that is not an object.
+    pub fn set(&self, doc: &mut Value, value: Value) -> Result<(), String> {
+        let Some((last, parents)) = self.segments.split_last() else {
+            *doc = value;
+            return Ok(());
+        };
+        let crossing = || {
+            format!(
+                "`{}` crosses something that is not an object or array",
+                self.text
+            )
+        };
+        let mut current = doc;
+        for segment in parents {
+            current = match current {
+                Value::Object(object) => object
+                    .entry(segment.clone())
+                    .or_insert_with(|| Value::Object(serde_json::Map::new())),
+                Value::Array(items) => segment
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| items.get_mut(i))
+                    .ok_or_else(crossing)?,
+                _ => return Err(crossing()),
+            };
+        }
+        match current {
+            Value::Object(object) => {
+                object.insert(last.clone(), value);
+            }
+            Value::Array(items) => {
+                let slot = last
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| items.get_mut(i))
+                    .ok_or_else(crossing)?;
+                *slot = value;
+            }
+            _ => return Err(crossing()),
+        }
+        Ok(())
+    }
 }
 
-type TopLevel<'a> = HashMap<Cow<'a, str>, &'a RawValue>;
+/// An object's members in order, values unparsed. A short list searched in order
+/// is cheaper than a hash map for the handful of members a webhook has.
+#[derive(Debug)]
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+/// Reads an object's members, keeping only those named in `wanted` (all when
+/// `None`); the others are skipped without being validated or kept.
+struct MembersSeed<'w> {
+    wanted: Option<&'w [String]>,
+}
+
+impl<'de, 'w> serde::de::DeserializeSeed<'de> for MembersSeed<'w> {
+    type Value = Members<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, 'w> serde::de::Visitor<'de> for MembersSeed<'w> {
+    type Value = Members<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::with_capacity(self.wanted.map_or(8, <[String]>::len));
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if self.wanted.is_none_or(|w| w.iter().any(|k| *k == key)) {
+                members.push((key, map.next_value::<&'de RawValue>()?));
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(Members(members))
+    }
+}
+
+fn members<'a>(text: &'a [u8], wanted: Option<&[String]>) -> Option<Members<'a>> {
+    use serde::de::DeserializeSeed as _;
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let members = MembersSeed { wanted }.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(members)
+}
+
+impl<'a> Members<'a> {
+    /// The last value of `key` (the one JSON parsers commonly keep).
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
 
 /// A request body seen as JSON. Lookups never fail loudly: a body that is not JSON,
 /// or lacks the field, simply has no value there.
 #[derive(Debug)]
 pub struct JsonBody<'a> {
     bytes: &'a [u8],
-    top: OnceCell<Option<TopLevel<'a>>>,
+    wanted: Option<&'a [String]>,
+    /// The wanted top-level members (all of them when nothing was said).
+    top: OnceCell<Option<Members<'a>>>,
+    /// All top-level members, for a lookup outside the wanted ones.
+    all: OnceCell<Option<Members<'a>>>,
 }
 
 impl<'a> JsonBody<'a> {
@@ -59,19 +166,37 @@ impl<'a> JsonBody<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
         Self {
             bytes,
+            wanted: None,
             top: OnceCell::new(),
+            all: OnceCell::new(),
         }
     }
 
-    fn top(&self) -> Option<&TopLevel<'a>> {
-        self.top
-            .get_or_init(|| serde_json::from_slice(self.bytes).ok())
-            .as_ref()
+    /// Like [`JsonBody::new`], parsing only the top-level members named in `wanted`
+    /// unless another is asked for. Skipped members are not validated, which
+    /// saves the work on large fields a scheme never reads.
+    pub fn with_wanted(bytes: &'a [u8], wanted: &'a [String]) -> Self {
+        Self {
+            wanted: Some(wanted),
+            ..Self::new(bytes)
+        }
+    }
+
+    fn top(&self, key: &str) -> Option<&Members<'a>> {
+        match self.wanted {
+            Some(wanted) if !wanted.iter().any(|k| k == key) => {
+                self.all.get_or_init(|| members(self.bytes, None)).as_ref()
+            }
+            wanted => self
+                .top
+                .get_or_init(|| members(self.bytes, wanted))
+                .as_ref(),
+        }
     }
 
     fn raw_at(&self, pointer: &JsonPointer) -> Option<&'a RawValue> {
         let (first, rest) = pointer.segments.split_first()?;
-        let mut current: &'a RawValue = self.top()?.get(first.as_str())?;
+        let mut current: &'a RawValue = self.top(first)?.get(first)?;
         for segment in rest {
             current = child(current, segment)?;
         }
@@ -86,11 +211,21 @@ impl<'a> JsonBody<'a> {
         serde_json::from_str(self.raw_at(pointer)?.get()).ok()
     }
 
-    /// The field at `pointer` as text: a JSON string's contents, or a number's digits.
-    pub fn text_at(&self, pointer: &JsonPointer) -> Option<String> {
-        match self.value_at(pointer)? {
-            Value::String(s) => Some(s),
-            Value::Number(n) => Some(n.to_string()),
+    /// The field at `pointer` as text: a JSON string's contents, or a number as
+    /// written. Borrowed from the body when the string has no escapes.
+    pub fn text_at(&self, pointer: &JsonPointer) -> Option<Cow<'a, str>> {
+        let raw = if pointer.segments.is_empty() {
+            serde_json::from_slice::<&RawValue>(self.bytes).ok()?
+        } else {
+            self.raw_at(pointer)?
+        };
+        let text = raw.get();
+        match text.as_bytes().first()? {
+            b'"' => match serde_json::from_str::<&'a str>(text) {
+                Ok(plain) => Some(Cow::Borrowed(plain)),
+                Err(_) => serde_json::from_str::<String>(text).ok().map(Cow::Owned),
+            },
+            b'-' | b'0'..=b'9' => Some(Cow::Borrowed(text)),
             _ => None,
         }
     }
@@ -99,10 +234,7 @@ impl<'a> JsonBody<'a> {
 fn child<'a>(raw: &'a RawValue, segment: &str) -> Option<&'a RawValue> {
     let text = raw.get();
     match text.as_bytes().first()? {
-        b'{' => {
-            let map: HashMap<Cow<'a, str>, &'a RawValue> = serde_json::from_str(text).ok()?;
-            map.get(segment).copied()
-        }
+        b'{' => members(text.as_bytes(), None)?.get(segment),
         b'[' => {
             let index: usize = segment.parse().ok()?;
             let items: Vec<&'a RawValue> = serde_json::from_str(text).ok()?;
@@ -135,6 +267,28 @@ mod tests {
     }
 
     #[test]
+    fn wanted_members_are_parsed_first_and_others_on_demand() {
+        let body = br#"{"id":"e1","pad":"xxxx","type":"t","esc":"a\nb"}"#;
+        let wanted = vec!["id".to_owned(), "esc".to_owned()];
+        let j = JsonBody::with_wanted(body, &wanted);
+        assert_eq!(j.text_at(&ptr("/id")).as_deref(), Some("e1"));
+        assert!(
+            matches!(j.text_at(&ptr("/id")), Some(Cow::Borrowed(_))),
+            "no escapes: borrowed"
+        );
+        assert_eq!(j.text_at(&ptr("/esc")).as_deref(), Some("a\nb"));
+        assert_eq!(
+            j.text_at(&ptr("/type")).as_deref(),
+            Some("t"),
+            "outside the wanted ones"
+        );
+        assert_eq!(
+            JsonBody::with_wanted(b"{\"id\":1} trailing", &wanted).text_at(&ptr("/id")),
+            None
+        );
+    }
+
+    #[test]
     fn non_json_and_hostile_bodies_have_no_fields() {
         for body in [
             &b"not json"[..],
@@ -148,6 +302,28 @@ mod tests {
         }
         let deep = "[".repeat(10_000);
         assert_eq!(JsonBody::new(deep.as_bytes()).text_at(&ptr("/0")), None);
+    }
+
+    #[test]
+    fn set_creates_objects_and_refuses_non_objects() {
+        let mut doc = serde_json::json!({"a": 1});
+        ptr("/signature/token")
+            .set(&mut doc, Value::from("t"))
+            .unwrap();
+        assert_eq!(
+            doc,
+            serde_json::json!({"a": 1, "signature": {"token": "t"}})
+        );
+        assert!(ptr("/a/b").set(&mut doc, Value::from(1)).is_err());
+        let mut list = serde_json::json!({"value": [{"x": 1}]});
+        ptr("/value/0/clientState")
+            .set(&mut list, Value::from("s"))
+            .unwrap();
+        assert_eq!(
+            list,
+            serde_json::json!({"value": [{"x": 1, "clientState": "s"}]})
+        );
+        assert!(ptr("/value/5/x").set(&mut list, Value::from(1)).is_err());
     }
 
     #[test]

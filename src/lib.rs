@@ -5,7 +5,8 @@
 //! - [`config`]: `hookgate.toml` → validated [`runtime::RuntimeConfig`], with
 //!   `PATH:LINE:COL` diagnostics.
 //! - [`routes`]: host / path / method matching.
-//! - [`verify`]: scheme descriptors and signature verification (pure, no I/O).
+//! - [`scheme`]: scheme descriptors (the built-in presets and `[schemes.NAME]`).
+//! - [`verify`]: signature verification and signing (pure, no I/O).
 //! - [`handshake`]: provider endpoint-verification challenges.
 //! - [`headers`]: upstream header normalization.
 //! - [`reject`]: error codes and their responses.
@@ -32,6 +33,7 @@
 
 pub mod body;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod forward;
 pub mod handshake;
@@ -43,5 +45,6 @@ pub mod reload;
 pub mod response;
 pub mod routes;
 pub mod runtime;
+pub mod scheme;
 pub mod server;
 pub mod verify;

@@ -14,14 +14,16 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use crate::body::{self, BodyError};
 use crate::clock::Clock;
 use crate::forward::{ForwardError, Forwarder};
+use crate::handshake::{AnswerKeys, Handshake};
 use crate::headers::{self, Forwarding};
 use crate::reject::ErrorCode;
 use crate::reload::ConfigStore;
 use crate::response::LocalResponse;
 use crate::routes::{self, Match};
 use crate::runtime::{Route, RuntimeConfig};
+use crate::verify::mac::KeyedMac;
 use crate::verify::request::{SignedRequest, UrlParts};
-use crate::verify::{Rejection, Verified, verify_any};
+use crate::verify::{Rejection, Verified, Verifier, verify_any};
 
 /// The webhook proxy.
 #[derive(Debug)]
@@ -267,28 +269,65 @@ impl Gateway {
             public_url: route.public_url.as_deref(),
             remainder,
             host: host_of(req).unwrap_or_default(),
-            path: req.uri.path(),
-            query: req.uri.query(),
         };
-        let signed = SignedRequest::new(req.method.as_str(), &req.headers, body, url);
+        let path_and_query = (req.uri.path(), req.uri.query());
+        let signed =
+            SignedRequest::new(req.method.as_str(), path_and_query, &req.headers, body, url)
+                .with_json_members(&route.json_members);
+        // Handshakes whose requests are not signed are answered before verification.
+        let unverified = handshakes(route).find(|(h, _)| !h.verify_first && h.matches(&signed));
+        if let Some((handshake, verifier)) = unverified {
+            let mac = verifier.and_then(|v| v.mac_key(0));
+            return answer(route, handshake, &signed, mac);
+        }
         let verified = match verify_any(&route.verifiers, &signed, self.clock.now_unix()) {
             Ok(verified) => verified,
             Err(rejection) => return Judgement::Reject(rejection),
         };
-        match verified
-            .scheme()
-            .handshake
-            .as_ref()
-            .filter(|h| h.matches(&signed))
-        {
+        let matched = &route.verifiers[verified.verifier_index()];
+        let own = verified.scheme().handshakes.iter().chain(&route.handshakes);
+        match own.filter(|h| h.verify_first).find(|h| h.matches(&signed)) {
+            Some(handshake) => answer(
+                route,
+                handshake,
+                &signed,
+                matched.mac_key(verified.secret_index()),
+            ),
             None => Judgement::Forward(verified),
-            Some(handshake) => match handshake.answer(&signed) {
-                Ok(response) => Judgement::Answer(response),
-                Err(missing) => {
-                    log::info!("route {}: {missing}", route.name);
-                    Judgement::Answer(ErrorCode::BadRequest.response())
-                }
-            },
+        }
+    }
+}
+
+/// Every handshake a route answers, with the verifier whose key `{hmac:…}` uses:
+/// its schemes' handshakes, then its own (which use its first verifier).
+fn handshakes(route: &Route) -> impl Iterator<Item = (&Handshake, Option<&Verifier>)> {
+    let schemes = route
+        .verifiers
+        .iter()
+        .flat_map(|v| v.scheme().handshakes.iter().map(move |h| (h, Some(v))));
+    schemes.chain(
+        route
+            .handshakes
+            .iter()
+            .map(|h| (h, route.verifiers.first())),
+    )
+}
+
+fn answer(
+    route: &Route,
+    handshake: &Handshake,
+    signed: &SignedRequest<'_>,
+    mac: Option<&KeyedMac>,
+) -> Judgement {
+    let keys = AnswerKeys {
+        verify_token: route.verify_token.as_ref(),
+        mac,
+    };
+    match handshake.answer(signed, keys) {
+        Ok(response) => Judgement::Answer(response),
+        Err(error) => {
+            log::info!("route {}: {error}", route.name);
+            Judgement::Answer(ErrorCode::from(&error).response())
         }
     }
 }
@@ -314,7 +353,9 @@ fn expects_continue(req: &RequestHeader) -> bool {
 /// answers given before the body was read.
 async fn write_local(session: &mut Session, response: &LocalResponse, close: bool) -> Result<()> {
     let mut header = ResponseHeader::build(response.status, Some(3 + response.headers.len()))?;
-    header.insert_header(http::header::CONTENT_TYPE, response.content_type)?;
+    if let Some(content_type) = &response.content_type {
+        header.insert_header(http::header::CONTENT_TYPE, content_type.as_str())?;
+    }
     header.insert_header(http::header::CONTENT_LENGTH, response.body.len())?;
     for (name, value) in &response.headers {
         header.insert_header(name.clone(), value.as_str())?;

@@ -4,6 +4,7 @@
 
 use http::Method;
 
+use crate::handshake::HandshakeError;
 use crate::response::LocalResponse;
 use crate::verify::Rejection;
 
@@ -12,12 +13,14 @@ use crate::verify::Rejection;
 pub enum ErrorCode {
     /// 400: malformed request or unreadable body.
     BadRequest,
-    /// 401: no signature header (or a header the signature needs).
+    /// 401: no signature (or a field the signature needs).
     MissingSignature,
     /// 401: the signature does not verify.
     InvalidSignature,
     /// 401: the signed timestamp is outside the route's tolerance.
     TimestampOutOfTolerance,
+    /// 403: a subscription handshake carried the wrong verify token.
+    InvalidVerifyToken,
     /// 404: no route for this host and path.
     NoRoute,
     /// 405: the route does not allow this method.
@@ -38,6 +41,7 @@ impl ErrorCode {
         match self {
             Self::BadRequest => 400,
             Self::MissingSignature | Self::InvalidSignature | Self::TimestampOutOfTolerance => 401,
+            Self::InvalidVerifyToken => 403,
             Self::NoRoute => 404,
             Self::MethodNotAllowed => 405,
             Self::BodyTimeout => 408,
@@ -54,6 +58,7 @@ impl ErrorCode {
             Self::MissingSignature => "missing_signature",
             Self::InvalidSignature => "invalid_signature",
             Self::TimestampOutOfTolerance => "timestamp_out_of_tolerance",
+            Self::InvalidVerifyToken => "invalid_verify_token",
             Self::NoRoute => "no_route",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::BodyTimeout => "body_timeout",
@@ -67,7 +72,7 @@ impl ErrorCode {
     pub fn response(self) -> LocalResponse {
         LocalResponse {
             status: self.status(),
-            content_type: "application/json",
+            content_type: Some("application/json".to_owned()),
             headers: Vec::new(),
             body: format!(r#"{{"error":"{}"}}"#, self.as_str()).into_bytes(),
         }
@@ -88,10 +93,21 @@ impl From<Rejection> for ErrorCode {
     fn from(rejection: Rejection) -> Self {
         match rejection {
             Rejection::SignatureMissing | Rejection::SignedHeaderMissing => Self::MissingSignature,
-            Rejection::SignatureMalformed | Rejection::SignatureMismatch => Self::InvalidSignature,
+            Rejection::SignatureMalformed
+            | Rejection::SignatureMismatch
+            | Rejection::BodyMismatch => Self::InvalidSignature,
             Rejection::TimestampUnreadable
             | Rejection::TimestampTooOld
             | Rejection::TimestampTooNew => Self::TimestampOutOfTolerance,
+        }
+    }
+}
+
+impl From<&HandshakeError> for ErrorCode {
+    fn from(error: &HandshakeError) -> Self {
+        match error {
+            HandshakeError::MissingField(_) => Self::BadRequest,
+            HandshakeError::VerifyTokenMismatch => Self::InvalidVerifyToken,
         }
     }
 }
@@ -103,7 +119,10 @@ mod tests {
     #[test]
     fn bodies_are_the_contract_json() {
         let r = ErrorCode::InvalidSignature.response();
-        assert_eq!((r.status, r.content_type), (401, "application/json"));
+        assert_eq!(
+            (r.status, r.content_type.as_deref()),
+            (401, Some("application/json"))
+        );
         assert_eq!(r.body, br#"{"error":"invalid_signature"}"#);
         let v: serde_json::Value =
             serde_json::from_slice(&ErrorCode::UpstreamTimeout.response().body).unwrap();
@@ -121,8 +140,17 @@ mod tests {
             ErrorCode::InvalidSignature
         );
         assert_eq!(
+            ErrorCode::from(Rejection::BodyMismatch),
+            ErrorCode::InvalidSignature
+        );
+        assert_eq!(
             ErrorCode::from(Rejection::TimestampTooNew),
             ErrorCode::TimestampOutOfTolerance
+        );
+        let mismatch = ErrorCode::from(&HandshakeError::VerifyTokenMismatch);
+        assert_eq!(
+            (mismatch.status(), mismatch.as_str()),
+            (403, "invalid_verify_token")
         );
     }
 

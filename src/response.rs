@@ -8,8 +8,8 @@ use http::HeaderName;
 pub struct LocalResponse {
     /// HTTP status.
     pub status: u16,
-    /// `Content-Type`.
-    pub content_type: &'static str,
+    /// `Content-Type`, when there is a body.
+    pub content_type: Option<String>,
     /// Extra headers, e.g. `Allow` on a 405.
     pub headers: Vec<(HeaderName, String)>,
     /// Body bytes.

@@ -9,6 +9,8 @@ use std::time::Duration;
 use http::{HeaderName, Method};
 use pingora::upstreams::peer::HttpPeer;
 
+use crate::config::secret::Secret;
+use crate::handshake::Handshake;
 use crate::routes::RouteTable;
 use crate::verify::Verifier;
 
@@ -88,6 +90,12 @@ pub struct Route {
     pub strip_headers: Vec<HeaderName>,
     /// The URL providers call, for schemes that sign it.
     pub public_url: Option<String>,
+    /// The token subscription handshakes must carry.
+    pub verify_token: Option<Secret>,
+    /// The route's own handshake rules (besides its schemes').
+    pub handshakes: Vec<Handshake>,
+    /// The top-level JSON body members its schemes and handshakes read.
+    pub json_members: Vec<String>,
 }
 
 impl Route {

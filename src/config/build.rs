@@ -2,7 +2,7 @@
 //! problem (with its span) instead of stopping at the first. Secrets are resolved
 //! and upstream host names looked up here, once per load.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
 use std::path::Path;
@@ -12,20 +12,18 @@ use std::time::Duration;
 use http::{HeaderName, Method, Uri};
 use toml::Spanned;
 
-use super::diagnostics::Diagnostic;
-use super::file::{ConfigFile, RouteSection, ServerSection, VerifySection};
-use super::secret::{Secret, SecretRef};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
+use super::diagnostics::{Diagnostic, Severity};
+use super::file::{ConfigFile, RouteSection, ServerSection};
 use crate::forward;
+use crate::handshake::Handshake;
 use crate::routes::RouteTable;
 use crate::runtime::{PathMatch, Route, RuntimeConfig, ServerSettings, Upstream};
+use crate::scheme::Scheme;
+use crate::scheme::build::SchemeBuilder;
 use crate::verify::Verifier;
-use crate::verify::mac::{Algorithm, Encoding};
-use crate::verify::presets;
-use crate::verify::scheme::{FieldSource, Scheme, SignatureSpec, TimeFormat, TimestampSpec};
-use crate::verify::template::{Part, Template};
 
 /// Default webhook listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -44,9 +42,11 @@ struct RouteDefaults {
 }
 
 /// Collects diagnostics while building.
-struct Builder<'a> {
-    base_dir: &'a Path,
-    diagnostics: Vec<Diagnostic>,
+pub(super) struct Builder<'a> {
+    pub(super) base_dir: &'a Path,
+    pub(super) diagnostics: Vec<Diagnostic>,
+    /// Schemes the config defines under `[schemes.NAME]`.
+    pub(super) schemes: BTreeMap<String, Arc<Scheme>>,
 }
 
 /// Builds the runtime config from a parsed file. Returns it only when there is no
@@ -56,7 +56,9 @@ pub fn build(file: &ConfigFile, source: &Path) -> (Option<RuntimeConfig>, Vec<Di
     let mut b = Builder {
         base_dir,
         diagnostics: Vec::new(),
+        schemes: BTreeMap::new(),
     };
+    b.user_schemes(&file.schemes);
     let server = b.server(&file.server);
     let defaults = RouteDefaults {
         max_body_bytes: b.positive_or(
@@ -82,10 +84,7 @@ pub fn build(file: &ConfigFile, source: &Path) -> (Option<RuntimeConfig>, Vec<Di
         .collect();
     b.check_names(&file.routes);
     b.check_overlaps(&file.routes);
-    let has_errors = b
-        .diagnostics
-        .iter()
-        .any(|d| d.severity == super::diagnostics::Severity::Error);
+    let has_errors = b.diagnostics.iter().any(|d| d.severity == Severity::Error);
     let config = match server {
         Some(server) if !has_errors => Some(RuntimeConfig {
             source: source.to_owned(),
@@ -100,16 +99,34 @@ pub fn build(file: &ConfigFile, source: &Path) -> (Option<RuntimeConfig>, Vec<Di
     (config, diagnostics)
 }
 
-fn span<T>(s: &Spanned<T>) -> Option<Range<usize>> {
+/// The top-level JSON members a route's verifiers and handshakes read.
+fn json_members(verifiers: &[Verifier], handshakes: &[Handshake]) -> Vec<String> {
+    let mut members: Vec<String> = verifiers
+        .iter()
+        .flat_map(|v| v.scheme().json_members())
+        .collect();
+    members.extend(
+        handshakes
+            .iter()
+            .flat_map(Handshake::sources)
+            .filter_map(|s| s.json_member())
+            .map(str::to_owned),
+    );
+    members.sort();
+    members.dedup();
+    members
+}
+
+pub(super) fn span<T>(s: &Spanned<T>) -> Option<Range<usize>> {
     Some(s.span())
 }
 
 impl Builder<'_> {
-    fn error(&mut self, at: Option<Range<usize>>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, at: Option<Range<usize>>, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic::error(at, message));
     }
 
-    fn warning(&mut self, at: Option<Range<usize>>, message: impl Into<String>) {
+    pub(super) fn warning(&mut self, at: Option<Range<usize>>, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic::warning(at, message));
     }
 
@@ -179,7 +196,6 @@ impl Builder<'_> {
         }
         let path = self.path_rule(r);
         let host = r.host.as_ref().and_then(|h| self.host(h));
-        let methods = self.methods(r);
         let public_url = r.public_url.as_ref().and_then(|u| self.public_url(u));
         let max_body_bytes =
             self.positive_or(&r.max_body_bytes, "max_body_bytes", defaults.max_body_bytes);
@@ -203,6 +219,10 @@ impl Builder<'_> {
             );
         }
         let verifiers: Vec<Verifier> = verify.iter().filter_map(|v| self.verifier(v)).collect();
+        let handshakes = self.route_handshakes(r, &verifiers);
+        let verify_token = self.verify_token(r, &verifiers, &handshakes);
+        let methods = self.methods(r, &verifiers, &handshakes);
+        let json_members = json_members(&verifiers, &handshakes);
         let strip_headers = if r.strip_signature_headers {
             let mut names: Vec<HeaderName> = verifiers
                 .iter()
@@ -228,14 +248,22 @@ impl Builder<'_> {
             verifiers,
             strip_headers,
             public_url,
+            verify_token,
+            handshakes,
+            json_members,
         })
     }
 
-    fn error_count(&self) -> usize {
+    pub(super) fn error_count(&self) -> usize {
         self.diagnostics
             .iter()
-            .filter(|d| d.severity == super::diagnostics::Severity::Error)
+            .filter(|d| d.severity == Severity::Error)
             .count()
+    }
+
+    /// A scheme builder reporting into this config's diagnostics.
+    pub(super) fn scheme_builder(&mut self) -> SchemeBuilder<'_> {
+        SchemeBuilder::new(&mut self.diagnostics)
     }
 
     fn path_rule(&mut self, r: &RouteSection) -> Option<PathMatch> {
@@ -278,9 +306,26 @@ impl Builder<'_> {
         Some(host)
     }
 
-    fn methods(&mut self, r: &RouteSection) -> Vec<Method> {
+    /// The route's methods: as listed, or POST plus the methods of its handshakes
+    /// (GET for Meta's and Dropbox's).
+    fn methods(
+        &mut self,
+        r: &RouteSection,
+        verifiers: &[Verifier],
+        handshakes: &[Handshake],
+    ) -> Vec<Method> {
         let Some(list) = &r.methods else {
-            return vec![Method::POST];
+            let mut methods = vec![Method::POST];
+            let extra = verifiers
+                .iter()
+                .flat_map(|v| v.scheme().handshake_methods())
+                .chain(handshakes.iter().filter_map(|h| h.method.as_ref()));
+            for method in extra {
+                if !methods.contains(method) {
+                    methods.push(method.clone());
+                }
+            }
+            return methods;
         };
         if list.get_ref().is_empty() {
             self.error(span(list), "`methods` needs at least one method");
@@ -438,190 +483,6 @@ impl Builder<'_> {
                 None
             }
         }
-    }
-
-    fn verifier(&mut self, v: &VerifySection) -> Option<Verifier> {
-        let name = v.scheme.get_ref();
-        let scheme = if name == "hmac" {
-            self.generic_scheme(v)
-        } else if let Some(scheme) = presets::builtin(name) {
-            self.refuse_generic_keys(v);
-            Some(scheme)
-        } else {
-            self.error(
-                span(&v.scheme),
-                format!(
-                    "unknown scheme `{name}`; known schemes: {}",
-                    presets::NAMES.join(", ")
-                ),
-            );
-            None
-        };
-        let secrets = self.secrets(v);
-        let tolerance = v
-            .tolerance_secs
-            .as_ref()
-            .and_then(|t| match u64::try_from(*t.get_ref()) {
-                Ok(n) if n > 0 => Some(n),
-                _ => {
-                    self.error(span(t), "`tolerance_secs` must be a positive integer");
-                    None
-                }
-            });
-        let scheme = scheme?;
-        if let (Some(t), false) = (&v.tolerance_secs, scheme.timestamp_is_signed()) {
-            self.warning(
-                span(t),
-                format!(
-                    "`tolerance_secs` has no effect: scheme `{name}` does not sign a timestamp, \
-                     and an unsigned timestamp is never trusted for replay defense"
-                ),
-            );
-        }
-        Some(Verifier::new(scheme, &secrets?, tolerance))
-    }
-
-    fn secrets(&mut self, v: &VerifySection) -> Option<Vec<Secret>> {
-        if v.secrets.get_ref().is_empty() {
-            self.error(span(&v.secrets), "`secrets` needs at least one secret");
-            return None;
-        }
-        let mut resolved = Vec::new();
-        let mut ok = true;
-        for reference in v.secrets.get_ref() {
-            match SecretRef::parse(reference.get_ref()).resolve(self.base_dir) {
-                Ok(secret) => resolved.push(secret),
-                Err(message) => {
-                    self.error(span(reference), message);
-                    ok = false;
-                }
-            }
-        }
-        ok.then_some(resolved)
-    }
-
-    fn refuse_generic_keys(&mut self, v: &VerifySection) {
-        let generic = [
-            ("header", v.header.as_ref().map(Spanned::span)),
-            ("algorithm", v.algorithm.as_ref().map(Spanned::span)),
-            ("encoding", v.encoding.as_ref().map(Spanned::span)),
-            ("prefix", v.prefix.as_ref().map(Spanned::span)),
-            ("payload", v.payload.as_ref().map(Spanned::span)),
-            (
-                "timestamp_header",
-                v.timestamp_header.as_ref().map(Spanned::span),
-            ),
-            ("id_header", v.id_header.as_ref().map(Spanned::span)),
-        ];
-        for (key, at) in generic {
-            if let Some(at) = at {
-                self.error(
-                    Some(at),
-                    format!(
-                        "`{key}` applies only to scheme = \"hmac\"; scheme `{}` fixes it",
-                        v.scheme.get_ref()
-                    ),
-                );
-            }
-        }
-    }
-
-    fn header_name(&mut self, text: &Spanned<String>) -> Option<HeaderName> {
-        match HeaderName::from_bytes(text.get_ref().trim().as_bytes()) {
-            Ok(name) => Some(name),
-            Err(_) => {
-                self.error(
-                    span(text),
-                    format!("invalid header name `{}`", text.get_ref()),
-                );
-                None
-            }
-        }
-    }
-
-    /// The generic `hmac` scheme, described by the verify table's own keys.
-    fn generic_scheme(&mut self, v: &VerifySection) -> Option<Arc<Scheme>> {
-        let before = self.error_count();
-        let header = match &v.header {
-            Some(h) => self.header_name(h),
-            None => {
-                self.error(
-                    span(&v.scheme),
-                    "scheme `hmac` needs `header`, the signature header's name",
-                );
-                None
-            }
-        };
-        let algorithm = match &v.algorithm {
-            None => Some(Algorithm::Sha256),
-            Some(a) => Algorithm::parse(a.get_ref()).or_else(|| {
-                self.error(
-                    span(a),
-                    format!(
-                        "unknown algorithm `{}`; use sha1, sha256 or sha512",
-                        a.get_ref()
-                    ),
-                );
-                None
-            }),
-        };
-        let encoding = match &v.encoding {
-            None => Some(Encoding::Hex),
-            Some(e) => Encoding::parse(e.get_ref()).or_else(|| {
-                self.error(
-                    span(e),
-                    format!("unknown encoding `{}`; use hex or base64", e.get_ref()),
-                );
-                None
-            }),
-        };
-        let template = match &v.payload {
-            None => Some(Template::body()),
-            Some(p) => Template::parse(p.get_ref())
-                .map_err(|e| self.error(span(p), e))
-                .ok(),
-        };
-        let timestamp_header = v
-            .timestamp_header
-            .as_ref()
-            .and_then(|h| self.header_name(h));
-        let id_header = v.id_header.as_ref().and_then(|h| self.header_name(h));
-        if let (Some(t), Some(p)) = (&template, &v.payload) {
-            if t.uses(&Part::Timestamp) && v.timestamp_header.is_none() {
-                self.error(
-                    span(p),
-                    "payload uses {timestamp} but `timestamp_header` is not set",
-                );
-            }
-            if t.uses(&Part::Id) && v.id_header.is_none() {
-                self.error(span(p), "payload uses {id} but `id_header` is not set");
-            }
-        }
-        if self.error_count() > before {
-            return None;
-        }
-        Some(Arc::new(Scheme {
-            name: "hmac".to_owned(),
-            algorithm: algorithm?,
-            signature: SignatureSpec {
-                header: header?,
-                prefix: v
-                    .prefix
-                    .as_ref()
-                    .map(|p| p.get_ref().clone())
-                    .unwrap_or_default(),
-                encoding: encoding?,
-            },
-            signed_content: template?,
-            timestamp: timestamp_header.map(|h| TimestampSpec {
-                source: FieldSource::Header(h),
-                format: TimeFormat::UnixSeconds,
-            }),
-            id: id_header.map(FieldSource::Header).into_iter().collect(),
-            event_type: Vec::new(),
-            default_tolerance_secs: None,
-            handshake: None,
-        }))
     }
 
     fn check_names(&mut self, routes: &[RouteSection]) {

@@ -2,6 +2,7 @@
 //! keys, spans kept for diagnostics. No validation and no defaults here; see
 //! `config::build` for both.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -9,6 +10,8 @@ use serde::Deserialize;
 use serde::de::value::{MapAccessDeserializer, StrDeserializer};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
+
+use crate::scheme::file::{HandshakeFile, SchemeFile};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -20,6 +23,9 @@ pub struct ConfigFile {
     /// `[[routes]]`, in file order.
     #[serde(default)]
     pub routes: Vec<RouteSection>,
+    /// `[schemes.NAME]`: schemes defined by this config.
+    #[serde(default)]
+    pub schemes: BTreeMap<String, Spanned<SchemeFile>>,
 }
 
 /// `[server]`.
@@ -69,6 +75,11 @@ pub struct RouteSection {
     /// Remove the scheme's signature headers before forwarding. Default false.
     #[serde(default)]
     pub strip_signature_headers: bool,
+    /// The token a subscription handshake must carry (Meta's `hub.verify_token`):
+    /// `env:NAME`, `file:PATH` or literal.
+    pub verify_token: Option<Spanned<String>>,
+    /// The route's own handshake rules, in the scheme descriptor language.
+    pub handshake: Option<Spanned<OneOrMany<HandshakeFile>>>,
     /// One verifier table, or several (any one passing admits the request).
     pub verify: Spanned<OneOrMany<VerifySection>>,
 }
@@ -95,7 +106,7 @@ pub struct VerifySection {
     pub timestamp_header: Option<Spanned<String>>,
     /// `hmac`: header holding the event id for `{id}`.
     pub id_header: Option<Spanned<String>>,
-    /// Replay window in seconds, both ways; only for a signed timestamp.
+    /// Replay window in seconds, both ways; only for a signed timestamp. 0 turns it off.
     pub tolerance_secs: Option<Spanned<i64>>,
 }
 

@@ -6,6 +6,7 @@ pub mod build;
 pub mod diagnostics;
 pub mod file;
 pub mod secret;
+pub mod verifiers;
 
 use std::path::{Path, PathBuf};
 

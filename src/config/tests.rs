@@ -125,7 +125,7 @@ secrets = ["s"]
         e,
         [
             "c.toml:5:12: upstream URL `ftp://127.0.0.1/x` must start with http:// or https://",
-            "c.toml:7:10: unknown scheme `stripey`; known schemes: rye, rye-v1, aryeo, hmac",
+            "c.toml:7:10: unknown scheme `stripey`; did you mean `stripe`? `hookgate schemes` lists the built-in ones",
             "c.toml:8:12: environment variable `HOOKGATE_TEST_SURELY_UNSET` is not set",
             "c.toml:8:46: cannot read secret file `/nonexistent/hookgate/secret`: No such file or directory (os error 2)",
             "c.toml:11:8: duplicate route name `a`",
@@ -324,5 +324,92 @@ fn upstream_ca_file_needs_https_and_real_certificates() {
     assert!(
         missing[0].starts_with("c.toml:6:20: cannot read `missing.pem`"),
         "{missing:?}"
+    );
+}
+
+#[test]
+fn scheme_descriptor_problems_are_reported_with_positions() {
+    let text = r#"
+[schemes.bad]
+algorithm = "hmac-md5"
+signed = "{timestamp}{nope}"
+signature = { header = "X-Sig", format = "kv" }
+
+[schemes.stripe]
+algorithm = "hmac-sha256"
+signature = { header = "X-Sig" }
+"#;
+    let e = errors(text);
+    assert_eq!(e.len(), 4, "{e:?}");
+    assert!(
+        e[0].starts_with("c.toml:3:13: unknown algorithm `hmac-md5`"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("c.toml:4:10: unknown placeholder `{nope}`"),
+        "{e:?}"
+    );
+    assert_eq!(
+        e[2],
+        "c.toml:5:42: format `kv` needs `key` (the key whose values are signatures, e.g. v1)"
+    );
+    assert_eq!(
+        e[3],
+        "c.toml:7:1: scheme `stripe` is built in; give yours another name"
+    );
+}
+
+#[test]
+fn weak_user_schemes_are_warned_about() {
+    let text = format!(
+        "{}\n[schemes.weak]\nalgorithm = \"hmac-sha256\"\nsigned = \"{{header:X-Id}}\"\nsignature = {{ header = \"X-Sig\" }}\n\
+         [[schemes.weak.handshake]]\nverify_first = false\nwhen = \"json:/token\"\nbody = \"{{hmac:json:/token}}\"\n",
+        ROUTE.replace("scheme = \"rye\"", "scheme = \"weak\"")
+    );
+    let loaded = load_str(Path::new("c.toml"), &text).unwrap();
+    let w = loaded.warnings.lines();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].contains("warning: the signature does not cover the body"),
+        "{w:?}"
+    );
+    assert!(
+        w[1].contains("warning: this answer gives anyone a MAC under your secret"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn a_meta_route_needs_a_verify_token_and_gets_get() {
+    let meta = ROUTE.replace("scheme = \"rye\"", "scheme = \"meta\"");
+    assert_eq!(
+        errors(&meta),
+        [
+            "c.toml:3:8: route `a` answers a subscription handshake that checks a verify token: set `verify_token`"
+        ]
+    );
+    let with_token = meta.replace(
+        "[routes.verify]",
+        "verify_token = \"env:PATH\"\n[routes.verify]",
+    );
+    let c = load_str(Path::new("c.toml"), &with_token).unwrap().config;
+    let route = c.routes.iter().next().unwrap();
+    assert_eq!(route.methods, [http::Method::POST, http::Method::GET]);
+    assert!(route.verify_token.is_some());
+}
+
+#[test]
+fn a_key_that_does_not_fit_the_scheme_is_an_error_at_the_secret() {
+    let discord = ROUTE.replace("scheme = \"rye\"", "scheme = \"discord\"");
+    assert_eq!(
+        errors(&discord),
+        ["c.toml:8:12: the secret is not valid hex for scheme `discord`"]
+    );
+    let short = discord.replace("[\"s\"]", "[\"abcd\"]");
+    assert_eq!(
+        errors(&short),
+        [
+            "c.toml:8:12: an Ed25519 public key is 32 bytes; this secret decodes to 2 for scheme `discord`"
+        ]
     );
 }

@@ -8,29 +8,29 @@ use pingora::http::RequestHeader;
 
 use super::{Forwarding, upstream_request};
 use crate::config::secret::Secret;
+use crate::scheme::presets;
 use crate::verify::request::{SignedRequest, UrlParts};
-use crate::verify::{Verified, Verifier, presets};
+use crate::verify::{Verified, Verifier};
 
 const BODY: &[u8] = br#"{"id":"evt_1","type":"order.created","createdAt":"2026-01-01T00:00:00Z"}"#;
 const URL: UrlParts<'static> = UrlParts {
     public_url: None,
     remainder: "",
     host: "h",
-    path: "/",
-    query: None,
 };
 
 fn verified() -> Verified {
     let mut headers = http::HeaderMap::new();
-    let rye = presets::builtin("rye").unwrap();
-    let mut rye_mac = crate::verify::mac::KeyedMac::new(rye.algorithm, b"k");
+    let rye = presets::get("rye").unwrap();
+    let mut rye_mac = crate::verify::mac::KeyedMac::new(crate::verify::mac::HashAlg::Sha256, b"k");
     rye_mac.update(BODY);
     headers.insert(
         "x-rye-signature",
         HeaderValue::from_str(&format!("v0={}", hex::encode(rye_mac.finalize()))).unwrap(),
     );
-    let req = SignedRequest::new("POST", &headers, BODY, URL);
+    let req = SignedRequest::new("POST", ("/", None), &headers, BODY, URL);
     Verifier::new(Arc::clone(&rye), &[Secret::new(b"k".to_vec())], None)
+        .unwrap()
         .verify(&req, 0)
         .unwrap()
 }

@@ -1,81 +1,27 @@
-//! HMAC primitives: the hash algorithms, keyed MAC states prepared once per
-//! secret at config load, signature decoding, and constant-time comparison.
+//! HMAC primitives: the hash functions, keyed MAC states prepared once per
+//! secret at config load, and constant-time comparison.
 
-use base64::Engine as _;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hmac::{Hmac, KeyInit, Mac};
 
 /// Hash function under HMAC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    /// HMAC-SHA1 (legacy schemes such as GitHub's `X-Hub-Signature`).
+pub enum HashAlg {
+    /// SHA-1 (legacy schemes such as GitHub's `X-Hub-Signature`).
     Sha1,
-    /// HMAC-SHA256.
+    /// SHA-256.
     Sha256,
-    /// HMAC-SHA512.
+    /// SHA-512.
     Sha512,
 }
 
-impl Algorithm {
-    /// Parses the config spelling: `sha1`, `sha256` or `sha512`.
+impl HashAlg {
+    /// Parses `sha1`, `sha256` or `sha512`.
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "sha1" => Some(Self::Sha1),
             "sha256" => Some(Self::Sha256),
             "sha512" => Some(Self::Sha512),
             _ => None,
-        }
-    }
-
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sha1 => "sha1",
-            Self::Sha256 => "sha256",
-            Self::Sha512 => "sha512",
-        }
-    }
-}
-
-/// Text encoding of a signature on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    /// Hexadecimal, either case.
-    Hex,
-    /// Standard base64; padding optional.
-    Base64,
-}
-
-const BASE64: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(true)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
-impl Encoding {
-    /// Parses the config spelling: `hex` or `base64`.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "hex" => Some(Self::Hex),
-            "base64" => Some(Self::Base64),
-            _ => None,
-        }
-    }
-
-    /// Decodes a signature; `None` when the text is not valid in this encoding.
-    pub fn decode(self, text: &str) -> Option<Vec<u8>> {
-        match self {
-            Self::Hex => hex::decode(text).ok(),
-            Self::Base64 => BASE64.decode(text).ok(),
-        }
-    }
-
-    /// Encodes a MAC the way a provider would send it.
-    pub fn encode(self, bytes: &[u8]) -> String {
-        match self {
-            Self::Hex => hex::encode(bytes),
-            Self::Base64 => BASE64.encode(bytes),
         }
     }
 }
@@ -99,12 +45,12 @@ impl std::fmt::Debug for KeyedMac {
 }
 
 impl KeyedMac {
-    /// Absorbs `key` for `algorithm`. HMAC accepts keys of any length.
-    pub fn new(algorithm: Algorithm, key: &[u8]) -> Self {
-        match algorithm {
-            Algorithm::Sha1 => Self::Sha1(keyed(key)),
-            Algorithm::Sha256 => Self::Sha256(keyed(key)),
-            Algorithm::Sha512 => Self::Sha512(keyed(key)),
+    /// Absorbs `key` for `alg`. HMAC accepts keys of any length.
+    pub fn new(alg: HashAlg, key: &[u8]) -> Self {
+        match alg {
+            HashAlg::Sha1 => Self::Sha1(keyed(key)),
+            HashAlg::Sha256 => Self::Sha256(keyed(key)),
+            HashAlg::Sha512 => Self::Sha512(keyed(key)),
         }
     }
 
@@ -114,6 +60,15 @@ impl KeyedMac {
             Self::Sha1(m) => m.update(data),
             Self::Sha256(m) => m.update(data),
             Self::Sha512(m) => m.update(data),
+        }
+    }
+
+    /// Hands the MAC of everything fed so far to `f`, without allocating.
+    pub fn finalize_with<T>(self, f: impl FnOnce(&[u8]) -> T) -> T {
+        match self {
+            Self::Sha1(m) => f(&m.finalize().into_bytes()),
+            Self::Sha256(m) => f(&m.finalize().into_bytes()),
+            Self::Sha512(m) => f(&m.finalize().into_bytes()),
         }
     }
 
@@ -135,7 +90,7 @@ fn keyed<M: KeyInit>(key: &[u8]) -> M {
     }
 }
 
-/// Compares a computed MAC with a received one in time that depends only on
+/// Compares a computed value with a received one in time that depends only on
 /// their lengths, never on where they differ.
 pub fn constant_time_eq(computed: &[u8], received: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
@@ -146,7 +101,7 @@ pub fn constant_time_eq(computed: &[u8], received: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn mac_hex(alg: Algorithm, key: &[u8], msg: &[u8]) -> String {
+    fn mac_hex(alg: HashAlg, key: &[u8], msg: &[u8]) -> String {
         let mut m = KeyedMac::new(alg, key);
         m.update(msg);
         hex::encode(m.finalize())
@@ -157,11 +112,11 @@ mod tests {
         // RFC 4231, test case 2: key "Jefe", data "what do ya want for nothing?".
         let msg = b"what do ya want for nothing?";
         assert_eq!(
-            mac_hex(Algorithm::Sha256, b"Jefe", msg),
+            mac_hex(HashAlg::Sha256, b"Jefe", msg),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         assert_eq!(
-            mac_hex(Algorithm::Sha512, b"Jefe", msg),
+            mac_hex(HashAlg::Sha512, b"Jefe", msg),
             "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"
         );
     }
@@ -169,31 +124,20 @@ mod tests {
     #[test]
     fn rfc2202_case_2_sha1() {
         assert_eq!(
-            mac_hex(Algorithm::Sha1, b"Jefe", b"what do ya want for nothing?"),
+            mac_hex(HashAlg::Sha1, b"Jefe", b"what do ya want for nothing?"),
             "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
         );
     }
 
     #[test]
     fn incremental_update_equals_one_shot() {
-        let mut a = KeyedMac::new(Algorithm::Sha256, b"k");
+        let mut a = KeyedMac::new(HashAlg::Sha256, b"k");
         a.update(b"hello ");
         a.update(b"world");
         assert_eq!(
             hex::encode(a.finalize()),
-            mac_hex(Algorithm::Sha256, b"k", b"hello world")
+            mac_hex(HashAlg::Sha256, b"k", b"hello world")
         );
-    }
-
-    #[test]
-    fn decoding_accepts_either_case_and_padding() {
-        assert_eq!(Encoding::Hex.decode("0aFF"), Some(vec![0x0a, 0xff]));
-        assert_eq!(Encoding::Hex.decode("0g"), None);
-        assert_eq!(Encoding::Hex.decode("abc"), None);
-        assert_eq!(Encoding::Base64.decode("AQI="), Some(vec![1, 2]));
-        assert_eq!(Encoding::Base64.decode("AQI"), Some(vec![1, 2]));
-        assert_eq!(Encoding::Base64.decode("A Q"), None);
-        assert_eq!(Encoding::Base64.encode(&[1, 2]), "AQI=");
     }
 
     #[test]

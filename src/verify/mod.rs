@@ -3,19 +3,24 @@
 //! never performs I/O, never reads the clock itself, never logs secrets or
 //! signatures.
 
+pub mod content;
+pub mod key;
 pub mod mac;
-pub mod presets;
 pub mod request;
-pub mod scheme;
-pub mod template;
+pub mod sign;
 
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+
 use crate::config::secret::Secret;
+use crate::scheme::Scheme;
+use crate::scheme::signature::{Location, Received};
+use crate::scheme::template::Part;
+use content::Content;
+use key::Key;
 use mac::{KeyedMac, constant_time_eq};
-use request::SignedRequest;
-use scheme::Scheme;
-use template::Part;
+use request::{SignedRequest, port_variants};
 
 /// Longest event id or type forwarded upstream as a header; longer values are dropped.
 const MAX_METADATA_LEN: usize = 1024;
@@ -23,18 +28,21 @@ const MAX_METADATA_LEN: usize = 1024;
 /// Why a delivery was refused. Each variant maps to one error code of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
-    /// The signature header is absent.
-    #[error("signature header missing")]
+    /// The signature field is absent.
+    #[error("signature missing")]
     SignatureMissing,
-    /// A header the signed content needs (timestamp or id) is absent.
-    #[error("signed header missing")]
+    /// A field the signed content needs (timestamp, id, …) is absent.
+    #[error("signed field missing")]
     SignedHeaderMissing,
-    /// The signature header is present but not in the scheme's format.
+    /// The signature field is present but holds no signature in the scheme's format.
     #[error("signature malformed")]
     SignatureMalformed,
-    /// No configured secret produces the received signature.
+    /// No configured secret produces a received signature.
     #[error("signature mismatch")]
     SignatureMismatch,
+    /// The body is not covered by the signature (e.g. Twilio's `bodySHA256`).
+    #[error("body not covered by the signature")]
+    BodyMismatch,
     /// The scheme's timestamp is absent or unreadable while a tolerance applies.
     #[error("timestamp unreadable")]
     TimestampUnreadable,
@@ -51,9 +59,10 @@ impl Rejection {
     pub fn reason(self) -> &'static str {
         match self {
             Self::SignatureMissing => "signature_missing",
-            Self::SignedHeaderMissing => "signed_header_missing",
+            Self::SignedHeaderMissing => "signed_field_missing",
             Self::SignatureMalformed => "signature_malformed",
             Self::SignatureMismatch => "signature_mismatch",
+            Self::BodyMismatch => "body_mismatch",
             Self::TimestampUnreadable => "timestamp_unreadable",
             Self::TimestampTooOld => "timestamp_too_old",
             Self::TimestampTooNew => "timestamp_too_new",
@@ -66,7 +75,7 @@ impl Rejection {
         match self {
             Self::SignatureMissing => 0,
             Self::SignedHeaderMissing => 1,
-            Self::SignatureMalformed | Self::SignatureMismatch => 2,
+            Self::SignatureMalformed | Self::SignatureMismatch | Self::BodyMismatch => 2,
             Self::TimestampUnreadable | Self::TimestampTooOld | Self::TimestampTooNew => 3,
         }
     }
@@ -77,6 +86,7 @@ impl Rejection {
 #[derive(Debug, Clone)]
 pub struct Verified {
     scheme: Arc<Scheme>,
+    verifier_index: usize,
     secret_index: usize,
     id: Option<String>,
     timestamp: Option<i64>,
@@ -87,6 +97,11 @@ impl Verified {
     /// The scheme that verified the delivery.
     pub fn scheme(&self) -> &Scheme {
         &self.scheme
+    }
+
+    /// Which of the route's verifiers passed (0-based).
+    pub fn verifier_index(&self) -> usize {
+        self.verifier_index
     }
 
     /// Which of the verifier's secrets matched (0-based), for rotation bookkeeping.
@@ -114,31 +129,45 @@ impl Verified {
 #[derive(Debug)]
 pub struct Verifier {
     scheme: Arc<Scheme>,
-    keys: Vec<KeyedMac>,
+    keys: Vec<Key>,
     tolerance_secs: Option<u64>,
 }
 
 impl Verifier {
-    /// Prepares a verifier. `tolerance_secs` overrides the scheme's default; it only
-    /// takes effect when the scheme's signature covers its timestamp.
-    pub fn new(scheme: Arc<Scheme>, secrets: &[Secret], tolerance_secs: Option<u64>) -> Self {
+    /// Prepares a verifier. `tolerance_secs` overrides the scheme's default (0 turns
+    /// the check off); it only takes effect when the signature covers the timestamp.
+    /// Fails, naming the secret's position, when a secret is not a valid key.
+    pub fn new(
+        scheme: Arc<Scheme>,
+        secrets: &[Secret],
+        tolerance_secs: Option<u64>,
+    ) -> Result<Self, (usize, String)> {
         let keys = secrets
             .iter()
-            .map(|s| KeyedMac::new(scheme.algorithm, s.expose()))
-            .collect();
+            .enumerate()
+            .map(|(i, s)| Key::prepare(scheme.algorithm, scheme.key, s).map_err(|e| (i, e)))
+            .collect::<Result<_, _>>()?;
         let tolerance_secs = tolerance_secs
             .or(scheme.default_tolerance_secs)
-            .filter(|_| scheme.timestamp_is_signed());
-        Self {
+            .filter(|t| *t > 0 && scheme.timestamp_is_signed());
+        Ok(Self {
             scheme,
             keys,
             tolerance_secs,
-        }
+        })
     }
 
     /// The scheme this verifier checks.
     pub fn scheme(&self) -> &Scheme {
         &self.scheme
+    }
+
+    /// The HMAC key of secret `index`, for a handshake answer's `{hmac:…}`.
+    pub fn mac_key(&self, index: usize) -> Option<&KeyedMac> {
+        match self.keys.get(index) {
+            Some(Key::Mac(mac)) => Some(mac),
+            _ => None,
+        }
     }
 
     /// The replay window in force, if any.
@@ -149,21 +178,38 @@ impl Verifier {
     /// Checks one delivery at time `now` (unix seconds).
     pub fn verify(&self, req: &SignedRequest<'_>, now: i64) -> Result<Verified, Rejection> {
         let scheme = &*self.scheme;
-        let candidates = self.received_signatures(req)?;
-        let content = SignedContent::gather(scheme, req)?;
+        let received = receive(scheme, req);
+        if !received.present {
+            return Err(Rejection::SignatureMissing);
+        }
+        if received.signatures.is_empty() {
+            return Err(Rejection::SignatureMalformed);
+        }
+        let content = Content::gather(scheme, req, Some(&received))?;
+        // Most schemes do not sign the URL: build it (and its variants) only when they do.
+        let variants = match (scheme.signed.uses(&Part::Url), scheme.url_ports) {
+            (true, true) => port_variants(req.url()),
+            _ => Vec::new(),
+        };
+        let url = if scheme.signed.uses(&Part::Url) {
+            req.url()
+        } else {
+            ""
+        };
         let secret_index = self
             .keys
             .iter()
             .position(|key| {
-                let computed = content.mac(key.clone(), req);
-                candidates
-                    .iter()
-                    .any(|received| constant_time_eq(&computed, received))
+                matches(key, &content, url, &received.signatures)
+                    || variants
+                        .iter()
+                        .any(|v| matches(key, &content, v, &received.signatures))
             })
             .ok_or(Rejection::SignatureMismatch)?;
+        check_body_hash(scheme, req, &received)?;
 
         let timestamp = scheme.timestamp.as_ref().and_then(|spec| {
-            req.field(std::slice::from_ref(&spec.source))
+            req.field(&spec.source, Some(&received))
                 .and_then(|t| spec.format.parse(&t))
         });
         if let Some(tolerance) = self.tolerance_secs {
@@ -171,82 +217,90 @@ impl Verifier {
         }
         Ok(Verified {
             scheme: Arc::clone(&self.scheme),
+            verifier_index: 0,
             secret_index,
-            id: bounded(req.field(&scheme.id)),
+            id: bounded(
+                req.first_field(&scheme.id, Some(&received))
+                    .map(String::from),
+            ),
             timestamp,
-            event_type: bounded(req.field(&scheme.event_type)),
+            event_type: bounded(
+                req.first_field(&scheme.event_type, Some(&received))
+                    .map(String::from),
+            ),
         })
-    }
-
-    /// Every well-formed signature in the signature header(s).
-    fn received_signatures(&self, req: &SignedRequest<'_>) -> Result<Vec<Vec<u8>>, Rejection> {
-        let spec = &self.scheme.signature;
-        let mut values = req.headers.get_all(&spec.header).iter().peekable();
-        if values.peek().is_none() {
-            return Err(Rejection::SignatureMissing);
-        }
-        let decoded: Vec<Vec<u8>> = values
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|text| text.trim().strip_prefix(spec.prefix.as_str()))
-            .filter_map(|text| spec.encoding.decode(text.trim()))
-            .collect();
-        if decoded.is_empty() {
-            return Err(Rejection::SignatureMalformed);
-        }
-        Ok(decoded)
     }
 }
 
-/// The header-sourced pieces of the signed content, read once per delivery.
-struct SignedContent<'s> {
-    scheme: &'s Scheme,
-    timestamp: Option<String>,
-    id: Option<String>,
+/// Reads the scheme's signature field(s) from the request.
+fn receive(scheme: &Scheme, req: &SignedRequest<'_>) -> Received {
+    let spec = &scheme.signature;
+    let mut received = Received::default();
+    match &spec.location {
+        Location::Headers(names) => {
+            for value in names.iter().flat_map(|n| req.headers.get_all(n)) {
+                match value.to_str() {
+                    Ok(text) => spec.format.read(text, spec.encoding, &mut received),
+                    Err(_) => received.present = true,
+                }
+            }
+        }
+        Location::Json(pointer) => {
+            if let Some(text) = req.json().text_at(pointer) {
+                spec.format.read(&text, spec.encoding, &mut received);
+            }
+        }
+        Location::Form(name) => {
+            for (_, value) in req.form().iter().filter(|(k, _)| k == name) {
+                spec.format.read(value, spec.encoding, &mut received);
+            }
+        }
+    }
+    received
 }
 
-impl<'s> SignedContent<'s> {
-    fn gather(scheme: &'s Scheme, req: &SignedRequest<'_>) -> Result<Self, Rejection> {
-        let template = &scheme.signed_content;
-        let timestamp = if template.uses(&Part::Timestamp) {
-            let source = scheme
-                .timestamp
-                .as_ref()
-                .map(|t| std::slice::from_ref(&t.source));
-            Some(
-                req.field(source.unwrap_or_default())
-                    .ok_or(Rejection::SignedHeaderMissing)?,
-            )
-        } else {
-            None
-        };
-        let id = if template.uses(&Part::Id) {
-            Some(
-                req.field(&scheme.id)
-                    .ok_or(Rejection::SignedHeaderMissing)?,
-            )
-        } else {
-            None
-        };
-        Ok(Self {
-            scheme,
-            timestamp,
-            id,
-        })
-    }
-
-    fn mac(&self, mut mac: KeyedMac, req: &SignedRequest<'_>) -> Vec<u8> {
-        for part in self.scheme.signed_content.parts() {
-            let bytes: &[u8] = match part {
-                Part::Literal(text) => text,
-                Part::Body => req.body,
-                Part::Timestamp => self.timestamp.as_deref().unwrap_or_default().as_bytes(),
-                Part::Id => self.id.as_deref().unwrap_or_default().as_bytes(),
-                Part::Method => req.method.as_bytes(),
-                Part::Url => req.url().as_bytes(),
-            };
-            mac.update(bytes);
+/// Whether `key` produces one of `signatures` over `content` with `url`.
+fn matches(key: &Key, content: &Content<'_>, url: &str, signatures: &[Vec<u8>]) -> bool {
+    let any_equal = |computed: &[u8]| signatures.iter().any(|s| constant_time_eq(computed, s));
+    match key {
+        Key::Mac(mac) => {
+            let mut mac = KeyedMac::clone(mac);
+            content.feed(url, &[], &mut |b| mac.update(b));
+            mac.finalize_with(|computed| any_equal(computed))
         }
-        mac.finalize()
+        Key::Hashed(secret) => {
+            let mut hash = Sha256::new();
+            content.feed(url, secret.expose(), &mut |b| hash.update(b));
+            any_equal(&hash.finalize())
+        }
+        Key::Token(_) => signatures.iter().any(|s| key.check_signature(&[], s)),
+        Key::Ed25519(_) | Key::EcdsaP256(_) => {
+            let message = content.to_vec(url, &[]);
+            signatures.iter().any(|s| key.check_signature(&message, s))
+        }
+    }
+}
+
+/// Twilio's rule: a body the signature does not cover (anything but a form) must
+/// match the SHA-256 carried in the signed URL.
+fn check_body_hash(
+    scheme: &Scheme,
+    req: &SignedRequest<'_>,
+    received: &Received,
+) -> Result<(), Rejection> {
+    let Some(source) = &scheme.body_sha256 else {
+        return Ok(());
+    };
+    match req.field(source, Some(received)) {
+        Some(claimed) => {
+            let actual = Sha256::digest(req.body);
+            let claimed = hex::decode(claimed.trim()).map_err(|_| Rejection::BodyMismatch)?;
+            constant_time_eq(&actual, &claimed)
+                .then_some(())
+                .ok_or(Rejection::BodyMismatch)
+        }
+        None if req.is_form() || req.body.is_empty() => Ok(()),
+        None => Err(Rejection::BodyMismatch),
     }
 }
 
@@ -275,9 +329,12 @@ pub fn verify_any(
     now: i64,
 ) -> Result<Verified, Rejection> {
     let mut worst: Option<Rejection> = None;
-    for verifier in verifiers {
+    for (index, verifier) in verifiers.iter().enumerate() {
         match verifier.verify(req, now) {
-            Ok(verified) => return Ok(verified),
+            Ok(mut verified) => {
+                verified.verifier_index = index;
+                return Ok(verified);
+            }
             Err(r) => {
                 if worst.is_none_or(|w| r.progress() > w.progress()) {
                     worst = Some(r);

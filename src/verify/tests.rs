@@ -1,24 +1,23 @@
 //! Unit tests for verification: published seed vectors, rotation, tolerance,
-//! several verifiers on one route, and hostile header values.
+//! several verifiers on one route, hostile values, and a sign → verify round
+//! trip for every built-in scheme.
 
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::mac::{Algorithm, Encoding, KeyedMac};
-use super::presets::builtin;
 use super::request::{SignedRequest, UrlParts};
-use super::scheme::{FieldSource, Scheme, SignatureSpec, TimeFormat, TimestampSpec};
-use super::template::Template;
-use super::{Rejection, Verifier, verify_any};
+use super::sign::{Delivery, sign};
+use super::{Rejection, Verified, Verifier, verify_any};
 use crate::config::secret::Secret;
+use crate::scheme::Scheme;
+use crate::scheme::build::SchemeBuilder;
+use crate::scheme::presets;
 
 const URL: UrlParts<'static> = UrlParts {
     public_url: None,
     remainder: "",
     host: "gw",
-    path: "/h",
-    query: None,
 };
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -38,16 +37,40 @@ fn secrets(list: &[&str]) -> Vec<Secret> {
         .collect()
 }
 
+fn preset(name: &str) -> Arc<Scheme> {
+    presets::get(name).unwrap_or_else(|| panic!("no preset {name}"))
+}
+
+/// A scheme from descriptor text, as a config's `[schemes.x]` would give it.
+fn descriptor(text: &str) -> Arc<Scheme> {
+    let file = toml::from_str(text).unwrap();
+    let mut diagnostics = Vec::new();
+    let scheme = SchemeBuilder::new(&mut diagnostics).scheme("test", &file);
+    Arc::new(scheme.unwrap_or_else(|| panic!("{diagnostics:?}")))
+}
+
+fn verifier(scheme: Arc<Scheme>, keys: &[&str], tolerance: Option<u64>) -> Verifier {
+    Verifier::new(scheme, &secrets(keys), tolerance).unwrap()
+}
+
+fn check_at(
+    v: &Verifier,
+    pairs: &[(&str, &str)],
+    body: &str,
+    now: i64,
+) -> Result<Verified, Rejection> {
+    let h = headers(pairs);
+    let req = SignedRequest::new("POST", ("/h", None), &h, body.as_bytes(), URL);
+    v.verify(&req, now)
+}
+
 fn check(
     scheme: &str,
     keys: &[&str],
     pairs: &[(&str, &str)],
     body: &str,
 ) -> Result<usize, Rejection> {
-    let verifier = Verifier::new(builtin(scheme).unwrap(), &secrets(keys), None);
-    let h = headers(pairs);
-    let req = SignedRequest::new("POST", &h, body.as_bytes(), URL);
-    verifier.verify(&req, 0).map(|v| v.secret_index())
+    check_at(&verifier(preset(scheme), keys, None), pairs, body, 0).map(|v| v.secret_index())
 }
 
 // Official vector: rye-com/checkout-intents-python@1b54c311 tests/test_event_unwrap.py.
@@ -81,26 +104,22 @@ fn rye_official_vector_and_its_negatives() {
 
 #[test]
 fn rye_metadata_prefers_headers_then_body() {
-    let verifier = Verifier::new(builtin("rye").unwrap(), &secrets(&[RYE_SECRET]), None);
-    let h = headers(&[("x-rye-signature", RYE_SIG)]);
-    let req = SignedRequest::new("POST", &h, RYE_BODY.as_bytes(), URL);
-    let v = verifier.verify(&req, 0).unwrap();
-    assert_eq!(v.scheme().name, "rye");
+    let v = verifier(preset("rye"), &[RYE_SECRET], None);
+    let got = check_at(&v, &[("x-rye-signature", RYE_SIG)], RYE_BODY, 0).unwrap();
+    assert_eq!(got.scheme().name, "rye");
     assert_eq!(
-        v.id(),
+        got.id(),
         Some("evt_ci_acf8e2c44f4c4583bd5b58d291242bb2_awaiting_confirmation")
     );
-    assert_eq!(v.event_type(), Some("checkout_intent.offer_retrieved"));
-    assert_eq!(v.timestamp(), Some(1_776_742_070));
-
-    let h = headers(&[
+    assert_eq!(got.event_type(), Some("checkout_intent.offer_retrieved"));
+    assert_eq!(got.timestamp(), Some(1_776_742_070));
+    let pairs = [
         ("x-rye-signature", RYE_SIG),
         ("x-rye-event-id", "evt_h"),
         ("x-rye-topic", "t_h"),
-    ]);
-    let req = SignedRequest::new("POST", &h, RYE_BODY.as_bytes(), URL);
-    let v = verifier.verify(&req, 0).unwrap();
-    assert_eq!((v.id(), v.event_type()), (Some("evt_h"), Some("t_h")));
+    ];
+    let got = check_at(&v, &pairs, RYE_BODY, 0).unwrap();
+    assert_eq!((got.id(), got.event_type()), (Some("evt_h"), Some("t_h")));
 }
 
 // Computed vector from ../shared/vectors: rye-v1-url-verification-computed.
@@ -157,157 +176,134 @@ fn any_of_several_signature_headers_may_match() {
     assert_eq!(check("rye", &[RYE_SECRET], &pairs, RYE_BODY), Ok(0));
 }
 
-fn generic(template: &str, tolerance: Option<u64>) -> Scheme {
-    Scheme {
-        name: "hmac".to_owned(),
-        algorithm: Algorithm::Sha256,
-        signature: SignatureSpec {
-            header: HeaderName::from_static("x-sig"),
-            prefix: "sha256=".to_owned(),
-            encoding: Encoding::Base64,
-        },
-        signed_content: Template::parse(template).unwrap(),
-        timestamp: Some(TimestampSpec {
-            source: FieldSource::Header(HeaderName::from_static("x-ts")),
-            format: TimeFormat::UnixSeconds,
-        }),
-        id: vec![FieldSource::Header(HeaderName::from_static("x-id"))],
-        event_type: Vec::new(),
-        default_tolerance_secs: tolerance,
-        handshake: None,
-    }
-}
-
-fn sign(template_text: &str, secret: &str, ts: &str, id: &str, body: &str) -> String {
-    let text = template_text
-        .replace("{timestamp}", ts)
-        .replace("{id}", id)
-        .replace("{method}", "POST")
-        .replace("{url}", "http://gw/h")
-        .replace("{body}", body);
-    let mut mac = KeyedMac::new(Algorithm::Sha256, secret.as_bytes());
-    mac.update(text.as_bytes());
-    format!("sha256={}", Encoding::Base64.encode(&mac.finalize()))
-}
+const GENERIC: &str = r#"
+algorithm = "hmac-sha256"
+signed = "{method} {url} {id}.{timestamp}.{body}"
+signature = { header = "x-sig", prefix = "sha256=", encoding = "base64" }
+timestamp = { from = "header:x-ts" }
+event = { id = "header:x-id" }
+"#;
 
 fn generic_check(
-    template: &str,
+    signed: &str,
     tolerance: Option<u64>,
     ts: i64,
     now: i64,
-) -> Result<usize, Rejection> {
-    let sig = sign(template, "k", &ts.to_string(), "evt_1", "{}");
-    let verifier = Verifier::new(
-        Arc::new(generic(template, tolerance)),
-        &secrets(&["k"]),
-        None,
-    );
-    let h = headers(&[
-        ("x-sig", &sig),
-        ("x-ts", &ts.to_string()),
-        ("x-id", "evt_1"),
-    ]);
-    let req = SignedRequest::new("POST", &h, b"{}", URL);
-    verifier.verify(&req, now).map(|v| v.secret_index())
+) -> Result<Verified, Rejection> {
+    let scheme = descriptor(&GENERIC.replace("{method} {url} {id}.{timestamp}.{body}", signed));
+    let v = verifier(Arc::clone(&scheme), &["k"], tolerance);
+    let delivery = Delivery {
+        method: "POST".into(),
+        url: "http://gw/h".into(),
+        content_type: "application/json".into(),
+        body: b"{}".to_vec(),
+        id: "evt_1".into(),
+        time: ts,
+        headers: Vec::new(),
+    };
+    let signed = sign(&scheme, b"k", &delivery).unwrap();
+    let pairs: Vec<(&str, &str)> = signed
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    check_at(&v, &pairs, "{}", now)
 }
 
 #[test]
-fn generic_template_covers_every_placeholder() {
-    let t = "{method} {url} {id}.{timestamp}.{body}";
-    assert_eq!(generic_check(t, None, 1000, 1000), Ok(0));
+fn a_descriptor_template_covers_every_placeholder() {
+    let got = generic_check("{method} {url} {id}.{timestamp}.{body}", None, 1000, 1000).unwrap();
+    assert_eq!((got.id(), got.timestamp()), (Some("evt_1"), Some(1000)));
 }
 
 #[test]
 fn tolerance_is_inclusive_and_applies_both_ways() {
     let t = "{timestamp}.{body}";
-    assert_eq!(generic_check(t, Some(300), 1000, 1300), Ok(0));
+    assert!(generic_check(t, Some(300), 1000, 1300).is_ok());
     assert_eq!(
-        generic_check(t, Some(300), 1000, 1301),
-        Err(Rejection::TimestampTooOld)
+        generic_check(t, Some(300), 1000, 1301).unwrap_err(),
+        Rejection::TimestampTooOld
     );
-    assert_eq!(generic_check(t, Some(300), 1000, 700), Ok(0));
+    assert!(generic_check(t, Some(300), 1000, 700).is_ok());
     assert_eq!(
-        generic_check(t, Some(300), 1000, 699),
-        Err(Rejection::TimestampTooNew)
+        generic_check(t, Some(300), 1000, 699).unwrap_err(),
+        Rejection::TimestampTooNew
+    );
+    assert!(
+        generic_check(t, Some(0), 1000, 99_999).is_ok(),
+        "0 turns the window off"
     );
 }
 
 #[test]
 fn unsigned_timestamp_never_enforces_tolerance() {
-    // The payload does not contain {timestamp}: a stale header proves nothing either way.
-    assert_eq!(generic_check("{body}", Some(300), 1000, 99_999), Ok(0));
+    // The content does not contain {timestamp}: a stale header proves nothing either way.
+    assert!(generic_check("{body}", Some(300), 1000, 99_999).is_ok());
 }
 
 #[test]
-fn missing_signed_header_is_missing_signature() {
-    let verifier = Verifier::new(
-        Arc::new(generic("{timestamp}.{body}", None)),
-        &secrets(&["k"]),
+fn missing_signed_field_is_missing_signature() {
+    let v = verifier(
+        descriptor(&GENERIC.replace("{method} {url} {id}.", "")),
+        &["k"],
         None,
     );
-    let h = headers(&[("x-sig", "sha256=AAAA")]);
-    let req = SignedRequest::new("POST", &h, b"{}", URL);
     assert_eq!(
-        verifier.verify(&req, 0).unwrap_err(),
+        check_at(&v, &[("x-sig", "sha256=AAAA")], "{}", 0).unwrap_err(),
         Rejection::SignedHeaderMissing
     );
 }
 
 #[test]
 fn unreadable_signed_timestamp_is_out_of_tolerance() {
-    let sig = sign("{timestamp}.{body}", "k", "soon", "", "{}");
-    let verifier = Verifier::new(
-        Arc::new(generic("{timestamp}.{body}", Some(5))),
-        &secrets(&["k"]),
-        None,
+    let scheme = descriptor(&GENERIC.replace("{method} {url} {id}.", ""));
+    let mut mac = super::mac::KeyedMac::new(super::mac::HashAlg::Sha256, b"k");
+    mac.update(b"soon.{}");
+    let sig = format!(
+        "sha256={}",
+        scheme.signature.encoding.encode(&mac.finalize())
     );
-    let h = headers(&[("x-sig", &sig), ("x-ts", "soon")]);
-    let req = SignedRequest::new("POST", &h, b"{}", URL);
-    assert_eq!(
-        verifier.verify(&req, 0).unwrap_err(),
-        Rejection::TimestampUnreadable
-    );
+    let v = verifier(scheme, &["k"], Some(5));
+    let got = check_at(&v, &[("x-sig", &sig), ("x-ts", "soon")], "{}", 0);
+    assert_eq!(got.unwrap_err(), Rejection::TimestampUnreadable);
 }
 
 #[test]
 fn rye_tolerance_uses_signed_created_at() {
     let created = 1_776_742_070; // 2026-04-21T03:27:50Z
-    let verifier = Verifier::new(builtin("rye").unwrap(), &secrets(&[RYE_SECRET]), Some(60));
-    let h = headers(&[("x-rye-signature", RYE_SIG)]);
-    let req = SignedRequest::new("POST", &h, RYE_BODY.as_bytes(), URL);
-    assert!(verifier.verify(&req, created + 60).is_ok());
+    let v = verifier(preset("rye"), &[RYE_SECRET], Some(60));
+    let sig = [("x-rye-signature", RYE_SIG)];
+    assert!(check_at(&v, &sig, RYE_BODY, created + 60).is_ok());
     assert_eq!(
-        verifier.verify(&req, created + 61).unwrap_err(),
+        check_at(&v, &sig, RYE_BODY, created + 61).unwrap_err(),
         Rejection::TimestampTooOld
     );
     assert_eq!(
-        verifier.verify(&req, created - 61).unwrap_err(),
+        check_at(&v, &sig, RYE_BODY, created - 61).unwrap_err(),
         Rejection::TimestampTooNew
     );
 }
 
 #[test]
 fn verify_any_passes_on_either_scheme_and_explains_the_furthest_failure() {
-    let v1 = Verifier::new(builtin("rye-v1").unwrap(), &secrets(&[RYE_SECRET]), None);
-    let v0 = Verifier::new(builtin("rye").unwrap(), &secrets(&[RYE_SECRET]), None);
-    let both = [v1, v0];
-    let h = headers(&[("x-rye-signature", RYE_SIG)]);
-    let req = SignedRequest::new("POST", &h, RYE_BODY.as_bytes(), URL);
-    assert_eq!(verify_any(&both, &req, 0).unwrap().scheme().name, "rye");
-
-    let h = headers(&[("x-rye-signature", "v0=00")]);
-    let req = SignedRequest::new("POST", &h, RYE_BODY.as_bytes(), URL);
+    let both = [
+        verifier(preset("rye-v1"), &[RYE_SECRET], None),
+        verifier(preset("rye"), &[RYE_SECRET], None),
+    ];
+    let run = |pairs: &[(&str, &str)]| {
+        let h = headers(pairs);
+        let req = SignedRequest::new("POST", ("/h", None), &h, RYE_BODY.as_bytes(), URL);
+        verify_any(&both, &req, 0).map(|v| (v.scheme().name.clone(), v.verifier_index()))
+    };
     assert_eq!(
-        verify_any(&both, &req, 0).unwrap_err(),
-        Rejection::SignatureMismatch
+        run(&[("x-rye-signature", RYE_SIG)]),
+        Ok(("rye".to_owned(), 1))
     );
-
-    let h = HeaderMap::new();
-    let req = SignedRequest::new("POST", &h, RYE_BODY.as_bytes(), URL);
     assert_eq!(
-        verify_any(&both, &req, 0).unwrap_err(),
-        Rejection::SignatureMissing
+        run(&[("x-rye-signature", "v0=00")]),
+        Err(Rejection::SignatureMismatch)
     );
+    assert_eq!(run(&[]), Err(Rejection::SignatureMissing));
 }
 
 #[test]
@@ -322,18 +318,161 @@ fn hostile_signature_values_never_panic() {
         "  v0=  ",
     ];
     for v in values {
-        let r = check("rye", &[RYE_SECRET], &[("x-rye-signature", v)], RYE_BODY);
-        assert!(r.is_err(), "{v:?} must not verify");
+        assert!(
+            check("rye", &[RYE_SECRET], &[("x-rye-signature", v)], RYE_BODY).is_err(),
+            "{v:?} must not verify"
+        );
     }
     let mut h = HeaderMap::new();
     h.insert(
         "x-rye-signature",
         HeaderValue::from_bytes(b"v0=\xff\xfe").unwrap(),
     );
-    let verifier = Verifier::new(builtin("rye").unwrap(), &secrets(&[RYE_SECRET]), None);
-    let req = SignedRequest::new("POST", &h, RYE_BODY.as_bytes(), URL);
+    let req = SignedRequest::new("POST", ("/h", None), &h, RYE_BODY.as_bytes(), URL);
+    let v = verifier(preset("rye"), &[RYE_SECRET], None);
     assert_eq!(
-        verifier.verify(&req, 0).unwrap_err(),
+        v.verify(&req, 0).unwrap_err(),
         Rejection::SignatureMalformed
     );
+}
+
+#[test]
+fn twilio_json_body_must_match_the_signed_body_hash() {
+    let scheme = preset("twilio");
+    let v = verifier(Arc::clone(&scheme), &["12345"], None);
+    let body = r#"{"property": "value", "boolean": true}"#;
+    let delivery = Delivery {
+        method: "POST".into(),
+        url: "https://mycompany.com/myapp.php?foo=1&bar=2".into(),
+        content_type: "application/json".into(),
+        body: body.as_bytes().to_vec(),
+        id: "x".into(),
+        time: 0,
+        headers: Vec::new(),
+    };
+    let signed = sign(&scheme, b"12345", &delivery).unwrap();
+    assert!(
+        signed.url.ends_with(
+            "&bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
+        )
+    );
+    let h: HeaderMap = signed
+        .headers
+        .iter()
+        .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
+        .collect();
+    let (base, query) = signed.url.split_once('?').unwrap();
+    let parts = UrlParts {
+        public_url: Some(base),
+        remainder: "",
+        host: "",
+    };
+    let ok = SignedRequest::new(
+        "POST",
+        ("/myapp.php", Some(query)),
+        &h,
+        body.as_bytes(),
+        parts,
+    );
+    assert!(v.verify(&ok, 0).is_ok());
+    let tampered = SignedRequest::new("POST", ("/myapp.php", Some(query)), &h, b"{}", parts);
+    assert_eq!(v.verify(&tampered, 0).unwrap_err(), Rejection::BodyMismatch);
+    let unhashed_query = "foo=1&bar=2";
+    let no_hash = SignedRequest::new(
+        "POST",
+        ("/myapp.php", Some(unhashed_query)),
+        &h,
+        body.as_bytes(),
+        parts,
+    );
+    assert!(
+        v.verify(&no_hash, 0).is_err(),
+        "a JSON body without bodySHA256 is not covered"
+    );
+}
+
+/// Key material for a preset: the secret to verify with and the one to sign with.
+fn keys_for(scheme: &Scheme) -> (String, String) {
+    use base64::Engine as _;
+    use ring::signature::KeyPair as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let seed = [7u8; 32];
+    let ed = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
+    match (scheme.algorithm, scheme.key) {
+        (crate::scheme::Algorithm::Ed25519, crate::scheme::KeyFormat::Hex) => {
+            (hex::encode(ed.public_key().as_ref()), hex::encode(seed))
+        }
+        (crate::scheme::Algorithm::Ed25519, _) => {
+            let mut pair = seed.to_vec();
+            pair.extend_from_slice(ed.public_key().as_ref());
+            (
+                format!("whpk_{}", b64.encode(ed.public_key())),
+                format!("whsk_{}", b64.encode(pair)),
+            )
+        }
+        (crate::scheme::Algorithm::EcdsaP256Sha256, _) => {
+            let rng = ring::rand::SystemRandom::new();
+            let alg = &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING;
+            let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+            let pair =
+                ring::signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+            let mut spki =
+                hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap();
+            spki.extend_from_slice(pair.public_key().as_ref());
+            (b64.encode(spki), b64.encode(pkcs8.as_ref()))
+        }
+        (_, crate::scheme::KeyFormat::Whsec) => {
+            let key = format!("whsec_{}", b64.encode(b"round-trip-key-32-bytes-long!!!!"));
+            (key.clone(), key)
+        }
+        _ => (
+            "round-trip-secret".to_owned(),
+            "round-trip-secret".to_owned(),
+        ),
+    }
+}
+
+#[test]
+fn every_preset_verifies_what_it_signs() {
+    for (name, scheme) in presets::all() {
+        let (verify_key, sign_key) = keys_for(scheme);
+        let v = verifier(Arc::clone(scheme), &[&verify_key], None);
+        let now = 1_700_000_000;
+        let body = r#"{"id":"evt_1","type":"t","signature":{"token":"tok"},"value":[{"subscriptionId":"s"}]}"#;
+        let delivery = Delivery {
+            method: "POST".into(),
+            url: "https://hooks.example.com/in?x=1".into(),
+            content_type: "application/json".into(),
+            body: body.as_bytes().to_vec(),
+            id: "evt_1".into(),
+            time: now,
+            headers: Vec::new(),
+        };
+        let signed =
+            sign(scheme, sign_key.as_bytes(), &delivery).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let h: HeaderMap = signed
+            .headers
+            .iter()
+            .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
+            .collect();
+        let (base, query) = signed.url.split_once('?').unwrap();
+        let parts = UrlParts {
+            public_url: Some(base),
+            remainder: "",
+            host: "",
+        };
+        let req = SignedRequest::new("POST", ("/in", Some(query)), &h, &signed.body, parts);
+        let got = v
+            .verify(&req, now)
+            .unwrap_or_else(|r| panic!("{name}: {r:?} for {signed:?}"));
+        assert_eq!(got.scheme().name, *name);
+        let mut tampered = signed.body.clone();
+        tampered.extend_from_slice(b" ");
+        let tampered_req = SignedRequest::new("POST", ("/in", Some(query)), &h, &tampered, parts);
+        assert_eq!(
+            v.verify(&tampered_req, now).is_err(),
+            scheme.covers_body(),
+            "{name}: tampered body"
+        );
+    }
 }

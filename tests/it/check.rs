@@ -39,7 +39,9 @@ fn every_problem_is_printed_with_line_and_column_and_exits_1() {
         format!("{p}:13:8: duplicate route name `a`"),
         format!("{p}:14:8: route `a` overlaps route `a`: same host, path and method POST"),
         format!("{p}:15:12: invalid upstream URL `not a url`: invalid uri character"),
-        format!("{p}:17:10: unknown scheme `stripe-ish`; known schemes: rye, rye-v1, aryeo, hmac"),
+        format!(
+            "{p}:17:10: unknown scheme `stripe-ish`; did you mean `stripe`? `hookgate schemes` lists the built-in ones"
+        ),
     ];
     assert_eq!(out.lines().collect::<Vec<_>>(), expected);
 }

@@ -14,9 +14,13 @@ mod check;
 mod forwarding;
 /// Handshakes answered by the gateway.
 mod handshake;
+/// Every built-in scheme: `hookgate sign` output accepted, forgeries refused.
+mod presets;
 /// Live reload on SIGHUP and file change.
 mod reload;
 /// Routing, path rewriting, 404/405.
 mod routing;
+/// The shared conformance vectors through the HTTP pipeline.
+mod vectors;
 /// Signatures per scheme, rotation, tolerance; rejections never reach upstream.
 mod verify;

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod gateway;
+pub mod inprocess;
 pub mod sign;
 pub mod upstream;
 

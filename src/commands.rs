@@ -1,0 +1,308 @@
+//! The offline commands: `check` (validate a config), `sign` (sign a delivery
+//! as a provider would) and `schemes` (list the built-in schemes). Each returns
+//! its output as text; `main` prints it.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{self, secret::SecretRef};
+use crate::scheme::signature::Location;
+use crate::scheme::source::Source;
+use crate::scheme::{Scheme, presets};
+use crate::verify::sign::{Delivery, SignedDelivery, sign};
+
+/// `hookgate check`: the summary line on success, every problem otherwise.
+pub fn check(path: &Path) -> Result<String, String> {
+    match config::load(path) {
+        Ok(loaded) => {
+            let mut out = String::new();
+            for warning in loaded.warnings.lines() {
+                let _ = writeln!(out, "{warning}");
+            }
+            let c = &loaded.config;
+            let names: Vec<&str> = c.routes.iter().map(|r| r.name.as_str()).collect();
+            let listen: Vec<String> = c.server.listen.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                out,
+                "{}: ok: {} route(s) [{}], listening on {}",
+                path.display(),
+                names.len(),
+                names.join(", "),
+                listen.join(", ")
+            );
+            Ok(out)
+        }
+        Err(report) => Err(format!("{report}\n")),
+    }
+}
+
+/// `hookgate schemes`: one line per built-in scheme.
+pub fn schemes() -> String {
+    let mut out = format!(
+        "{:<24} {:<18} {:<42} {}\n",
+        "SCHEME", "ALGORITHM", "SIGNATURE", "DOCS"
+    );
+    for (name, scheme) in presets::all() {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<18} {:<42} {}",
+            name,
+            scheme.algorithm.as_str(),
+            signature_place(scheme),
+            scheme.docs.as_deref().unwrap_or("")
+        );
+    }
+    out
+}
+
+/// The README's table of built-in schemes, generated from the descriptors.
+pub fn schemes_markdown() -> String {
+    let mut out = String::from(
+        "| scheme | signature | algorithm | signed content | timestamp (default window) | handshake |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for (name, scheme) in presets::all() {
+        let named = match &scheme.docs {
+            Some(docs) => format!("[`{name}`]({docs})"),
+            None => format!("`{name}`"),
+        };
+        let timestamp = match (&scheme.timestamp, scheme.default_tolerance_secs) {
+            (Some(ts), Some(window)) => format!("`{}` ({window} s)", ts.source),
+            (Some(ts), None) => format!("`{}`", ts.source),
+            (None, _) => "–".to_owned(),
+        };
+        let handshakes: Vec<String> = scheme
+            .handshakes
+            .iter()
+            .map(|h| {
+                let method = h.method.as_ref().map_or(String::new(), |m| format!("{m} "));
+                match &h.equals {
+                    Some(value) => format!("{method}`{}` = `{value}`", h.when),
+                    None => format!("{method}`{}`", h.when),
+                }
+            })
+            .collect();
+        let signed = if scheme.algorithm == crate::scheme::Algorithm::Token {
+            "(the secret itself)".to_owned()
+        } else {
+            format!("`{}`", scheme.signed)
+        };
+        let _ = writeln!(
+            out,
+            "| {named} | `{}` | {} | {signed} | {timestamp} | {} |",
+            signature_grammar(scheme),
+            scheme.algorithm.as_str(),
+            if handshakes.is_empty() {
+                "–".to_owned()
+            } else {
+                handshakes.join("; ")
+            },
+        );
+    }
+    out
+}
+
+/// What the signature field looks like on the wire, e.g. `stripe-signature: t=…,v1=<hex>`.
+pub fn signature_grammar(scheme: &Scheme) -> String {
+    use crate::scheme::signature::{Encoding, Format};
+    let encoded = match scheme.signature.encoding {
+        Encoding::Hex => "<hex>",
+        Encoding::Base64 => "<base64>",
+        Encoding::Base64Url => "<base64url>",
+        Encoding::Text => "<secret>",
+    };
+    let value = match &scheme.signature.format {
+        Format::Plain { prefix } => format!("{prefix}{encoded}"),
+        Format::KeyValue { separator, key } => {
+            let timestamp_field = match scheme.timestamp.as_ref().map(|t| &t.source) {
+                Some(Source::Signature(k)) => format!("{k}=…{separator}"),
+                _ => String::new(),
+            };
+            format!("{timestamp_field}{key}={encoded}")
+        }
+        Format::Versioned { version, .. } => format!("{version},{encoded}"),
+        Format::Jwt => format!("<JWT signed {encoded}>"),
+    };
+    match &scheme.signature.location {
+        Location::Json(pointer) => format!("json:{} = {value}", pointer.as_str()),
+        Location::Form(name) => format!("form:{name} = {value}"),
+        Location::Headers(_) => format!("{}: {value}", signature_place(scheme)),
+    }
+}
+
+/// Where a scheme's signature travels, for listings.
+pub fn signature_place(scheme: &Scheme) -> String {
+    match &scheme.signature.location {
+        Location::Headers(names) => match names.as_slice() {
+            [one] => one.to_string(),
+            [first, rest @ ..] => format!("{first} (or {} more)", rest.len()),
+            [] => String::new(),
+        },
+        Location::Json(pointer) => format!("body {}", Source::Json(pointer.clone())),
+        Location::Form(name) => format!("body form:{name}"),
+    }
+}
+
+/// What `hookgate sign` was asked.
+#[derive(Debug, Clone)]
+pub struct SignRequest {
+    /// A built-in scheme or one of the config's `[schemes.NAME]`.
+    pub scheme: Option<String>,
+    /// A route of the config whose first verifier's scheme to use.
+    pub route: Option<String>,
+    /// The config to look schemes and routes up in.
+    pub config: Option<std::path::PathBuf>,
+    /// The secret (`env:NAME`, `file:PATH` or literal); for Ed25519 and ECDSA
+    /// schemes, the private key.
+    pub secret: String,
+    /// The delivery to sign.
+    pub delivery: Delivery,
+    /// Print a curl command sending the delivery to this URL.
+    pub curl: Option<String>,
+    /// The file the body came from, for `--data-binary @FILE`.
+    pub body_file: Option<std::path::PathBuf>,
+}
+
+fn scheme_for(request: &SignRequest) -> Result<Arc<Scheme>, String> {
+    let config = || -> Result<config::Loaded, String> {
+        let path = config::resolve_path(request.config.clone());
+        config::load(&path).map_err(|report| format!("{report}"))
+    };
+    if let Some(route) = &request.route {
+        let loaded = config()?;
+        let found = loaded
+            .config
+            .routes
+            .iter()
+            .find(|r| r.name == *route)
+            .cloned();
+        let route = found.ok_or_else(|| format!("no route `{route}` in the config"))?;
+        return route
+            .verifiers
+            .first()
+            .map(|v| Arc::new(v.scheme().clone()))
+            .ok_or("the route has no verifier".into());
+    }
+    let name = request
+        .scheme
+        .as_deref()
+        .ok_or("give --scheme NAME or --route NAME")?;
+    if let Some(scheme) = presets::get(name) {
+        return Ok(scheme);
+    }
+    if request.config.is_some() || config::resolve_path(None).exists() {
+        let loaded = config()?;
+        let route_scheme = loaded
+            .config
+            .routes
+            .iter()
+            .flat_map(|r| r.verifiers.iter())
+            .find(|v| v.scheme().name == name)
+            .map(|v| Arc::new(v.scheme().clone()));
+        if let Some(scheme) = route_scheme {
+            return Ok(scheme);
+        }
+    }
+    Err(format!(
+        "unknown scheme `{name}`; `hookgate schemes` lists the built-in ones"
+    ))
+}
+
+/// `hookgate sign`: the headers (and, when they change, the URL and body) to
+/// send, or a curl command that sends them.
+pub fn sign_command(request: &SignRequest) -> Result<String, String> {
+    let scheme = scheme_for(request)?;
+    let secret = SecretRef::parse(&request.secret).resolve(Path::new("."))?;
+    let signed = sign(&scheme, secret.expose(), &request.delivery)?;
+    Ok(match &request.curl {
+        Some(target) => curl(request, &signed, target),
+        None => plain(request, &signed),
+    })
+}
+
+fn plain(request: &SignRequest, signed: &SignedDelivery) -> String {
+    let mut out = String::new();
+    if signed.url != request.delivery.url {
+        let _ = writeln!(out, "# url: {}", signed.url);
+    }
+    for (name, value) in &signed.headers {
+        let _ = writeln!(out, "{name}: {value}");
+    }
+    if signed.body != request.delivery.body {
+        let _ = write!(out, "\n{}\n", String::from_utf8_lossy(&signed.body));
+    }
+    out
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+fn curl(request: &SignRequest, signed: &SignedDelivery, target: &str) -> String {
+    // Query parameters the signature added (Twilio's bodySHA256) go to the target too.
+    let added = signed.url.strip_prefix(&request.delivery.url).unwrap_or("");
+    let mut url = target.to_owned();
+    if let Some(params) = added.strip_prefix(['?', '&']) {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(params);
+    }
+    let mut out = format!(
+        "curl -sS -X {} {}",
+        request.delivery.method,
+        shell_quote(&url)
+    );
+    for (name, value) in &signed.headers {
+        let _ = write!(out, " -H {}", shell_quote(&format!("{name}: {value}")));
+    }
+    match (&request.body_file, signed.body == request.delivery.body) {
+        (Some(file), true) => {
+            let _ = write!(
+                out,
+                " --data-binary {}",
+                shell_quote(&format!("@{}", file.display()))
+            );
+        }
+        _ => {
+            let _ = write!(
+                out,
+                " --data-binary {}",
+                shell_quote(&String::from_utf8_lossy(&signed.body))
+            );
+        }
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readme_lists_every_built_in_scheme_as_generated() {
+        let readme = include_str!("../README.md");
+        let table = schemes_markdown();
+        assert!(
+            readme.contains(&table),
+            "README's scheme table is stale; replace it with `hookgate schemes --markdown`:\n{table}"
+        );
+    }
+
+    #[test]
+    fn grammar_shows_the_wire_format() {
+        let grammar = |name: &str| signature_grammar(&presets::get(name).unwrap());
+        assert_eq!(grammar("stripe"), "stripe-signature: t=…,v1=<hex>");
+        assert_eq!(
+            grammar("standard-webhooks"),
+            "webhook-signature: v1,<base64>"
+        );
+        assert_eq!(grammar("github"), "x-hub-signature-256: sha256=<hex>");
+        assert_eq!(grammar("mailgun"), "json:/signature/signature = <hex>");
+    }
+
+    #[test]
+    fn curl_quotes_for_the_shell() {
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}

@@ -1,0 +1,330 @@
+//! Scheme descriptors: a provider's signing scheme described as data (key
+//! handling, algorithm, signed content, signature grammar, timestamp, event id
+//! and type, handshakes). Built-in presets and a config's `[schemes.NAME]` tables
+//! are written in the same TOML language ([`file`]), validated by the same
+//! builder ([`build`]) into a [`Scheme`].
+
+pub mod build;
+pub mod file;
+pub mod presets;
+pub mod signature;
+pub mod source;
+pub mod template;
+
+use http::{HeaderName, Method};
+
+use crate::handshake::Handshake;
+use crate::verify::mac::HashAlg;
+use signature::{Location, SignatureSpec};
+use source::Source;
+use template::{Part, Template};
+
+/// How a signature is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// HMAC with a hash: `hmac-sha1`, `hmac-sha256`, `hmac-sha512`.
+    Hmac(HashAlg),
+    /// `sha256`: a plain SHA-256 of the signed content, which includes `{secret}`.
+    Sha256,
+    /// `ed25519`: an Ed25519 signature, checked with the provider's public key.
+    Ed25519,
+    /// `ecdsa-p256-sha256`: an ECDSA P-256 signature (DER), checked with a public key.
+    EcdsaP256Sha256,
+    /// `token`: the signature field carries the secret itself (compared in constant time).
+    Token,
+}
+
+impl Algorithm {
+    /// Parses the descriptor spelling.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "hmac-sha1" => Self::Hmac(HashAlg::Sha1),
+            "hmac-sha256" => Self::Hmac(HashAlg::Sha256),
+            "hmac-sha512" => Self::Hmac(HashAlg::Sha512),
+            "sha256" => Self::Sha256,
+            "ed25519" => Self::Ed25519,
+            "ecdsa-p256-sha256" => Self::EcdsaP256Sha256,
+            "token" => Self::Token,
+            _ => return None,
+        })
+    }
+
+    /// The descriptor spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hmac(HashAlg::Sha1) => "hmac-sha1",
+            Self::Hmac(HashAlg::Sha256) => "hmac-sha256",
+            Self::Hmac(HashAlg::Sha512) => "hmac-sha512",
+            Self::Sha256 => "sha256",
+            Self::Ed25519 => "ed25519",
+            Self::EcdsaP256Sha256 => "ecdsa-p256-sha256",
+            Self::Token => "token",
+        }
+    }
+
+    /// Whether verification uses a public key (so the configured secret is public).
+    pub fn is_asymmetric(self) -> bool {
+        matches!(self, Self::Ed25519 | Self::EcdsaP256Sha256)
+    }
+}
+
+/// How a configured secret becomes key material.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFormat {
+    /// The secret's bytes as written.
+    Raw,
+    /// Standard base64 (padding optional).
+    Base64,
+    /// Hexadecimal.
+    Hex,
+    /// Standard Webhooks: an optional `whsec_` prefix, then base64.
+    Whsec,
+    /// Standard Webhooks public key: an optional `whpk_` prefix, then base64.
+    Whpk,
+    /// A base64 DER SubjectPublicKeyInfo (e.g. SendGrid's verification key).
+    SpkiBase64,
+}
+
+impl KeyFormat {
+    /// Parses the descriptor spelling.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "raw" => Self::Raw,
+            "base64" => Self::Base64,
+            "hex" => Self::Hex,
+            "whsec" => Self::Whsec,
+            "whpk" => Self::Whpk,
+            "spki-base64" => Self::SpkiBase64,
+            _ => return None,
+        })
+    }
+}
+
+/// How a timestamp is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeFormat {
+    /// Integer seconds since the unix epoch.
+    Unix,
+    /// Integer milliseconds since the unix epoch.
+    UnixMs,
+    /// RFC 3339, e.g. `2024-07-22T14:30:04.367Z`.
+    Rfc3339,
+}
+
+impl TimeFormat {
+    /// Parses the descriptor spelling.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "unix" => Self::Unix,
+            "unix-ms" => Self::UnixMs,
+            "rfc3339" => Self::Rfc3339,
+            _ => return None,
+        })
+    }
+
+    /// Reads `text` as unix seconds; `None` when it is not in this format.
+    pub fn parse(self, text: &str) -> Option<i64> {
+        let text = text.trim();
+        match self {
+            Self::Unix => text.parse().ok(),
+            Self::UnixMs => text.parse::<i64>().ok().map(|ms| ms.div_euclid(1000)),
+            Self::Rfc3339 => {
+                let format = time::format_description::well_known::Rfc3339;
+                time::OffsetDateTime::parse(text, &format)
+                    .ok()
+                    .map(|t| t.unix_timestamp())
+            }
+        }
+    }
+
+    /// Writes unix seconds `secs` in this format.
+    pub fn format(self, secs: i64) -> String {
+        match self {
+            Self::Unix => secs.to_string(),
+            Self::UnixMs => (i128::from(secs) * 1000).to_string(),
+            Self::Rfc3339 => {
+                let format = time::format_description::well_known::Rfc3339;
+                time::OffsetDateTime::from_unix_timestamp(secs)
+                    .ok()
+                    .and_then(|t| t.format(&format).ok())
+                    .unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// The event time of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimestampSpec {
+    /// Where it is read from.
+    pub source: Source,
+    /// How it is written.
+    pub format: TimeFormat,
+}
+
+/// A complete signing scheme.
+#[derive(Debug, Clone)]
+pub struct Scheme {
+    /// The name routes use in `scheme = "…"`.
+    pub name: String,
+    /// The provider's documentation of the scheme.
+    pub docs: Option<String>,
+    /// How signatures are made.
+    pub algorithm: Algorithm,
+    /// How secrets become keys.
+    pub key: KeyFormat,
+    /// What is signed.
+    pub signed: Template,
+    /// Where the signature is and how it is written.
+    pub signature: SignatureSpec,
+    /// The event time, when the scheme has one.
+    pub timestamp: Option<TimestampSpec>,
+    /// Sources of the event id, tried in order.
+    pub id: Vec<Source>,
+    /// Sources of the event type, tried in order.
+    pub event_type: Vec<Source>,
+    /// Replay window applied when a route does not set `tolerance_secs`.
+    pub default_tolerance_secs: Option<u64>,
+    /// Also try `{url}` without its port and with the scheme's default port.
+    pub url_ports: bool,
+    /// A source holding the hex SHA-256 of the body; a body that is not a form
+    /// must match it (it is then covered by the signed URL).
+    pub body_sha256: Option<Source>,
+    /// Endpoint-verification handshakes the gateway answers itself.
+    pub handshakes: Vec<Handshake>,
+}
+
+impl Scheme {
+    /// Whether the signature covers the timestamp, so it can be trusted for
+    /// replay defense.
+    pub fn timestamp_is_signed(&self) -> bool {
+        let Some(ts) = &self.timestamp else {
+            return false;
+        };
+        let covered_by_body =
+            matches!(ts.source, Source::Json(_) | Source::Form(_)) && self.signed.uses(&Part::Body);
+        // A JWT's claims are inside the signed part of the token.
+        let covered_by_jwt = matches!(ts.source, Source::Signature(_))
+            && self.signature.format == signature::Format::Jwt;
+        self.signed.uses(&Part::Timestamp)
+            || self.signed.fields().any(|f| *f == ts.source)
+            || covered_by_body
+            || covered_by_jwt
+    }
+
+    /// Whether the signature covers the body (through `{body}`, the form
+    /// fields, or a signed body hash). Token schemes never do.
+    pub fn covers_body(&self) -> bool {
+        self.algorithm != Algorithm::Token
+            && (self.signed.uses(&Part::Body)
+                || self.signed.uses(&Part::FormParams)
+                || self.body_sha256.is_some())
+    }
+
+    /// Headers that carry signature material (the signature, and a header
+    /// timestamp); `strip_signature_headers` removes these before forwarding.
+    pub fn signature_headers(&self) -> Vec<HeaderName> {
+        let mut names = match &self.signature.location {
+            Location::Headers(names) => names.clone(),
+            Location::Json(_) | Location::Form(_) => Vec::new(),
+        };
+        if let Some(TimestampSpec {
+            source: Source::Header(h),
+            ..
+        }) = &self.timestamp
+        {
+            names.push(h.clone());
+        }
+        names
+    }
+
+    /// The top-level JSON body members the scheme reads: only these are parsed.
+    pub fn json_members(&self) -> Vec<String> {
+        let mut sources: Vec<&Source> = Vec::new();
+        sources.extend(self.timestamp.as_ref().map(|t| &t.source));
+        sources.extend(&self.id);
+        sources.extend(&self.event_type);
+        sources.extend(self.signed.fields());
+        sources.extend(&self.body_sha256);
+        sources.extend(self.handshakes.iter().flat_map(Handshake::sources));
+        let signature = match &self.signature.location {
+            Location::Json(pointer) => pointer.first_segment(),
+            _ => None,
+        };
+        let mut members: Vec<String> = sources
+            .iter()
+            .filter_map(|s| s.json_member())
+            .chain(signature)
+            .map(str::to_owned)
+            .collect();
+        members.sort();
+        members.dedup();
+        members
+    }
+
+    /// Methods the scheme's handshakes use besides POST (e.g. GET for Meta).
+    pub fn handshake_methods(&self) -> impl Iterator<Item = &Method> {
+        self.handshakes.iter().filter_map(|h| h.method.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_formats_parse_and_format() {
+        assert_eq!(TimeFormat::Unix.parse(" 1700000000 "), Some(1_700_000_000));
+        assert_eq!(TimeFormat::Unix.parse("17e8"), None);
+        assert_eq!(
+            TimeFormat::UnixMs.parse("1693657560000"),
+            Some(1_693_657_560)
+        );
+        assert_eq!(
+            TimeFormat::UnixMs.parse("1693657560999"),
+            Some(1_693_657_560)
+        );
+        assert_eq!(
+            TimeFormat::Rfc3339.parse("2024-07-22T14:30:04.367Z"),
+            Some(1_721_658_604)
+        );
+        assert_eq!(
+            TimeFormat::Rfc3339.parse("2024-07-22T16:30:04+02:00"),
+            Some(1_721_658_604)
+        );
+        assert_eq!(
+            TimeFormat::Rfc3339.parse("2019-11-16T10:11:12.634234626Z"),
+            Some(1_573_899_072)
+        );
+        assert_eq!(TimeFormat::Rfc3339.parse("yesterday"), None);
+        for f in [TimeFormat::Unix, TimeFormat::UnixMs, TimeFormat::Rfc3339] {
+            assert_eq!(
+                f.parse(&f.format(1_700_000_000)),
+                Some(1_700_000_000),
+                "{f:?}"
+            );
+        }
+        for hostile in ["", "-", "99999999999999999999999", "-9223372036854775808"] {
+            let _ = TimeFormat::UnixMs.parse(hostile);
+            let _ = TimeFormat::Rfc3339.parse(hostile);
+        }
+    }
+
+    #[test]
+    fn spellings_round_trip() {
+        for name in [
+            "hmac-sha1",
+            "hmac-sha256",
+            "hmac-sha512",
+            "sha256",
+            "ed25519",
+            "ecdsa-p256-sha256",
+            "token",
+        ] {
+            assert_eq!(Algorithm::parse(name).unwrap().as_str(), name);
+        }
+        assert_eq!(Algorithm::parse("md5"), None);
+        assert_eq!(KeyFormat::parse("whsec"), Some(KeyFormat::Whsec));
+        assert_eq!(KeyFormat::parse("pem"), None);
+    }
+}

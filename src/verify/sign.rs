@@ -1,0 +1,260 @@
+//! Signing as a provider does, for `hookgate sign` and for tests: the same
+//! signed-content code as verification, so a round trip proves both.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+use sha2::{Digest, Sha256};
+
+use crate::scheme::signature::{
+    Format, JWT_INPUT, Location, Received, decode_base64, jwt_signing_input,
+};
+use crate::scheme::source::Source;
+use crate::scheme::{Algorithm, KeyFormat, Scheme};
+use crate::verify::content::Content;
+use crate::verify::key;
+use crate::verify::mac::KeyedMac;
+use crate::verify::request::{SignedRequest, UrlParts};
+
+/// A delivery to sign.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The request method.
+    pub method: String,
+    /// The full URL the provider calls.
+    pub url: String,
+    /// The body's `Content-Type`.
+    pub content_type: String,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// The event id to send where the scheme has one.
+    pub id: String,
+    /// The event time, unix seconds.
+    pub time: i64,
+    /// Other headers the provider sends (some schemes sign them).
+    pub headers: Vec<(HeaderName, String)>,
+}
+
+/// A signed delivery, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedDelivery {
+    /// The URL to call (it may have gained a query parameter, e.g. Twilio's `bodySHA256`).
+    pub url: String,
+    /// Headers to send, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body to send (it may carry the signature, e.g. Mailgun's).
+    pub body: Vec<u8>,
+}
+
+/// Where a value the scheme reads is placed when signing.
+fn place(source: &Source, value: &str, out: &mut Placed) -> Result<(), String> {
+    match source {
+        Source::Header(name) => {
+            if !out.headers.iter().any(|(n, _)| n == name) {
+                out.headers.push((name.clone(), value.to_owned()));
+            }
+        }
+        Source::Signature(key) => out.fields.push((key.clone(), value.to_owned())),
+        Source::Query(name) => {
+            if !out.url.contains(&format!("{name}=")) {
+                let pair: String = form_urlencoded::Serializer::new(String::new())
+                    .append_pair(name, value)
+                    .finish();
+                out.url.push(if out.url.contains('?') { '&' } else { '?' });
+                out.url.push_str(&pair);
+            }
+        }
+        Source::Json(pointer) => {
+            let mut doc: serde_json::Value = serde_json::from_slice(&out.body)
+                .map_err(|e| format!("the body is not JSON: {e}"))?;
+            if crate::json::JsonBody::new(&out.body)
+                .value_at(pointer)
+                .is_none()
+            {
+                pointer.set(&mut doc, serde_json::Value::from(value))?;
+                out.body = doc.to_string().into_bytes();
+            }
+        }
+        Source::Form(name) => {
+            if !form_urlencoded::parse(&out.body).any(|(k, _)| k == name.as_str()) {
+                let mut s = form_urlencoded::Serializer::new(String::new());
+                s.append_pair(name, value);
+                if !out.body.is_empty() {
+                    out.body.push(b'&');
+                }
+                out.body.extend_from_slice(s.finish().as_bytes());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What signing has placed so far.
+#[derive(Debug)]
+struct Placed {
+    url: String,
+    headers: Vec<(HeaderName, String)>,
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// Signs `delivery` under `scheme` with `secret` (for asymmetric schemes, the
+/// private key: Ed25519 as a hex or base64 seed, or `whsk_…`; ECDSA as base64
+/// PKCS#8).
+pub fn sign(scheme: &Scheme, secret: &[u8], delivery: &Delivery) -> Result<SignedDelivery, String> {
+    let mut placed = Placed {
+        url: delivery.url.clone(),
+        headers: Vec::new(),
+        fields: Vec::new(),
+        body: delivery.body.clone(),
+    };
+    let content_type = HeaderName::from_static("content-type");
+    placed
+        .headers
+        .push((content_type, delivery.content_type.clone()));
+    placed.headers.extend(delivery.headers.iter().cloned());
+    if let Some(ts) = &scheme.timestamp {
+        place(&ts.source, &ts.format.format(delivery.time), &mut placed)?;
+    }
+    if let Some(source) = scheme.id.first() {
+        place(source, &delivery.id, &mut placed)?;
+    }
+    let is_form = delivery
+        .content_type
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded");
+    if let (Some(source), false) = (&scheme.body_sha256, is_form || placed.body.is_empty()) {
+        place(
+            source,
+            &hex::encode(Sha256::digest(&placed.body)),
+            &mut placed,
+        )?;
+    }
+
+    if scheme.signature.format == Format::Jwt {
+        let input = jwt_signing_input(&placed.fields);
+        placed.fields.push((JWT_INPUT.to_owned(), input));
+    }
+    let mut headers = HeaderMap::new();
+    for (name, value) in &placed.headers {
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("`{value}` cannot be sent in a header"))?;
+        headers.append(name.clone(), value);
+    }
+    let (base, query) = match placed.url.split_once('?') {
+        Some((base, query)) => (base.to_owned(), Some(query.to_owned())),
+        None => (placed.url.clone(), None),
+    };
+    let path = base
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+        .unwrap_or("/");
+    let url_parts = UrlParts {
+        public_url: Some(&base),
+        remainder: "",
+        host: "",
+    };
+    let request = SignedRequest::new(
+        &delivery.method,
+        (path, query.as_deref()),
+        &headers,
+        &placed.body,
+        url_parts,
+    );
+    let received = Received {
+        present: true,
+        signatures: Vec::new(),
+        fields: placed.fields.clone(),
+    };
+    let content = Content::gather(scheme, &request, Some(&received))
+        .map_err(|_| "the delivery lacks a field the scheme signs".to_owned())?;
+    let signature = compute(scheme, secret, &content, request.url())?;
+
+    let encoded = scheme.signature.encoding.encode(&signature);
+    let value = scheme.signature.format.write(&encoded, &placed.fields);
+    match &scheme.signature.location {
+        Location::Headers(names) => {
+            let name = names
+                .first()
+                .ok_or("the scheme names no signature header")?;
+            placed.headers.push((name.clone(), value));
+        }
+        Location::Json(_) | Location::Form(_) => {
+            let source = match &scheme.signature.location {
+                Location::Json(pointer) => Source::Json(pointer.clone()),
+                Location::Form(name) => Source::Form(name.clone()),
+                Location::Headers(_) => unreachable!("handled above"),
+            };
+            place(&source, &value, &mut placed)?;
+        }
+    }
+    Ok(SignedDelivery {
+        url: placed.url,
+        headers: placed
+            .headers
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect(),
+        body: placed.body,
+    })
+}
+
+fn compute(
+    scheme: &Scheme,
+    secret: &[u8],
+    content: &Content<'_>,
+    url: &str,
+) -> Result<Vec<u8>, String> {
+    match scheme.algorithm {
+        Algorithm::Hmac(hash) => {
+            let key = key::decode(scheme.key, secret).map_err(|why| format!("the secret {why}"))?;
+            let mut mac = KeyedMac::new(hash, &key);
+            content.feed(url, &[], &mut |b| mac.update(b));
+            Ok(mac.finalize())
+        }
+        Algorithm::Sha256 => {
+            let key = key::decode(scheme.key, secret).map_err(|why| format!("the secret {why}"))?;
+            Ok(Sha256::digest(content.to_vec(url, &key)).to_vec())
+        }
+        Algorithm::Token => {
+            key::decode(scheme.key, secret).map_err(|why| format!("the secret {why}"))
+        }
+        Algorithm::Ed25519 => {
+            let seed = ed25519_seed(scheme.key, secret)?;
+            let pair = Ed25519KeyPair::from_seed_unchecked(&seed)
+                .map_err(|_| "invalid Ed25519 seed".to_owned())?;
+            Ok(pair.sign(&content.to_vec(url, &[])).as_ref().to_vec())
+        }
+        Algorithm::EcdsaP256Sha256 => {
+            let text = std::str::from_utf8(secret)
+                .map_err(|_| "the private key is not text".to_owned())?;
+            let der = decode_base64(text.trim()).ok_or("the private key is not base64 PKCS#8")?;
+            let rng = SystemRandom::new();
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der, &rng)
+                .map_err(|_| "the private key is not a P-256 PKCS#8 key".to_owned())?;
+            let sig = pair
+                .sign(&rng, &content.to_vec(url, &[]))
+                .map_err(|_| "ECDSA signing failed".to_owned())?;
+            Ok(sig.as_ref().to_vec())
+        }
+    }
+}
+
+/// An Ed25519 private key as 32 seed bytes: hex or base64 of the seed (or of
+/// seed followed by public key), or Standard Webhooks' `whsk_…`.
+fn ed25519_seed(format: KeyFormat, secret: &[u8]) -> Result<[u8; 32], String> {
+    let text = std::str::from_utf8(secret)
+        .map_err(|_| "the private key is not text".to_owned())?
+        .trim();
+    let bytes = match format {
+        KeyFormat::Hex => hex::decode(text).map_err(|_| "the private key is not hex".to_owned())?,
+        _ => decode_base64(text.strip_prefix("whsk_").unwrap_or(text))
+            .ok_or("the private key is not base64")?,
+    };
+    match bytes.len() {
+        32 | 64 => Ok(bytes[..32].try_into().map_err(|_| "bad seed".to_owned())?),
+        n => Err(format!(
+            "an Ed25519 private key is 32 (or 64) bytes; this one is {n}"
+        )),
+    }
+}
