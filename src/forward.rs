@@ -17,6 +17,7 @@ use pingora::utils::tls::{WrappedX509, parse_x509};
 use pingora::{Error, ErrorType};
 
 use crate::headers::RESPONSE_HOP_BY_HOP;
+use crate::record::UpstreamError;
 use crate::reject::ErrorCode;
 use crate::runtime::Upstream;
 
@@ -27,10 +28,20 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub enum ForwardError {
     /// Nothing has gone to the client yet: answer with this code.
-    BeforeResponse(ErrorCode, Box<Error>),
+    BeforeResponse(ErrorCode, UpstreamError, Box<Error>),
     /// The upstream's response header already went to the client; the connection
     /// must be cut so the client sees a broken response, never a complete one.
     AfterResponse(Box<Error>),
+}
+
+impl ForwardError {
+    /// What went wrong, as a metric label.
+    pub fn kind(&self) -> UpstreamError {
+        match self {
+            Self::BeforeResponse(_, kind, _) => *kind,
+            Self::AfterResponse(_) => UpstreamError::AbortedMidResponse,
+        }
+    }
 }
 
 /// Sends verified requests upstream.
@@ -116,7 +127,11 @@ impl Forwarder {
                 Err(_elapsed) => {
                     up.shutdown().await;
                     let e = Error::explain(ErrorType::ReadTimedout, "no upstream response in time");
-                    return Err(ForwardError::BeforeResponse(ErrorCode::UpstreamTimeout, e));
+                    return Err(ForwardError::BeforeResponse(
+                        ErrorCode::UpstreamTimeout,
+                        UpstreamError::Timeout,
+                        e,
+                    ));
                 }
             }
         }
@@ -158,7 +173,18 @@ fn before(e: Box<Error>) -> ForwardError {
     } else {
         ErrorCode::UpstreamUnavailable
     };
-    ForwardError::BeforeResponse(code, e)
+    let kind = match e.etype() {
+        ErrorType::ConnectRefused => UpstreamError::Refused,
+        ErrorType::ConnectTimedout => UpstreamError::ConnectTimeout,
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => UpstreamError::Timeout,
+        ErrorType::TLSWantX509Lookup
+        | ErrorType::TLSHandshakeFailure
+        | ErrorType::TLSHandshakeTimedout
+        | ErrorType::InvalidCert
+        | ErrorType::HandshakeError => UpstreamError::Tls,
+        _ => UpstreamError::Broken,
+    };
+    ForwardError::BeforeResponse(code, kind, e)
 }
 
 /// Streams the upstream's response to the client.

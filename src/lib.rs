@@ -10,7 +10,9 @@
 //! - [`handshake`]: provider endpoint-verification challenges.
 //! - [`headers`]: upstream header normalization.
 //! - [`reject`]: error codes and their responses.
-//! - [`body`], [`forward`], [`proxy`], [`reload`], [`server`]: the pingora shell.
+//! - [`body`], [`forward`], [`proxy`], [`reload`], [`server`], [`shutdown`]: the
+//!   pingora shell.
+//! - [`admin`], [`metrics`], [`access_log`], [`record`]: what an operator sees.
 //!
 //! # Request lifecycle
 //!
@@ -31,6 +33,8 @@
 //!   being set, so they cannot be forged.
 //! - Secrets never appear in logs, errors or responses.
 
+pub mod access_log;
+pub mod admin;
 pub mod body;
 pub mod clock;
 pub mod commands;
@@ -39,7 +43,9 @@ pub mod forward;
 pub mod handshake;
 pub mod headers;
 pub mod json;
+pub mod metrics;
 pub mod proxy;
+pub mod record;
 pub mod reject;
 pub mod reload;
 pub mod response;
@@ -47,4 +53,5 @@ pub mod routes;
 pub mod runtime;
 pub mod scheme;
 pub mod server;
+pub mod shutdown;
 pub mod verify;

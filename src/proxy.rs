@@ -3,6 +3,7 @@
 //! locally; `proxy_upstream_filter` forwards only what was verified.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -11,16 +12,21 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
+use crate::access_log::{AccessLog, Entry};
+use crate::admin::config_view::rfc3339;
 use crate::body::{self, BodyError};
 use crate::clock::Clock;
 use crate::forward::{ForwardError, Forwarder};
 use crate::handshake::{AnswerKeys, Handshake};
 use crate::headers::{self, Forwarding};
+use crate::metrics::Metrics;
+use crate::record::{self, Outcome, RequestRecord};
 use crate::reject::ErrorCode;
 use crate::reload::ConfigStore;
 use crate::response::LocalResponse;
 use crate::routes::{self, Match};
 use crate::runtime::{Route, RuntimeConfig};
+use crate::shutdown::{InFlight, InFlightGuard};
 use crate::verify::mac::KeyedMac;
 use crate::verify::request::{SignedRequest, UrlParts};
 use crate::verify::{Rejection, Verified, Verifier, verify_any};
@@ -31,25 +37,46 @@ pub struct Gateway {
     store: ConfigStore,
     clock: Arc<dyn Clock>,
     forwarder: Forwarder,
+    observers: Observers,
+}
+
+/// Where each finished request is reported.
+#[derive(Debug, Clone)]
+pub struct Observers {
+    /// Counters and histograms.
+    pub metrics: Metrics,
+    /// One line per request.
+    pub access_log: AccessLog,
+    /// Requests in flight, for graceful shutdown.
+    pub in_flight: InFlight,
 }
 
 impl Gateway {
-    /// A gateway serving the configs in `store`, checking time with `clock`.
-    pub fn new(store: ConfigStore, clock: Arc<dyn Clock>, forwarder: Forwarder) -> Self {
+    /// A gateway serving the configs in `store`, checking time with `clock`, and
+    /// reporting every request to `observers`.
+    pub fn new(
+        store: ConfigStore,
+        clock: Arc<dyn Clock>,
+        forwarder: Forwarder,
+        observers: Observers,
+    ) -> Self {
         Self {
             store,
             clock,
             forwarder,
+            observers,
         }
     }
 }
 
 /// Per-request state. The config snapshot is taken once, so a reload never changes
 /// a request halfway.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RequestCtx {
     config: Option<Arc<RuntimeConfig>>,
     admitted: Option<Admitted>,
+    record: RequestRecord,
+    _in_flight: InFlightGuard,
 }
 
 /// A verified request waiting to be forwarded.
@@ -66,6 +93,7 @@ enum Decision {
     /// Answer locally; `close` when the body was not read.
     Respond {
         response: LocalResponse,
+        outcome: Outcome,
         close: bool,
     },
     /// Forward upstream.
@@ -76,6 +104,7 @@ impl Decision {
     fn error(code: ErrorCode, close: bool) -> Self {
         Self::Respond {
             response: code.response(),
+            outcome: Outcome::Error(code),
             close,
         }
     }
@@ -84,7 +113,7 @@ impl Decision {
 /// The verification outcome for a fully read body.
 enum Judgement {
     Reject(Rejection),
-    Answer(LocalResponse),
+    Answer(LocalResponse, Outcome),
     Forward(Verified),
 }
 
@@ -93,14 +122,24 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx {
+            config: None,
+            admitted: None,
+            record: RequestRecord::default(),
+            _in_flight: self.observers.in_flight.enter(),
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let config = self.store.snapshot();
         ctx.config = Some(Arc::clone(&config));
-        match self.decide(session, &config).await? {
-            Decision::Respond { response, close } => {
+        match self.decide(session, &config, &mut ctx.record).await? {
+            Decision::Respond {
+                response,
+                outcome,
+                close,
+            } => {
+                ctx.record.outcome = outcome;
                 write_local(session, &response, close).await?;
                 Ok(true)
             }
@@ -136,6 +175,7 @@ impl ProxyHttp for Gateway {
             },
         )?;
         let route = &admitted.route;
+        let started = Instant::now();
         let sent = self
             .forwarder
             .forward(
@@ -146,19 +186,61 @@ impl ProxyHttp for Gateway {
                 admitted.body,
             )
             .await;
+        let record = &mut ctx.record;
+        record.upstream_time = Some(started.elapsed());
         match sent {
-            Ok(_status) => {}
-            Err(ForwardError::BeforeResponse(code, e)) => {
-                log::warn!(
-                    "route {}: upstream {} failed: {e}",
-                    route.name,
-                    route.upstream.addr
-                );
-                write_local(session, &code.response(), false).await?;
+            Ok(status) => {
+                record.outcome = Outcome::Forwarded;
+                record.upstream_status = Some(status);
             }
-            Err(ForwardError::AfterResponse(e)) => return Err(e),
+            Err(error) => {
+                record.upstream_error = Some(error.kind());
+                match error {
+                    ForwardError::BeforeResponse(code, _, e) => {
+                        log::warn!(
+                            "route {}: upstream {} failed: {e}",
+                            route.name,
+                            route.upstream.addr
+                        );
+                        record.outcome = Outcome::Error(code);
+                        write_local(session, &code.response(), false).await?;
+                    }
+                    ForwardError::AfterResponse(e) => {
+                        record.outcome = Outcome::Forwarded;
+                        return Err(e);
+                    }
+                }
+            }
         }
         Ok(false)
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let record = &ctx.record;
+        self.observers.metrics.record(record);
+        if !self.observers.access_log.is_on() {
+            return;
+        }
+        let req = session.req_header();
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        self.observers.access_log.write(&Entry {
+            time: rfc3339(std::time::SystemTime::now()),
+            route: record.route.as_deref(),
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            status: session.response_written().map(|r| r.status.as_u16()),
+            outcome: record.outcome.as_str(),
+            reason: record.reason,
+            scheme: record.scheme.as_deref(),
+            secret_index: record.secret_index,
+            event_id: record.event_id.as_deref(),
+            body_bytes: record.body_bytes,
+            duration_ms: ms(record.start.elapsed()),
+            upstream_ms: record.upstream_time.map(ms),
+            upstream_status: record.upstream_status,
+            upstream_error: record.upstream_error.map(|e| e.as_str()),
+            client: session.client_addr().map(ToString::to_string),
+        });
     }
 
     async fn upstream_peer(
@@ -177,7 +259,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let dead = matches!(
             e.etype(),
@@ -190,6 +272,7 @@ impl ProxyHttp for Gateway {
         let mut status = 0;
         if !dead && session.response_written().is_none() {
             status = code.status();
+            ctx.record.outcome = Outcome::Error(code);
             if let Err(write_error) = write_local(session, &code.response(), true).await {
                 log::debug!("cannot send error response: {write_error}");
             }
@@ -202,7 +285,14 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
-    async fn decide(&self, session: &mut Session, config: &RuntimeConfig) -> Result<Decision> {
+    /// Routes, reads, verifies and judges the request, noting in `record` what
+    /// it learns on the way.
+    async fn decide(
+        &self,
+        session: &mut Session,
+        config: &RuntimeConfig,
+        record: &mut RequestRecord,
+    ) -> Result<Decision> {
         let req = session.req_header();
         let path = req.uri.path();
         if routes::has_dot_segment(path) {
@@ -215,10 +305,12 @@ impl Gateway {
                 let response = ErrorCode::method_not_allowed(&allowed);
                 return Ok(Decision::Respond {
                     response,
+                    outcome: Outcome::Error(ErrorCode::MethodNotAllowed),
                     close: true,
                 });
             }
         };
+        record.route = Some(route.name.clone());
         if body::content_length(session).is_some_and(|n| n > route.max_body_bytes as u64) {
             return Ok(Decision::error(ErrorCode::PayloadTooLarge, true));
         }
@@ -238,14 +330,17 @@ impl Gateway {
             }
             Err(BodyError::Disconnected(e)) => return Err(e),
         };
+        record.body_bytes = body.len();
         let req = session.req_header();
-        Ok(match self.judge(req, &route, &remainder, &body) {
+        Ok(match self.judge(req, &route, &remainder, &body, record) {
             Judgement::Reject(rejection) => {
                 log::info!("route {}: refused: {}", route.name, rejection.reason());
+                record.reason = Some(rejection.reason());
                 Decision::error(rejection.into(), false)
             }
-            Judgement::Answer(response) => Decision::Respond {
+            Judgement::Answer(response, outcome) => Decision::Respond {
                 response,
+                outcome,
                 close: false,
             },
             Judgement::Forward(verified) => Decision::Forward(Admitted {
@@ -264,7 +359,14 @@ impl Gateway {
     /// Verifies a fully read request and decides between refusing, answering a
     /// handshake, and forwarding. Synchronous: the borrowed request view never
     /// lives across an await.
-    fn judge(&self, req: &RequestHeader, route: &Route, remainder: &str, body: &[u8]) -> Judgement {
+    fn judge(
+        &self,
+        req: &RequestHeader,
+        route: &Route,
+        remainder: &str,
+        body: &[u8],
+        record: &mut RequestRecord,
+    ) -> Judgement {
         let url = UrlParts {
             public_url: route.public_url.as_deref(),
             remainder,
@@ -284,6 +386,9 @@ impl Gateway {
             Ok(verified) => verified,
             Err(rejection) => return Judgement::Reject(rejection),
         };
+        record.scheme = Some(verified.scheme().name.clone());
+        record.secret_index = Some(verified.secret_index());
+        record.event_id = verified.id().map(record::bounded);
         let matched = &route.verifiers[verified.verifier_index()];
         let own = verified.scheme().handshakes.iter().chain(&route.handshakes);
         match own.filter(|h| h.verify_first).find(|h| h.matches(&signed)) {
@@ -324,10 +429,11 @@ fn answer(
         mac,
     };
     match handshake.answer(signed, keys) {
-        Ok(response) => Judgement::Answer(response),
+        Ok(response) => Judgement::Answer(response, Outcome::Handshake),
         Err(error) => {
             log::info!("route {}: {error}", route.name);
-            Judgement::Answer(ErrorCode::from(&error).response())
+            let code = ErrorCode::from(&error);
+            Judgement::Answer(code.response(), Outcome::Error(code))
         }
     }
 }

@@ -1,23 +1,38 @@
-//! Live config: the shared [`ConfigStore`] and the [`Reloader`] background
-//! service, which reloads on SIGHUP and when the config file changes (also when
-//! it is replaced by rename). A file that does not validate changes nothing.
+//! Live config: the shared [`ConfigStore`], the [`Reloader`] that SIGHUP, the
+//! file watch and `POST /reload` all go through, and the [`ReloadService`] that
+//! watches for SIGHUP and for changes in the config file's directory. A file that
+//! does not validate, secrets included, changes nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use notify::{EventKind, RecursiveMode, Watcher};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, mpsc};
 
-use crate::config;
+use crate::access_log::AccessLog;
+use crate::config::diagnostics::Report;
+use crate::config::{self, Loaded};
+use crate::metrics::Metrics;
+use crate::routes::RouteTable;
 use crate::runtime::RuntimeConfig;
 
-/// How often the file is checked, and how long it must stay unchanged before a
-/// reload (so a file being written is not read half-way).
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the SIGHUP flag is looked at.
+const SIGNAL_POLL: Duration = Duration::from_millis(100);
+/// How long a burst of file events must stay quiet before the file is read.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// The longest a steady stream of events in the directory delays a check.
+const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
+/// How often the file's contents are compared even without events (for
+/// file systems that do not report changes, such as some network mounts).
+const FALLBACK_POLL: Duration = Duration::from_secs(2);
 
 /// The current config snapshot, shared by every request and the reloader.
 #[derive(Debug, Clone)]
@@ -44,119 +59,332 @@ impl ConfigStore {
     }
 }
 
-/// Identity of the file's current contents as cheap metadata. `metadata` follows
-/// symlinks, so a rename over the file or a swapped symlink target both show up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Fingerprint {
-    inode: u64,
-    len: u64,
-    modified: Option<SystemTime>,
+/// What set off a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The SIGHUP signal.
+    Sighup,
+    /// A change in the config file's directory.
+    File,
+    /// `POST /reload` on the admin listener.
+    Admin,
 }
 
-fn fingerprint(path: &Path) -> Option<Fingerprint> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).ok()?;
-    Some(Fingerprint {
-        inode: meta.ino(),
-        len: meta.len(),
-        modified: meta.modified().ok(),
-    })
+impl Trigger {
+    /// A stable label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sighup => "sighup",
+            Self::File => "file",
+            Self::Admin => "admin",
+        }
+    }
 }
 
-/// Reloads the config on request.
+/// What a successful reload changed, by route name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReloadSummary {
+    /// The generation now serving.
+    pub generation: u64,
+    /// Routes that are new.
+    pub added: Vec<String>,
+    /// Routes that are gone.
+    pub removed: Vec<String>,
+    /// Routes whose settings or secrets changed.
+    pub changed: Vec<String>,
+    /// How many routes stayed the same.
+    pub unchanged: usize,
+    /// `[server]` settings changed; they take effect at the next restart.
+    pub restart_needed: bool,
+}
+
+impl std::fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "generation {}: added [{}], removed [{}], changed [{}], {} unchanged",
+            self.generation,
+            self.added.join(", "),
+            self.removed.join(", "),
+            self.changed.join(", "),
+            self.unchanged
+        )
+    }
+}
+
+/// Compares two route tables by name and fingerprint.
+pub fn diff(old: &RouteTable, new: &RouteTable) -> (Vec<String>, Vec<String>, Vec<String>, usize) {
+    let find = |table: &RouteTable, name: &str| table.iter().find(|r| r.name == name).cloned();
+    let (mut added, mut changed, mut unchanged) = (Vec::new(), Vec::new(), 0);
+    for route in new.iter() {
+        match find(old, &route.name) {
+            None => added.push(route.name.clone()),
+            Some(before) if before.fingerprint != route.fingerprint => {
+                changed.push(route.name.clone());
+            }
+            Some(_) => unchanged += 1,
+        }
+    }
+    let removed = old
+        .iter()
+        .filter(|r| find(new, &r.name).is_none())
+        .map(|r| r.name.clone())
+        .collect();
+    (added, removed, changed, unchanged)
+}
+
+/// Loads the config file again and swaps it in when it validates. Every trigger
+/// goes through here, one reload at a time.
 #[derive(Debug)]
 pub struct Reloader {
     path: PathBuf,
     store: ConfigStore,
+    metrics: Metrics,
+    access_log: AccessLog,
+    /// Held for the whole of a reload; holds the digest of the file last read.
+    last_read: Mutex<Option<[u8; 32]>>,
+}
+
+fn read(path: &Path) -> (Option<[u8; 32]>, Result<Loaded, Report>) {
+    match config::read(path) {
+        Ok(text) => {
+            let digest = Sha256::digest(text.as_bytes()).into();
+            (Some(digest), config::load_str(path, &text))
+        }
+        Err(report) => (None, Err(report)),
+    }
+}
+
+fn file_digest(path: &Path) -> Option<[u8; 32]> {
+    std::fs::read(path)
+        .ok()
+        .map(|bytes| Sha256::digest(bytes).into())
+}
+
+impl Reloader {
+    /// Reloads `path` into `store`, counting in `metrics` and reopening the
+    /// access log after each successful reload.
+    pub fn new(path: PathBuf, store: ConfigStore, metrics: Metrics, access_log: AccessLog) -> Self {
+        let digest = file_digest(&path);
+        Self {
+            path,
+            store,
+            metrics,
+            access_log,
+            last_read: Mutex::new(digest),
+        }
+    }
+
+    /// Loads the file and swaps it in if it validates; otherwise logs every
+    /// problem, keeps the running config and returns the problems.
+    pub async fn reload(&self, trigger: Trigger) -> Result<ReloadSummary, Report> {
+        let mut last_read = self.last_read.lock().await;
+        self.reload_locked(trigger, &mut last_read).await
+    }
+
+    /// Reloads when the file's contents differ from those last read (a watched
+    /// directory also reports changes to other files, and editors touch files
+    /// without changing them). A missing file is left alone until it is back.
+    async fn reload_if_changed(&self) {
+        let mut last_read = self.last_read.lock().await;
+        let path = self.path.clone();
+        let now = tokio::task::spawn_blocking(move || file_digest(&path))
+            .await
+            .ok()
+            .flatten();
+        if now.is_some() && now != *last_read {
+            let _ = self.reload_locked(Trigger::File, &mut last_read).await;
+        }
+    }
+
+    async fn reload_locked(
+        &self,
+        trigger: Trigger,
+        last_read: &mut Option<[u8; 32]>,
+    ) -> Result<ReloadSummary, Report> {
+        let start = Instant::now();
+        let path = self.path.clone();
+        let (digest, loaded) = match tokio::task::spawn_blocking(move || read(&path)).await {
+            Ok(read) => read,
+            Err(e) => {
+                let d = config::diagnostics::Diagnostic::error(
+                    None,
+                    format!("reload did not finish: {e}"),
+                );
+                (None, Err(Report::new(&self.path, "", &[d])))
+            }
+        };
+        if digest.is_some() {
+            *last_read = digest;
+        }
+        let result = loaded.map(|loaded| self.install(trigger, loaded));
+        self.metrics
+            .reload(trigger.as_str(), result.is_ok(), start.elapsed());
+        if let Err(report) = &result {
+            log::error!(
+                "config reload ({}) failed; still serving generation {}:\n{report}",
+                trigger.as_str(),
+                self.store.snapshot().generation
+            );
+        }
+        result
+    }
+
+    fn install(&self, trigger: Trigger, loaded: Loaded) -> ReloadSummary {
+        for warning in loaded.warnings.lines() {
+            log::warn!("{warning}");
+        }
+        let current = self.store.snapshot();
+        let restart_needed = loaded.config.server != current.server;
+        if restart_needed {
+            log::warn!(
+                "[server] settings changed in {}; they take effect at the next restart",
+                self.path.display()
+            );
+        }
+        let (added, removed, changed, unchanged) = diff(&current.routes, &loaded.config.routes);
+        let loaded_at = loaded.config.loaded_at;
+        let generation = self.store.replace(loaded.config);
+        let unix = loaded_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.metrics
+            .config_loaded(generation, i64::try_from(unix).unwrap_or(i64::MAX));
+        self.access_log.reopen();
+        let summary = ReloadSummary {
+            generation,
+            added,
+            removed,
+            changed,
+            unchanged,
+            restart_needed,
+        };
+        log::info!(
+            "config reloaded ({}) from {}: {summary}",
+            trigger.as_str(),
+            self.path.display()
+        );
+        summary
+    }
+}
+
+/// The background service that reloads on SIGHUP and on file changes.
+#[derive(Debug)]
+pub struct ReloadService {
+    reloader: Arc<Reloader>,
     sighup: Arc<AtomicBool>,
     watch_file: bool,
 }
 
-impl Reloader {
-    /// Reloads `path` into `store` when `sighup` is raised (by a signal handler
+impl ReloadService {
+    /// Reloads through `reloader` when `sighup` is raised (by a signal handler
     /// installed at startup) and, with `watch_file`, when the file changes.
-    pub fn new(
-        path: PathBuf,
-        store: ConfigStore,
-        sighup: Arc<AtomicBool>,
-        watch_file: bool,
-    ) -> Self {
+    pub fn new(reloader: Arc<Reloader>, sighup: Arc<AtomicBool>, watch_file: bool) -> Self {
         Self {
-            path,
-            store,
+            reloader,
             sighup,
             watch_file,
         }
     }
 
-    /// Loads the file and swaps it in if it validates; otherwise logs every
-    /// problem and keeps the running config.
-    pub async fn reload(&self, trigger: &str) {
-        let path = self.path.clone();
-        let loaded = match tokio::task::spawn_blocking(move || config::load(&path)).await {
-            Ok(result) => result,
-            Err(e) => {
-                log::error!("config reload ({trigger}) did not finish: {e}");
-                return;
+    /// Watches the directory holding the config file: a rename over the file, an
+    /// editor's save-by-rename and a Kubernetes `..data` symlink swap all happen
+    /// there. Events are only a hint; the file's contents decide.
+    fn watch(&self, events: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+        let dir = match self.reloader.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let handler = move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| !matches!(e.kind, EventKind::Access(_))) {
+                let _ = events.try_send(());
             }
         };
-        let current = self.store.snapshot();
-        match loaded {
-            Ok(loaded) => {
-                for warning in loaded.warnings.lines() {
-                    log::warn!("{warning}");
-                }
-                if loaded.config.server != current.server {
-                    log::warn!(
-                        "[server] listen, threads or watch_config changed in {}; restart to apply",
-                        self.path.display()
-                    );
-                }
-                let routes = loaded.config.routes.len();
-                let generation = self.store.replace(loaded.config);
-                log::info!(
-                    "config reloaded ({trigger}) from {}: generation {generation}, {routes} routes",
-                    self.path.display()
+        let watched = notify::recommended_watcher(handler)
+            .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
+        match watched {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                log::warn!(
+                    "cannot watch {} ({e}); checking the config file every {}s instead",
+                    dir.display(),
+                    FALLBACK_POLL.as_secs()
                 );
-            }
-            Err(report) => {
-                log::error!(
-                    "config reload ({trigger}) failed; keeping generation {}:\n{report}",
-                    current.generation
-                );
+                None
             }
         }
     }
 }
 
+/// Waits until no event came for [`DEBOUNCE`], or [`DEBOUNCE_MAX`] passed.
+async fn settle(events: &mut mpsc::Receiver<()>) {
+    let deadline = tokio::time::Instant::now() + DEBOUNCE_MAX;
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(DEBOUNCE, events.recv()).await {
+            Ok(Some(())) => {}
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
 #[async_trait]
-impl BackgroundService for Reloader {
+impl BackgroundService for ReloadService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut seen = fingerprint(&self.path);
-        let mut changed = false;
-        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        let (tx, mut events) = mpsc::channel(1);
+        let _watcher = if self.watch_file {
+            self.watch(tx)
+        } else {
+            None
+        };
+        let mut signal_tick = tokio::time::interval(SIGNAL_POLL);
+        let mut poll_tick = tokio::time::interval(FALLBACK_POLL);
         loop {
-            tokio::select! {
+            let file_changed = tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tick.tick() => {}
-            }
+                _ = signal_tick.tick() => false,
+                Some(()) = events.recv() => {
+                    settle(&mut events).await;
+                    true
+                }
+                _ = poll_tick.tick() => self.watch_file,
+            };
             if self.sighup.swap(false, Ordering::SeqCst) {
-                self.reload("SIGHUP").await;
-                seen = fingerprint(&self.path);
-                changed = false;
-                continue;
-            }
-            if !self.watch_file {
-                continue;
-            }
-            let now = fingerprint(&self.path);
-            if now != seen {
-                seen = now;
-                changed = true;
-            } else if changed && seen.is_some() {
-                changed = false;
-                self.reload("file change").await;
+                let _ = self.reloader.reload(Trigger::Sighup).await;
+            } else if file_changed {
+                self.reloader.reload_if_changed().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> RouteTable {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hookgate.toml");
+        config::load_str(&path, text).unwrap().config.routes
+    }
+
+    fn route(name: &str, secret: &str) -> String {
+        format!(
+            "[[routes]]\nname = \"{name}\"\npath = \"/{name}\"\nupstream = \"http://127.0.0.1:9\"\n\
+             [routes.verify]\nscheme = \"rye\"\nsecrets = [\"{secret}\"]\n"
+        )
+    }
+
+    #[test]
+    fn diff_names_added_removed_and_changed_routes() {
+        let old = table(&[route("a", "s1"), route("b", "s1"), route("c", "s1")].concat());
+        let same = table(&[route("a", "s1"), route("b", "s1"), route("c", "s1")].concat());
+        assert_eq!(diff(&old, &same), (vec![], vec![], vec![], 3));
+
+        let new = table(&[route("a", "s1"), route("c", "s2"), route("d", "s1")].concat());
+        let (added, removed, changed, unchanged) = diff(&old, &new);
+        assert_eq!(added, ["d"]);
+        assert_eq!(removed, ["b"]);
+        assert_eq!(changed, ["c"], "a changed secret changes the route");
+        assert_eq!(unchanged, 1);
     }
 }

@@ -4,11 +4,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, Method};
 use pingora::upstreams::peer::HttpPeer;
 
+use crate::access_log::Target as AccessLogTarget;
 use crate::config::secret::Secret;
 use crate::handshake::Handshake;
 use crate::routes::RouteTable;
@@ -21,6 +22,8 @@ pub struct RuntimeConfig {
     pub source: PathBuf,
     /// 1 for the config loaded at startup, then one more for each successful reload.
     pub generation: u64,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
     /// Listener and process settings.
     pub server: ServerSettings,
     /// The routes, indexed for matching.
@@ -36,6 +39,12 @@ pub struct ServerSettings {
     pub threads: usize,
     /// Whether the config file is watched for changes (a change needs a restart).
     pub watch_config: bool,
+    /// The admin listener's address (a change needs a restart).
+    pub admin_listen: Option<SocketAddr>,
+    /// Where the access log goes (a change needs a restart; a file is reopened on reload).
+    pub access_log: AccessLogTarget,
+    /// How long requests in flight may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
 }
 
 /// How a route matches the request path.
@@ -96,6 +105,14 @@ pub struct Route {
     pub handshakes: Vec<Handshake>,
     /// The top-level JSON body members its schemes and handshakes read.
     pub json_members: Vec<String>,
+    /// The upstream URL as written.
+    pub upstream_url: String,
+    /// Per verifier, its secrets as they may be shown (`env:`/`file:` references,
+    /// literals redacted).
+    pub secret_sources: Vec<Vec<String>>,
+    /// A digest of everything the route does, secrets included, to tell which
+    /// routes a reload changed. Never shown.
+    pub fingerprint: [u8; 32],
 }
 
 impl Route {

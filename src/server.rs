@@ -1,9 +1,12 @@
-//! Assembles the pingora server: the webhook proxy service on every listen
-//! address and the config reloader. Runnable from `main` or in-process (tests).
+//! Assembles the pingora server: the webhook proxy on every listen address, the
+//! admin listener, the reloader, the metrics and the access log, and the signal
+//! watch that drains on SIGTERM. Runnable from `main` or in-process (tests).
 
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::UNIX_EPOCH;
 
 use pingora::apps::HttpServerOptions;
 use pingora::connectors::ConnectorOptions;
@@ -13,16 +16,17 @@ use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
 
+use crate::access_log::AccessLog;
+use crate::admin::{Admin, AdminService};
 use crate::clock::Clock;
 use crate::forward::Forwarder;
-use crate::proxy::Gateway;
-use crate::reload::{ConfigStore, Reloader};
+use crate::metrics::Metrics;
+use crate::proxy::{Gateway, Observers};
+use crate::reload::{ConfigStore, ReloadService, Reloader};
 use crate::runtime::RuntimeConfig;
+use crate::shutdown::{Draining, InFlight, SignalWatch};
 
-/// Seconds pingora waits after SIGTERM before stopping its runtimes; requests in
-/// flight have this long to finish.
-const GRACE_PERIOD_SECS: u64 = 5;
-/// Seconds pingora then allows its runtimes to stop.
+/// Seconds pingora allows its runtimes to stop once the grace period is over.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 1;
 /// Requests served on one client connection before it is closed.
 const KEEPALIVE_REQUEST_LIMIT: u32 = 10_000;
@@ -30,21 +34,44 @@ const KEEPALIVE_REQUEST_LIMIT: u32 = 10_000;
 /// How the server is wired to its surroundings.
 #[derive(Debug)]
 pub struct Options {
-    /// The config file, reloaded on SIGHUP and on change.
+    /// The config file, reloaded on SIGHUP, on change and on `POST /reload`.
     pub config_path: PathBuf,
     /// The clock verifiers check timestamps against.
     pub clock: Arc<dyn Clock>,
     /// Raised by the SIGHUP handler (installed by the caller as early as possible).
     pub sighup: Arc<AtomicBool>,
-    /// Whether to reload when the file changes.
-    pub watch_file: bool,
 }
 
-/// Builds a ready-to-run server for `config`.
-pub fn build(config: RuntimeConfig, options: Options) -> Server {
+/// A server ready to run, with what `main` needs around it.
+pub struct Assembled {
+    /// The pingora server.
+    pub server: Server,
+    /// The signal watch to run it with: SIGTERM drains and exits.
+    pub signals: SignalWatch,
+    /// The access log, to flush after the server stops.
+    pub access_log: AccessLog,
+}
+
+impl std::fmt::Debug for Assembled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Assembled")
+            .field("signals", &self.signals)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a ready-to-run server for `config`. Fails, with a message naming the
+/// address or file, when a listener cannot be bound or the access log opened.
+pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, String> {
+    let settings = config.server.clone();
+    for addr in &settings.listen {
+        check_bindable(*addr)?;
+    }
     let conf = ServerConf {
-        threads: config.server.threads,
-        grace_period_seconds: Some(GRACE_PERIOD_SECS),
+        threads: settings.threads,
+        // A backstop: the drain started on SIGTERM exits as soon as requests in
+        // flight are done, and at the latest when `shutdown_grace` is over.
+        grace_period_seconds: Some(settings.shutdown_grace.as_secs() + 1),
         graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECS),
         // One single-threaded runtime per thread: a connection stays on its thread,
         // which saves the cross-thread wake-ups work stealing costs. Measured with
@@ -55,32 +82,82 @@ pub fn build(config: RuntimeConfig, options: Options) -> Server {
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
 
-    let listen = config.server.listen.clone();
+    let metrics = Metrics::new();
+    let loaded_unix = config
+        .loaded_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    metrics.config_loaded(
+        config.generation,
+        i64::try_from(loaded_unix).unwrap_or(i64::MAX),
+    );
+    let access_log = AccessLog::start(&settings.access_log, metrics.clone())
+        .map_err(|e| format!("cannot open the access log {:?}: {e}", settings.access_log))?;
+    let in_flight = InFlight::default();
+    let draining = Draining::default();
+
     let store = ConfigStore::new(config);
     let connector = Connector::new(Some(ConnectorOptions::from_server_conf(
         &server.configuration,
     )));
-    let gateway = Gateway::new(store.clone(), options.clock, Forwarder::new(connector));
-
+    let observers = Observers {
+        metrics: metrics.clone(),
+        access_log: access_log.clone(),
+        in_flight: in_flight.clone(),
+    };
+    let gateway = Gateway::new(
+        store.clone(),
+        options.clock,
+        Forwarder::new(connector),
+        observers,
+    );
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = Some(KEEPALIVE_REQUEST_LIMIT);
     let mut proxy = ProxyServiceBuilder::new(&server.configuration, gateway)
         .name("hookgate")
         .server_options(server_options)
         .build();
-    for addr in &listen {
+    for addr in &settings.listen {
         proxy.add_tcp(&addr.to_string());
     }
-
-    let reloader = Reloader::new(
-        options.config_path,
-        store,
-        options.sighup,
-        options.watch_file,
-    );
     server.add_service(proxy);
-    let mut reloader = background_service("config reloader", reloader);
-    reloader.threads = Some(1);
-    server.add_service(reloader);
-    server
+
+    let reloader = Arc::new(Reloader::new(
+        options.config_path,
+        store.clone(),
+        metrics.clone(),
+        access_log.clone(),
+    ));
+    if let Some(addr) = settings.admin_listen {
+        let admin = Admin::new(store, Arc::clone(&reloader), metrics, draining.clone());
+        let service = AdminService::bind(addr, Arc::new(admin), settings.listen.clone())
+            .map_err(|e| format!("cannot listen on admin_listen {addr}: {e}"))?;
+        let mut service = background_service("admin listener", service);
+        service.threads = Some(1);
+        server.add_service(service);
+    }
+    let reload = ReloadService::new(reloader, options.sighup, settings.watch_config);
+    let mut reload = background_service("config reloader", reload);
+    reload.threads = Some(1);
+    server.add_service(reload);
+
+    let signals = SignalWatch {
+        in_flight,
+        draining,
+        access_log: access_log.clone(),
+        grace: settings.shutdown_grace,
+    };
+    Ok(Assembled {
+        server,
+        signals,
+        access_log,
+    })
+}
+
+/// Fails when `addr` cannot be listened on (taken, or not a local address), so
+/// startup stops with a clear message instead of pingora's panic.
+fn check_bindable(addr: SocketAddr) -> Result<(), String> {
+    TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }

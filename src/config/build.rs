@@ -17,6 +17,8 @@ use rustls_pki_types::pem::PemObject;
 
 use super::diagnostics::{Diagnostic, Severity};
 use super::file::{ConfigFile, RouteSection, ServerSection};
+use super::secret::SecretRef;
+use crate::access_log::Target as AccessLogTarget;
 use crate::forward;
 use crate::handshake::Handshake;
 use crate::routes::RouteTable;
@@ -31,6 +33,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 /// Default `read_timeout_ms`.
 pub const DEFAULT_READ_TIMEOUT_MS: u64 = 10_000;
+/// Default `shutdown_grace_secs`.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 /// Default `upstream_timeout_ms`.
 pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 10_000;
 
@@ -89,6 +93,7 @@ pub fn build(file: &ConfigFile, source: &Path) -> (Option<RuntimeConfig>, Vec<Di
         Some(server) if !has_errors => Some(RuntimeConfig {
             source: source.to_owned(),
             generation: 1,
+            loaded_at: std::time::SystemTime::now(),
             server,
             routes: RouteTable::new(routes),
         }),
@@ -97,6 +102,26 @@ pub fn build(file: &ConfigFile, source: &Path) -> (Option<RuntimeConfig>, Vec<Di
     let mut diagnostics = b.diagnostics;
     diagnostics.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
     (config, diagnostics)
+}
+
+/// Whether two listen addresses would take the same socket: the same port on
+/// the same address, or on any address when either is a wildcard.
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// A digest of a route: everything it does, its secrets included.
+fn fingerprint(route: &Route) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    digest.update(format!("{route:?}").as_bytes());
+    for verifier in &route.verifiers {
+        digest.update(verifier.secrets_digest());
+    }
+    if let Some(token) = &route.verify_token {
+        digest.update(Sha256::digest(token.expose()));
+    }
+    digest.finalize().into()
 }
 
 /// The top-level JSON members a route's verifiers and handshakes read.
@@ -174,10 +199,46 @@ impl Builder<'_> {
         }
         let cpus = std::thread::available_parallelism().map_or(1, usize::from) as u64;
         let threads = self.positive_or(&s.threads, "threads", cpus);
+        let admin_listen =
+            s.admin_listen
+                .as_ref()
+                .and_then(|a| match a.get_ref().parse::<SocketAddr>() {
+                    Ok(addr) if listen.iter().any(|l| same_socket(*l, addr)) => {
+                        self.error(
+                            span(a),
+                            "`admin_listen` must not share a port with `listen`",
+                        );
+                        None
+                    }
+                    Ok(addr) => Some(addr),
+                    Err(_) => {
+                        self.error(
+                            span(a),
+                            format!(
+                                "invalid admin_listen address `{}`; write IP:PORT",
+                                a.get_ref()
+                            ),
+                        );
+                        None
+                    }
+                });
+        let access_log = match s.access_log.as_ref().map(|a| a.get_ref().as_str()) {
+            None | Some("stdout") => AccessLogTarget::Stdout,
+            Some("off") => AccessLogTarget::Off,
+            Some(path) => AccessLogTarget::File(self.base_dir.join(path)),
+        };
+        let grace = self.positive_or(
+            &s.shutdown_grace_secs,
+            "shutdown_grace_secs",
+            DEFAULT_SHUTDOWN_GRACE_SECS,
+        );
         ok.then(|| ServerSettings {
             listen,
             threads: usize::try_from(threads).unwrap_or(1),
             watch_config: s.watch_config.unwrap_or(true),
+            admin_listen,
+            access_log,
+            shutdown_grace: Duration::from_secs(grace),
         })
     }
 
@@ -251,6 +312,22 @@ impl Builder<'_> {
             verify_token,
             handshakes,
             json_members,
+            upstream_url: r.upstream.get_ref().clone(),
+            secret_sources: verify
+                .iter()
+                .map(|v| {
+                    v.secrets
+                        .get_ref()
+                        .iter()
+                        .map(|s| SecretRef::parse(s.get_ref()).describe())
+                        .collect()
+                })
+                .collect(),
+            fingerprint: [0; 32],
+        })
+        .map(|mut route| {
+            route.fingerprint = fingerprint(&route);
+            route
         })
     }
 

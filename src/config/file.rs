@@ -44,6 +44,13 @@ pub struct ServerSection {
     pub upstream_timeout_ms: Option<Spanned<i64>>,
     /// Reload when the config file changes. Default true; SIGHUP always reloads.
     pub watch_config: Option<bool>,
+    /// Address of the admin listener (`/healthz`, `/readyz`, `/metrics`,
+    /// `/config`, `POST /reload`). Off when absent.
+    pub admin_listen: Option<Spanned<String>>,
+    /// `stdout` (default), `off`, or a file path for the access log.
+    pub access_log: Option<Spanned<String>>,
+    /// Seconds requests in flight get to finish after SIGTERM. Default 30.
+    pub shutdown_grace_secs: Option<Spanned<i64>>,
 }
 
 /// One `[[routes]]` table.

@@ -36,14 +36,15 @@ pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
 
 /// Reads, parses and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Loaded, Report> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) => {
-            let d = Diagnostic::error(None, format!("cannot read config: {e}"));
-            return Err(Report::new(path, "", &[d]));
-        }
-    };
-    load_str(path, &text)
+    load_str(path, &read(path)?)
+}
+
+/// Reads the file at `path`, reporting failure as a config problem.
+pub fn read(path: &Path) -> Result<String, Report> {
+    std::fs::read_to_string(path).map_err(|e| {
+        let d = Diagnostic::error(None, format!("cannot read config: {e}"));
+        Report::new(path, "", &[d])
+    })
 }
 
 /// Parses and validates `text` as if read from `path` (which anchors relative

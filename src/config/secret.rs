@@ -57,6 +57,16 @@ impl<'a> SecretRef<'a> {
         }
     }
 
+    /// How the reference may be shown: `env:NAME` and `file:PATH` as written, a
+    /// literal as `[redacted]`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Env(name) => format!("env:{name}"),
+            Self::File(path) => format!("file:{path}"),
+            Self::Literal(_) => "[redacted]".to_owned(),
+        }
+    }
+
     /// Reads the secret. `base_dir` anchors relative `file:` paths. The error
     /// names the reference but never contains secret material.
     pub fn resolve(&self, base_dir: &Path) -> Result<Secret, String> {

@@ -413,3 +413,42 @@ fn a_key_that_does_not_fit_the_scheme_is_an_error_at_the_secret() {
         ]
     );
 }
+
+#[test]
+fn operations_settings_have_defaults_and_are_checked() {
+    let c = load_str(Path::new("/etc/hg/c.toml"), ROUTE).unwrap().config;
+    assert_eq!(c.server.admin_listen, None);
+    assert_eq!(c.server.access_log, crate::access_log::Target::Stdout);
+    assert_eq!(c.server.shutdown_grace.as_secs(), 30);
+
+    let text = "[server]\nadmin_listen = \"127.0.0.1:9090\"\naccess_log = \"logs/access.log\"\nshutdown_grace_secs = 5\n";
+    let c = load_str(Path::new("/etc/hg/c.toml"), text).unwrap().config;
+    assert_eq!(
+        c.server.admin_listen,
+        Some("127.0.0.1:9090".parse().unwrap())
+    );
+    let file = std::path::PathBuf::from("/etc/hg/logs/access.log");
+    assert_eq!(c.server.access_log, crate::access_log::Target::File(file));
+    assert_eq!(c.server.shutdown_grace.as_secs(), 5);
+    let off = load_str(Path::new("c.toml"), "[server]\naccess_log = \"off\"\n").unwrap();
+    assert_eq!(off.config.server.access_log, crate::access_log::Target::Off);
+
+    assert_eq!(
+        errors("[server]\nlisten = \"127.0.0.1:8080\"\nadmin_listen = \"127.0.0.1:8080\"\n"),
+        ["c.toml:3:16: `admin_listen` must not share a port with `listen`"]
+    );
+    assert_eq!(
+        errors("[server]\nlisten = \"0.0.0.0:8080\"\nadmin_listen = \"127.0.0.1:8080\"\n"),
+        ["c.toml:3:16: `admin_listen` must not share a port with `listen`"]
+    );
+    let apart = "[server]\nlisten = \"127.0.0.1:8080\"\nadmin_listen = \"127.0.0.2:8080\"\n";
+    assert!(load_str(Path::new("c.toml"), apart).is_ok());
+    assert_eq!(
+        errors("[server]\nadmin_listen = \"localhost\"\n"),
+        ["c.toml:2:16: invalid admin_listen address `localhost`; write IP:PORT"]
+    );
+    assert_eq!(
+        errors("[server]\nshutdown_grace_secs = 0\n"),
+        ["c.toml:2:23: `shutdown_grace_secs` must be a positive integer"]
+    );
+}

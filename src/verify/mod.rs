@@ -131,6 +131,7 @@ pub struct Verifier {
     scheme: Arc<Scheme>,
     keys: Vec<Key>,
     tolerance_secs: Option<u64>,
+    secrets_digest: [u8; 32],
 }
 
 impl Verifier {
@@ -150,16 +151,28 @@ impl Verifier {
         let tolerance_secs = tolerance_secs
             .or(scheme.default_tolerance_secs)
             .filter(|t| *t > 0 && scheme.timestamp_is_signed());
+        let mut digest = Sha256::new();
+        for secret in secrets {
+            digest.update((secret.expose().len() as u64).to_be_bytes());
+            digest.update(secret.expose());
+        }
         Ok(Self {
             scheme,
             keys,
             tolerance_secs,
+            secrets_digest: digest.finalize().into(),
         })
     }
 
     /// The scheme this verifier checks.
     pub fn scheme(&self) -> &Scheme {
         &self.scheme
+    }
+
+    /// A digest of the secrets, to notice a reload that changed them. It stays in
+    /// the process and is never shown.
+    pub fn secrets_digest(&self) -> [u8; 32] {
+        self.secrets_digest
     }
 
     /// The HMAC key of secret `index`, for a handshake answer's `{hmac:…}`.

@@ -84,3 +84,48 @@ fn run_refuses_an_invalid_config_and_exits_1() {
         "{stderr}"
     );
 }
+
+fn run(config: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookgate.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("HOOKGATE_TEST_UNSET_SECRET")
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn run_refuses_to_start_with_a_secret_it_cannot_resolve() {
+    let port = crate::support::gateway::free_port();
+    let (code, stderr) = run(&format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[routes]]\nname = \"r\"\npath = \"/r\"\n\
+         upstream = \"http://127.0.0.1:9\"\n[routes.verify]\nscheme = \"rye\"\n\
+         secrets = [\"env:HOOKGATE_TEST_UNSET_SECRET\"]\n"
+    ));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("HOOKGATE_TEST_UNSET_SECRET") && stderr.contains("not starting"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_refuses_to_start_when_a_listener_cannot_bind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let free = crate::support::gateway::free_port();
+    for (listen, admin) in [(port, free), (free, port)] {
+        let (code, stderr) = run(&format!(
+            "[server]\nlisten = \"127.0.0.1:{listen}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n"
+        ));
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.contains("cannot listen on ") && stderr.contains(&format!("127.0.0.1:{port}")),
+            "{stderr}"
+        );
+    }
+}

@@ -14,6 +14,8 @@ mod check;
 mod forwarding;
 /// Handshakes answered by the gateway.
 mod handshake;
+/// Admin endpoints, metrics, access log, reloads under load, graceful shutdown.
+mod ops;
 /// Every built-in scheme: `hookgate sign` output accepted, forgeries refused.
 mod presets;
 /// Live reload on SIGHUP and file change.

@@ -39,7 +39,7 @@ async fn sighup_reloads_routes_and_secrets() {
     );
 
     gw.signal("HUP");
-    gw.wait_log("config reloaded (SIGHUP)", 1).await;
+    gw.wait_log("config reloaded (sighup)", 1).await;
     assert_eq!(status_with(&gw, "new").await, 200);
     assert_eq!(status_with(&gw, "old").await, 401);
 }
@@ -58,7 +58,7 @@ async fn sighup_rereads_file_secrets() {
     assert_eq!(status_with(&gw, "first").await, 200);
     std::fs::write(&secret_file, "second\n").unwrap();
     gw.signal("HUP");
-    gw.wait_log("config reloaded (SIGHUP)", 1).await;
+    gw.wait_log("config reloaded (sighup)", 1).await;
     assert_eq!(status_with(&gw, "second").await, 200);
     assert_eq!(status_with(&gw, "first").await, 401);
     let log = gw.log();
@@ -80,7 +80,7 @@ async fn file_changes_reload_in_place_and_by_rename() {
     .await;
 
     std::fs::write(&gw.config_path, config_text(&gw, "two", &upstream)).unwrap();
-    gw.wait_log("config reloaded (file change)", 1).await;
+    gw.wait_log("config reloaded (file)", 1).await;
     assert_eq!(status_with(&gw, "two").await, 200);
     assert_eq!(status_with(&gw, "one").await, 401);
 
@@ -88,7 +88,7 @@ async fn file_changes_reload_in_place_and_by_rename() {
     let tmp = gw.config_path.with_extension("tmp");
     std::fs::write(&tmp, config_text(&gw, "three", &upstream)).unwrap();
     std::fs::rename(&tmp, &gw.config_path).unwrap();
-    gw.wait_log("config reloaded (file change)", 2).await;
+    gw.wait_log("config reloaded (file)", 2).await;
     assert_eq!(status_with(&gw, "three").await, 200);
     assert_eq!(status_with(&gw, "two").await, 401);
 }
@@ -110,7 +110,7 @@ async fn a_broken_file_changes_nothing_and_is_logged_with_its_position() {
         good.replace("scheme = \"aryeo\"", "scheme = \"nope\""),
     )
     .unwrap();
-    gw.wait_log("config reload (file change) failed", 1).await;
+    gw.wait_log("config reload (file) failed", 1).await;
     let log = gw.log();
     let path = gw.config_path.display().to_string();
     assert!(
@@ -125,13 +125,13 @@ async fn a_broken_file_changes_nothing_and_is_logged_with_its_position() {
     );
 
     std::fs::write(&gw.config_path, "this is = = not toml").unwrap();
-    gw.wait_log("config reload (file change) failed", 2).await;
+    gw.wait_log("config reload (file) failed", 2).await;
     gw.signal("HUP");
-    gw.wait_log("config reload (SIGHUP) failed", 1).await;
+    gw.wait_log("config reload (sighup) failed", 1).await;
     assert_eq!(status_with(&gw, "keep").await, 200);
 
     std::fs::write(&gw.config_path, config_text_from(&good, "fixed")).unwrap();
-    gw.wait_log("config reloaded (file change)", 1).await;
+    gw.wait_log("config reloaded (file)", 1).await;
     assert_eq!(status_with(&gw, "fixed").await, 200);
 }
 

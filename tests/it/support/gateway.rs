@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// The admin listener, when started with [`Gateway::with_admin`].
+    pub admin: Option<SocketAddr>,
     pub config_path: PathBuf,
     log_path: PathBuf,
     child: Child,
@@ -34,13 +36,28 @@ impl Gateway {
 
     /// Like [`Gateway::start`], adding `server_extra` lines to `[server]`.
     pub async fn start_with(routes: &str, server_extra: &str) -> Self {
+        Self::launch(routes, server_extra, false).await
+    }
+
+    /// Like [`Gateway::start_with`], with an admin listener on a free port.
+    pub async fn with_admin(routes: &str, server_extra: &str) -> Self {
+        Self::launch(routes, server_extra, true).await
+    }
+
+    async fn launch(routes: &str, server_extra: &str, with_admin: bool) -> Self {
         let mut dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("hookgate.toml");
         let log_path = dir.path().join("hookgate.log");
         for _attempt in 0..5 {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            let text =
-                format!("[server]\nlisten = \"{addr}\"\nthreads = 2\n{server_extra}\n{routes}");
+            let admin: Option<SocketAddr> =
+                with_admin.then(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
+            let admin_line = admin
+                .map(|a| format!("admin_listen = \"{a}\"\n"))
+                .unwrap_or_default();
+            let text = format!(
+                "[server]\nlisten = \"{addr}\"\nthreads = 2\n{admin_line}{server_extra}\n{routes}"
+            );
             std::fs::write(&config_path, text).unwrap();
             let log = std::fs::File::create(&log_path).unwrap();
             let child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
@@ -53,6 +70,7 @@ impl Gateway {
                 .unwrap();
             let mut gateway = Self {
                 addr,
+                admin,
                 config_path: config_path.clone(),
                 log_path: log_path.clone(),
                 child,
@@ -85,12 +103,49 @@ impl Gateway {
                 );
                 return false;
             }
-            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+            if self.ready().await {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("gateway not ready after 20s:\n{}", self.log());
+    }
+
+    /// Whether the gateway serves: `/readyz` says so, or without an admin
+    /// listener, the webhook listener accepts.
+    async fn ready(&self) -> bool {
+        let Some(admin) = self.admin else {
+            return tokio::net::TcpStream::connect(self.addr).await.is_ok();
+        };
+        if tokio::net::TcpStream::connect(admin).await.is_err() {
+            return false;
+        }
+        super::client::send(admin, "GET", "/readyz", &[], "")
+            .await
+            .status
+            == 200
+    }
+
+    /// The admin listener's address.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin.expect("started with_admin")
+    }
+
+    /// The directory holding the config file.
+    pub fn dir(&self) -> &std::path::Path {
+        self.config_path.parent().unwrap()
+    }
+
+    /// Waits up to `wait` for the process to exit; its exit code.
+    pub async fn wait_exit(&mut self, wait: Duration) -> Option<i32> {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
     }
 
     /// The process id, for signals.

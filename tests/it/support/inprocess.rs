@@ -42,7 +42,7 @@ impl InProcess {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         std::fs::write(
             &path,
-            format!("[server]\nlisten = \"{addr}\"\nthreads = 2\n\n{routes}"),
+            format!("[server]\nlisten = \"{addr}\"\nthreads = 2\nwatch_config = false\naccess_log = \"off\"\n\n{routes}"),
         )
         .unwrap();
         let loaded = hookgate::config::load(Path::new(&path)).unwrap_or_else(|r| panic!("{r}"));
@@ -51,9 +51,10 @@ impl InProcess {
             config_path: path,
             clock: clock.clone(),
             sighup: Arc::new(AtomicBool::new(false)),
-            watch_file: false,
         };
-        let server = hookgate::server::build(loaded.config, options);
+        let server = hookgate::server::build(loaded.config, options)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .server;
         std::thread::spawn(move || {
             server.run(RunArgs {
                 shutdown_signal: Box::new(RunUntilExit),

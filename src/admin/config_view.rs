@@ -1,0 +1,128 @@
+//! The running config as `/config` shows it: every setting an operator needs to
+//! see what is live, and no secret. Secrets appear only as their `env:`/`file:`
+//! reference; literal secrets, verify tokens and upstream query strings as
+//! `[redacted]`.
+
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::access_log::Target;
+use crate::runtime::{PathMatch, Route, RuntimeConfig, ServerSettings};
+
+/// Shown in place of anything secret.
+pub const REDACTED: &str = "[redacted]";
+
+/// RFC 3339 UTC time.
+pub fn rfc3339(time: SystemTime) -> String {
+    OffsetDateTime::from(time)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The whole view.
+pub fn render(config: &RuntimeConfig) -> Value {
+    json!({
+        "generation": config.generation,
+        "loaded_at": rfc3339(config.loaded_at),
+        "source": config.source.display().to_string(),
+        "server": server(&config.server),
+        "routes": config.routes.iter().map(|r| route(r)).collect::<Vec<_>>(),
+    })
+}
+
+fn server(s: &ServerSettings) -> Value {
+    let access_log = match &s.access_log {
+        Target::Off => "off".to_owned(),
+        Target::Stdout => "stdout".to_owned(),
+        Target::File(path) => path.display().to_string(),
+    };
+    json!({
+        "listen": s.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "admin_listen": s.admin_listen.map(|a| a.to_string()),
+        "threads": s.threads,
+        "watch_config": s.watch_config,
+        "access_log": access_log,
+        "shutdown_grace_secs": s.shutdown_grace.as_secs(),
+    })
+}
+
+fn route(r: &Route) -> Value {
+    let mut out = json!({
+        "name": r.name,
+        "host": r.host,
+        "methods": r.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        "upstream": upstream_url(&r.upstream_url),
+        "max_body_bytes": r.max_body_bytes,
+        "read_timeout_ms": r.read_timeout.as_millis(),
+        "upstream_timeout_ms": r.upstream_timeout.as_millis(),
+        "public_url": r.public_url,
+        "strip_headers": r.strip_headers.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
+        "verify": r.verifiers.iter().zip(&r.secret_sources).map(|(v, secrets)| json!({
+            "scheme": v.scheme().name,
+            "secrets": secrets,
+            "tolerance_secs": v.tolerance_secs(),
+        })).collect::<Vec<_>>(),
+        "verify_token": r.verify_token.as_ref().map(|_| REDACTED),
+        "handshakes": r.handshakes.len(),
+    });
+    let (key, path) = match &r.path {
+        PathMatch::Exact(path) => ("path", path),
+        PathMatch::Prefix(path) => ("path_prefix", path),
+    };
+    out[key] = json!(path);
+    out
+}
+
+/// The upstream URL with its query (which may carry a token) redacted.
+fn upstream_url(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?{REDACTED}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shows_references_and_hides_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "file-secret-value\n").unwrap();
+        let text = r#"
+            [[routes]]
+            name = "meta"
+            path_prefix = "/meta"
+            upstream = "http://127.0.0.1:9/in?token=upstream-token"
+            verify_token = "token-value"
+            [[routes.verify]]
+            scheme = "meta"
+            secrets = ["file:secret", "literal-secret-value"]
+        "#;
+        let path = dir.path().join("hookgate.toml");
+        let config = crate::config::load_str(&path, text).unwrap().config;
+        let view = render(&config);
+        let shown = view.to_string();
+        for secret in [
+            "env-secret-value",
+            "literal-secret-value",
+            "token-value",
+            "upstream-token",
+        ] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        let route = &view["routes"][0];
+        assert_eq!(
+            route["verify"][0]["secrets"],
+            json!(["file:secret", REDACTED])
+        );
+        assert_eq!(route["verify_token"], REDACTED);
+        assert_eq!(route["path_prefix"], "/meta");
+        assert_eq!(route["upstream"], "http://127.0.0.1:9/in?[redacted]");
+        assert_eq!(view["generation"], 1);
+        assert_eq!(view["source"], path.display().to_string());
+    }
+}

@@ -1,0 +1,260 @@
+//! Every Prometheus metric hookgate exports, declared in this one place, with
+//! bounded labels (route names, outcome codes, reasons, small indexes; never
+//! request data). Served on the admin listener's `/metrics`.
+
+use std::time::Duration;
+
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::record::RequestRecord;
+
+/// Label for requests that matched no route.
+const NO_ROUTE: &str = "";
+
+/// The gateway's metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    verification_failures: IntCounterVec,
+    secret_matches: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    upstream_errors: IntCounterVec,
+    body_bytes: IntCounterVec,
+    config_generation: IntGauge,
+    reloads: IntCounterVec,
+    last_reload: IntGauge,
+    access_log_dropped: IntCounter,
+    reload_duration: Histogram,
+}
+
+/// Registers a metric the constructor built. The names and options are fixed
+/// here, so neither step can fail at run time.
+fn register<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    built: prometheus::Result<M>,
+) -> M {
+    let metric = built.unwrap_or_else(|e| unreachable!("invalid metric: {e}"));
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| unreachable!("metric registered twice: {e}"));
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    register(
+        registry,
+        HistogramVec::new(HistogramOpts::new(name, help), labels),
+    )
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    register(registry, IntGauge::new(name, help))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh set of metrics in its own registry.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let r = &registry;
+        let single = register(
+            r,
+            IntCounter::new(
+                "hookgate_access_log_dropped_total",
+                "Access log lines dropped because the writer fell behind.",
+            ),
+        );
+        let reload_duration = register(
+            r,
+            Histogram::with_opts(HistogramOpts::new(
+                "hookgate_config_reload_duration_seconds",
+                "Time to load and validate a config on reload.",
+            )),
+        );
+        Self {
+            requests: counter(
+                r,
+                "hookgate_requests_total",
+                "Requests by route and outcome (forwarded, handshake, disconnected, or the error code).",
+                &["route", "outcome"],
+            ),
+            verification_failures: counter(
+                r,
+                "hookgate_verification_failures_total",
+                "Refused signatures by route and reason.",
+                &["route", "reason"],
+            ),
+            secret_matches: counter(
+                r,
+                "hookgate_secret_matches_total",
+                "Verified requests by route, scheme and the index of the secret that matched.",
+                &["route", "scheme", "secret_index"],
+            ),
+            request_duration: histogram(
+                r,
+                "hookgate_request_duration_seconds",
+                "Whole request time, from header to the end of the answer.",
+                &["route"],
+            ),
+            upstream_duration: histogram(
+                r,
+                "hookgate_upstream_duration_seconds",
+                "Upstream exchange time, from connecting to the end of the response.",
+                &["route"],
+            ),
+            upstream_errors: counter(
+                r,
+                "hookgate_upstream_errors_total",
+                "Failed upstream exchanges by route and kind.",
+                &["route", "kind"],
+            ),
+            body_bytes: counter(
+                r,
+                "hookgate_request_body_bytes_total",
+                "Request body bytes read, by route.",
+                &["route"],
+            ),
+            config_generation: gauge(
+                r,
+                "hookgate_config_generation",
+                "Generation of the running config (1 at start, +1 per successful reload).",
+            ),
+            reloads: counter(
+                r,
+                "hookgate_config_reloads_total",
+                "Reload attempts by trigger and result (ok or error).",
+                &["trigger", "result"],
+            ),
+            last_reload: gauge(
+                r,
+                "hookgate_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful load.",
+            ),
+            access_log_dropped: single,
+            reload_duration,
+            registry,
+        }
+    }
+
+    /// Counts one finished request.
+    pub fn record(&self, record: &RequestRecord) {
+        let route = record.route.as_deref().unwrap_or(NO_ROUTE);
+        self.requests
+            .with_label_values(&[route, record.outcome.as_str()])
+            .inc();
+        self.request_duration
+            .with_label_values(&[route])
+            .observe(record.start.elapsed().as_secs_f64());
+        if record.body_bytes > 0 {
+            self.body_bytes
+                .with_label_values(&[route])
+                .inc_by(record.body_bytes as u64);
+        }
+        if let Some(reason) = record.reason {
+            self.verification_failures
+                .with_label_values(&[route, reason])
+                .inc();
+        }
+        if let (Some(scheme), Some(index)) = (&record.scheme, record.secret_index) {
+            self.secret_matches
+                .with_label_values(&[route, scheme, &index.to_string()])
+                .inc();
+        }
+        if let Some(time) = record.upstream_time {
+            self.upstream_duration
+                .with_label_values(&[route])
+                .observe(time.as_secs_f64());
+        }
+        if let Some(kind) = record.upstream_error {
+            self.upstream_errors
+                .with_label_values(&[route, kind.as_str()])
+                .inc();
+        }
+    }
+
+    /// Notes a config load: the running generation and, on success, its time.
+    pub fn config_loaded(&self, generation: u64, at_unix: i64) {
+        self.config_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+        self.last_reload.set(at_unix);
+    }
+
+    /// Counts a reload attempt.
+    pub fn reload(&self, trigger: &str, ok: bool, took: Duration) {
+        self.reloads
+            .with_label_values(&[trigger, if ok { "ok" } else { "error" }])
+            .inc();
+        self.reload_duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts an access log line that could not be queued.
+    pub fn access_log_dropped(&self) {
+        self.access_log_dropped.inc();
+    }
+
+    /// Everything, in the Prometheus text format.
+    pub fn render(&self) -> (String, Vec<u8>) {
+        let encoder = TextEncoder::new();
+        let mut out = Vec::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut out) {
+            log::error!("cannot encode metrics: {e}");
+        }
+        (encoder.format_type().to_owned(), out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Outcome;
+    use crate::reject::ErrorCode;
+
+    #[test]
+    fn records_land_in_labelled_series() {
+        let m = Metrics::new();
+        let record = RequestRecord {
+            route: Some("rye".into()),
+            outcome: Outcome::Error(ErrorCode::InvalidSignature),
+            reason: Some("signature_mismatch"),
+            body_bytes: 10,
+            ..RequestRecord::default()
+        };
+        m.record(&record);
+        m.record(&RequestRecord {
+            outcome: Outcome::Forwarded,
+            scheme: Some("rye".into()),
+            secret_index: Some(1),
+            ..record
+        });
+        m.reload("sighup", false, Duration::from_millis(3));
+        m.config_loaded(2, 1_700_000_000);
+        let text = String::from_utf8(m.render().1).unwrap();
+        for line in [
+            r#"hookgate_requests_total{outcome="invalid_signature",route="rye"} 1"#,
+            r#"hookgate_requests_total{outcome="forwarded",route="rye"} 1"#,
+            r#"hookgate_verification_failures_total{reason="signature_mismatch",route="rye"} 2"#,
+            r#"hookgate_secret_matches_total{route="rye",scheme="rye",secret_index="1"} 1"#,
+            r#"hookgate_request_body_bytes_total{route="rye"} 20"#,
+            r#"hookgate_config_reloads_total{result="error",trigger="sighup"} 1"#,
+            "hookgate_config_generation 2",
+            "hookgate_config_last_reload_success_timestamp_seconds 1700000000",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+}

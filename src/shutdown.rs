@@ -1,0 +1,158 @@
+//! Graceful shutdown: counts the requests in flight and, on SIGTERM, lets pingora
+//! stop accepting, then exits 0 as soon as the last request has finished, or when
+//! the grace period runs out, instead of pingora's fixed sleep.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::access_log::AccessLog;
+
+/// How often the drain checks the requests in flight.
+const DRAIN_POLL: Duration = Duration::from_millis(25);
+/// How long no request may be in flight before the process exits: covers a
+/// connection accepted just before SIGTERM whose request header is still arriving.
+const DRAIN_QUIET: Duration = Duration::from_millis(150);
+/// How long the access log gets to write its last lines.
+const LOG_FLUSH: Duration = Duration::from_secs(2);
+
+/// The number of requests between their header and their log line.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Counts a request until the guard is dropped.
+    pub fn enter(&self) -> InFlightGuard {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(Arc::clone(&self.0))
+    }
+
+    /// Requests in flight now.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// One request in flight.
+#[derive(Debug)]
+pub struct InFlightGuard(Arc<AtomicUsize>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Process state the admin listener reports: whether a shutdown has begun.
+#[derive(Debug, Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    /// Whether SIGTERM (or SIGINT) was received.
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn start(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// pingora's shutdown signal source, replacing its own: SIGTERM drains, SIGINT
+/// stops at once, SIGQUIT hands the listeners to an upgraded process.
+#[derive(Debug)]
+pub struct SignalWatch {
+    /// Requests in flight.
+    pub in_flight: InFlight,
+    /// Set when a shutdown begins.
+    pub draining: Draining,
+    /// Flushed before exiting.
+    pub access_log: AccessLog,
+    /// The longest the drain waits.
+    pub grace: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for SignalWatch {
+    async fn recv(&self) -> ShutdownSignal {
+        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::quit()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            log::error!("cannot install the SIGTERM/SIGINT/SIGQUIT handlers");
+            return ShutdownSignal::FastShutdown;
+        };
+        let shutdown = tokio::select! {
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+            _ = term.recv() => ShutdownSignal::GracefulTerminate,
+            _ = int.recv() => ShutdownSignal::FastShutdown,
+        };
+        self.draining.start();
+        if matches!(shutdown, ShutdownSignal::GracefulTerminate) {
+            let in_flight = self.in_flight.clone();
+            let access_log = self.access_log.clone();
+            let grace = self.grace;
+            let spawned = std::thread::Builder::new()
+                .name("drain".into())
+                .spawn(move || drain(&in_flight, &access_log, grace));
+            if let Err(e) = spawned {
+                log::error!("cannot start the drain; waiting the whole grace period: {e}");
+            }
+        }
+        shutdown
+    }
+}
+
+/// Waits until no request has been in flight for a moment, or the grace period is
+/// over, then flushes the access log and exits 0.
+fn drain(in_flight: &InFlight, access_log: &AccessLog, grace: Duration) {
+    log::info!(
+        "SIGTERM: not accepting new connections; waiting up to {}s for {} request(s) in flight",
+        grace.as_secs(),
+        in_flight.count()
+    );
+    let start = Instant::now();
+    let mut idle_since = None;
+    loop {
+        let now = Instant::now();
+        if in_flight.count() > 0 {
+            idle_since = None;
+        } else if now.duration_since(*idle_since.get_or_insert(now)) >= DRAIN_QUIET {
+            log::info!("drained in {:?}; exiting", start.elapsed());
+            break;
+        }
+        if now.duration_since(start) >= grace {
+            log::warn!(
+                "grace period of {}s over with {} request(s) still in flight; exiting",
+                grace.as_secs(),
+                in_flight.count()
+            );
+            break;
+        }
+        std::thread::sleep(DRAIN_POLL);
+    }
+    access_log.flush(LOG_FLUSH);
+    std::process::exit(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guards_count_requests_in_flight() {
+        let in_flight = InFlight::default();
+        let a = in_flight.enter();
+        let b = in_flight.enter();
+        assert_eq!(in_flight.count(), 2);
+        drop(a);
+        assert_eq!(in_flight.count(), 1);
+        drop(b);
+        assert_eq!(in_flight.count(), 0);
+    }
+}
