@@ -6,7 +6,11 @@
 # Needs:     nginx, wrk, openssl   (apt-get install -y nginx wrk openssl)
 # Env:       THREADS (gateway threads = nginx workers, default: CPUs),
 #            WRK_THREADS (default 2), BODY_BYTES (default 1024),
-#            HOOKGATE_EXTRA (lines appended to the gateway's [server] table).
+#            HOOKGATE_EXTRA (lines appended to the gateway's [server] table,
+#            e.g. 'access_log = "off"'), HOOKGATE_BIN (a prebuilt binary to
+#            measure instead of building this tree, e.g. an older commit's).
+# The gateway's access log (stdout) goes to a file, as a log collector would
+# take it.
 # Prints requests/s, p99 latency and CPU time per request of each for signed
 # POSTs, and the throughput ratio.
 set -euo pipefail
@@ -50,8 +54,12 @@ wait_port() {
   echo "nothing listens on port $1" >&2; exit 1
 }
 
-echo "building hookgate (release)..." >&2
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+bin=${HOOKGATE_BIN:-}
+if [ -z "$bin" ]; then
+  echo "building hookgate (release)..." >&2
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+  bin="$root/target/release/hookgate"
+fi
 
 nginx_conf() { # name port workers server-body
   cat > "$work/$1.conf" <<CONF
@@ -89,7 +97,7 @@ upstream = "http://127.0.0.1:$up_port/hook"
 scheme = "rye"
 secrets = ["$secret"]
 CONF
-RUST_LOG=warn "$root/target/release/hookgate" run --config "$work/hookgate.toml" 2>"$work/hookgate.log" &
+RUST_LOG=warn "$bin" run --config "$work/hookgate.toml" >"$work/access.log" 2>"$work/hookgate.log" &
 pids+=($!)
 wait_port "$up_port"; wait_port "$proxy_port"; wait_port "$gw_port"
 
