@@ -25,6 +25,8 @@ pub struct Metrics {
     request_duration: HistogramVec,
     upstream_duration: HistogramVec,
     upstream_errors: IntCounterVec,
+    upstream_responses: IntCounterVec,
+    in_flight: IntGauge,
     body_bytes: IntCounterVec,
     config_generation: IntGauge,
     reloads: IntCounterVec,
@@ -59,6 +61,17 @@ fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Hi
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     register(registry, IntGauge::new(name, help))
+}
+
+/// `2xx` for 204, and so on.
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
 }
 
 impl Default for Metrics {
@@ -123,6 +136,17 @@ impl Metrics {
                 "Failed upstream exchanges by route and kind.",
                 &["route", "kind"],
             ),
+            upstream_responses: counter(
+                r,
+                "hookgate_upstream_responses_total",
+                "Upstream responses relayed, by route and status class (2xx, 4xx, 5xx, ...).",
+                &["route", "status_class"],
+            ),
+            in_flight: gauge(
+                r,
+                "hookgate_requests_in_flight",
+                "Requests between their header and their end, at the time of the scrape.",
+            ),
             body_bytes: counter(
                 r,
                 "hookgate_request_body_bytes_total",
@@ -180,11 +204,21 @@ impl Metrics {
                 .with_label_values(&[route])
                 .observe(time.as_secs_f64());
         }
+        if let Some(status) = record.upstream_status {
+            self.upstream_responses
+                .with_label_values(&[route, status_class(status)])
+                .inc();
+        }
         if let Some(kind) = record.upstream_error {
             self.upstream_errors
                 .with_label_values(&[route, kind.as_str()])
                 .inc();
         }
+    }
+
+    /// Sets the requests in flight, just before a scrape.
+    pub fn set_in_flight(&self, count: usize) {
+        self.in_flight.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// Notes a config load: the running generation and, on success, its time.
@@ -237,17 +271,22 @@ mod tests {
         m.record(&record);
         m.record(&RequestRecord {
             outcome: Outcome::Forwarded,
+            reason: None,
             scheme: Some("rye".into()),
             secret_index: Some(1),
+            upstream_status: Some(503),
             ..record
         });
+        m.set_in_flight(3);
         m.reload("sighup", false, Duration::from_millis(3));
         m.config_loaded(2, 1_700_000_000);
         let text = String::from_utf8(m.render().1).unwrap();
         for line in [
             r#"hookgate_requests_total{outcome="invalid_signature",route="rye"} 1"#,
             r#"hookgate_requests_total{outcome="forwarded",route="rye"} 1"#,
-            r#"hookgate_verification_failures_total{reason="signature_mismatch",route="rye"} 2"#,
+            r#"hookgate_verification_failures_total{reason="signature_mismatch",route="rye"} 1"#,
+            r#"hookgate_upstream_responses_total{route="rye",status_class="5xx"} 1"#,
+            "hookgate_requests_in_flight 3",
             r#"hookgate_secret_matches_total{route="rye",scheme="rye",secret_index="1"} 1"#,
             r#"hookgate_request_body_bytes_total{route="rye"} 20"#,
             r#"hookgate_config_reloads_total{result="error",trigger="sighup"} 1"#,

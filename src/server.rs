@@ -17,7 +17,7 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
 
 use crate::access_log::AccessLog;
-use crate::admin::{Admin, AdminService};
+use crate::admin::{Admin, AdminService, Observed};
 use crate::clock::Clock;
 use crate::forward::Forwarder;
 use crate::metrics::Metrics;
@@ -129,7 +129,12 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
         access_log.clone(),
     ));
     if let Some(addr) = settings.admin_listen {
-        let admin = Admin::new(store, Arc::clone(&reloader), metrics, draining.clone());
+        let observed = Observed {
+            metrics,
+            in_flight: in_flight.clone(),
+            draining: draining.clone(),
+        };
+        let admin = Admin::new(store, Arc::clone(&reloader), observed);
         let service = AdminService::bind(addr, Arc::new(admin), settings.listen.clone())
             .map_err(|e| format!("cannot listen on admin_listen {addr}: {e}"))?;
         let mut service = background_service("admin listener", service);

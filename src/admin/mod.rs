@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::metrics::Metrics;
 use crate::reload::{ConfigStore, Reloader, Trigger};
-use crate::shutdown::Draining;
+use crate::shutdown::{Draining, InFlight};
 
 /// How long a client has to send its request header.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,23 +56,31 @@ pub struct Admin {
     store: ConfigStore,
     reloader: Arc<Reloader>,
     metrics: Metrics,
+    in_flight: InFlight,
     draining: Draining,
     listening: AtomicBool,
 }
 
+/// What the admin endpoints observe, besides the config.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// The gateway's metrics.
+    pub metrics: Metrics,
+    /// Requests in flight.
+    pub in_flight: InFlight,
+    /// Whether a shutdown has begun.
+    pub draining: Draining,
+}
+
 impl Admin {
-    /// Endpoints over the running config, its reloader and metrics.
-    pub fn new(
-        store: ConfigStore,
-        reloader: Arc<Reloader>,
-        metrics: Metrics,
-        draining: Draining,
-    ) -> Self {
+    /// Endpoints over the running config, its reloader and what is `observed`.
+    pub fn new(store: ConfigStore, reloader: Arc<Reloader>, observed: Observed) -> Self {
         Self {
             store,
             reloader,
-            metrics,
-            draining,
+            metrics: observed.metrics,
+            in_flight: observed.in_flight,
+            draining: observed.draining,
             listening: AtomicBool::new(false),
         }
     }
@@ -83,6 +91,7 @@ impl Admin {
             ("GET" | "HEAD", "/healthz") => Answer::json(200, &json!({"status": "ok"})),
             ("GET" | "HEAD", "/readyz") => self.readiness(),
             ("GET" | "HEAD", "/metrics") => {
+                self.metrics.set_in_flight(self.in_flight.count());
                 let (content_type, body) = self.metrics.render();
                 Answer {
                     status: 200,

@@ -135,6 +135,8 @@ async fn admin_endpoints_report_health_config_and_metrics_without_secrets() {
             r#"hookgate_secret_matches_total{route="r",scheme="rye",secret_index="1"} 1"#,
             r#"hookgate_request_duration_seconds_count{route="r"} 3"#,
             r#"hookgate_upstream_duration_seconds_count{route="r"} 1"#,
+            r#"hookgate_upstream_responses_total{route="r",status_class="2xx"} 1"#,
+            "hookgate_requests_in_flight 0",
             &format!(
                 r#"hookgate_request_body_bytes_total{{route="r"}} {}"#,
                 3 * body.len()
@@ -566,6 +568,7 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_0() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    metrics_with(&gw, &["hookgate_requests_in_flight 1"]).await;
     let signalled = Instant::now();
     gw.signal("TERM");
     tokio::time::sleep(Duration::from_millis(200)).await;
