@@ -108,9 +108,16 @@ impl ShutdownSignalWatch for SignalWatch {
     }
 }
 
-/// Waits until no request has been in flight for a moment, or the grace period is
-/// over, then flushes the access log and exits 0.
+/// Waits until no request has been in flight for a moment, the grace period is
+/// over, or a second SIGTERM or a SIGINT asks to stop now; then flushes the
+/// access log and exits 0.
 fn drain(in_flight: &InFlight, access_log: &AccessLog, grace: Duration) {
+    let again = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&again)) {
+            log::warn!("cannot watch for a second signal during the drain: {e}");
+        }
+    }
     log::info!(
         "SIGTERM: not accepting new connections; waiting up to {}s for {} request(s) in flight",
         grace.as_secs(),
@@ -124,6 +131,13 @@ fn drain(in_flight: &InFlight, access_log: &AccessLog, grace: Duration) {
             idle_since = None;
         } else if now.duration_since(*idle_since.get_or_insert(now)) >= DRAIN_QUIET {
             log::info!("drained in {:?}; exiting", start.elapsed());
+            break;
+        }
+        if again.load(Ordering::Acquire) {
+            log::warn!(
+                "signalled again: exiting with {} request(s) in flight",
+                in_flight.count()
+            );
             break;
         }
         if now.duration_since(start) >= grace {

@@ -619,3 +619,41 @@ async fn an_idle_gateway_exits_0_at_once_on_sigterm() {
         gw.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_ends_the_drain_at_once() {
+    let upstream = Upstream::with_reply(Reply {
+        delay: Duration::from_secs(30),
+        ..Reply::default()
+    })
+    .await;
+    let mut gw = Gateway::with_admin(
+        &route("r", "/hook", &upstream.url(), &scheme("aryeo", &["k"])),
+        "shutdown_grace_secs = 60\nupstream_timeout_ms = 60000",
+    )
+    .await;
+    let addr = gw.addr;
+    let stuck = tokio::spawn(async move {
+        let (h, v) = sign::aryeo("k", b"{}");
+        post(addr, "/hook", &[(h, &v)], "{}").await
+    });
+    metrics_with(&gw, &["hookgate_requests_in_flight 1"]).await;
+    gw.signal("TERM");
+    gw.wait_log("waiting up to 60s for 1 request(s) in flight", 1)
+        .await;
+    assert_eq!(
+        gw.wait_exit(Duration::from_millis(500)).await,
+        None,
+        "still draining"
+    );
+    gw.signal("INT");
+    assert_eq!(
+        gw.wait_exit(Duration::from_secs(3)).await,
+        Some(0),
+        "{}",
+        gw.log()
+    );
+    gw.wait_log("signalled again: exiting with 1 request(s) in flight", 1)
+        .await;
+    stuck.abort();
+}
