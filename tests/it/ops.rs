@@ -183,6 +183,16 @@ async fn metrics_count_every_outcome_and_upstream_error() {
             "[routes.verify]",
             "max_body_bytes = 8\nread_timeout_ms = 300\n\n[routes.verify]",
         ),
+        route(
+            "meta",
+            "/meta",
+            &upstream.url(),
+            &scheme("meta", &["app-secret"]),
+        )
+        .replace(
+            "[routes.verify]",
+            "verify_token = \"vt\"\n\n[routes.verify]",
+        ),
     ]
     .concat();
     let gw = Gateway::with_admin(&routes, "").await;
@@ -217,6 +227,10 @@ async fn metrics_count_every_outcome_and_upstream_error() {
     post(gw.addr, "/ok/../ok", &[], "x")
         .await
         .assert_error(400, "bad_request");
+    let subscribe = "/meta?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1";
+    send(gw.addr, "GET", subscribe, &[], "")
+        .await
+        .assert_error(403, "invalid_verify_token");
     let mut raw = Raw::connect(gw.addr).await;
     raw.send(b"POST /small HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\n{")
         .await;
@@ -239,6 +253,7 @@ async fn metrics_count_every_outcome_and_upstream_error() {
             r#"hookgate_requests_total{outcome="payload_too_large",route="small"} 1"#,
             r#"hookgate_requests_total{outcome="body_timeout",route="small"} 1"#,
             r#"hookgate_requests_total{outcome="bad_request",route=""} 1"#,
+            r#"hookgate_requests_total{outcome="invalid_verify_token",route="meta"} 1"#,
         ],
     )
     .await;
