@@ -558,20 +558,24 @@ async fn a_configmap_style_symlink_swap_is_seen() {
         .assert_error(401, "invalid_signature");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_finishes_the_request_in_flight_then_exits_0() {
+/// A gateway (with `server_extra`) with one signed request in flight, held by an
+/// upstream that answers after `delay`; the request's answer comes from the task.
+async fn one_slow_request(
+    delay: Duration,
+    server_extra: &str,
+) -> (Gateway, Upstream, tokio::task::JoinHandle<Answer>) {
     let upstream = Upstream::with_reply(Reply {
-        delay: Duration::from_millis(1500),
+        delay,
         ..Reply::default()
     })
     .await;
-    let mut gw = Gateway::with_admin(
+    let gw = Gateway::with_admin(
         &route("r", "/hook", &upstream.url(), &scheme("aryeo", &["k"])),
-        "shutdown_grace_secs = 20",
+        server_extra,
     )
     .await;
     let addr = gw.addr;
-    let in_flight = tokio::spawn(async move {
+    let answer = tokio::spawn(async move {
         let (h, v) = sign::aryeo("k", b"{\"slow\":1}");
         post(addr, "/hook", &[(h, &v)], "{\"slow\":1}").await
     });
@@ -584,6 +588,14 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_0() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     metrics_with(&gw, &["hookgate_requests_in_flight 1"]).await;
+    (gw, upstream, answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_request_in_flight_then_exits_0() {
+    let (mut gw, _upstream, in_flight) =
+        one_slow_request(Duration::from_millis(1500), "shutdown_grace_secs = 20").await;
+    let addr = gw.addr;
     let signalled = Instant::now();
     gw.signal("TERM");
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -637,22 +649,11 @@ async fn an_idle_gateway_exits_0_at_once_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_ends_the_drain_at_once() {
-    let upstream = Upstream::with_reply(Reply {
-        delay: Duration::from_secs(30),
-        ..Reply::default()
-    })
-    .await;
-    let mut gw = Gateway::with_admin(
-        &route("r", "/hook", &upstream.url(), &scheme("aryeo", &["k"])),
+    let (mut gw, _upstream, stuck) = one_slow_request(
+        Duration::from_secs(30),
         "shutdown_grace_secs = 60\nupstream_timeout_ms = 60000",
     )
     .await;
-    let addr = gw.addr;
-    let stuck = tokio::spawn(async move {
-        let (h, v) = sign::aryeo("k", b"{}");
-        post(addr, "/hook", &[(h, &v)], "{}").await
-    });
-    metrics_with(&gw, &["hookgate_requests_in_flight 1"]).await;
     gw.signal("TERM");
     gw.wait_log("waiting up to 60s for 1 request(s) in flight", 1)
         .await;
