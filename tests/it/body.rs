@@ -231,3 +231,25 @@ async fn expect_100_continue_is_answered_then_the_body_is_verified() {
         "Expect must not be forwarded"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_still_sending_its_refused_body_reads_the_413() {
+    let (upstream, gw) = aryeo_gateway("max_body_bytes = 1000").await;
+    for _attempt in 0..5 {
+        let mut raw = Raw::connect(gw.addr).await;
+        raw.send(
+            b"POST /big HTTP/1.1\r\nHost: gw\r\nContent-Length: 2000000\r\nSignature: 00\r\n\r\n",
+        )
+        .await;
+        // The answer is given before the body is read; the client keeps sending,
+        // as clients without `Expect: 100-continue` do, and reads afterwards.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        raw.send(&pattern(2_000_000)).await;
+        let answer = raw
+            .read_response(Duration::from_secs(5))
+            .await
+            .expect("the 413 survives the connection's close");
+        assert_eq!(answer.status, 413);
+    }
+    upstream.assert_untouched();
+}
