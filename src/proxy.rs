@@ -12,21 +12,20 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::access_log::{AccessLog, Entry};
+use crate::access_log::Entry;
 use crate::admin::config_view::rfc3339;
 use crate::body::{self, BodyError};
 use crate::clock::Clock;
 use crate::forward::{ForwardError, Forwarder};
 use crate::handshake::{AnswerKeys, Handshake};
 use crate::headers::{self, Forwarding};
-use crate::metrics::Metrics;
-use crate::record::{self, Outcome, RequestRecord};
+use crate::record::{self, Observers, Outcome, RequestRecord};
 use crate::reject::ErrorCode;
 use crate::reload::ConfigStore;
 use crate::response::LocalResponse;
 use crate::routes::{self, Match};
 use crate::runtime::{Route, RuntimeConfig};
-use crate::shutdown::{InFlight, InFlightGuard};
+use crate::shutdown::InFlightGuard;
 use crate::verify::mac::KeyedMac;
 use crate::verify::request::{SignedRequest, UrlParts};
 use crate::verify::{Rejection, Verified, Verifier, verify_any};
@@ -38,17 +37,6 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     forwarder: Forwarder,
     observers: Observers,
-}
-
-/// Where each finished request is reported.
-#[derive(Debug, Clone)]
-pub struct Observers {
-    /// Counters and histograms.
-    pub metrics: Metrics,
-    /// One line per request.
-    pub access_log: AccessLog,
-    /// Requests in flight, for graceful shutdown.
-    pub in_flight: InFlight,
 }
 
 impl Gateway {

@@ -17,11 +17,12 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
 
 use crate::access_log::AccessLog;
-use crate::admin::{Admin, AdminService, Observed};
+use crate::admin::{Admin, AdminService};
 use crate::clock::Clock;
 use crate::forward::Forwarder;
 use crate::metrics::Metrics;
-use crate::proxy::{Gateway, Observers};
+use crate::proxy::Gateway;
+use crate::record::Observers;
 use crate::reload::{ConfigStore, ReloadService, Reloader};
 use crate::runtime::RuntimeConfig;
 use crate::shutdown::{Draining, InFlight, SignalWatch};
@@ -93,23 +94,22 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
     );
     let access_log = AccessLog::start(&settings.access_log, metrics.clone())
         .map_err(|e| format!("cannot open the access log {:?}: {e}", settings.access_log))?;
-    let in_flight = InFlight::default();
-    let draining = Draining::default();
+    let observers = Observers {
+        metrics: metrics.clone(),
+        access_log: access_log.clone(),
+        in_flight: InFlight::default(),
+        draining: Draining::default(),
+    };
 
     let store = ConfigStore::new(config);
     let connector = Connector::new(Some(ConnectorOptions::from_server_conf(
         &server.configuration,
     )));
-    let observers = Observers {
-        metrics: metrics.clone(),
-        access_log: access_log.clone(),
-        in_flight: in_flight.clone(),
-    };
     let gateway = Gateway::new(
         store.clone(),
         options.clock,
         Forwarder::new(connector),
-        observers,
+        observers.clone(),
     );
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = Some(KEEPALIVE_REQUEST_LIMIT);
@@ -125,16 +125,11 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
     let reloader = Arc::new(Reloader::new(
         options.config_path,
         store.clone(),
-        metrics.clone(),
+        metrics,
         access_log.clone(),
     ));
     if let Some(addr) = settings.admin_listen {
-        let observed = Observed {
-            metrics,
-            in_flight: in_flight.clone(),
-            draining: draining.clone(),
-        };
-        let admin = Admin::new(store, Arc::clone(&reloader), observed);
+        let admin = Admin::new(store, Arc::clone(&reloader), observers.clone());
         let service = AdminService::bind(addr, Arc::new(admin), settings.listen.clone())
             .map_err(|e| format!("cannot listen on admin_listen {addr}: {e}"))?;
         let mut service = background_service("admin listener", service);
@@ -147,9 +142,7 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
     server.add_service(reload);
 
     let signals = SignalWatch {
-        in_flight,
-        draining,
-        access_log: access_log.clone(),
+        observers,
         grace: settings.shutdown_grace,
     };
     Ok(Assembled {

@@ -11,6 +11,7 @@ use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::access_log::AccessLog;
+use crate::record::Observers;
 
 /// How often the drain checks the requests in flight.
 const DRAIN_POLL: Duration = Duration::from_millis(25);
@@ -66,12 +67,8 @@ impl Draining {
 /// stops at once, SIGQUIT hands the listeners to an upgraded process.
 #[derive(Debug)]
 pub struct SignalWatch {
-    /// Requests in flight.
-    pub in_flight: InFlight,
-    /// Set when a shutdown begins.
-    pub draining: Draining,
-    /// Flushed before exiting.
-    pub access_log: AccessLog,
+    /// Requests in flight, the draining flag to set, the access log to flush.
+    pub observers: Observers,
     /// The longest the drain waits.
     pub grace: Duration,
 }
@@ -92,10 +89,10 @@ impl ShutdownSignalWatch for SignalWatch {
             _ = term.recv() => ShutdownSignal::GracefulTerminate,
             _ = int.recv() => ShutdownSignal::FastShutdown,
         };
-        self.draining.start();
+        self.observers.draining.start();
         if matches!(shutdown, ShutdownSignal::GracefulTerminate) {
-            let in_flight = self.in_flight.clone();
-            let access_log = self.access_log.clone();
+            let in_flight = self.observers.in_flight.clone();
+            let access_log = self.observers.access_log.clone();
             let grace = self.grace;
             let spawned = std::thread::Builder::new()
                 .name("drain".into())

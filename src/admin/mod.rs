@@ -18,9 +18,8 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde_json::json;
 
-use crate::metrics::Metrics;
+use crate::record::Observers;
 use crate::reload::{ConfigStore, Reloader, Trigger};
-use crate::shutdown::{Draining, InFlight};
 
 /// How long a client has to send its request header.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,32 +54,18 @@ impl Answer {
 pub struct Admin {
     store: ConfigStore,
     reloader: Arc<Reloader>,
-    metrics: Metrics,
-    in_flight: InFlight,
-    draining: Draining,
+    observers: Observers,
     listening: AtomicBool,
 }
 
-/// What the admin endpoints observe, besides the config.
-#[derive(Debug, Clone)]
-pub struct Observed {
-    /// The gateway's metrics.
-    pub metrics: Metrics,
-    /// Requests in flight.
-    pub in_flight: InFlight,
-    /// Whether a shutdown has begun.
-    pub draining: Draining,
-}
-
 impl Admin {
-    /// Endpoints over the running config, its reloader and what is `observed`.
-    pub fn new(store: ConfigStore, reloader: Arc<Reloader>, observed: Observed) -> Self {
+    /// Endpoints over the running config, its reloader, and the `observers`'
+    /// metrics and state.
+    pub fn new(store: ConfigStore, reloader: Arc<Reloader>, observers: Observers) -> Self {
         Self {
             store,
             reloader,
-            metrics: observed.metrics,
-            in_flight: observed.in_flight,
-            draining: observed.draining,
+            observers,
             listening: AtomicBool::new(false),
         }
     }
@@ -91,8 +76,9 @@ impl Admin {
             ("GET" | "HEAD", "/healthz") => Answer::json(200, &json!({"status": "ok"})),
             ("GET" | "HEAD", "/readyz") => self.readiness(),
             ("GET" | "HEAD", "/metrics") => {
-                self.metrics.set_in_flight(self.in_flight.count());
-                let (content_type, body) = self.metrics.render();
+                let metrics = &self.observers.metrics;
+                metrics.set_in_flight(self.observers.in_flight.count());
+                let (content_type, body) = metrics.render();
                 Answer {
                     status: 200,
                     content_type,
@@ -122,7 +108,7 @@ impl Admin {
 
     fn readiness(&self) -> Answer {
         let generation = self.store.snapshot().generation;
-        let (status, state) = if self.draining.is_draining() {
+        let (status, state) = if self.observers.draining.is_draining() {
             (503, "draining")
         } else if !self.listening.load(Ordering::Acquire) {
             (503, "starting")
