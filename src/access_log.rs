@@ -296,11 +296,4 @@ mod tests {
             "{new}"
         );
     }
-
-    #[test]
-    fn off_writes_nothing() {
-        let log = AccessLog::start(&Target::Off, Metrics::new()).unwrap();
-        log.write(&entry("/a"));
-        log.flush(Duration::from_millis(10));
-    }
 }

@@ -3,7 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// A running gateway process.
@@ -64,7 +64,7 @@ impl Gateway {
                 .args(["run", "--config"])
                 .arg(&config_path)
                 .env("RUST_LOG", "info")
-                .stdout(Stdio::null())
+                .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
                 .stderr(log)
                 .spawn()
                 .unwrap();
@@ -161,6 +161,11 @@ impl Gateway {
             .status()
             .unwrap();
         assert!(ok.success());
+    }
+
+    /// Everything the gateway wrote to stdout (its access log, by default).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir().join("stdout.log")).unwrap_or_default()
     }
 
     /// Everything the gateway logged so far.
