@@ -10,16 +10,17 @@ const V1_SIG: &str = "b/xSWP2Nns+6icC7n7apnyUtB/iIf/f5iO2MrDDVjWU=";
 const V1_SECRET: &str = "test_webhook_secret_key";
 const CHALLENGE: &str = "8eaacf92948128c760d0a25af59231693b2f930fcf8bad61d780fa2796d923bec5bc64e6da55f17196b10a10850f0fa2";
 
+/// A gateway with a route `rye` on `/rye` verifying `scheme` with `secret`.
+async fn rye_gateway(scheme_name: &str, secret: &str) -> (Upstream, Gateway) {
+    let upstream = Upstream::start().await;
+    let verify = scheme(scheme_name, &[secret]);
+    let gw = Gateway::start(&route("rye", "/rye", &upstream.url(), &verify)).await;
+    (upstream, gw)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rye_v1_challenge_is_answered_and_not_forwarded() {
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(&route(
-        "rye",
-        "/rye",
-        &upstream.url(),
-        &scheme("rye-v1", &[V1_SECRET]),
-    ))
-    .await;
+    let (upstream, gw) = rye_gateway("rye-v1", V1_SECRET).await;
     let headers = [
         ("Rye-Hmac-Signature-V1", V1_SIG),
         ("Rye-Verification", "mBdwaN3QWmmvZsNYuWPdLnzIbaDM"),
@@ -34,14 +35,7 @@ async fn rye_v1_challenge_is_answered_and_not_forwarded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rye_challenge_needs_a_valid_signature() {
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(&route(
-        "rye",
-        "/rye",
-        &upstream.url(),
-        &scheme("rye", &["k"]),
-    ))
-    .await;
+    let (upstream, gw) = rye_gateway("rye", "k").await;
     let body = br#"{"id":"v1","type":"WEBHOOK_URL_VERIFICATION","createdAt":"2026-01-01T00:00:00Z","data":{"challenge":"abc\"123"}}"#;
     post(gw.addr, "/rye", &[], body.to_vec())
         .await
@@ -64,14 +58,7 @@ async fn rye_challenge_needs_a_valid_signature() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn challenge_without_a_challenge_field_is_a_bad_request() {
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(&route(
-        "rye",
-        "/rye",
-        &upstream.url(),
-        &scheme("rye", &["k"]),
-    ))
-    .await;
+    let (upstream, gw) = rye_gateway("rye", "k").await;
     let body = br#"{"type":"WEBHOOK_URL_VERIFICATION","data":{}}"#;
     let (h, v) = sign::rye("k", body);
     post(gw.addr, "/rye", &[(h, &v)], body.to_vec())
