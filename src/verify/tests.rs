@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::request::{SignedRequest, UrlParts};
-use super::sign::{Delivery, sign};
+use super::sign::{Delivery, SignedDelivery, sign};
 use super::{Rejection, Verified, Verifier, verify_any};
 use crate::config::secret::Secret;
 use crate::scheme::Scheme;
@@ -29,6 +29,23 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         );
     }
     map
+}
+
+/// A signed delivery as the gateway receives it: its headers, the URL it was
+/// sent to (as the route's public URL), and its query.
+fn as_received(signed: &SignedDelivery) -> (HeaderMap, UrlParts<'_>, &str) {
+    let headers = signed
+        .headers
+        .iter()
+        .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
+        .collect();
+    let (base, query) = signed.url.split_once('?').unwrap();
+    let parts = UrlParts {
+        public_url: Some(base),
+        remainder: "",
+        host: "",
+    };
+    (headers, parts, query)
 }
 
 fn secrets(list: &[&str]) -> Vec<Secret> {
@@ -356,17 +373,7 @@ fn twilio_json_body_must_match_the_signed_body_hash() {
             "&bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
         )
     );
-    let h: HeaderMap = signed
-        .headers
-        .iter()
-        .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
-        .collect();
-    let (base, query) = signed.url.split_once('?').unwrap();
-    let parts = UrlParts {
-        public_url: Some(base),
-        remainder: "",
-        host: "",
-    };
+    let (h, parts, query) = as_received(&signed);
     let ok = SignedRequest::new(
         "POST",
         ("/myapp.php", Some(query)),
@@ -450,17 +457,7 @@ fn every_preset_verifies_what_it_signs() {
         };
         let signed =
             sign(scheme, sign_key.as_bytes(), &delivery).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let h: HeaderMap = signed
-            .headers
-            .iter()
-            .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
-            .collect();
-        let (base, query) = signed.url.split_once('?').unwrap();
-        let parts = UrlParts {
-            public_url: Some(base),
-            remainder: "",
-            host: "",
-        };
+        let (h, parts, query) = as_received(&signed);
         let req = SignedRequest::new("POST", ("/in", Some(query)), &h, &signed.body, parts);
         let got = v
             .verify(&req, now)
