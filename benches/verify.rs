@@ -33,6 +33,19 @@ const SCHEMES: [&str; 7] = [
     "github",
 ];
 
+/// A POST of a `size`-byte event to `http://h/`.
+fn delivery(size: usize) -> Delivery {
+    Delivery {
+        method: "POST".into(),
+        url: "http://h/".into(),
+        content_type: "application/json".into(),
+        body: body(size),
+        id: "evt_1".into(),
+        time: NOW,
+        headers: Vec::new(),
+    }
+}
+
 /// A JSON event padded to `len` bytes, as providers send.
 fn body(len: usize) -> Vec<u8> {
     let head = r#"{"id":"evt_1","type":"order.created","createdAt":"2023-11-14T22:13:20Z","pad":""#;
@@ -92,16 +105,7 @@ fn bench_schemes(c: &mut Criterion) {
             SECRET
         };
         for size in SIZES {
-            let delivery = Delivery {
-                method: "POST".into(),
-                url: "http://h/".into(),
-                content_type: "application/json".into(),
-                body: body(size),
-                id: "evt_1".into(),
-                time: NOW,
-                headers: Vec::new(),
-            };
-            let signed = sign(scheme, secret.as_bytes(), &delivery).expect("signable");
+            let signed = sign(scheme, secret.as_bytes(), &delivery(size)).expect("signable");
             let headers = headers_for(&signed.headers);
             group.throughput(Throughput::Bytes(size as u64));
             group.bench_with_input(
@@ -178,16 +182,7 @@ fn bench_descriptor_vs_handwritten(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("rye");
     for size in SIZES {
-        let delivery = Delivery {
-            method: "POST".into(),
-            url: "http://h/".into(),
-            content_type: "application/json".into(),
-            body: body(size),
-            id: "evt_1".into(),
-            time: NOW,
-            headers: Vec::new(),
-        };
-        let signed = sign(&scheme, SECRET.as_bytes(), &delivery).expect("signable");
+        let signed = sign(&scheme, SECRET.as_bytes(), &delivery(size)).expect("signable");
         let headers = headers_for(&signed.headers);
         assert!(handwritten_rye(&key, &headers, &signed.body).is_some());
         group.throughput(Throughput::Bytes(size as u64));
