@@ -1,160 +1,181 @@
 #!/usr/bin/env bash
-# Load test: hookgate vs a plain nginx `proxy_pass`, side by side on loopback,
-# both in front of the same upstream (a separate nginx answering 200).
+# Load test: hookgate against the two strongest fair baselines, side by side on
+# loopback, all in front of the same upstream (an nginx answering 200 in its own
+# process):
 #
-# Run with:  benches/load.sh [seconds] [connections]
-# Needs:     nginx, wrk, openssl   (apt-get install -y nginx wrk openssl)
-# Env:       THREADS (gateway threads = nginx workers, default: CPUs),
-#            WRK_THREADS (default 2), BODY_BYTES (default 1024),
-#            HOOKGATE_EXTRA (lines appended to the gateway's [server] table,
-#            e.g. 'access_log = "off"'), HOOKGATE_BIN (a prebuilt binary to
-#            measure instead of building this tree, e.g. an older commit's).
-# The gateway's access log (stdout) goes to a file, as a log collector would
-# take it.
-# Prints requests/s, p99 latency and CPU time per request of each for signed
-# POSTs, and the throughput ratio.
+#   hookgate    verifying `rye` (HMAC-SHA256 of the raw body), access log off
+#   nginx       plain `proxy_pass` with upstream keepalive (`keepalive 64`,
+#               HTTP/1.1, `Connection ""`): the floor a proxy is held to
+#   nginx-lua   nginx verifying the same HMAC before `proxy_pass` (same
+#               keepalive): `access_by_lua_block` reads the body and calls
+#               libcrypto's HMAC through LuaJIT's FFI, as Kong/OpenResty users do
+#
+# Every proxy gets THREADS workers or threads and its access log off. Rounds
+# alternate the contestants (A B C, A B C, ...) so drift on a shared machine
+# hits all of them alike. Prints, per contestant, the median over rounds of
+# requests/s, p50, p99 and CPU time per request (user + system of the proxy's
+# own processes only), then the ratios.
+#
+# Run with:  benches/load.sh [seconds-per-round] [connections] [rounds]
+# Needs:     nginx-light, libnginx-mod-http-lua, wrk, openssl, curl; installed
+#            with apt-get when missing and running as root.
+# Env:       THREADS (proxy threads = nginx workers, default 2),
+#            WRK_THREADS (default 1), BODY_BYTES (default 1024),
+#            ROUTES (routes in the gateway's config, default 1; the measured
+#            route is the last one, for the route-scale figure),
+#            CONTESTANTS (default "hookgate nginx nginx-lua"),
+#            HOOKGATE_EXTRA (lines appended to the gateway's [server] table),
+#            HOOKGATE_BIN (a prebuilt binary to measure instead of building
+#            this tree, e.g. an older commit's).
 set -euo pipefail
 
 duration=${1:-10}
-connections=${2:-64}
-threads=${THREADS:-$(nproc)}
-wrk_threads=${WRK_THREADS:-2}
+connections=${2:-32}
+rounds=${3:-3}
+threads=${THREADS:-2}
+wrk_threads=${WRK_THREADS:-1}
 body_bytes=${BODY_BYTES:-1024}
+routes=${ROUTES:-1}
+contestants=${CONTESTANTS:-hookgate nginx nginx-lua}
 secret="load-test-secret"
-
-for tool in nginx wrk openssl curl; do
-  command -v "$tool" >/dev/null || { echo "load.sh needs $tool (apt-get install -y nginx wrk openssl curl)" >&2; exit 1; }
-done
+lua_module=/usr/lib/nginx/modules/ngx_http_lua_module.so
+ndk_module=/usr/lib/nginx/modules/ndk_http_module.so
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=benches/lib.sh
+. "$root/benches/lib.sh"
+need_packages nginx:nginx-light wrk:wrk openssl:openssl curl:curl
+[ -f "$lua_module" ] || install_packages libnginx-mod-http-lua
+
 work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [ -f "$work/up.pid" ] && kill "$(cat "$work/up.pid")" 2>/dev/null || true
-  [ -f "$work/proxy.pid" ] && kill "$(cat "$work/proxy.pid")" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'cleanup_all' EXIT
 
-free_port() {
-  local port
-  while :; do
-    port=$(( (RANDOM % 20000) + 20000 ))
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-  done
-}
-up_port=$(free_port); proxy_port=$(free_port); gw_port=$(free_port)
-
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2; exit 1
-}
-
-bin=${HOOKGATE_BIN:-}
-if [ -z "$bin" ]; then
-  echo "building hookgate (release)..." >&2
-  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-  bin="$root/target/release/hookgate"
-fi
-
-nginx_conf() { # name port workers server-body
-  cat > "$work/$1.conf" <<CONF
-worker_processes $3;
-pid $work/$1.pid;
-error_log $work/$1-error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path $work/$1-body;
-  proxy_temp_path $work/$1-proxy;
-  fastcgi_temp_path $work/$1-fastcgi;
-  uwsgi_temp_path $work/$1-uwsgi;
-  scgi_temp_path $work/$1-scgi;
-  server { listen 127.0.0.1:$2; $4 }
-}
-CONF
-  nginx -c "$work/$1.conf" -p "$work" -e "$work/$1-error.log"
-}
-nginx_conf up "$up_port" "$threads" 'location / { return 200 "ok\n"; }'
-nginx_conf proxy "$proxy_port" "$threads" "location / { proxy_pass http://127.0.0.1:$up_port; }"
-
-cat > "$work/hookgate.toml" <<CONF
-[server]
-listen = "127.0.0.1:$gw_port"
-threads = $threads
-${HOOKGATE_EXTRA:-}
-
-[[routes]]
-name = "load"
-path = "/hook"
-upstream = "http://127.0.0.1:$up_port/hook"
-
-[routes.verify]
-scheme = "rye"
-secrets = ["$secret"]
-CONF
-RUST_LOG=warn "$bin" run --config "$work/hookgate.toml" >"$work/access.log" 2>"$work/hookgate.log" &
-pids+=($!)
-wait_port "$up_port"; wait_port "$proxy_port"; wait_port "$gw_port"
+up_port=$(free_port); nginx_port=$(free_port); lua_port=$(free_port); gw_port=$(free_port)
+bin=$(hookgate_bin)
 
 # A Rye-style event padded to BODY_BYTES, and its signature.
-head='{"id":"evt_load","type":"order.updated","createdAt":"2026-01-01T00:00:00Z","pad":"'
-pad=$(( body_bytes - ${#head} - 2 ))
-body="$head$(head -c "$pad" /dev/zero | tr '\0' x)\"}"
-sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$secret" | sed 's/^.* //')
+rye_body "$body_bytes" > "$work/body"
+sig=$(openssl dgst -sha256 -hmac "$secret" < "$work/body" | sed 's/^.* //')
+
+# The upstream: one nginx answering 200, shared by every contestant.
+nginx_start up "$threads" "" "server { listen 127.0.0.1:$up_port; location / { return 200 \"ok\n\"; } }"
+
+keepalive_upstream="upstream app { server 127.0.0.1:$up_port; keepalive 64; }"
+proxy_to_app='proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";'
+nginx_start nginx "$threads" "" "$keepalive_upstream
+  server { listen 127.0.0.1:$nginx_port; location / { $proxy_to_app } }"
+
+nginx_start nginx-lua "$threads" "load_module $ndk_module; load_module $lua_module;" "$keepalive_upstream
+  init_by_lua_block {
+    local ffi = require 'ffi'
+    ffi.cdef[[
+      typedef struct evp_md_st EVP_MD;
+      const EVP_MD *EVP_sha256(void);
+      unsigned char *HMAC(const EVP_MD *md, const void *key, int key_len,
+                          const unsigned char *d, size_t n, unsigned char *out, unsigned int *out_len);
+      int CRYPTO_memcmp(const void *a, const void *b, size_t len);
+    ]]
+    local crypto = ffi.load('crypto')
+    local sha256 = crypto.EVP_sha256()
+    local key = '$secret'
+    local mac = ffi.new('unsigned char[32]')
+    local want = ffi.new('unsigned char[32]')
+    local byte, tonumber, sub = string.byte, tonumber, string.sub
+    -- hex digit value, or nil
+    local hexval = {}
+    for i = 0, 9 do hexval[48 + i] = i end
+    for i = 0, 5 do hexval[65 + i] = 10 + i; hexval[97 + i] = 10 + i end
+    function verify_rye(body, header)
+      if not body or not header or #header ~= 67 or sub(header, 1, 3) ~= 'v0=' then return false end
+      for i = 0, 31 do
+        local hi, lo = hexval[byte(header, 4 + 2 * i)], hexval[byte(header, 5 + 2 * i)]
+        if not hi or not lo then return false end
+        want[i] = hi * 16 + lo
+      end
+      crypto.HMAC(sha256, key, #key, body, #body, mac, nil)
+      return crypto.CRYPTO_memcmp(mac, want, 32) == 0
+    end
+  }
+  server {
+    listen 127.0.0.1:$lua_port;
+    client_body_buffer_size 1m;
+    client_max_body_size 1m;
+    location / {
+      access_by_lua_block {
+        ngx.req.read_body()
+        if not verify_rye(ngx.req.get_body_data(), ngx.var.http_x_rye_signature) then
+          return ngx.exit(401)
+        end
+      }
+      $proxy_to_app
+    }
+  }"
+
+# The gateway; with ROUTES > 1, the measured route is the last of ROUTES.
+{
+  printf '[server]\nlisten = "127.0.0.1:%s"\nthreads = %s\naccess_log = "off"\n%s\n' \
+    "$gw_port" "$threads" "${HOOKGATE_EXTRA:-}"
+  for i in $(seq 2 "$routes"); do
+    printf '[[routes]]\nname = "r%d"\npath = "/other/%d"\nupstream = "http://127.0.0.1:%s/hook"\nverify = { scheme = "rye", secrets = ["%s"] }\n' \
+      "$i" "$i" "$up_port" "$secret"
+  done
+  printf '[[routes]]\nname = "load"\npath = "/hook"\nupstream = "http://127.0.0.1:%s/hook"\nverify = { scheme = "rye", secrets = ["%s"] }\n' \
+    "$up_port" "$secret"
+} > "$work/hookgate.toml"
+RUST_LOG=warn "$bin" run --config "$work/hookgate.toml" >/dev/null 2>"$work/hookgate.log" &
+gw_pid=$!
+pids+=("$gw_pid")
+wait_port "$up_port"; wait_port "$nginx_port"; wait_port "$lua_port"; wait_port "$gw_port"
+
 cat > "$work/post.lua" <<LUA
 wrk.method = "POST"
-wrk.body = [==[$body]==]
+local f = io.open("$work/body", "rb"); wrk.body = f:read("*a"); f:close()
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["x-rye-signature"] = "v0=$sig"
 LUA
 
+port_of() { case $1 in hookgate) echo "$gw_port" ;; nginx) echo "$nginx_port" ;; nginx-lua) echo "$lua_port" ;; esac; }
+pids_of() { case $1 in hookgate) echo "$gw_pid" ;; *) pgrep -P "$(cat "$work/$1.pid")" | tr '\n' ' ' ;; esac; }
+
 # The load must be real deliveries: signed ones pass, forged ones do not.
-check() {
-  local got
-  got=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$gw_port/hook" -H "x-rye-signature: $1" -H 'Content-Type: application/json' --data-binary "$body")
-  [ "$got" = "$2" ] || { echo "sanity check: expected $2, got $got" >&2; cat "$work/hookgate.log" >&2; exit 1; }
-}
-check "v0=$sig" 200
-check "v0=$(printf '%064d' 0)" 401
-
-# CPU time (user + system, clock ticks) of processes: steadier than req/s on a
-# shared machine, since it does not depend on what else gets the CPU.
-cpu_ticks() {
-  local total=0 stat
-  for pid in "$@"; do
-    read -ra stat < <(sed 's/^.*) //' "/proc/$pid/stat")
-    total=$(( total + stat[11] + stat[12] ))
-  done
-  echo "$total"
-}
-
-run() { # name url pids...
-  local name=$1 url=$2 before after
-  shift 2
-  wrk -t"$wrk_threads" -c"$connections" -d2s -s "$work/post.lua" "$url" >/dev/null   # warm-up
-  before=$(cpu_ticks "$@")
-  wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" --latency -s "$work/post.lua" "$url" > "$work/$name.wrk"
-  after=$(cpu_ticks "$@")
-  if grep -q 'Non-2xx' "$work/$name.wrk"; then
-    echo "$name answered non-2xx under load:" >&2; cat "$work/$name.wrk" >&2; exit 1
-  fi
-  awk -v c=$(( after - before )) -v t="$(getconf CLK_TCK)" '/requests in/ { printf "%.1f", c * 1e6 / t / $1 }' \
-    "$work/$name.wrk" > "$work/$name.cpu"
-}
-run nginx "http://127.0.0.1:$proxy_port/hook" $(pgrep -P "$(cat "$work/proxy.pid")")
-run hookgate "http://127.0.0.1:$gw_port/hook" "${pids[0]}"
-
-rps() { awk '/^Requests\/sec/ {print $2}' "$work/$1.wrk"; }
-p99() { awk '$1 == "99%" {print $2}' "$work/$1.wrk"; }
-printf '%d s, %d connections, %d wrk threads, %d server threads, %d-byte signed POSTs\n' \
-  "$duration" "$connections" "$wrk_threads" "$threads" "$body_bytes"
-printf '%-10s %12s %10s %16s\n' "" "req/s" "p99" "CPU us/request"
-for name in nginx hookgate; do
-  printf '%-10s %12s %10s %16s\n' "$name" "$(rps "$name")" "$(p99 "$name")" "$(cat "$work/$name.cpu")"
+for name in $contestants; do
+  expect_status "http://127.0.0.1:$(port_of "$name")/hook" "v0=$sig" 200 "$name"
+  [ "$name" = nginx ] && continue   # plain proxy_pass verifies nothing
+  expect_status "http://127.0.0.1:$(port_of "$name")/hook" "v0=$(printf '%064d' 0)" 401 "$name"
 done
-awk -v g="$(rps hookgate)" -v n="$(rps nginx)" 'BEGIN { printf "ratio hookgate/nginx: %.2f\n", g / n }'
+
+round() { # name round
+  local name=$1 url before after
+  url="http://127.0.0.1:$(port_of "$name")/hook"
+  wrk -t"$wrk_threads" -c"$connections" -d2s -s "$work/post.lua" "$url" >/dev/null   # warm-up
+  # shellcheck disable=SC2046
+  before=$(cpu_ticks $(pids_of "$name"))
+  wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" --latency -s "$work/post.lua" "$url" > "$work/$name.$2.wrk"
+  # shellcheck disable=SC2046
+  after=$(cpu_ticks $(pids_of "$name"))
+  if grep -q 'Non-2xx\|Socket errors' "$work/$name.$2.wrk"; then
+    echo "$name: errors under load:" >&2; cat "$work/$name.$2.wrk" >&2; exit 1
+  fi
+  wrk_figures "$work/$name.$2.wrk" $(( after - before )) >> "$work/$name.rows"
+}
+for r in $(seq 1 "$rounds"); do
+  for name in $contestants; do round "$name" "$r"; done
+done
+
+printf '%d x %d s, %d connections, %d wrk threads, %d proxy threads/workers, %d-byte signed POSTs, %d route(s)\n' \
+  "$rounds" "$duration" "$connections" "$wrk_threads" "$threads" "$body_bytes" "$routes"
+printf '%-10s %10s %9s %9s %15s   (medians of %d rounds)\n' "" "req/s" "p50 ms" "p99 ms" "CPU us/request" "$rounds"
+for name in $contestants; do
+  median_row "$work/$name.rows" > "$work/$name.median"
+  read -r rps p50 p99 cpu < "$work/$name.median"
+  printf '%-10s %10.0f %9.2f %9.2f %15.1f\n' "$name" "$rps" "$p50" "$p99" "$cpu"
+done
+if [[ " $contestants " == *" hookgate "* ]]; then
+  read -r g_rps _ g_p99 g_cpu < "$work/hookgate.median"
+  for name in $contestants; do
+    [ "$name" = hookgate ] && continue
+    read -r rps _ p99 cpu < "$work/$name.median"
+    awk -v n="$name" -v a="$g_rps" -v b="$rps" -v c="$g_cpu" -v d="$cpu" -v e="$g_p99" -v f="$p99" \
+      'BEGIN { printf "hookgate / %-9s req/s %.2f   CPU/request %.2f   p99 %+.2f ms\n", n, a / b, c / d, e - f }'
+  done
+fi
