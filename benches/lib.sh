@@ -2,6 +2,10 @@
 # `root` (the repository) and `work` (a scratch directory) to be set.
 
 pids=()
+# The HMAC secret every contestant verifies with.
+secret="load-test-secret"
+lua_module=/usr/lib/nginx/modules/ngx_http_lua_module.so
+ndk_module=/usr/lib/nginx/modules/ndk_http_module.so
 
 # Installs Debian packages (as root, with apt-get), once per script.
 install_packages() {
@@ -19,6 +23,11 @@ need_packages() {
     command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
   done
   [ ${#missing[@]} -eq 0 ] || install_packages "${missing[@]}"
+}
+
+# Installs nginx's Lua module when it is missing.
+need_lua_module() {
+  [ -f "$lua_module" ] || install_packages libnginx-mod-http-lua
 }
 
 # Stops everything the script started and removes the scratch directory.
@@ -129,4 +138,41 @@ median_row() {
     awk -v c="$c" '{ print $c }' "$1" | sort -g | awk '{ v[NR] = $1 } END { printf "%s ", v[int((NR + 1) / 2)] }'
   done
   echo
+}
+
+# The nginx+Lua verifier: an `init_by_lua_block` defining verify_rye(body, header),
+# which checks `v0=<hex>` against HMAC-SHA256(secret $1, body) with libcrypto's
+# HMAC through LuaJIT's FFI and a constant-time comparison.
+lua_verifier() {
+  cat <<LUA
+  init_by_lua_block {
+    local ffi = require 'ffi'
+    ffi.cdef[[
+      typedef struct evp_md_st EVP_MD;
+      const EVP_MD *EVP_sha256(void);
+      unsigned char *HMAC(const EVP_MD *md, const void *key, int key_len,
+                          const unsigned char *d, size_t n, unsigned char *out, unsigned int *out_len);
+      int CRYPTO_memcmp(const void *a, const void *b, size_t len);
+    ]]
+    local crypto = ffi.load('crypto')
+    local sha256 = crypto.EVP_sha256()
+    local key = '$1'
+    local mac = ffi.new('unsigned char[32]')
+    local want = ffi.new('unsigned char[32]')
+    local byte, sub = string.byte, string.sub
+    local hexval = {}
+    for i = 0, 9 do hexval[48 + i] = i end
+    for i = 0, 5 do hexval[65 + i] = 10 + i; hexval[97 + i] = 10 + i end
+    function verify_rye(body, header)
+      if not body or not header or #header ~= 67 or sub(header, 1, 3) ~= 'v0=' then return false end
+      for i = 0, 31 do
+        local hi, lo = hexval[byte(header, 4 + 2 * i)], hexval[byte(header, 5 + 2 * i)]
+        if not hi or not lo then return false end
+        want[i] = hi * 16 + lo
+      end
+      crypto.HMAC(sha256, key, #key, body, #body, mac, nil)
+      return crypto.CRYPTO_memcmp(mac, want, 32) == 0
+    end
+  }
+LUA
 }

@@ -37,15 +37,12 @@ wrk_threads=${WRK_THREADS:-1}
 body_bytes=${BODY_BYTES:-1024}
 routes=${ROUTES:-1}
 contestants=${CONTESTANTS:-hookgate nginx nginx-lua}
-secret="load-test-secret"
-lua_module=/usr/lib/nginx/modules/ngx_http_lua_module.so
-ndk_module=/usr/lib/nginx/modules/ndk_http_module.so
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=benches/lib.sh
 . "$root/benches/lib.sh"
 need_packages nginx:nginx-light wrk:wrk openssl:openssl curl:curl
-[ -f "$lua_module" ] || install_packages libnginx-mod-http-lua
+need_lua_module
 
 work=$(mktemp -d)
 trap 'cleanup_all' EXIT
@@ -66,36 +63,7 @@ nginx_start nginx "$threads" "" "$keepalive_upstream
   server { listen 127.0.0.1:$nginx_port; location / { $proxy_to_app } }"
 
 nginx_start nginx-lua "$threads" "load_module $ndk_module; load_module $lua_module;" "$keepalive_upstream
-  init_by_lua_block {
-    local ffi = require 'ffi'
-    ffi.cdef[[
-      typedef struct evp_md_st EVP_MD;
-      const EVP_MD *EVP_sha256(void);
-      unsigned char *HMAC(const EVP_MD *md, const void *key, int key_len,
-                          const unsigned char *d, size_t n, unsigned char *out, unsigned int *out_len);
-      int CRYPTO_memcmp(const void *a, const void *b, size_t len);
-    ]]
-    local crypto = ffi.load('crypto')
-    local sha256 = crypto.EVP_sha256()
-    local key = '$secret'
-    local mac = ffi.new('unsigned char[32]')
-    local want = ffi.new('unsigned char[32]')
-    local byte, tonumber, sub = string.byte, tonumber, string.sub
-    -- hex digit value, or nil
-    local hexval = {}
-    for i = 0, 9 do hexval[48 + i] = i end
-    for i = 0, 5 do hexval[65 + i] = 10 + i; hexval[97 + i] = 10 + i end
-    function verify_rye(body, header)
-      if not body or not header or #header ~= 67 or sub(header, 1, 3) ~= 'v0=' then return false end
-      for i = 0, 31 do
-        local hi, lo = hexval[byte(header, 4 + 2 * i)], hexval[byte(header, 5 + 2 * i)]
-        if not hi or not lo then return false end
-        want[i] = hi * 16 + lo
-      end
-      crypto.HMAC(sha256, key, #key, body, #body, mac, nil)
-      return crypto.CRYPTO_memcmp(mac, want, 32) == 0
-    end
-  }
+$(lua_verifier "$secret")
   server {
     listen 127.0.0.1:$lua_port;
     client_body_buffer_size 1m;
