@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pingora::ErrorType;
-use pingora::proxy::Session;
+use pingora::protocols::http::v1::server::HttpSession as Session;
 
 /// The most buffer reserved before any body byte has arrived.
 const MAX_UPFRONT_BYTES: usize = 256 * 1024;
@@ -52,14 +52,29 @@ pub async fn read_bounded(
             .min(MAX_UPFRONT_BYTES)
     });
     let read_all = async {
-        let mut buf = BytesMut::with_capacity(capacity);
-        while let Some(chunk) = session.read_request_body().await.map_err(classify)? {
-            if buf.len() + chunk.len() > max {
+        // A body that arrives in one piece (the usual webhook) is kept as read;
+        // only a body in several pieces is gathered into one buffer.
+        let mut first: Option<Bytes> = None;
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = session.read_body_bytes().await.map_err(classify)? {
+            let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
+            if held + chunk.len() > max {
                 return Err(BodyError::TooLarge);
             }
-            buf.extend_from_slice(&chunk);
+            match first.take() {
+                None if buf.is_empty() => first = Some(chunk),
+                held_first => {
+                    if buf.is_empty() {
+                        buf.reserve(capacity.max(held + chunk.len()));
+                    }
+                    if let Some(held_first) = held_first {
+                        buf.extend_from_slice(&held_first);
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+            }
         }
-        Ok(buf.freeze())
+        Ok(first.unwrap_or_else(|| buf.freeze()))
     };
     match tokio::time::timeout(deadline, read_all).await {
         Ok(result) => result,

@@ -4,7 +4,8 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderName, HeaderValue, Uri, Version};
+use bytes::{BufMut, BytesMut};
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
 use crate::verify::Verified;
@@ -38,22 +39,27 @@ pub const RESERVED: [&str; 8] = [
     FORWARDED_HOST,
 ];
 
-/// Connection-level headers (RFC 9110 §7.6.1), plus `Expect` (the gateway has
-/// already consumed the body) and the framing headers it sets itself.
-const HOP_BY_HOP: [&str; 12] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "http2-settings",
-    "expect",
-    "content-length",
-];
+/// Whether a client header never goes upstream as sent: connection-level
+/// headers (RFC 9110 §7.6.1), `Expect` (the gateway has already consumed the
+/// body), the framing the gateway sets itself, and the gateway's own headers.
+fn is_dropped(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "http2-settings"
+            | "expect"
+            | "content-length"
+            | "host"
+    ) || RESERVED.contains(&name)
+}
 
 /// What the upstream request is built from besides the client's headers.
 #[derive(Debug)]
@@ -74,65 +80,108 @@ pub struct Forwarding<'a> {
     pub body_len: usize,
 }
 
-/// Builds the upstream request header from the client's. Header-name case is
-/// kept for everything passed through.
-pub fn upstream_request(
+/// The upstream request target holds a byte HTTP/1.1 forbids there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidTarget;
+
+impl std::fmt::Display for InvalidTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the upstream request target holds a control character or a space")
+    }
+}
+
+/// Writes the upstream request's head (request line, headers, blank line) as
+/// HTTP/1.1 into `out`, from the client's request as pingora parsed it: the
+/// client's headers in their order and case, minus hop-by-hop ones, client
+/// copies of the gateway's headers and the route's stripped headers; then the
+/// gateway's own. Values were validated by the parser (the client's) or are
+/// checked here (the event id and type), so nothing can break the framing.
+pub fn write_upstream_head(
     downstream: &RequestHeader,
     f: &Forwarding<'_>,
-) -> pingora::Result<RequestHeader> {
-    let mut req = downstream.clone();
-    let uri: Uri = f.path_and_query.parse().map_err(|e| {
-        pingora::Error::because(pingora::ErrorType::InternalError, "upstream path", e)
-    })?;
-    req.set_uri(uri);
-    req.set_version(Version::HTTP_11);
+    out: &mut BytesMut,
+) -> Result<(), InvalidTarget> {
+    if f.path_and_query.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(InvalidTarget);
+    }
+    out.put_slice(downstream.method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(f.path_and_query.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\n");
 
-    let nominated: Vec<String> = downstream
-        .headers
+    let nominated = nominated_by_connection(downstream);
+    let mut pass = |name: &HeaderName, wire_name: &[u8], value: &HeaderValue| {
+        let lower = name.as_str();
+        if is_dropped(lower)
+            || nominated.iter().any(|n| n.eq_ignore_ascii_case(lower))
+            || f.strip.contains(name)
+        {
+            return;
+        }
+        header(out, wire_name, value.as_bytes());
+    };
+    if downstream.has_case() {
+        for ((name, value), (case, _)) in
+            downstream.headers.iter().zip(downstream.case_header_iter())
+        {
+            pass(name, case.as_slice(), value);
+        }
+    } else {
+        for (name, value) in &downstream.headers {
+            pass(name, name.as_str().as_bytes(), value);
+        }
+    }
+
+    header(out, b"Host", f.upstream_authority.as_bytes());
+    header(out, b"Content-Length", f.body_len.to_string().as_bytes());
+    header(
+        out,
+        VERIFIED.as_bytes(),
+        f.verified.scheme().name.as_bytes(),
+    );
+    header(out, ROUTE.as_bytes(), f.route.as_bytes());
+    if let Some(id) = f.verified.id().filter(|v| is_header_value(v)) {
+        header(out, EVENT_ID.as_bytes(), id.as_bytes());
+    }
+    if let Some(ts) = f.verified.timestamp() {
+        header(out, EVENT_TIMESTAMP.as_bytes(), ts.to_string().as_bytes());
+    }
+    if let Some(t) = f.verified.event_type().filter(|v| is_header_value(v)) {
+        header(out, EVENT_TYPE.as_bytes(), t.as_bytes());
+    }
+    if let Some(ip) = f.client_ip {
+        header(out, FORWARDED_FOR.as_bytes(), ip.to_string().as_bytes());
+    }
+    header(out, FORWARDED_PROTO.as_bytes(), b"http");
+    if let Some(host) = downstream.headers.get(http::header::HOST) {
+        header(out, FORWARDED_HOST.as_bytes(), host.as_bytes());
+    }
+    out.put_slice(b"\r\n");
+    Ok(())
+}
+
+fn header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
+}
+
+/// Whether `value` may be sent as a header value as is.
+fn is_header_value(value: &str) -> bool {
+    HeaderValue::from_str(value).is_ok()
+}
+
+/// The header names the client's `Connection` headers nominate as hop-by-hop.
+fn nominated_by_connection(req: &RequestHeader) -> Vec<&str> {
+    req.headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|token| token.trim().to_ascii_lowercase())
+        .map(str::trim)
         .filter(|token| !token.is_empty())
-        .collect();
-    for name in nominated
-        .iter()
-        .map(String::as_str)
-        .chain(HOP_BY_HOP)
-        .chain(RESERVED)
-    {
-        req.remove_header(name);
-    }
-    for name in f.strip {
-        req.remove_header(name);
-    }
-
-    req.insert_header(http::header::HOST, f.upstream_authority)?;
-    req.insert_header(http::header::CONTENT_LENGTH, f.body_len)?;
-    req.insert_header(VERIFIED, f.verified.scheme().name.as_str())?;
-    req.insert_header(ROUTE, f.route)?;
-    if let Some(id) = f.verified.id().and_then(|v| HeaderValue::from_str(v).ok()) {
-        req.insert_header(EVENT_ID, id)?;
-    }
-    if let Some(ts) = f.verified.timestamp() {
-        req.insert_header(EVENT_TIMESTAMP, ts.to_string())?;
-    }
-    if let Some(t) = f
-        .verified
-        .event_type()
-        .and_then(|v| HeaderValue::from_str(v).ok())
-    {
-        req.insert_header(EVENT_TYPE, t)?;
-    }
-    if let Some(ip) = f.client_ip {
-        req.insert_header(FORWARDED_FOR, ip.to_string())?;
-    }
-    req.insert_header(FORWARDED_PROTO, "http")?;
-    if let Some(host) = downstream.headers.get(http::header::HOST) {
-        req.insert_header(FORWARDED_HOST, host.clone())?;
-    }
-    Ok(req)
+        .collect()
 }
 
 /// Hop-by-hop headers never relayed from the upstream's response. Framing

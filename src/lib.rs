@@ -10,8 +10,8 @@
 //! - [`handshake`]: provider endpoint-verification challenges.
 //! - [`headers`]: upstream header normalization.
 //! - [`reject`]: error codes and their responses.
-//! - [`body`], [`forward`], [`proxy`], [`reload`], [`server`], [`shutdown`]: the
-//!   pingora shell.
+//! - [`serve`], [`proxy`], [`body`], [`forward`], [`reload`], [`server`],
+//!   [`shutdown`]: the pingora shell.
 //! - [`admin`], [`metrics`], [`access_log`], [`record`]: what an operator sees.
 //!
 //! # Request lifecycle
@@ -52,6 +52,7 @@ pub mod response;
 pub mod routes;
 pub mod runtime;
 pub mod scheme;
+pub mod serve;
 pub mod server;
 pub mod shutdown;
 pub mod verify;

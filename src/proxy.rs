@@ -1,16 +1,15 @@
-//! `impl ProxyHttp for Gateway`: a thin shell over the pure modules.
-//! `request_filter` routes, admits, reads and verifies the whole body and answers
-//! locally; `proxy_upstream_filter` forwards only what was verified.
+//! The exchange, stage by stage: admit (route, 404/405, 413 on the declared
+//! length, 100-continue), read the whole body, verify, then answer locally (an
+//! error or a provider handshake) or forward what passed. Runs on pingora-core's
+//! HTTP/1 session; [`crate::serve`] owns the connections.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::protocols::http::v1::server::HttpSession as Session;
 
 use crate::access_log::Entry;
 use crate::admin::config_view::rfc3339;
@@ -25,10 +24,12 @@ use crate::reload::ConfigStore;
 use crate::response::LocalResponse;
 use crate::routes::{self, Match};
 use crate::runtime::{Route, RuntimeConfig};
-use crate::shutdown::InFlightGuard;
 use crate::verify::mac::KeyedMac;
 use crate::verify::request::{SignedRequest, UrlParts};
 use crate::verify::{Rejection, Verified, Verifier, verify_any};
+
+/// Room reserved for the upstream request's head besides the body.
+const HEAD_CAPACITY: usize = 1024;
 
 /// The webhook proxy.
 #[derive(Debug)]
@@ -57,16 +58,6 @@ impl Gateway {
     }
 }
 
-/// Per-request state. The config snapshot is taken once, so a reload never changes
-/// a request halfway.
-#[derive(Debug)]
-pub struct RequestCtx {
-    config: Option<Arc<RuntimeConfig>>,
-    admitted: Option<Admitted>,
-    record: RequestRecord,
-    _in_flight: InFlightGuard,
-}
-
 /// A verified request waiting to be forwarded.
 #[derive(Debug)]
 struct Admitted {
@@ -76,7 +67,7 @@ struct Admitted {
     verified: Verified,
 }
 
-/// What `request_filter` decided.
+/// What the request stages decided.
 enum Decision {
     /// Answer locally; `close` when the body was not read.
     Respond {
@@ -86,6 +77,8 @@ enum Decision {
     },
     /// Forward upstream.
     Forward(Admitted),
+    /// The client went away; nothing can be answered.
+    Gone,
 }
 
 impl Decision {
@@ -105,64 +98,72 @@ enum Judgement {
     Forward(Verified),
 }
 
-#[async_trait]
-impl ProxyHttp for Gateway {
-    type CTX = RequestCtx;
-
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
-            config: None,
-            admitted: None,
-            record: RequestRecord::default(),
-            _in_flight: self.observers.in_flight.enter(),
-        }
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+impl Gateway {
+    /// Serves the request whose header `session` has just read from `client`:
+    /// decides, answers or forwards, then counts and logs it. The config is
+    /// read once, so a reload never changes a request halfway.
+    pub async fn serve(&self, session: &mut Session, client: SocketAddr) {
+        let _in_flight = self.observers.in_flight.enter();
+        let mut record = RequestRecord::default();
         let config = self.store.snapshot();
-        ctx.config = Some(Arc::clone(&config));
-        match self.decide(session, &config, &mut ctx.record).await? {
+        match self.decide(session, &config, &mut record).await {
             Decision::Respond {
                 response,
                 outcome,
                 close,
             } => {
-                ctx.record.outcome = outcome;
-                write_local(session, &response, close).await?;
-                Ok(true)
+                record.outcome = outcome;
+                if let Err(e) = write_local(session, &response, close).await {
+                    log::debug!("cannot answer {client}: {e}");
+                }
             }
             Decision::Forward(admitted) => {
-                ctx.admitted = Some(admitted);
-                Ok(false)
+                self.forward(session, admitted, client, &mut record).await;
             }
+            Decision::Gone => session.set_server_keepalive(None),
+        }
+        self.log(session, &record, client);
+    }
+
+    /// Answers a request whose header HTTP itself refuses (400), then the
+    /// connection is closed.
+    pub async fn refuse_malformed(&self, session: &mut Session) {
+        if let Err(e) = write_local(session, &ErrorCode::BadRequest.response(), true).await {
+            log::debug!("cannot answer a malformed request: {e}");
         }
     }
 
-    async fn proxy_upstream_filter(
+    /// Forwards a verified request and relays the upstream's answer; a failure
+    /// before the answer began is answered 502 or 504, one after it cuts the
+    /// connection.
+    async fn forward(
         &self,
         session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<bool> {
-        let Some(admitted) = ctx.admitted.take() else {
-            return Error::e_explain(ErrorType::InternalError, "no verified request to forward");
-        };
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let request = headers::upstream_request(
-            session.req_header(),
-            &Forwarding {
-                route: &admitted.route.name,
-                verified: &admitted.verified,
-                client_ip,
-                strip: &admitted.route.strip_headers,
-                upstream_authority: &admitted.route.upstream.authority,
-                path_and_query: &admitted.path_and_query,
-                body_len: admitted.body.len(),
-            },
-        )?;
+        admitted: Admitted,
+        client: SocketAddr,
+        record: &mut RequestRecord,
+    ) {
         let route = &admitted.route;
+        let forwarding = Forwarding {
+            route: &route.name,
+            verified: &admitted.verified,
+            client_ip: Some(client.ip()),
+            strip: &route.strip_headers,
+            upstream_authority: &route.upstream.authority,
+            path_and_query: &admitted.path_and_query,
+            body_len: admitted.body.len(),
+        };
+        let mut wire = BytesMut::with_capacity(HEAD_CAPACITY + admitted.body.len());
+        if let Err(e) = headers::write_upstream_head(session.req_header(), &forwarding, &mut wire) {
+            log::warn!("route {}: {e}", route.name);
+            record.outcome = Outcome::Error(ErrorCode::BadRequest);
+            if let Err(e) = write_local(session, &ErrorCode::BadRequest.response(), true).await {
+                log::debug!("cannot answer {client}: {e}");
+            }
+            return;
+        }
+        wire.extend_from_slice(&admitted.body);
+        let head_only = session.req_header().method == http::Method::HEAD;
         let started = Instant::now();
         let sent = self
             .forwarder
@@ -170,11 +171,10 @@ impl ProxyHttp for Gateway {
                 session,
                 &route.upstream,
                 route.upstream_timeout,
-                request,
-                admitted.body,
+                wire.freeze(),
+                head_only,
             )
             .await;
-        let record = &mut ctx.record;
         record.upstream_time = Some(started.elapsed());
         match sent {
             Ok(status) => {
@@ -191,20 +191,27 @@ impl ProxyHttp for Gateway {
                             route.upstream.addr
                         );
                         record.outcome = Outcome::Error(code);
-                        write_local(session, &code.response(), false).await?;
+                        if let Err(e) = write_local(session, &code.response(), false).await {
+                            log::debug!("cannot answer {client}: {e}");
+                        }
                     }
                     ForwardError::AfterResponse(e) => {
+                        log::warn!(
+                            "route {}: upstream {} broke off its response: {e}",
+                            route.name,
+                            route.upstream.addr
+                        );
                         record.outcome = Outcome::Forwarded;
-                        return Err(e);
+                        session.set_server_keepalive(None);
+                        session.shutdown().await;
                     }
                 }
             }
         }
-        Ok(false)
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let record = &ctx.record;
+    /// Counts the request in the metrics and writes its access log line.
+    fn log(&self, session: &Session, record: &RequestRecord, client: SocketAddr) {
         self.observers.metrics.record(record);
         if !self.observers.access_log.is_on() {
             return;
@@ -227,48 +234,8 @@ impl ProxyHttp for Gateway {
             upstream_ms: record.upstream_time.map(ms),
             upstream_status: record.upstream_status,
             upstream_error: record.upstream_error.map(|e| e.as_str()),
-            client: session.client_addr().map(ToString::to_string),
+            client: Some(client.to_string()),
         });
-    }
-
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        _ctx: &mut RequestCtx,
-    ) -> Result<Box<HttpPeer>> {
-        // Forwarding happens in `proxy_upstream_filter`, which never lets pingora go upstream.
-        Error::e_explain(
-            ErrorType::InternalError,
-            "pingora's own upstream path is not used",
-        )
-    }
-
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
-        let dead = matches!(
-            e.etype(),
-            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
-        );
-        let code = match e.esource() {
-            ErrorSource::Downstream => ErrorCode::BadRequest,
-            _ => ErrorCode::UpstreamUnavailable,
-        };
-        let mut status = 0;
-        if !dead && session.response_written().is_none() {
-            status = code.status();
-            ctx.record.outcome = Outcome::Error(code);
-            if let Err(write_error) = write_local(session, &code.response(), true).await {
-                log::debug!("cannot send error response: {write_error}");
-            }
-        }
-        FailToProxy {
-            error_code: status,
-            can_reuse_downstream: false,
-        }
     }
 }
 
@@ -280,47 +247,55 @@ impl Gateway {
         session: &mut Session,
         config: &RuntimeConfig,
         record: &mut RequestRecord,
-    ) -> Result<Decision> {
+    ) -> Decision {
         let req = session.req_header();
         let path = req.uri.path();
         if routes::has_dot_segment(path) {
-            return Ok(Decision::error(ErrorCode::BadRequest, true));
+            return Decision::error(ErrorCode::BadRequest, true);
         }
         let (route, remainder) = match config.routes.find(host_of(req), path, &req.method) {
             Match::Found { route, remainder } => (Arc::clone(route), remainder.to_owned()),
-            Match::NoRoute => return Ok(Decision::error(ErrorCode::NoRoute, true)),
+            Match::NoRoute => return Decision::error(ErrorCode::NoRoute, true),
             Match::MethodNotAllowed(allowed) => {
                 let response = ErrorCode::method_not_allowed(&allowed);
-                return Ok(Decision::Respond {
+                return Decision::Respond {
                     response,
                     outcome: Outcome::Error(ErrorCode::MethodNotAllowed),
                     close: true,
-                });
+                };
             }
         };
         record.route = Some(route.name.clone());
         if body::content_length(session).is_some_and(|n| n > route.max_body_bytes as u64) {
-            return Ok(Decision::error(ErrorCode::PayloadTooLarge, true));
+            return Decision::error(ErrorCode::PayloadTooLarge, true);
         }
-        if expects_continue(session.req_header()) {
-            session.write_continue_response().await?;
+        if expects_continue(session.req_header())
+            && session.write_continue_response().await.is_err()
+        {
+            return Decision::Gone;
         }
         let body = match body::read_bounded(session, route.max_body_bytes, route.read_timeout).await
         {
             Ok(body) => body,
             Err(BodyError::TooLarge) => {
-                return Ok(Decision::error(ErrorCode::PayloadTooLarge, true));
+                return Decision::error(ErrorCode::PayloadTooLarge, true);
             }
-            Err(BodyError::Timeout) => return Ok(Decision::error(ErrorCode::BodyTimeout, true)),
+            Err(BodyError::Timeout) => return Decision::error(ErrorCode::BodyTimeout, true),
             Err(BodyError::Malformed(e)) => {
                 log::debug!("route {}: unreadable body: {e}", route.name);
-                return Ok(Decision::error(ErrorCode::BadRequest, true));
+                return Decision::error(ErrorCode::BadRequest, true);
             }
-            Err(BodyError::Disconnected(e)) => return Err(e),
+            Err(BodyError::Disconnected(e)) => {
+                log::debug!(
+                    "route {}: the client left while sending its body: {e}",
+                    route.name
+                );
+                return Decision::Gone;
+            }
         };
         record.body_bytes = body.len();
         let req = session.req_header();
-        Ok(match self.judge(req, &route, &remainder, &body, record) {
+        match self.judge(req, &route, &remainder, &body, record) {
             Judgement::Reject(rejection) => {
                 log::info!("route {}: refused: {}", route.name, rejection.reason());
                 record.reason = Some(rejection.reason());
@@ -341,7 +316,7 @@ impl Gateway {
                 body,
                 verified,
             }),
-        })
+        }
     }
 
     /// Verifies a fully read request and decides between refusing, answering a
@@ -445,7 +420,11 @@ fn expects_continue(req: &RequestHeader) -> bool {
 
 /// Writes a gateway-made response. `close` ends the connection afterwards, for
 /// answers given before the body was read.
-async fn write_local(session: &mut Session, response: &LocalResponse, close: bool) -> Result<()> {
+async fn write_local(
+    session: &mut Session,
+    response: &LocalResponse,
+    close: bool,
+) -> pingora::Result<()> {
     let mut header = ResponseHeader::build(response.status, Some(3 + response.headers.len()))?;
     if let Some(content_type) = &response.content_type {
         header.insert_header(http::header::CONTENT_TYPE, content_type.as_str())?;
@@ -455,12 +434,9 @@ async fn write_local(session: &mut Session, response: &LocalResponse, close: boo
         header.insert_header(name.clone(), value.as_str())?;
     }
     if close {
-        session.set_keepalive(None);
+        session.set_server_keepalive(None);
     }
-    session
-        .write_response_header(Box::new(header), false)
-        .await?;
-    session
-        .write_response_body(Some(Bytes::copy_from_slice(&response.body)), true)
-        .await
+    session.write_response_header(Box::new(header)).await?;
+    session.write_body(&response.body).await?;
+    session.finish_body().await.map(drop)
 }

@@ -62,6 +62,8 @@ pub enum PathMatch {
 pub struct Upstream {
     /// The connection target: address, TLS and SNI, timeouts, trusted CAs.
     pub peer: HttpPeer,
+    /// Which idle connections can be reused for it (see [`crate::forward::pool::key`]).
+    pub pool_key: u64,
     /// Resolved address.
     pub addr: SocketAddr,
     /// Whether to speak TLS.

@@ -2,16 +2,11 @@
 //! admin listener, the reloader, the metrics and the access log, and the signal
 //! watch that drains on SIGTERM. Runnable from `main` or in-process (tests).
 
-use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::UNIX_EPOCH;
 
-use pingora::apps::HttpServerOptions;
-use pingora::connectors::ConnectorOptions;
-use pingora::connectors::http::Connector;
-use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
@@ -25,12 +20,11 @@ use crate::proxy::Gateway;
 use crate::record::Observers;
 use crate::reload::{ConfigStore, ReloadService, Reloader};
 use crate::runtime::RuntimeConfig;
+use crate::serve::Listener;
 use crate::shutdown::{Draining, InFlight, SignalWatch};
 
 /// Seconds pingora allows its runtimes to stop once the grace period is over.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 1;
-/// Requests served on one client connection before it is closed.
-const KEEPALIVE_REQUEST_LIMIT: u32 = 10_000;
 
 /// How the server is wired to its surroundings.
 #[derive(Debug)]
@@ -65,19 +59,14 @@ impl std::fmt::Debug for Assembled {
 /// address or file, when a listener cannot be bound or the access log opened.
 pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, String> {
     let settings = config.server.clone();
-    for addr in &settings.listen {
-        check_bindable(*addr)?;
-    }
+    // pingora's runtimes only carry the background services (the webhook
+    // listener runs its own worker threads), one thread each.
     let conf = ServerConf {
-        threads: settings.threads,
+        threads: 1,
         // A backstop: the drain started on SIGTERM exits as soon as requests in
         // flight are done, and at the latest when `shutdown_grace` is over.
         grace_period_seconds: Some(settings.shutdown_grace.as_secs() + 1),
         graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECS),
-        // One single-threaded runtime per thread: a connection stays on its thread,
-        // which saves the cross-thread wake-ups work stealing costs. Measured with
-        // benches/load.sh: ~15% less CPU per request.
-        work_stealing: false,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
@@ -102,25 +91,16 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
     };
 
     let store = ConfigStore::new(config);
-    let connector = Connector::new(Some(ConnectorOptions::from_server_conf(
-        &server.configuration,
-    )));
     let gateway = Gateway::new(
         store.clone(),
         options.clock,
-        Forwarder::new(connector),
+        Forwarder::new(),
         observers.clone(),
     );
-    let mut server_options = HttpServerOptions::default();
-    server_options.keepalive_request_limit = Some(KEEPALIVE_REQUEST_LIMIT);
-    let mut proxy = ProxyServiceBuilder::new(&server.configuration, gateway)
-        .name("hookgate")
-        .server_options(server_options)
-        .build();
-    for addr in &settings.listen {
-        proxy.add_tcp(&addr.to_string());
-    }
-    server.add_service(proxy);
+    let listener = Listener::bind(Arc::new(gateway), &settings.listen, settings.threads)?;
+    let mut listener = background_service("webhook listener", listener);
+    listener.threads = Some(1);
+    server.add_service(listener);
 
     let reloader = Arc::new(Reloader::new(
         options.config_path,
@@ -150,12 +130,4 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
         signals,
         access_log,
     })
-}
-
-/// Fails when `addr` cannot be listened on (taken, or not a local address), so
-/// startup stops with a clear message instead of pingora's panic.
-fn check_bindable(addr: SocketAddr) -> Result<(), String> {
-    TcpListener::bind(addr)
-        .map(drop)
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }

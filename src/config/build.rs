@@ -498,8 +498,10 @@ impl Builder<'_> {
             }
             Some(file) => self.ca_certificates(file)?,
         };
+        let peer = forward::peer(addr, tls, &host, timeout, &ca);
         Some(Upstream {
-            peer: forward::peer(addr, tls, &host, timeout, &ca),
+            pool_key: forward::pool::key(&peer, &ca),
+            peer,
             addr,
             tls,
             authority: authority.as_str().to_owned(),

@@ -1,28 +1,29 @@
-//! Forwarding a verified request with pingora's `Connector` (connection pool,
-//! TLS) and relaying the upstream's response unchanged. Runs only after the
-//! whole body was read and verified, so any body size works and nothing
-//! unverified reaches the upstream.
+//! Forwarding a verified request upstream and relaying the response unchanged.
+//! Runs only after the whole body was read and verified, so any body size works
+//! and nothing unverified reaches the upstream. Connections come from the
+//! worker thread's own [`pool`], and the request header and body leave in one
+//! write.
+
+pub mod pool;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pingora::connectors::http::Connector;
-use pingora::http::RequestHeader;
-use pingora::protocols::http::client::HttpSession;
-use pingora::proxy::Session;
-use pingora::upstreams::peer::{HttpPeer, Peer};
+use pingora::connectors::TransportConnector;
+use pingora::protocols::Stream;
+use pingora::protocols::http::v1::client::HttpSession as Upstream;
+use pingora::protocols::http::v1::server::HttpSession;
+use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::{WrappedX509, parse_x509};
 use pingora::{Error, ErrorType};
+use tokio::io::AsyncWriteExt;
 
 use crate::headers::RESPONSE_HOP_BY_HOP;
 use crate::record::UpstreamError;
 use crate::reject::ErrorCode;
-use crate::runtime::Upstream;
-
-/// How long an idle pooled upstream connection is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::runtime::Upstream as Target;
 
 /// Why forwarding failed.
 #[derive(Debug)]
@@ -46,7 +47,7 @@ impl ForwardError {
 
 /// Sends verified requests upstream.
 pub struct Forwarder {
-    connector: Connector,
+    connector: TransportConnector,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -55,77 +56,80 @@ impl std::fmt::Debug for Forwarder {
     }
 }
 
+impl Default for Forwarder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Forwarder {
-    /// Wraps a connector (which owns the upstream connection pool).
-    pub fn new(connector: Connector) -> Self {
-        Self { connector }
+    /// A forwarder opening new connections (TCP, TLS) with pingora's connector.
+    pub fn new() -> Self {
+        Self {
+            connector: TransportConnector::new(None),
+        }
     }
 
-    /// Sends `request` and `body` to `upstream` and relays the response to the
-    /// client. Returns the upstream's status.
+    /// Sends `request` (head and body, as written by
+    /// [`crate::headers::write_upstream_head`]) to `target` and relays the
+    /// response to the client. `head_only` for a `HEAD` request, whose response
+    /// has no body whatever its framing says. Returns the upstream's status.
     pub async fn forward(
         &self,
-        session: &mut Session,
-        upstream: &Upstream,
+        session: &mut HttpSession,
+        target: &Target,
         timeout: Duration,
-        request: RequestHeader,
-        body: Bytes,
+        request: Bytes,
+        head_only: bool,
     ) -> Result<u16, ForwardError> {
-        let peer = &upstream.peer;
-        let mut up = self.exchange(peer, timeout, &request, &body).await?;
-        let status = relay(session, &mut up).await?;
-        if up.response_done() {
-            self.connector
-                .release_http_session(up, peer, peer.idle_timeout())
-                .await;
-        } else {
+        let mut up = self.exchange(target, timeout, &request).await?;
+        let status = relay(session, &mut up, head_only).await?;
+        if head_only {
+            // What follows a response to HEAD is not known; never reuse it.
             up.shutdown().await;
+            return Ok(status);
+        }
+        up.respect_keepalive();
+        if let Some(stream) = up.reuse().await {
+            pool::put(target.pool_key, stream);
         }
         Ok(status)
     }
 
-    /// Writes the request and reads the final response header. A pooled connection
-    /// that fails before any response (the upstream closed it while idle) is retried
-    /// once on a fresh one.
+    /// Writes the request and reads the final response header. A pooled
+    /// connection that fails before any response (the upstream closed it while
+    /// idle) is retried once on a new one.
     async fn exchange(
         &self,
-        peer: &HttpPeer,
+        target: &Target,
         timeout: Duration,
-        request: &RequestHeader,
-        body: &Bytes,
-    ) -> Result<HttpSession, ForwardError> {
+        request: &Bytes,
+    ) -> Result<Upstream, ForwardError> {
         let mut retried = false;
         loop {
-            let (mut up, reused) = self
-                .connector
-                .get_http_session(peer)
-                .await
-                .map_err(before)?;
-            up.set_read_timeout(Some(timeout));
-            up.set_write_timeout(Some(timeout));
-            let attempt = async {
-                up.write_request_header(Box::new(request.clone())).await?;
-                up.write_request_body(body.clone(), true).await?;
-                up.finish_request_body().await?;
-                up.read_response_header().await?;
-                while up
-                    .response_header()
-                    .is_some_and(|h| h.status.is_informational())
-                {
-                    up.read_response_header().await?;
-                }
-                Ok::<(), Box<Error>>(())
+            let pooled = if retried {
+                None
+            } else {
+                pool::take(target.pool_key)
             };
-            match tokio::time::timeout(timeout, attempt).await {
-                Ok(Ok(())) => return Ok(up),
-                Ok(Err(e)) if reused && !retried && !is_timeout(&e) => {
+            let reused = pooled.is_some();
+            let stream = match pooled {
+                Some(stream) => stream,
+                None => self
+                    .connector
+                    .new_stream(&target.peer)
+                    .await
+                    .map_err(before)?,
+            };
+            match tokio::time::timeout(timeout, send(stream, request, timeout)).await {
+                Ok(Ok(up)) => return Ok(up),
+                Ok(Err(e)) if reused && !is_timeout(&e) => {
                     log::debug!("pooled upstream connection failed ({e}); retrying on a new one");
+                    pool::discard(target.pool_key);
                     retried = true;
-                    up.shutdown().await;
                 }
                 Ok(Err(e)) => return Err(before(e)),
                 Err(_elapsed) => {
-                    up.shutdown().await;
                     let e = Error::explain(ErrorType::ReadTimedout, "no upstream response in time");
                     return Err(ForwardError::BeforeResponse(
                         ErrorCode::UpstreamTimeout,
@@ -138,6 +142,25 @@ impl Forwarder {
     }
 }
 
+/// Sends the request on `stream` in one write and reads the final (non-1xx)
+/// response header.
+async fn send(mut stream: Stream, request: &[u8], timeout: Duration) -> pingora::Result<Upstream> {
+    let write = |e| Error::because(ErrorType::WriteError, "sending the request", e);
+    stream.write_all(request).await.map_err(write)?;
+    stream.flush().await.map_err(write)?;
+    let mut up = Upstream::new(stream);
+    up.read_timeout = Some(timeout);
+    up.write_timeout = Some(timeout);
+    up.read_response().await?;
+    while up
+        .resp_header()
+        .is_some_and(|h| h.status.is_informational())
+    {
+        up.read_response().await?;
+    }
+    Ok(up)
+}
+
 /// Builds the connection target for an upstream: `sni` is its host name, `ca`
 /// the DER certificates to trust instead of the system's (for a private CA).
 pub fn peer(addr: SocketAddr, tls: bool, sni: &str, timeout: Duration, ca: &[Vec<u8>]) -> HttpPeer {
@@ -147,7 +170,7 @@ pub fn peer(addr: SocketAddr, tls: bool, sni: &str, timeout: Duration, ca: &[Vec
     options.total_connection_timeout = Some(timeout);
     options.read_timeout = Some(timeout);
     options.write_timeout = Some(timeout);
-    options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
+    options.idle_timeout = Some(pool::IDLE_TIMEOUT);
     if !ca.is_empty() {
         let certs: Vec<WrappedX509> = ca
             .iter()
@@ -187,42 +210,43 @@ fn before(e: Box<Error>) -> ForwardError {
     ForwardError::BeforeResponse(code, kind, e)
 }
 
-/// Streams the upstream's response to the client.
-async fn relay(session: &mut Session, up: &mut HttpSession) -> Result<u16, ForwardError> {
-    let mut response = match up.response_header() {
-        Some(h) => h.clone(),
-        None => {
-            let e = Error::explain(
-                ErrorType::InvalidHTTPHeader,
-                "upstream sent no response header",
-            );
-            return Err(before(e));
-        }
+/// Streams the upstream's response to the client (only its header for `HEAD`).
+async fn relay(
+    session: &mut HttpSession,
+    up: &mut Upstream,
+    head_only: bool,
+) -> Result<u16, ForwardError> {
+    let Some(header) = up.resp_header() else {
+        let e = Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            "upstream sent no response header",
+        );
+        return Err(before(e));
     };
+    let mut response = Box::new(header.clone());
     for name in RESPONSE_HOP_BY_HOP {
         response.remove_header(name);
     }
     let status = response.status.as_u16();
-    let done = up.response_done();
     session
-        .write_response_header(Box::new(response), done)
+        .write_response_header(response)
         .await
         .map_err(ForwardError::AfterResponse)?;
-    if !done {
+    if !head_only {
         while let Some(chunk) = up
-            .read_response_body()
+            .read_body_ref()
             .await
             .map_err(ForwardError::AfterResponse)?
         {
             session
-                .write_response_body(Some(chunk), false)
+                .write_body(chunk)
                 .await
                 .map_err(ForwardError::AfterResponse)?;
         }
-        session
-            .write_response_body(None, true)
-            .await
-            .map_err(ForwardError::AfterResponse)?;
     }
+    session
+        .finish_body()
+        .await
+        .map_err(ForwardError::AfterResponse)?;
     Ok(status)
 }

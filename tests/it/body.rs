@@ -253,3 +253,32 @@ async fn a_client_still_sending_its_refused_body_reads_the_413() {
     }
     upstream.assert_untouched();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_http_refuses_gets_a_json_400_and_the_connection_closes() {
+    let (upstream, gw) = aryeo_gateway("").await;
+    let (h, v) = sign::aryeo(SECRET, b"hello");
+    let signed = format!("{h}: {v}\r\n");
+    for request in [
+        "GARBAGE\r\n\r\n".to_owned(),
+        format!(
+            "POST /big HTTP/1.1\r\nHost: x\r\n{signed}Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello"
+        ),
+        format!("POST /big HTTP/1.1\r\nHost: x\r\n{signed}Transfer-Encoding: gzip\r\n\r\nhello"),
+        format!("POST /big HTTP/1.1\r\nHost: x\r\n{signed}Content-Length: +5\r\n\r\nhello"),
+    ] {
+        let mut raw = Raw::connect(gw.addr).await;
+        assert!(raw.send(request.as_bytes()).await);
+        let answer = raw
+            .read_response(Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("no answer to {request:?}"));
+        assert_eq!(answer.status, 400, "{request:?}");
+        assert_eq!(answer.json()["error"], "bad_request", "{request:?}");
+        assert!(
+            raw.closed_within(Duration::from_secs(5)).await,
+            "{request:?}: the connection stays open"
+        );
+    }
+    upstream.assert_untouched();
+}
