@@ -42,7 +42,7 @@ cleanup_all() {
 free_port() {
   local port
   while :; do
-    port=$(( (RANDOM % 20000) + 20000 ))
+    port=$(( (RANDOM % 12000) + 20000 ))   # below the ephemeral range (32768+)
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
   done
 }
@@ -69,6 +69,16 @@ rye_body() {
   printf '%s' "$head"
   head -c $(( $1 - ${#head} - 2 )) /dev/zero | tr '\0' x
   printf '"}'
+}
+
+# A wrk script POSTing $work/body signed with `v0=$1`.
+post_lua() {
+  cat <<LUA
+wrk.method = "POST"
+local f = io.open("$work/body", "rb"); wrk.body = f:read("*a"); f:close()
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["x-rye-signature"] = "v0=$1"
+LUA
 }
 
 # nginx_start name workers main-context-lines http-context-lines

@@ -95,12 +95,7 @@ gw_pid=$!
 pids+=("$gw_pid")
 wait_port "$up_port"; wait_port "$nginx_port"; wait_port "$lua_port"; wait_port "$gw_port"
 
-cat > "$work/post.lua" <<LUA
-wrk.method = "POST"
-local f = io.open("$work/body", "rb"); wrk.body = f:read("*a"); f:close()
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["x-rye-signature"] = "v0=$sig"
-LUA
+post_lua "$sig" > "$work/post.lua"
 
 port_of() { case $1 in hookgate) echo "$gw_port" ;; nginx) echo "$nginx_port" ;; nginx-lua) echo "$lua_port" ;; esac; }
 pids_of() { case $1 in hookgate) echo "$gw_pid" ;; *) pgrep -P "$(cat "$work/$1.pid")" | tr '\n' ' ' ;; esac; }

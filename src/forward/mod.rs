@@ -115,9 +115,9 @@ impl Forwarder {
             let reused = pooled.is_some();
             let stream = match pooled {
                 Some(stream) => stream,
-                None => self
-                    .connector
-                    .new_stream(&target.peer)
+                // Boxed: connecting (TLS included) needs far more state than
+                // the reuse of a pooled connection every exchange would carry.
+                None => Box::pin(self.connector.new_stream(&target.peer))
                     .await
                     .map_err(before)?,
             };

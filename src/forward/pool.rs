@@ -4,7 +4,7 @@
 //! a connection needs no lock.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::pin;
@@ -17,13 +17,15 @@ use tokio::io::AsyncReadExt;
 
 /// How long an idle upstream connection is kept.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Idle connections kept per upstream and thread; more are closed.
-const MAX_IDLE_PER_UPSTREAM: usize = 128;
+/// Idle connections kept per upstream and thread; more are closed. Generous:
+/// below the thread's peak concurrency, every burst would open new connections
+/// again, and a burst of connects can overflow the upstream's accept queue.
+const MAX_IDLE_PER_UPSTREAM: usize = 1024;
 /// How often expired idle connections are closed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 thread_local! {
-    static IDLE: RefCell<HashMap<u64, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<HashMap<u64, VecDeque<Idle>>> = RefCell::new(HashMap::new());
 }
 
 /// A connection waiting for its next request.
@@ -48,7 +50,7 @@ pub fn key(peer: &HttpPeer, ca: &[Vec<u8>]) -> u64 {
 pub fn take(key: u64) -> Option<Stream> {
     let now = Instant::now();
     loop {
-        let idle = IDLE.with(|idle| idle.borrow_mut().get_mut(&key)?.pop())?;
+        let idle = IDLE.with(|idle| idle.borrow_mut().get_mut(&key)?.pop_back())?;
         if now.duration_since(idle.since) < IDLE_TIMEOUT {
             let mut stream = idle.stream;
             if still_open(&mut stream) {
@@ -64,9 +66,9 @@ pub fn put(key: u64, stream: Stream) {
         let mut idle = idle.borrow_mut();
         let list = idle.entry(key).or_default();
         if list.len() >= MAX_IDLE_PER_UPSTREAM {
-            list.remove(0);
+            list.pop_front();
         }
-        list.push(Idle {
+        list.push_back(Idle {
             stream,
             since: Instant::now(),
         });
@@ -103,4 +105,79 @@ fn still_open(stream: &mut Stream) -> bool {
         read.poll(&mut Context::from_waker(Waker::noop())),
         Poll::Pending
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use pingora::protocols::l4::stream::Stream as L4Stream;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// A connected pair: the pool's side as a pingora stream, and the peer.
+    async fn pair() -> (Stream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (theirs, _) = listener.accept().await.unwrap();
+        (Box::new(L4Stream::from(ours)), theirs)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_latest_returned_connection_is_taken_first_and_once() {
+        let (a, _peer_a) = pair().await;
+        let (b, _peer_b) = pair().await;
+        let (a_id, b_id) = (a.id(), b.id());
+        put(1, a);
+        put(1, b);
+        assert_eq!(take(2).map(|s| s.id()), None, "another upstream's key");
+        assert_eq!(take(1).map(|s| s.id()), Some(b_id));
+        assert_eq!(take(1).map(|s| s.id()), Some(a_id));
+        assert!(take(1).is_none());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_the_upstream_closed_or_wrote_on_is_not_reused() {
+        let (closed, peer) = pair().await;
+        drop(peer);
+        let (chatty, mut peer) = pair().await;
+        peer.write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+            .await
+            .unwrap();
+        put(3, closed);
+        put(3, chatty);
+        // Let the runtime see the close and the bytes arrive.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(take(3).is_none());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_open_quiet_connection_is_reused() {
+        let (quiet, _peer) = pair().await;
+        put(4, quiet);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(take(4).is_some());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn discard_closes_every_idle_connection_of_an_upstream() {
+        let (a, _peer_a) = pair().await;
+        let (b, _peer_b) = pair().await;
+        put(5, a);
+        put(6, b);
+        discard(5);
+        assert!(take(5).is_none());
+        assert!(take(6).is_some(), "other upstreams keep theirs");
+    }
+
+    #[test]
+    fn another_ca_is_another_pool() {
+        let peer = HttpPeer::new("127.0.0.1:443", true, "app".to_owned());
+        assert_ne!(key(&peer, &[]), key(&peer, &[vec![1, 2, 3]]));
+        assert_eq!(key(&peer, &[vec![1]]), key(&peer.clone(), &[vec![1]]));
+    }
 }

@@ -53,7 +53,9 @@ pub(super) async fn serve(
         if *shutdown.borrow() {
             session.set_server_keepalive(None);
         }
-        gateway.serve(&mut session, client).await;
+        // Boxed: an exchange's state is large, and an idle connection should
+        // hold only its session, not room for a whole exchange.
+        Box::pin(gateway.serve(&mut session, client)).await;
         match session.reuse().await {
             Ok(Some(reusable)) => {
                 let (stream, pipelined) = reusable.into_parts();
