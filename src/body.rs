@@ -7,6 +7,8 @@ use bytes::{Bytes, BytesMut};
 use pingora::ErrorType;
 use pingora::protocols::http::v1::server::HttpSession as Session;
 
+use crate::limits::BodyReservation;
+
 /// The most buffer reserved before any body byte has arrived.
 const MAX_UPFRONT_BYTES: usize = 256 * 1024;
 
@@ -15,6 +17,8 @@ const MAX_UPFRONT_BYTES: usize = 256 * 1024;
 pub enum BodyError {
     /// It grew past the limit.
     TooLarge,
+    /// It grew past what `max_inflight_body_bytes` has left.
+    Overloaded,
     /// It did not arrive in time.
     Timeout,
     /// Its framing was invalid (e.g. bad chunk sizes).
@@ -36,11 +40,13 @@ pub fn content_length(session: &Session) -> Option<u64> {
         .ok()
 }
 
-/// Reads the whole body: at most `max` bytes, within `deadline` overall.
+/// Reads the whole body: at most `max` bytes, within `deadline` overall, each
+/// byte covered by `reservation` before it is kept.
 pub async fn read_bounded(
     session: &mut Session,
     max: usize,
     deadline: Duration,
+    reservation: &mut BodyReservation,
 ) -> Result<Bytes, BodyError> {
     session.set_read_timeout(Some(deadline));
     // Reserve what the client announced only up to a cap: an announced length is
@@ -60,6 +66,9 @@ pub async fn read_bounded(
             let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
             if held + chunk.len() > max {
                 return Err(BodyError::TooLarge);
+            }
+            if !reservation.grow_to((held + chunk.len()) as u64) {
+                return Err(BodyError::Overloaded);
             }
             match first.take() {
                 None if buf.is_empty() => first = Some(chunk),

@@ -10,6 +10,7 @@
 //! - [`handshake`]: provider endpoint-verification challenges.
 //! - [`headers`]: upstream header normalization.
 //! - [`reject`]: error codes and their responses.
+//! - [`limits`]: connections and body bytes the front door holds at once.
 //! - [`serve`], [`proxy`], [`body`], [`forward`], [`reload`], [`server`],
 //!   [`shutdown`]: the pingora shell.
 //! - [`admin`], [`metrics`], [`access_log`], [`record`]: what an operator sees.
@@ -43,6 +44,7 @@ pub mod forward;
 pub mod handshake;
 pub mod headers;
 pub mod json;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod record;

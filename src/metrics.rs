@@ -27,6 +27,9 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     upstream_responses: IntCounterVec,
     in_flight: IntGauge,
+    connections_open: IntGauge,
+    connections_refused: IntCounter,
+    inflight_body_bytes: IntGauge,
     body_bytes: IntCounterVec,
     config_generation: IntGauge,
     reloads: IntCounterVec,
@@ -92,6 +95,13 @@ impl Metrics {
                 "Access log lines dropped because the writer fell behind.",
             ),
         );
+        let connections_refused = register(
+            r,
+            IntCounter::new(
+                "hookgate_connections_refused_total",
+                "Client connections closed at once because max_connections were open.",
+            ),
+        );
         let reload_duration = register(
             r,
             Histogram::with_opts(HistogramOpts::new(
@@ -146,6 +156,17 @@ impl Metrics {
                 r,
                 "hookgate_requests_in_flight",
                 "Requests between their header and their end, at the time of the scrape.",
+            ),
+            connections_open: gauge(
+                r,
+                "hookgate_connections_open",
+                "Client connections open, at the time of the scrape.",
+            ),
+            connections_refused,
+            inflight_body_bytes: gauge(
+                r,
+                "hookgate_inflight_body_bytes",
+                "Request body bytes reserved by requests being read or verified, at the time of the scrape.",
             ),
             body_bytes: counter(
                 r,
@@ -221,6 +242,19 @@ impl Metrics {
         self.in_flight.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
+    /// Sets the open client connections and reserved body bytes, just before a scrape.
+    pub fn set_front_door(&self, connections: usize, body_bytes: u64) {
+        self.connections_open
+            .set(i64::try_from(connections).unwrap_or(i64::MAX));
+        self.inflight_body_bytes
+            .set(i64::try_from(body_bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a client connection closed at once because the limit was reached.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
     /// Notes a config load: the running generation and, on success, its time.
     pub fn config_loaded(&self, generation: u64, at_unix: i64) {
         self.config_generation
@@ -278,6 +312,8 @@ mod tests {
             ..record
         });
         m.set_in_flight(3);
+        m.set_front_door(7, 2048);
+        m.connection_refused();
         m.reload("sighup", false, Duration::from_millis(3));
         m.config_loaded(2, 1_700_000_000);
         let text = String::from_utf8(m.render().1).unwrap();
@@ -287,6 +323,9 @@ mod tests {
             r#"hookgate_verification_failures_total{reason="signature_mismatch",route="rye"} 1"#,
             r#"hookgate_upstream_responses_total{route="rye",status_class="5xx"} 1"#,
             "hookgate_requests_in_flight 3",
+            "hookgate_connections_open 7",
+            "hookgate_inflight_body_bytes 2048",
+            "hookgate_connections_refused_total 1",
             r#"hookgate_secret_matches_total{route="rye",scheme="rye",secret_index="1"} 1"#,
             r#"hookgate_request_body_bytes_total{route="rye"} 20"#,
             r#"hookgate_config_reloads_total{result="error",trigger="sighup"} 1"#,

@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::forward::{ForwardError, Forwarder};
 use crate::handshake::{AnswerKeys, Handshake};
 use crate::headers::{self, Forwarding};
+use crate::limits::BodyReservation;
 use crate::record::{self, Observers, Outcome, RequestRecord};
 use crate::reject::ErrorCode;
 use crate::reload::ConfigStore;
@@ -65,6 +66,8 @@ struct Admitted {
     path_and_query: String,
     body: Bytes,
     verified: Verified,
+    /// The body's share of `max_inflight_body_bytes`, held until it is sent.
+    _reservation: BodyReservation,
 }
 
 /// What the request stages decided.
@@ -125,12 +128,18 @@ impl Gateway {
         self.log(session, &record, client);
     }
 
-    /// Answers a request whose header HTTP itself refuses (400), then the
-    /// connection is closed.
-    pub async fn refuse_malformed(&self, session: &mut Session) {
-        if let Err(e) = write_local(session, &ErrorCode::BadRequest.response(), true).await {
-            log::debug!("cannot answer a malformed request: {e}");
+    /// Refuses a request whose header could not be read whole: malformed
+    /// (400), too slow (408) or too large (431). The connection is closed after
+    /// the answer. Counted with no route; there is no header to log.
+    pub async fn refuse_header(&self, session: &mut Session, code: ErrorCode) {
+        let record = RequestRecord {
+            outcome: Outcome::Error(code),
+            ..RequestRecord::default()
+        };
+        if let Err(e) = write_local(session, &code.response(), true).await {
+            log::debug!("cannot answer a refused request header: {e}");
         }
+        self.observers.metrics.record(&record);
     }
 
     /// Forwards a verified request and relays the upstream's answer; a failure
@@ -266,17 +275,34 @@ impl Gateway {
             }
         };
         record.route = Some(route.name.clone());
-        if body::content_length(session).is_some_and(|n| n > route.max_body_bytes as u64) {
+        let declared = body::content_length(session);
+        if declared.is_some_and(|n| n > route.max_body_bytes as u64) {
             return Decision::error(ErrorCode::PayloadTooLarge, true);
         }
+        // A declared body is reserved whole before any of it is read; a chunked
+        // one reserves as it arrives.
+        let Some(mut reservation) = self.observers.limits.reserve_body(declared.unwrap_or(0))
+        else {
+            log::warn!("route {}: body budget spent; answering 503", route.name);
+            return Decision::error(ErrorCode::Overloaded, true);
+        };
         if expects_continue(session.req_header())
             && session.write_continue_response().await.is_err()
         {
             return Decision::Gone;
         }
-        let body = match body::read_bounded(session, route.max_body_bytes, route.read_timeout).await
-        {
+        let read = body::read_bounded(
+            session,
+            route.max_body_bytes,
+            route.read_timeout,
+            &mut reservation,
+        );
+        let body = match read.await {
             Ok(body) => body,
+            Err(BodyError::Overloaded) => {
+                log::warn!("route {}: body budget spent; answering 503", route.name);
+                return Decision::error(ErrorCode::Overloaded, true);
+            }
             Err(BodyError::TooLarge) => {
                 return Decision::error(ErrorCode::PayloadTooLarge, true);
             }
@@ -315,6 +341,7 @@ impl Gateway {
                 route,
                 body,
                 verified,
+                _reservation: reservation,
             }),
         }
     }

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crate::access_log::AccessLog;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::reject::ErrorCode;
 use crate::shutdown::{Draining, InFlight};
@@ -22,6 +23,8 @@ pub struct Observers {
     pub in_flight: InFlight,
     /// Whether a shutdown has begun.
     pub draining: Draining,
+    /// Client connections and body bytes held.
+    pub limits: Limits,
 }
 
 /// The longest request-supplied text (an event id) a record keeps, in bytes.

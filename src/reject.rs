@@ -8,6 +8,9 @@ use crate::handshake::HandshakeError;
 use crate::response::LocalResponse;
 use crate::verify::Rejection;
 
+/// Seconds an overloaded gateway asks clients to wait (`Retry-After`).
+pub const RETRY_AFTER_SECS: u64 = 1;
+
 /// Every error the gateway answers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -25,10 +28,16 @@ pub enum ErrorCode {
     NoRoute,
     /// 405: the route does not allow this method.
     MethodNotAllowed,
+    /// 408: the request header did not arrive within `header_timeout_ms`.
+    HeaderTimeout,
     /// 408: the body did not arrive within `read_timeout_ms`.
     BodyTimeout,
     /// 413: the body is over the route's `max_body_bytes`.
     PayloadTooLarge,
+    /// 431: the request header is over `max_header_bytes`.
+    HeadersTooLarge,
+    /// 503: admitting the body would pass `max_inflight_body_bytes`.
+    Overloaded,
     /// 502: the upstream refused the connection or broke it.
     UpstreamUnavailable,
     /// 504: the upstream did not answer within `upstream_timeout_ms`.
@@ -44,8 +53,10 @@ impl ErrorCode {
             Self::InvalidVerifyToken => 403,
             Self::NoRoute => 404,
             Self::MethodNotAllowed => 405,
-            Self::BodyTimeout => 408,
+            Self::HeaderTimeout | Self::BodyTimeout => 408,
             Self::PayloadTooLarge => 413,
+            Self::HeadersTooLarge => 431,
+            Self::Overloaded => 503,
             Self::UpstreamUnavailable => 502,
             Self::UpstreamTimeout => 504,
         }
@@ -61,19 +72,27 @@ impl ErrorCode {
             Self::InvalidVerifyToken => "invalid_verify_token",
             Self::NoRoute => "no_route",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::HeaderTimeout => "header_timeout",
             Self::BodyTimeout => "body_timeout",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::Overloaded => "overloaded",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
         }
     }
 
-    /// The response for this error.
+    /// The response for this error. An overloaded gateway asks the client to
+    /// come back in [`RETRY_AFTER_SECS`].
     pub fn response(self) -> LocalResponse {
+        let mut headers = Vec::new();
+        if self == Self::Overloaded {
+            headers.push((http::header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+        }
         LocalResponse {
             status: self.status(),
             content_type: Some("application/json".to_owned()),
-            headers: Vec::new(),
+            headers,
             body: format!(r#"{{"error":"{}"}}"#, self.as_str()).into_bytes(),
         }
     }

@@ -45,6 +45,23 @@ pub struct ServerSettings {
     pub access_log: AccessLogTarget,
     /// How long requests in flight may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Limits and deadlines of the webhook listener.
+    pub front: FrontDoor,
+}
+
+/// What the webhook listener allows a client (a change needs a restart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrontDoor {
+    /// The whole request header must arrive within this.
+    pub header_timeout: Duration,
+    /// An idle client connection is closed after this.
+    pub keepalive_timeout: Duration,
+    /// Client connections held at once; more are closed at once.
+    pub max_connections: usize,
+    /// Largest request header.
+    pub max_header_bytes: usize,
+    /// Body bytes held across all requests being read or verified.
+    pub max_inflight_body_bytes: u64,
 }
 
 /// How a route matches the request path.

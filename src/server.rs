@@ -15,6 +15,7 @@ use crate::access_log::AccessLog;
 use crate::admin::{Admin, AdminService};
 use crate::clock::Clock;
 use crate::forward::Forwarder;
+use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::record::Observers;
@@ -88,8 +89,10 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
         access_log: access_log.clone(),
         in_flight: InFlight::default(),
         draining: Draining::default(),
+        limits: Limits::new(&settings.front),
     };
 
+    limits::raise_open_files(settings.front.max_connections);
     let store = ConfigStore::new(config);
     let gateway = Gateway::new(
         store.clone(),
@@ -97,7 +100,7 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
         Forwarder::new(),
         observers.clone(),
     );
-    let listener = Listener::bind(Arc::new(gateway), &settings.listen, settings.threads)?;
+    let listener = Listener::bind(Arc::new(gateway), &settings, observers.clone())?;
     let mut listener = background_service("webhook listener", listener);
     listener.threads = Some(1);
     server.add_service(listener);

@@ -78,6 +78,8 @@ impl Admin {
             ("GET" | "HEAD", "/metrics") => {
                 let metrics = &self.observers.metrics;
                 metrics.set_in_flight(self.observers.in_flight.count());
+                let limits = &self.observers.limits;
+                metrics.set_front_door(limits.connections(), limits.body_bytes());
                 let (content_type, body) = metrics.render();
                 Answer {
                     status: 200,

@@ -22,10 +22,15 @@ use crate::access_log::Target as AccessLogTarget;
 use crate::forward;
 use crate::handshake::Handshake;
 use crate::routes::RouteTable;
-use crate::runtime::{PathMatch, Route, RuntimeConfig, ServerSettings, Upstream};
+use crate::runtime::{FrontDoor, PathMatch, Route, RuntimeConfig, ServerSettings, Upstream};
 use crate::scheme::Scheme;
 use crate::scheme::build::SchemeBuilder;
 use crate::verify::Verifier;
+
+/// A count from the config as a `usize`, saturating on 32-bit targets.
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
 
 /// Default webhook listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -37,6 +42,16 @@ pub const DEFAULT_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 /// Default `upstream_timeout_ms`.
 pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 10_000;
+/// Default `header_timeout_ms`.
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// Default `keepalive_timeout_secs`.
+pub const DEFAULT_KEEPALIVE_TIMEOUT_SECS: u64 = 60;
+/// Default `max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+/// Default `max_header_bytes`: 32 KiB.
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 32 * 1024;
+/// Default `max_inflight_body_bytes`: 256 MiB.
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Route-level defaults taken from `[server]`.
 struct RouteDefaults {
@@ -232,6 +247,33 @@ impl Builder<'_> {
             "shutdown_grace_secs",
             DEFAULT_SHUTDOWN_GRACE_SECS,
         );
+        let front = FrontDoor {
+            header_timeout: Duration::from_millis(self.positive_or(
+                &s.header_timeout_ms,
+                "header_timeout_ms",
+                DEFAULT_HEADER_TIMEOUT_MS,
+            )),
+            keepalive_timeout: Duration::from_secs(self.positive_or(
+                &s.keepalive_timeout_secs,
+                "keepalive_timeout_secs",
+                DEFAULT_KEEPALIVE_TIMEOUT_SECS,
+            )),
+            max_connections: to_usize(self.positive_or(
+                &s.max_connections,
+                "max_connections",
+                DEFAULT_MAX_CONNECTIONS,
+            )),
+            max_header_bytes: to_usize(self.positive_or(
+                &s.max_header_bytes,
+                "max_header_bytes",
+                DEFAULT_MAX_HEADER_BYTES,
+            )),
+            max_inflight_body_bytes: self.positive_or(
+                &s.max_inflight_body_bytes,
+                "max_inflight_body_bytes",
+                DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+            ),
+        };
         ok.then(|| ServerSettings {
             listen,
             threads: usize::try_from(threads).unwrap_or(1),
@@ -239,6 +281,7 @@ impl Builder<'_> {
             admin_listen,
             access_log,
             shutdown_grace: Duration::from_secs(grace),
+            front,
         })
     }
 

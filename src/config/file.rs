@@ -51,6 +51,16 @@ pub struct ServerSection {
     pub access_log: Option<Spanned<String>>,
     /// Seconds requests in flight get to finish after SIGTERM. Default 30.
     pub shutdown_grace_secs: Option<Spanned<i64>>,
+    /// Deadline for a whole request header, in ms. Default 10000.
+    pub header_timeout_ms: Option<Spanned<i64>>,
+    /// Seconds an idle client connection is kept open. Default 60.
+    pub keepalive_timeout_secs: Option<Spanned<i64>>,
+    /// Client connections held at once. Default 10000.
+    pub max_connections: Option<Spanned<i64>>,
+    /// Largest request header, in bytes. Default 32768.
+    pub max_header_bytes: Option<Spanned<i64>>,
+    /// Body bytes held across all requests being read or verified. Default 256 MiB.
+    pub max_inflight_body_bytes: Option<Spanned<i64>>,
 }
 
 /// One `[[routes]]` table.

@@ -18,6 +18,8 @@ use pingora::services::background::BackgroundService;
 
 use crate::forward::pool;
 use crate::proxy::Gateway;
+use crate::record::Observers;
+use crate::runtime::{FrontDoor, ServerSettings};
 
 /// Pending connections the kernel queues per listening socket.
 const BACKLOG: i32 = 4096;
@@ -29,26 +31,41 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 /// before the server starts, so a taken port stops startup with a clear error.
 #[derive(Debug)]
 pub struct Listener {
-    gateway: Arc<Gateway>,
     sockets: Mutex<Vec<TcpListener>>,
     threads: usize,
+    door: Arc<Door>,
+}
+
+/// What every worker shares: the exchange logic, the front door's limits, and
+/// where refused connections are counted.
+#[derive(Debug)]
+struct Door {
+    gateway: Arc<Gateway>,
+    front: FrontDoor,
+    observers: Observers,
 }
 
 impl Listener {
-    /// Binds every address of `listen` for `gateway`, served by `threads` workers.
+    /// Binds every `listen` address of `settings` for `gateway`, served by
+    /// `settings.threads` workers within `settings.front`'s limits.
     pub fn bind(
         gateway: Arc<Gateway>,
-        listen: &[SocketAddr],
-        threads: usize,
+        settings: &ServerSettings,
+        observers: Observers,
     ) -> Result<Self, String> {
-        let sockets = listen
+        let sockets = settings
+            .listen
             .iter()
             .map(|addr| bind(*addr).map_err(|e| format!("cannot listen on {addr}: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            gateway,
             sockets: Mutex::new(sockets),
-            threads: threads.max(1),
+            threads: settings.threads.max(1),
+            door: Arc::new(Door {
+                gateway,
+                front: settings.front,
+                observers,
+            }),
         })
     }
 }
@@ -79,11 +96,11 @@ impl BackgroundService for Listener {
                     continue;
                 }
             };
-            let gateway = Arc::clone(&self.gateway);
+            let door = Arc::clone(&self.door);
             let shutdown = shutdown.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("hookgate-worker-{index}"))
-                .spawn(move || worker(&gateway, clones, &shutdown));
+                .spawn(move || worker(&door, clones, &shutdown));
             if let Err(e) = spawned {
                 log::error!("cannot start worker {index}: {e}");
             }
@@ -94,7 +111,7 @@ impl BackgroundService for Listener {
 /// One worker: a single-threaded runtime running an accept loop per listening
 /// socket and every connection those accept. After a shutdown has begun it keeps
 /// running the connections in flight; the process exit ends it.
-fn worker(gateway: &Arc<Gateway>, sockets: Vec<TcpListener>, shutdown: &ShutdownWatch) {
+fn worker(door: &Arc<Door>, sockets: Vec<TcpListener>, shutdown: &ShutdownWatch) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -106,7 +123,7 @@ fn worker(gateway: &Arc<Gateway>, sockets: Vec<TcpListener>, shutdown: &Shutdown
         for socket in sockets {
             match tokio::net::TcpListener::from_std(socket) {
                 Ok(listener) => {
-                    tokio::spawn(accept(listener, Arc::clone(gateway), shutdown.clone()));
+                    tokio::spawn(accept(listener, Arc::clone(door), shutdown.clone()));
                 }
                 Err(e) => log::error!("a worker cannot accept connections: {e}"),
             }
@@ -116,23 +133,28 @@ fn worker(gateway: &Arc<Gateway>, sockets: Vec<TcpListener>, shutdown: &Shutdown
 }
 
 /// Accepts connections until the shutdown begins, serving each on this thread.
-async fn accept(
-    listener: tokio::net::TcpListener,
-    gateway: Arc<Gateway>,
-    mut shutdown: ShutdownWatch,
-) {
+/// Past `max_connections`, a new connection is closed at once and counted; the
+/// open ones keep being served.
+async fn accept(listener: tokio::net::TcpListener, door: Arc<Door>, mut shutdown: ShutdownWatch) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|stopping| *stopping) => return,
         };
         match accepted {
-            Ok((tcp, client)) => {
-                let gateway = Arc::clone(&gateway);
+            Ok((tcp, peer)) => {
+                let Some(admitted) = door.observers.limits.admit_connection() else {
+                    drop(tcp);
+                    door.observers.metrics.connection_refused();
+                    log::debug!("refused a connection from {peer}: max_connections open");
+                    continue;
+                };
+                let door = Arc::clone(&door);
                 let shutdown = shutdown.clone();
-                tokio::spawn(
-                    async move { connection::serve(&gateway, tcp, client, shutdown).await },
-                );
+                tokio::spawn(async move {
+                    connection::serve(&door.gateway, tcp, peer, door.front, shutdown).await;
+                    drop(admitted);
+                });
             }
             Err(e) => {
                 log::warn!("accept failed: {e}");

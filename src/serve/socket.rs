@@ -1,38 +1,152 @@
 //! A client's TCP connection as pingora-core sees it: a `Stream` whose writes
-//! are collected until a flush, so a response's header and a small body leave
-//! in one send, and which carries the client's address for the session.
+//! are collected until a flush (a response's header and a small body leave in
+//! one send), whose reads can be capped (a request header may not exceed its
+//! budget), and which carries the client's address for the session. The
+//! connection loop keeps a [`Client`] handle on the same socket, to wait for a
+//! request's first byte without holding a read buffer, and to close gently.
 
 use std::net::SocketAddr;
 use std::os::unix::io::AsRawFd;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
+use bytes::BufMut;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::l4::virt::{VirtualSockOpt, VirtualSocket, VirtualSocketStream};
 use pingora::protocols::{GetSocketDigest, SocketDigest, Stream};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Bytes of response collected before they are sent (or until pingora flushes
 /// at the end of the response): a typical response's header and body.
 const WRITE_BUFFER: usize = 4096;
+/// No read budget: the body phase, bounded by the route's own limit.
+const UNLIMITED: usize = usize::MAX;
+/// The error a capped read ends with once the budget is spent.
+pub(super) const BUDGET_SPENT: &str = "request header over its size limit";
 
-/// A TCP connection whose writes are collected until a flush. The buffer is
-/// allocated when a response starts and released once it is sent, so an idle
-/// connection holds none. Reads go straight to the socket (the HTTP session
-/// reads into buffers of its own).
+/// What the connection loop and the socket share.
+#[derive(Debug)]
+struct Shared {
+    tcp: TcpStream,
+    /// Bytes the socket may still hand to the HTTP session.
+    budget: AtomicUsize,
+}
+
+/// The connection loop's handle on a client socket.
+#[derive(Debug, Clone)]
+pub(super) struct Client(Arc<Shared>);
+
+impl Client {
+    /// Wraps an accepted connection from `client`: the loop's handle, and the
+    /// stream for pingora's HTTP session.
+    pub(super) fn accept(tcp: TcpStream, client: SocketAddr) -> (Self, Stream) {
+        let digest = SocketDigest::from_raw_fd(tcp.as_raw_fd());
+        let _ = digest.peer_addr.set(Some(client.into()));
+        let shared = Arc::new(Shared {
+            tcp,
+            budget: AtomicUsize::new(UNLIMITED),
+        });
+        let socket = Buffered {
+            shared: Arc::clone(&shared),
+            out: Vec::new(),
+            sent: 0,
+        };
+        let mut stream = L4Stream::from(VirtualSocketStream::new(Box::new(socket)));
+        stream.set_socket_digest(digest);
+        (Self(shared), Box::new(stream))
+    }
+
+    /// Waits until the client has sent something (or closed): checked with a
+    /// peek, since a fresh socket may report itself readable before it is.
+    pub(super) async fn sent_something(&self) -> std::io::Result<()> {
+        self.0.tcp.peek(&mut [0u8; 1]).await.map(drop)
+    }
+
+    /// Waits until the socket reports it is readable. Cheaper than
+    /// [`Self::sent_something`] (no system call), and exact after a request was
+    /// read on it: a read that emptied the socket cleared its readiness.
+    pub(super) async fn readable(&self) -> std::io::Result<()> {
+        self.0.tcp.readable().await
+    }
+
+    /// Whether the session has read nothing since reads were last capped.
+    pub(super) fn read_nothing_since_cap(&self, cap: usize) -> bool {
+        self.0.budget.load(Ordering::Relaxed) == cap
+    }
+
+    /// Lets the session read at most `bytes` more (a request header and what
+    /// arrived with it).
+    pub(super) fn cap_reads(&self, bytes: usize) {
+        self.0.budget.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Whether the session stopped reading because the cap was reached.
+    pub(super) fn reads_capped_out(&self) -> bool {
+        self.0.budget.load(Ordering::Relaxed) == 0
+    }
+
+    /// Lifts the cap (the body phase has limits of its own).
+    pub(super) fn uncap_reads(&self) {
+        self.0.budget.store(UNLIMITED, Ordering::Relaxed);
+    }
+
+    /// Closes gently after an answer given before the request was read whole:
+    /// the answer is on its way (FIN sent), and what the client still sends is
+    /// read and dropped for at most `time` or `bytes`, so the kernel does not
+    /// answer it with a reset that could destroy the answer before it is read.
+    pub(super) async fn linger(&self, time: Duration, bytes: usize) {
+        let tcp = &self.0.tcp;
+        let _ = socket2::SockRef::from(tcp).shutdown(std::net::Shutdown::Write);
+        let drain = async {
+            let mut left = bytes;
+            let mut sink = [0u8; 4096];
+            while left > 0 {
+                if tcp.readable().await.is_err() {
+                    return;
+                }
+                match tcp.try_read(&mut sink) {
+                    Ok(0) => return,
+                    Ok(n) => left = left.saturating_sub(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(time, drain).await;
+    }
+}
+
+/// The session's side of the socket: writes are collected until a flush (the
+/// buffer is allocated when a response starts and released once it is sent,
+/// so an idle connection holds none); reads go straight to the socket, within
+/// the read budget.
 #[derive(Debug)]
 struct Buffered {
-    tcp: TcpStream,
+    shared: Arc<Shared>,
     out: Vec<u8>,
     sent: usize,
 }
 
 impl Buffered {
+    /// Writes `buf` to the socket.
+    fn poll_write_socket(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        loop {
+            ready!(self.shared.tcp.poll_write_ready(cx))?;
+            match self.shared.tcp.try_write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
     /// Sends what is buffered, then releases the buffer.
     fn poll_send_buffered(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         while self.sent < self.out.len() {
-            match ready!(Pin::new(&mut self.tcp).poll_write(cx, &self.out[self.sent..])) {
+            match ready!(self.poll_write_socket(cx, &self.out[self.sent..])) {
                 Ok(0) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
                 Ok(n) => self.sent += n,
                 Err(e) => return Poll::Ready(Err(e)),
@@ -46,11 +160,49 @@ impl Buffered {
 
 impl AsyncRead for Buffered {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_read(cx, buf)
+        let shared = &self.shared;
+        let budget = shared.budget.load(Ordering::Relaxed);
+        if budget == 0 {
+            return Poll::Ready(Err(std::io::Error::other(BUDGET_SPENT)));
+        }
+        let want = budget.min(buf.remaining());
+        loop {
+            ready!(shared.tcp.poll_read_ready(cx))?;
+            let mut got = 0;
+            let read = shared.tcp.try_io(Interest::READABLE, || {
+                got = if want < buf.remaining() {
+                    shared
+                        .tcp
+                        .try_read_buf(&mut BufMut::limit(&mut *buf, want))?
+                } else {
+                    shared.tcp.try_read_buf(&mut *buf)?
+                };
+                // A short read emptied the socket: let the runtime forget its
+                // readiness (as tokio's own reads do), so that waiting for the
+                // next request waits for bytes that really arrive.
+                if got > 0 && got < want {
+                    Err(std::io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(got)
+                }
+            });
+            match read {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && got == 0 => {}
+                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                    return Poll::Ready(Err(e));
+                }
+                _ => {
+                    if budget != UNLIMITED {
+                        shared.budget.fetch_sub(got, Ordering::Relaxed);
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
     }
 }
 
@@ -65,7 +217,7 @@ impl AsyncWrite for Buffered {
             ready!(this.poll_send_buffered(cx))?;
         }
         if buf.len() >= WRITE_BUFFER {
-            return Pin::new(&mut this.tcp).poll_write(cx, buf);
+            return this.poll_write_socket(cx, buf);
         }
         if this.out.capacity() == 0 {
             this.out.reserve_exact(WRITE_BUFFER);
@@ -75,35 +227,45 @@ impl AsyncWrite for Buffered {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        ready!(self.poll_send_buffered(cx))?;
-        Pin::new(&mut self.tcp).poll_flush(cx)
+        self.poll_send_buffered(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         ready!(self.poll_send_buffered(cx))?;
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
+        Poll::Ready(socket2::SockRef::from(&self.shared.tcp).shutdown(std::net::Shutdown::Write))
     }
 }
 
 impl VirtualSocket for Buffered {
     fn set_socket_option(&self, opt: VirtualSockOpt) -> std::io::Result<()> {
         match opt {
-            VirtualSockOpt::NoDelay => self.tcp.set_nodelay(true),
+            VirtualSockOpt::NoDelay => self.shared.tcp.set_nodelay(true),
             _ => Ok(()),
         }
     }
 }
 
-/// Wraps an accepted connection from `client` for pingora's HTTP session.
-pub(super) fn client_stream(tcp: TcpStream, client: SocketAddr) -> Stream {
-    let digest = SocketDigest::from_raw_fd(tcp.as_raw_fd());
-    let _ = digest.peer_addr.set(Some(client.into()));
-    let socket = Buffered {
-        tcp,
-        out: Vec::new(),
-        sent: 0,
-    };
-    let mut stream = L4Stream::from(VirtualSocketStream::new(Box::new(socket)));
-    stream.set_socket_digest(digest);
-    Box::new(stream)
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_quiet_client_has_sent_nothing_until_it_sends() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (tcp, addr) = listener.accept().await.unwrap();
+        let (client, _stream) = Client::accept(tcp, addr);
+        let quiet = tokio::time::timeout(Duration::from_millis(200), client.sent_something()).await;
+        assert!(quiet.is_err(), "{quiet:?}");
+        peer.write_all(b"G").await.unwrap();
+        let sent = tokio::time::timeout(Duration::from_secs(2), client.sent_something()).await;
+        assert!(matches!(sent, Ok(Ok(()))), "{sent:?}");
+    }
 }

@@ -12,6 +12,9 @@ mod body;
 mod check;
 /// What the upstream receives and what the client gets back; 502/504.
 mod forwarding;
+/// Header deadlines, idle connections, connection and memory limits,
+/// pipelining, lingering close.
+mod front_door;
 /// Handshakes answered by the gateway.
 mod handshake;
 /// Admin endpoints, metrics, access log, reloads under load, graceful shutdown.
