@@ -20,6 +20,11 @@ use hookgate::verify::request::{SignedRequest, UrlParts};
 use hookgate::verify::sign::{Delivery, sign};
 use hookgate::verify::verify_any;
 
+// The gateway's allocator (see `src/main.rs`), so allocations cost here what
+// they cost in the gateway, for the descriptor and the hand-written verifier alike.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SECRET: &str = "bench-secret";
 const NOW: i64 = 1_700_000_000;
 const SIZES: [usize; 3] = [1024, 64 * 1024, 1024 * 1024];

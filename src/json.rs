@@ -8,6 +8,8 @@ use std::cell::OnceCell;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+mod scan;
+
 /// A parsed RFC 6901 JSON pointer such as `/data/challenge`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonPointer {
@@ -92,59 +94,54 @@ impl JsonPointer {
     }
 }
 
-/// An object's members in order, values unparsed. A short list searched in order
-/// is cheaper than a hash map for the handful of members a webhook has.
+/// An object's members in order, each value as its JSON text. A short list
+/// searched in order is cheaper than a hash map for the handful of members a
+/// webhook has.
 #[derive(Debug)]
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+struct Members<'a>(Vec<(Cow<'a, str>, &'a str)>);
 
-/// Reads an object's members, keeping only those named in `wanted` (all when
-/// `None`); the others are skipped without being validated or kept.
-struct MembersSeed<'w> {
-    wanted: Option<&'w [String]>,
-}
-
-impl<'de, 'w> serde::de::DeserializeSeed<'de> for MembersSeed<'w> {
-    type Value = Members<'de>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
+/// Reads a JSON document that must be one object, keeping the members named in
+/// `wanted` (all when `None`). It accepts what serde_json accepts: keys are
+/// decoded and must be UTF-8, kept values must be UTF-8, skipped values are
+/// checked for grammar only.
+fn members<'a>(text: &'a [u8], wanted: Option<&[String]>) -> Option<Members<'a>> {
+    let mut scan = scan::Scanner::new(text);
+    let mut members = Vec::with_capacity(wanted.map_or(8, <[String]>::len));
+    if !scan.eat(b'{') {
+        return None;
     }
-}
-
-impl<'de, 'w> serde::de::Visitor<'de> for MembersSeed<'w> {
-    type Value = Members<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::with_capacity(self.wanted.map_or(8, <[String]>::len));
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if self.wanted.is_none_or(|w| w.iter().any(|k| *k == key)) {
-                members.push((key, map.next_value::<&'de RawValue>()?));
+    if !scan.eat(b'}') {
+        loop {
+            let start = scan.peek().0;
+            let escaped = scan.string()?;
+            let quoted = scan.since(start);
+            let key = if escaped {
+                Cow::Owned(serde_json::from_slice::<String>(quoted).ok()?)
             } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
+                Cow::Borrowed(std::str::from_utf8(&quoted[1..quoted.len() - 1]).ok()?)
+            };
+            if !scan.eat(b':') {
+                return None;
+            }
+            let start = scan.peek().0;
+            scan.value()?;
+            if wanted.is_none_or(|w| w.iter().any(|k| *k == key)) {
+                members.push((key, std::str::from_utf8(scan.since(start)).ok()?));
+            }
+            if scan.eat(b'}') {
+                break;
+            }
+            if !scan.eat(b',') {
+                return None;
             }
         }
-        Ok(Members(members))
     }
-}
-
-fn members<'a>(text: &'a [u8], wanted: Option<&[String]>) -> Option<Members<'a>> {
-    use serde::de::DeserializeSeed as _;
-    let mut de = serde_json::Deserializer::from_slice(text);
-    let members = MembersSeed { wanted }.deserialize(&mut de).ok()?;
-    de.end().ok()?;
-    Some(members)
+    scan.at_end().then_some(Members(members))
 }
 
 impl<'a> Members<'a> {
     /// The last value of `key` (the one JSON parsers commonly keep).
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
+    fn get(&self, key: &str) -> Option<&'a str> {
         self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 }
@@ -172,9 +169,9 @@ impl<'a> JsonBody<'a> {
         }
     }
 
-    /// Like [`JsonBody::new`], parsing only the top-level members named in `wanted`
-    /// unless another is asked for. Skipped members are not validated, which
-    /// saves the work on large fields a scheme never reads.
+    /// Like [`JsonBody::new`], keeping only the top-level members named in
+    /// `wanted` unless another is asked for. Skipped members are only checked
+    /// for JSON grammar, which saves the work on large fields a scheme never reads.
     pub fn with_wanted(bytes: &'a [u8], wanted: &'a [String]) -> Self {
         Self {
             wanted: Some(wanted),
@@ -194,9 +191,9 @@ impl<'a> JsonBody<'a> {
         }
     }
 
-    fn raw_at(&self, pointer: &JsonPointer) -> Option<&'a RawValue> {
+    fn raw_at(&self, pointer: &JsonPointer) -> Option<&'a str> {
         let (first, rest) = pointer.segments.split_first()?;
-        let mut current: &'a RawValue = self.top(first)?.get(first)?;
+        let mut current = self.top(first)?.get(first)?;
         for segment in rest {
             current = child(current, segment)?;
         }
@@ -208,37 +205,35 @@ impl<'a> JsonBody<'a> {
         if pointer.segments.is_empty() {
             return serde_json::from_slice(self.bytes).ok();
         }
-        serde_json::from_str(self.raw_at(pointer)?.get()).ok()
+        serde_json::from_str(self.raw_at(pointer)?).ok()
     }
 
     /// The field at `pointer` as text: a JSON string's contents, or a number as
     /// written. Borrowed from the body when the string has no escapes.
     pub fn text_at(&self, pointer: &JsonPointer) -> Option<Cow<'a, str>> {
-        let raw = if pointer.segments.is_empty() {
-            serde_json::from_slice::<&RawValue>(self.bytes).ok()?
+        let text = if pointer.segments.is_empty() {
+            serde_json::from_slice::<&RawValue>(self.bytes).ok()?.get()
         } else {
             self.raw_at(pointer)?
         };
-        let text = raw.get();
         match text.as_bytes().first()? {
-            b'"' => match serde_json::from_str::<&'a str>(text) {
-                Ok(plain) => Some(Cow::Borrowed(plain)),
-                Err(_) => serde_json::from_str::<String>(text).ok().map(Cow::Owned),
-            },
+            // A valid JSON string holds a backslash only in an escape.
+            b'"' if !text.contains('\\') => Some(Cow::Borrowed(&text[1..text.len() - 1])),
+            b'"' => serde_json::from_str::<String>(text).ok().map(Cow::Owned),
             b'-' | b'0'..=b'9' => Some(Cow::Borrowed(text)),
             _ => None,
         }
     }
 }
 
-fn child<'a>(raw: &'a RawValue, segment: &str) -> Option<&'a RawValue> {
-    let text = raw.get();
+/// The member or element `segment` of the JSON value `text`.
+fn child<'a>(text: &'a str, segment: &str) -> Option<&'a str> {
     match text.as_bytes().first()? {
         b'{' => members(text.as_bytes(), None)?.get(segment),
         b'[' => {
             let index: usize = segment.parse().ok()?;
             let items: Vec<&'a RawValue> = serde_json::from_str(text).ok()?;
-            items.get(index).copied()
+            items.get(index).map(|item| item.get())
         }
         _ => None,
     }
@@ -330,5 +325,93 @@ mod tests {
     fn pointer_must_start_with_slash() {
         assert!(JsonPointer::parse("id").is_err());
         assert_eq!(ptr("/x").as_str(), "/x");
+    }
+
+    /// What `members` must agree with: serde_json reading the object, kept
+    /// values as `RawValue` and skipped ones as `IgnoredAny`.
+    fn serde_members(text: &[u8], wanted: Option<&[String]>) -> Option<Vec<(String, String)>> {
+        struct Reference<'w>(Option<&'w [String]>);
+        impl<'de> serde::de::Visitor<'de> for Reference<'_> {
+            type Value = Vec<(String, String)>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if self.0.is_none_or(|w| w.contains(&key)) {
+                        let raw = map.next_value::<&'de RawValue>()?;
+                        out.push((key, raw.get().to_owned()));
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(out)
+            }
+        }
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let out = serde::Deserializer::deserialize_map(&mut de, Reference(wanted)).ok()?;
+        de.end().ok()?;
+        Some(out)
+    }
+
+    fn ours(text: &[u8], wanted: Option<&[String]>) -> Option<Vec<(String, String)>> {
+        let Members(members) = members(text, wanted)?;
+        let owned = members.into_iter();
+        Some(owned.map(|(k, v)| (k.into_owned(), v.to_owned())).collect())
+    }
+
+    #[test]
+    fn members_accept_exactly_what_serde_json_accepts() {
+        let deep = format!(r#"{{"pad":{}{}}}"#, "[".repeat(1000), "]".repeat(1000));
+        let long = format!(
+            r#"{{"id":"{}","pad":"{}\n{}"}}"#,
+            "a".repeat(70),
+            "x".repeat(130),
+            "y".repeat(64)
+        );
+        let seeds: Vec<&[u8]> = vec![
+            br#"{"id":"evt_1","type":"t","createdAt":"2023-11-14T22:13:20Z","pad":"xx"}"#,
+            br#"{"a":[1,-2.5e+3,true,false,null,{"b":[]},{}],"id":"\u00e9\n\"x\\\/\b\f\r\t","n":-0}"#,
+            b"{ \"id\" : 0.5E-2 ,\t\"x\\u0069d\" : [ [ ] , { \"k\" : \"v\" } ]\r\n}",
+            b"{\"pad\":\"\xff\xfe\",\"id\":\"\xc3\xa9\"}",
+            br#"{"\ud800":1,"id":"\udc00","pad":"\ud83d\ude00"}"#,
+            deep.as_bytes(),
+            long.as_bytes(),
+        ];
+        let mutations = b"\"\\{}[],: 01-.eEu+a\n\x01\x1f\x7f\xff\xc3";
+        let wanted = [
+            None,
+            Some(vec!["id".to_owned()]),
+            Some(vec!["id".to_owned(), "pad".to_owned(), "type".to_owned()]),
+        ];
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for seed in &seeds {
+            cases.push(seed.to_vec());
+            for at in 0..seed.len().min(120) {
+                let mut cut = seed.to_vec();
+                cut.remove(at);
+                cases.push(cut);
+                for &b in mutations {
+                    let mut changed = seed.to_vec();
+                    changed[at] = b;
+                    cases.push(changed);
+                }
+            }
+            cases.push(seed[..seed.len() - 1].to_vec());
+        }
+        for case in &cases {
+            for w in &wanted {
+                assert_eq!(
+                    ours(case, w.as_deref()),
+                    serde_members(case, w.as_deref()),
+                    "{:?} wanting {w:?}",
+                    String::from_utf8_lossy(case)
+                );
+            }
+        }
     }
 }

@@ -77,6 +77,39 @@ pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
     BASE64.decode(text).ok()
 }
 
+/// Each byte's value as a hex digit of either case; 0xff for other bytes.
+const HEX_DIGITS: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[b"0123456789abcdef"[i] as usize] = i as u8;
+        table[b"0123456789ABCDEF"[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Decodes hex of either case. Every pair is decoded and the digits are
+/// checked once at the end: a loop without exits, unlike `hex::decode`'s.
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    let pairs = text.as_bytes().chunks_exact(2);
+    if !pairs.remainder().is_empty() {
+        return None;
+    }
+    let mut digits = 0;
+    let bytes = pairs
+        .map(|pair| {
+            let (high, low) = (
+                HEX_DIGITS[usize::from(pair[0])],
+                HEX_DIGITS[usize::from(pair[1])],
+            );
+            digits |= high | low;
+            high << 4 | low
+        })
+        .collect();
+    (digits <= 0x0f).then_some(bytes)
+}
+
 impl Encoding {
     /// Parses the descriptor spelling.
     pub fn parse(name: &str) -> Option<Self> {
@@ -92,7 +125,7 @@ impl Encoding {
     /// Decodes one signature; `None` when it is not valid in this encoding.
     pub fn decode(self, text: &str) -> Option<Vec<u8>> {
         match self {
-            Self::Hex => hex::decode(text).ok(),
+            Self::Hex => decode_hex(text),
             Self::Base64 => BASE64.decode(text).ok(),
             Self::Base64Url => BASE64URL.decode(text).ok(),
             Self::Text => Some(text.as_bytes().to_vec()),
@@ -353,6 +386,21 @@ mod tests {
         assert_eq!(Encoding::Base64.decode("+/8="), Some(vec![0xfb, 0xff]));
         assert_eq!(Encoding::Text.decode("tok"), Some(b"tok".to_vec()));
         assert_eq!(Encoding::Hex.decode("zz"), None);
+    }
+
+    #[test]
+    fn hex_decodes_like_the_hex_crate() {
+        let ascii = (0u8..128).map(char::from);
+        for (a, b) in ascii
+            .clone()
+            .flat_map(|a| ascii.clone().map(move |b| (a, b)))
+        {
+            let text = format!("0a{a}{b}F9");
+            assert_eq!(decode_hex(&text), hex::decode(&text).ok(), "{text:?}");
+        }
+        for text in ["", "a", "abc", "0A1b2C3d", "é0", "0g"] {
+            assert_eq!(decode_hex(text), hex::decode(text).ok(), "{text:?}");
+        }
     }
 
     #[test]
