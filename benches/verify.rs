@@ -23,7 +23,7 @@ use hookgate::verify::verify_any;
 // The gateway's allocator (see `src/main.rs`), so allocations cost here what
 // they cost in the gateway, for the descriptor and the hand-written verifier alike.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const SECRET: &str = "bench-secret";
 const NOW: i64 = 1_700_000_000;
