@@ -2,21 +2,26 @@
 //! thread, each with its own single-threaded runtime, its own accept loop on
 //! the shared listening sockets and its own upstream connection pool, so a
 //! client connection, its upstream connection and every wake-up between them
-//! stay on one thread (as nginx workers do). Each connection is served with
+//! stay on one thread (as nginx workers do). A worker that accepts a
+//! connection while another serves fewer hands the socket over, so a burst of
+//! connections spreads over every worker. Each connection is served with
 //! pingora-core's HTTP/1 session by [`connection`].
 
 mod connection;
 mod socket;
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use tokio::sync::mpsc;
 
 use crate::forward::pool;
+use crate::limits::ConnectionGuard;
 use crate::proxy::Gateway;
 use crate::record::Observers;
 use crate::runtime::{FrontDoor, ServerSettings};
@@ -32,17 +37,47 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub struct Listener {
     sockets: Mutex<Vec<TcpListener>>,
-    threads: usize,
+    inboxes: Mutex<Vec<Inbox>>,
     door: Arc<Door>,
 }
 
-/// What every worker shares: the exchange logic, the front door's limits, and
-/// where refused connections are counted.
+/// A connection one worker accepted and hands to a less busy one.
+type Handoff = (std::net::TcpStream, SocketAddr, ConnectionGuard);
+type Inbox = mpsc::UnboundedReceiver<Handoff>;
+
+/// What every worker shares: the exchange logic, the front door's limits,
+/// where refused connections are counted, and each worker's load.
 #[derive(Debug)]
 struct Door {
     gateway: Arc<Gateway>,
     front: FrontDoor,
     observers: Observers,
+    workers: Vec<Worker>,
+}
+
+/// A worker as the others see it: how many connections it serves, and where
+/// to hand it one.
+#[derive(Debug)]
+struct Worker {
+    open: AtomicUsize,
+    handoff: mpsc::UnboundedSender<Handoff>,
+}
+
+impl Door {
+    /// The worker with the fewest connections (`me` on a tie), counted as
+    /// serving one more. All workers accept on the same sockets, and one that
+    /// wakes first could otherwise take a whole burst of connections.
+    fn least_loaded(&self, me: usize) -> usize {
+        let load = |i: usize| self.workers[i].open.load(Ordering::Relaxed);
+        let mut best = me;
+        for i in 0..self.workers.len() {
+            if load(i) < load(best) {
+                best = i;
+            }
+        }
+        self.workers[best].open.fetch_add(1, Ordering::Relaxed);
+        best
+    }
 }
 
 impl Listener {
@@ -58,13 +93,24 @@ impl Listener {
             .iter()
             .map(|addr| bind(*addr).map_err(|e| format!("cannot listen on {addr}: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
+        let (workers, inboxes) = (0..settings.threads.max(1))
+            .map(|_| {
+                let (handoff, inbox) = mpsc::unbounded_channel();
+                let worker = Worker {
+                    open: AtomicUsize::new(0),
+                    handoff,
+                };
+                (worker, inbox)
+            })
+            .unzip();
         Ok(Self {
             sockets: Mutex::new(sockets),
-            threads: settings.threads.max(1),
+            inboxes: Mutex::new(inboxes),
             door: Arc::new(Door {
                 gateway,
                 front: settings.front,
                 observers,
+                workers,
             }),
         })
     }
@@ -86,7 +132,8 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 impl BackgroundService for Listener {
     async fn start(&self, shutdown: ShutdownWatch) {
         let sockets = std::mem::take(&mut *self.sockets.lock().unwrap_or_else(|e| e.into_inner()));
-        for index in 0..self.threads {
+        let inboxes = std::mem::take(&mut *self.inboxes.lock().unwrap_or_else(|e| e.into_inner()));
+        for (index, inbox) in inboxes.into_iter().enumerate() {
             let clones: std::io::Result<Vec<TcpListener>> =
                 sockets.iter().map(TcpListener::try_clone).collect();
             let clones = match clones {
@@ -100,7 +147,7 @@ impl BackgroundService for Listener {
             let shutdown = shutdown.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("hookgate-worker-{index}"))
-                .spawn(move || worker(&door, clones, &shutdown));
+                .spawn(move || worker(&door, index, clones, inbox, &shutdown));
             if let Err(e) = spawned {
                 log::error!("cannot start worker {index}: {e}");
             }
@@ -109,9 +156,16 @@ impl BackgroundService for Listener {
 }
 
 /// One worker: a single-threaded runtime running an accept loop per listening
-/// socket and every connection those accept. After a shutdown has begun it keeps
-/// running the connections in flight; the process exit ends it.
-fn worker(door: &Arc<Door>, sockets: Vec<TcpListener>, shutdown: &ShutdownWatch) {
+/// socket, the connections handed to it, and every connection it serves.
+/// After a shutdown has begun it keeps running the connections in flight; the
+/// process exit ends it.
+fn worker(
+    door: &Arc<Door>,
+    index: usize,
+    sockets: Vec<TcpListener>,
+    mut inbox: Inbox,
+    shutdown: &ShutdownWatch,
+) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -123,43 +177,94 @@ fn worker(door: &Arc<Door>, sockets: Vec<TcpListener>, shutdown: &ShutdownWatch)
         for socket in sockets {
             match tokio::net::TcpListener::from_std(socket) {
                 Ok(listener) => {
-                    tokio::spawn(accept(listener, Arc::clone(door), shutdown.clone()));
+                    tokio::spawn(accept(listener, Arc::clone(door), index, shutdown.clone()));
                 }
                 Err(e) => log::error!("a worker cannot accept connections: {e}"),
             }
         }
+        let handed = {
+            let door = Arc::clone(door);
+            let shutdown = shutdown.clone();
+            async move {
+                while let Some((tcp, peer, admitted)) = inbox.recv().await {
+                    match tokio::net::TcpStream::from_std(tcp) {
+                        Ok(tcp) => serve(&door, index, tcp, peer, admitted, shutdown.clone()),
+                        Err(e) => {
+                            log::warn!("worker {index} cannot take a connection from {peer}: {e}");
+                            door.workers[index].open.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        };
+        tokio::spawn(handed);
         pool::sweep_forever().await;
     });
 }
 
-/// Accepts connections until the shutdown begins, serving each on this thread.
-/// Past `max_connections`, a new connection is closed at once and counted; the
-/// open ones keep being served.
-async fn accept(listener: tokio::net::TcpListener, door: Arc<Door>, mut shutdown: ShutdownWatch) {
+/// Serves a connection on this worker (`index`), counted in its load.
+fn serve(
+    door: &Arc<Door>,
+    index: usize,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    admitted: ConnectionGuard,
+    shutdown: ShutdownWatch,
+) {
+    let door = Arc::clone(door);
+    tokio::spawn(async move {
+        connection::serve(&door.gateway, tcp, peer, door.front, shutdown).await;
+        door.workers[index].open.fetch_sub(1, Ordering::Relaxed);
+        drop(admitted);
+    });
+}
+
+/// Accepts connections until the shutdown begins, serving each on the least
+/// busy worker: this one, or another it hands the socket to. Past
+/// `max_connections`, a new connection is closed at once and counted; the open
+/// ones keep being served.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    door: Arc<Door>,
+    index: usize,
+    mut shutdown: ShutdownWatch,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|stopping| *stopping) => return,
         };
-        match accepted {
-            Ok((tcp, peer)) => {
-                let Some(admitted) = door.observers.limits.admit_connection() else {
-                    drop(tcp);
-                    door.observers.metrics.connection_refused();
-                    log::debug!("refused a connection from {peer}: max_connections open");
-                    continue;
-                };
-                let door = Arc::clone(&door);
-                let shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    connection::serve(&door.gateway, tcp, peer, door.front, shutdown).await;
-                    drop(admitted);
-                });
-            }
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 log::warn!("accept failed: {e}");
                 tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
             }
+        };
+        let Some(admitted) = door.observers.limits.admit_connection() else {
+            drop(tcp);
+            door.observers.metrics.connection_refused();
+            log::debug!("refused a connection from {peer}: max_connections open");
+            continue;
+        };
+        let target = door.least_loaded(index);
+        if target == index {
+            serve(&door, index, tcp, peer, admitted, shutdown.clone());
+            continue;
+        }
+        // Handed over as a plain socket: the other worker's runtime watches it.
+        let handed = tcp
+            .into_std()
+            .map_err(|e| log::warn!("cannot hand over a connection from {peer}: {e}"))
+            .and_then(|tcp| {
+                door.workers[target]
+                    .handoff
+                    .send((tcp, peer, admitted))
+                    .map_err(|_| log::warn!("worker {target} is gone; dropping {peer}"))
+            });
+        if handed.is_err() {
+            door.workers[target].open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
