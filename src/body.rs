@@ -48,7 +48,9 @@ pub async fn read_bounded(
     deadline: Duration,
     reservation: &mut BodyReservation,
 ) -> Result<Bytes, BodyError> {
-    session.set_read_timeout(Some(deadline));
+    // The deadline below bounds the whole body; pingora's per-read timer is
+    // not needed on top of it.
+    session.set_read_timeout(None);
     // Reserve what the client announced only up to a cap: an announced length is
     // a claim, and memory follows the bytes that actually arrive.
     let capacity = content_length(session).map_or(0, |n| {

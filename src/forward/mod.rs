@@ -148,9 +148,10 @@ async fn send(mut stream: Stream, request: &[u8], timeout: Duration) -> pingora:
     let write = |e| Error::because(ErrorType::WriteError, "sending the request", e);
     stream.write_all(request).await.map_err(write)?;
     stream.flush().await.map_err(write)?;
+    // The caller's deadline bounds the wait for the header (a runtime-local
+    // timer); pingora's own per-read timer, shared by every thread, bounds
+    // each read of the body after it.
     let mut up = Upstream::new(stream);
-    up.read_timeout = Some(timeout);
-    up.write_timeout = Some(timeout);
     up.read_response().await?;
     while up
         .resp_header()
@@ -158,6 +159,8 @@ async fn send(mut stream: Stream, request: &[u8], timeout: Duration) -> pingora:
     {
         up.read_response().await?;
     }
+    up.read_timeout = Some(timeout);
+    up.write_timeout = Some(timeout);
     Ok(up)
 }
 
