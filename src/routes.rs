@@ -210,10 +210,21 @@ fn strip_port(host: &str) -> &str {
 /// Whether `path` has a `.` or `..` segment (also percent-encoded). No provider
 /// sends one, and forwarding one could escape the upstream's path prefix.
 pub fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|segment| {
-        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-        decoded == "." || decoded == ".."
-    })
+    path.split('/').any(is_dot_segment)
+}
+
+/// Whether `segment` is one or two dots, each written `.` or `%2e` (any case).
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', after @ ..] | [b'%', b'2', b'e' | b'E', after @ ..] => after,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    dots == 1 || dots == 2
 }
 
 #[cfg(test)]

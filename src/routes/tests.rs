@@ -137,7 +137,17 @@ fn dot_segments_are_detected_also_encoded() {
     ] {
         assert!(has_dot_segment(bad), "{bad}");
     }
-    for good in ["/a/b", "/a/.well-known", "/a/..b", "/"] {
+    for good in [
+        "/a/b",
+        "/a/.well-known",
+        "/a/..b",
+        "/",
+        "/a/...",
+        "/a/%2e%2e%2e",
+        "/a/%2",
+        "/a/%2f",
+        "/a/%252e",
+    ] {
         assert!(!has_dot_segment(good), "{good}");
     }
 }
