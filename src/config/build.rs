@@ -2,7 +2,7 @@
 //! problem (with its span) instead of stopping at the first. Secrets are resolved
 //! and upstream host names looked up here, once per load.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
 use std::path::Path;
@@ -108,6 +108,39 @@ pub fn build(file: &ConfigFile, source: &Path) -> (Option<RuntimeConfig>, Vec<Di
 /// the same address, or on any address when either is a wildcard.
 fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// What decides whether two routes overlap, as written: the host (trimmed,
+/// lower case), the path rule (none when the route has not exactly one) and the
+/// methods (upper case; `POST` when not listed).
+struct OverlapKey {
+    host: Option<String>,
+    path: Option<PathMatch>,
+    methods: Vec<String>,
+}
+
+impl OverlapKey {
+    fn new(r: &RouteSection) -> Self {
+        Self {
+            host: r
+                .host
+                .as_ref()
+                .map(|h| h.get_ref().trim().to_ascii_lowercase()),
+            path: match (&r.path, &r.path_prefix) {
+                (Some(p), None) => Some(PathMatch::Exact(p.get_ref().clone())),
+                (None, Some(p)) => Some(PathMatch::Prefix(p.get_ref().clone())),
+                _ => None,
+            },
+            methods: match &r.methods {
+                None => vec!["POST".to_owned()],
+                Some(list) => list
+                    .get_ref()
+                    .iter()
+                    .map(|m| m.get_ref().to_ascii_uppercase())
+                    .collect(),
+            },
+        }
+    }
 }
 
 /// A digest of a route: everything it does, its secrets included.
@@ -243,7 +276,7 @@ impl Builder<'_> {
     }
 
     fn route(&mut self, r: &RouteSection, defaults: &RouteDefaults) -> Option<Route> {
-        let before = self.error_count();
+        let before = self.mark();
         let name = r.name.get_ref();
         if name.is_empty()
             || !name
@@ -294,7 +327,7 @@ impl Builder<'_> {
         } else {
             Vec::new()
         };
-        if self.error_count() > before {
+        if self.errors_since(before) {
             return None;
         }
         Some(Route {
@@ -331,11 +364,17 @@ impl Builder<'_> {
         })
     }
 
-    pub(super) fn error_count(&self) -> usize {
-        self.diagnostics
+    /// A mark for [`Self::errors_since`]: how many problems there are so far.
+    pub(super) fn mark(&self) -> usize {
+        self.diagnostics.len()
+    }
+
+    /// Whether an error was reported after `mark` (counting from there, so a
+    /// check per route does not grow with the routes before it).
+    pub(super) fn errors_since(&self, mark: usize) -> bool {
+        self.diagnostics[mark..]
             .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
+            .any(|d| d.severity == Severity::Error)
     }
 
     /// A scheme builder reporting into this config's diagnostics.
@@ -575,52 +614,41 @@ impl Builder<'_> {
     }
 
     /// Two routes overlap when one request could match both: same host, same path
-    /// rule, a method in common.
+    /// rule, a method in common. A route is reported once, against the first
+    /// route before it that it overlaps, naming the first of its methods that
+    /// route has.
     fn check_overlaps(&mut self, routes: &[RouteSection]) {
-        let key = |r: &RouteSection| {
-            let host = r
-                .host
-                .as_ref()
-                .map(|h| h.get_ref().trim().to_ascii_lowercase());
-            let path = match (&r.path, &r.path_prefix) {
-                (Some(p), None) => Some(PathMatch::Exact(p.get_ref().clone())),
-                (None, Some(p)) => Some(PathMatch::Prefix(p.get_ref().clone())),
-                _ => None,
-            };
-            let methods: Vec<String> = match &r.methods {
-                None => vec!["POST".to_owned()],
-                Some(list) => list
-                    .get_ref()
-                    .iter()
-                    .map(|m| m.get_ref().to_ascii_uppercase())
-                    .collect(),
-            };
-            (host, path, methods)
-        };
-        for (j, later) in routes.iter().enumerate() {
-            let (host_j, path_j, methods_j) = key(later);
-            let Some(path_j) = path_j else { continue };
-            for earlier in &routes[..j] {
-                let (host_i, path_i, methods_i) = key(earlier);
-                let common = methods_j.iter().find(|m| methods_i.contains(m));
-                if host_i == host_j && path_i.as_ref() == Some(&path_j) {
-                    if let Some(method) = common {
-                        let at = later
-                            .path
-                            .as_ref()
-                            .or(later.path_prefix.as_ref())
-                            .map(Spanned::span);
-                        self.error(
-                            at,
-                            format!(
-                                "route `{}` overlaps route `{}`: same host, path and method {method}",
-                                later.name.get_ref(),
-                                earlier.name.get_ref()
-                            ),
-                        );
-                        break;
-                    }
-                }
+        let keys: Vec<OverlapKey> = routes.iter().map(OverlapKey::new).collect();
+        // Per host and path rule, per method: the first route with that method.
+        let mut first: HashMap<(Option<&str>, &PathMatch), HashMap<&str, usize>> = HashMap::new();
+        for (j, (later, key)) in routes.iter().zip(&keys).enumerate() {
+            let Some(path) = &key.path else { continue };
+            let seen = first.entry((key.host.as_deref(), path)).or_default();
+            // The first route before this one with any of its methods, and the first
+            // of its methods that route has (every one it has maps to it).
+            let earliest = key
+                .methods
+                .iter()
+                .filter_map(|m| Some((*seen.get(m.as_str())?, m)))
+                .min_by_key(|(i, _)| *i);
+            if let Some((i, method)) = earliest {
+                let at = later
+                    .path
+                    .as_ref()
+                    .or(later.path_prefix.as_ref())
+                    .map(Spanned::span);
+                self.error(
+                    at,
+                    format!(
+                        "route `{}` overlaps route `{}`: same host, path and method {}",
+                        later.name.get_ref(),
+                        routes[i].name.get_ref(),
+                        method,
+                    ),
+                );
+            }
+            for method in &key.methods {
+                seen.entry(method).or_insert(j);
             }
         }
     }

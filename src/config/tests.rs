@@ -153,6 +153,42 @@ fn overlapping_routes_are_refused_but_disjoint_methods_are_not() {
 }
 
 #[test]
+fn each_overlap_names_the_first_earlier_route_and_the_first_shared_method() {
+    let route = |name: &str, rule: &str| {
+        ROUTE
+            .replace("name = \"a\"", &format!("name = \"{name}\""))
+            .replace("path = \"/a\"", rule)
+    };
+    let text = [
+        route("a", "path = \"/a\""),
+        route("b", "path = \"/a\"\nmethods = [\"GET\"]"),
+        route("c", "path = \"/a\"\nmethods = [\"PUT\", \"get\", \"POST\"]"),
+        route("d", "path = \"/a\"\nmethods = [\"get\"]"),
+        route("e", "path_prefix = \"/a\""),
+        route("f", "path_prefix = \"/a\"\nhost = \"X.example\""),
+        route("g", "path_prefix = \"/a\"\nhost = \" x.example\""),
+        route("h", "path = \"/a\"\nhost = \"x.example\""),
+        route("i", "path_prefix = \"/a\"\nmethods = [\"PUT\"]"),
+        route("j", "path = \"/a\"\nmethods = []"),
+        route("k", "path = \"/a\"\nmethods = [\"PUT\"]"),
+    ]
+    .concat();
+    let e: Vec<String> = errors(&text)
+        .into_iter()
+        .filter(|e| e.contains("overlaps"))
+        .collect();
+    assert_eq!(
+        e,
+        [
+            "c.toml:21:8: route `c` overlaps route `a`: same host, path and method POST",
+            "c.toml:30:8: route `d` overlaps route `b`: same host, path and method GET",
+            "c.toml:56:15: route `g` overlaps route `f`: same host, path and method POST",
+            "c.toml:92:8: route `k` overlaps route `c`: same host, path and method PUT",
+        ]
+    );
+}
+
+#[test]
 fn path_rules_and_names_are_checked() {
     assert_eq!(
         errors(&ROUTE.replace("path = \"/a\"", "path = \"/a\"\npath_prefix = \"/a/\"")),

@@ -161,7 +161,7 @@ impl Builder<'_> {
     /// The generic `hmac` scheme: the verify table's keys turned into a scheme
     /// descriptor and built like any other.
     fn generic_scheme(&mut self, v: &VerifySection) -> Option<Arc<Scheme>> {
-        let before = self.error_count();
+        let before = self.mark();
         if v.header.is_none() {
             self.error(
                 span(&v.scheme),
@@ -243,7 +243,7 @@ impl Builder<'_> {
             handshake: None,
         };
         let scheme = self.scheme_builder().scheme(GENERIC, &file).map(Arc::new);
-        if self.error_count() > before {
+        if self.errors_since(before) {
             return None;
         }
         scheme
