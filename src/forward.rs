@@ -71,7 +71,7 @@ impl Forwarder {
         request: RequestHeader,
         body: Bytes,
     ) -> Result<u16, ForwardError> {
-        let peer = &upstream.peer;
+        let peer: &HttpPeer = &upstream.peer;
         let mut up = self.exchange(peer, timeout, &request, &body).await?;
         let status = relay(session, &mut up).await?;
         if up.response_done() {
@@ -138,9 +138,34 @@ impl Forwarder {
     }
 }
 
+/// CA certificates trusted instead of the system's (a private CA), parsed once
+/// and shared by every route that trusts them.
+#[derive(Debug, Clone)]
+pub struct TrustedCas(Arc<[WrappedX509]>);
+
+impl TrustedCas {
+    /// Parses DER certificates.
+    pub fn new(der: &[Vec<u8>]) -> Self {
+        Self(
+            der.iter()
+                .map(|der| WrappedX509::new(der.clone(), parse_x509))
+                .collect(),
+        )
+    }
+}
+
+/// A connection target, shared by the routes that go to the same upstream.
+pub type SharedPeer = Arc<HttpPeer>;
+
 /// Builds the connection target for an upstream: `sni` is its host name, `ca`
-/// the DER certificates to trust instead of the system's (for a private CA).
-pub fn peer(addr: SocketAddr, tls: bool, sni: &str, timeout: Duration, ca: &[Vec<u8>]) -> HttpPeer {
+/// the certificates to trust instead of the system's.
+pub fn peer(
+    addr: SocketAddr,
+    tls: bool,
+    sni: &str,
+    timeout: Duration,
+    ca: Option<&TrustedCas>,
+) -> SharedPeer {
     let mut peer = HttpPeer::new(addr, tls, sni.to_owned());
     let options = &mut peer.options;
     options.connection_timeout = Some(timeout);
@@ -148,14 +173,8 @@ pub fn peer(addr: SocketAddr, tls: bool, sni: &str, timeout: Duration, ca: &[Vec
     options.read_timeout = Some(timeout);
     options.write_timeout = Some(timeout);
     options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
-    if !ca.is_empty() {
-        let certs: Vec<WrappedX509> = ca
-            .iter()
-            .map(|der| WrappedX509::new(der.clone(), parse_x509))
-            .collect();
-        options.ca = Some(Arc::from(certs));
-    }
-    peer
+    options.ca = ca.map(|ca| Arc::clone(&ca.0));
+    Arc::new(peer)
 }
 
 fn is_timeout(e: &Error) -> bool {

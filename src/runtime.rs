@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, Method};
-use pingora::upstreams::peer::HttpPeer;
 
 use crate::access_log::Target as AccessLogTarget;
 use crate::config::secret::Secret;
+use crate::forward::SharedPeer;
 use crate::handshake::Handshake;
 use crate::routes::RouteTable;
 use crate::verify::Verifier;
@@ -60,8 +60,9 @@ pub enum PathMatch {
 /// never does DNS or parses certificates.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    /// The connection target: address, TLS and SNI, timeouts, trusted CAs.
-    pub peer: HttpPeer,
+    /// The connection target: address, TLS and SNI, timeouts, trusted CAs
+    /// (shared by the routes with the same upstream).
+    pub peer: SharedPeer,
     /// Resolved address.
     pub addr: SocketAddr,
     /// Whether to speak TLS.

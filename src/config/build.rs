@@ -2,10 +2,12 @@
 //! problem (with its span) instead of stopping at the first. Secrets are resolved
 //! and upstream host names looked up here, once per load.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::Hash;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +19,9 @@ use rustls_pki_types::pem::PemObject;
 
 use super::diagnostics::{Diagnostic, Severity};
 use super::file::{ConfigFile, RouteSection, ServerSection};
-use super::secret::SecretRef;
+use super::secret::{Secret, SecretRef};
 use crate::access_log::Target as AccessLogTarget;
-use crate::forward;
+use crate::forward::{self, SharedPeer, TrustedCas};
 use crate::handshake::Handshake;
 use crate::routes::RouteTable;
 use crate::runtime::{PathMatch, Route, RuntimeConfig, ServerSettings, Upstream};
@@ -38,6 +40,10 @@ pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 /// Default `upstream_timeout_ms`.
 pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 10_000;
 
+/// What an upstream's connection target is made of: address, TLS, host name
+/// (SNI), timeout and CA file.
+type PeerKey = (SocketAddr, bool, String, Duration, Option<PathBuf>);
+
 /// Route-level defaults taken from `[server]`.
 struct RouteDefaults {
     max_body_bytes: u64,
@@ -51,6 +57,14 @@ pub(super) struct Builder<'a> {
     pub(super) diagnostics: Vec<Diagnostic>,
     /// Schemes the config defines under `[schemes.NAME]`.
     pub(super) schemes: BTreeMap<String, Arc<Scheme>>,
+    /// Upstream host → its address (port 0), or the problem: resolved once per load.
+    addresses: HashMap<String, Result<SocketAddr, String>>,
+    /// `upstream_ca_file` → its certificates, or the problem: read once per load.
+    ca_files: HashMap<PathBuf, Result<TrustedCas, String>>,
+    /// Connection targets, one per distinct upstream, shared by its routes.
+    peers: HashMap<PeerKey, SharedPeer>,
+    /// `env:`/`file:` reference → the secret, or the problem: read once per load.
+    pub(super) secrets: HashMap<String, Result<Secret, String>>,
 }
 
 /// Builds the runtime config from a parsed file. Returns it only when there is no
@@ -61,6 +75,10 @@ pub fn build(file: &ConfigFile, source: &Path) -> (Option<RuntimeConfig>, Vec<Di
         base_dir,
         diagnostics: Vec::new(),
         schemes: BTreeMap::new(),
+        addresses: HashMap::new(),
+        ca_files: HashMap::new(),
+        peers: HashMap::new(),
+        secrets: HashMap::new(),
     };
     b.user_schemes(&file.schemes);
     let server = b.server(&file.server);
@@ -177,6 +195,50 @@ fn json_members(verifiers: &[Verifier], handshakes: &[Handshake]) -> Vec<String>
 
 pub(super) fn span<T>(s: &Spanned<T>) -> Option<Range<usize>> {
     Some(s.span())
+}
+
+/// `cache[key]`, made by `make` the first time it is asked for.
+pub(super) fn cached<K, Q, V>(cache: &mut HashMap<K, V>, key: &Q, make: impl FnOnce(&Q) -> V) -> V
+where
+    K: Borrow<Q> + Hash + Eq,
+    Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+    V: Clone,
+{
+    if let Some(value) = cache.get(key) {
+        return value.clone();
+    }
+    let value = make(key);
+    cache.insert(key.to_owned(), value.clone());
+    value
+}
+
+/// The first address of `host`, with port 0 (the port does not change what a
+/// name resolves to).
+fn resolve(host: &str) -> Result<SocketAddr, String> {
+    match (host, 0).to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(addr)) => Ok(addr),
+        Ok(None) => Err(format!("upstream host `{host}` has no address")),
+        Err(e) => Err(format!("cannot resolve upstream host `{host}`: {e}")),
+    }
+}
+
+/// Reads a PEM file of CA certificates, each checked to be a parseable X.509
+/// certificate (the TLS stack would otherwise fail on it at connect time).
+fn read_ca_file(path: &Path) -> Result<TrustedCas, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        match cert {
+            Ok(der) if x509_parser::parse_x509_certificate(&der).is_ok() => {
+                certs.push(der.to_vec());
+            }
+            _ => return Err(format!("`{}` holds an invalid certificate", path.display())),
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!("`{}` holds no PEM certificate", path.display()));
+    }
+    Ok(TrustedCas::new(&certs))
 }
 
 impl Builder<'_> {
@@ -502,20 +564,13 @@ impl Builder<'_> {
             .trim_end_matches(']')
             .to_owned();
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let addr = match (host.as_str(), port)
-            .to_socket_addrs()
-            .map(|mut a| a.next())
-        {
-            Ok(Some(addr)) => addr,
-            Ok(None) => {
-                self.error(span(text), format!("upstream host `{host}` has no address"));
-                return None;
+        let addr = match cached(&mut self.addresses, host.as_str(), resolve) {
+            Ok(mut addr) => {
+                addr.set_port(port);
+                addr
             }
-            Err(e) => {
-                self.error(
-                    span(text),
-                    format!("cannot resolve upstream host `{host}`: {e}"),
-                );
+            Err(message) => {
+                self.error(span(text), message);
                 return None;
             }
         };
@@ -530,57 +585,35 @@ impl Builder<'_> {
             .map(|pq| pq.path().to_owned());
         let query = uri.query().filter(|q| !q.is_empty()).map(str::to_owned);
         let ca = match ca_file {
-            None => Vec::new(),
+            None => None,
             Some(file) if !tls => {
                 self.error(span(file), "`upstream_ca_file` needs an https:// upstream");
                 return None;
             }
-            Some(file) => self.ca_certificates(file)?,
+            Some(file) => {
+                let path = self.base_dir.join(file.get_ref());
+                match cached(&mut self.ca_files, path.as_path(), read_ca_file) {
+                    Ok(ca) => Some((path, ca)),
+                    Err(message) => {
+                        self.error(span(file), message);
+                        return None;
+                    }
+                }
+            }
         };
+        let (ca_path, ca) = ca.unzip();
+        let peer = self
+            .peers
+            .entry((addr, tls, host.clone(), timeout, ca_path))
+            .or_insert_with(|| forward::peer(addr, tls, &host, timeout, ca.as_ref()));
         Some(Upstream {
-            peer: forward::peer(addr, tls, &host, timeout, &ca),
+            peer: Arc::clone(peer),
             addr,
             tls,
             authority: authority.as_str().to_owned(),
             path,
             query,
         })
-    }
-
-    /// Reads a PEM file of CA certificates, each checked to be a parseable X.509
-    /// certificate (the TLS stack would otherwise fail on it at connect time).
-    fn ca_certificates(&mut self, file: &Spanned<String>) -> Option<Vec<Vec<u8>>> {
-        let path = self.base_dir.join(file.get_ref());
-        let pem = match std::fs::read(&path) {
-            Ok(pem) => pem,
-            Err(e) => {
-                self.error(span(file), format!("cannot read `{}`: {e}", path.display()));
-                return None;
-            }
-        };
-        let mut certs = Vec::new();
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            match cert {
-                Ok(der) if x509_parser::parse_x509_certificate(&der).is_ok() => {
-                    certs.push(der.to_vec());
-                }
-                _ => {
-                    self.error(
-                        span(file),
-                        format!("`{}` holds an invalid certificate", path.display()),
-                    );
-                    return None;
-                }
-            }
-        }
-        if certs.is_empty() {
-            self.error(
-                span(file),
-                format!("`{}` holds no PEM certificate", path.display()),
-            );
-            return None;
-        }
-        Some(certs)
     }
 
     fn public_url(&mut self, text: &Spanned<String>) -> Option<String> {

@@ -2,8 +2,10 @@
 //! diagnostic, pinned to its `PATH:LINE:COL`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::{load, load_str};
+use crate::forward::SharedPeer;
 use crate::runtime::PathMatch;
 
 const ROUTE: &str = r#"
@@ -15,6 +17,13 @@ upstream = "http://127.0.0.1:3000/in"
 scheme = "rye"
 secrets = ["s"]
 "#;
+
+/// [`ROUTE`] named `name`, on path `/NAME`, with `extra` lines after its name.
+fn named(name: &str, extra: &str) -> String {
+    ROUTE
+        .replace("name = \"a\"", &format!("name = \"{name}\"\n{extra}"))
+        .replace("\"/a\"", &format!("\"/{name}\""))
+}
 
 fn errors(text: &str) -> Vec<String> {
     match load_str(Path::new("c.toml"), text) {
@@ -296,6 +305,39 @@ fn unresolvable_upstream_host_is_an_error() {
         e[0].starts_with("c.toml:5:12: cannot resolve upstream host `no-such-host.invalid`"),
         "{e:?}"
     );
+}
+
+#[test]
+fn routes_to_one_upstream_share_its_peer_and_each_reports_a_bad_host() {
+    let route = |name: &str, upstream: &str, extra: &str| {
+        named(name, extra).replace("http://127.0.0.1:3000/in", upstream)
+    };
+    let text = [
+        route("a", "http://localhost:3000/x", ""),
+        route("b", "http://localhost:3000/y", ""),
+        route("c", "http://localhost:3001/x", ""),
+        route("d", "http://localhost:3000/x", "upstream_timeout_ms = 5"),
+    ]
+    .concat();
+    let c = load_str(Path::new("c.toml"), &text).unwrap().config;
+    let peers: Vec<&SharedPeer> = c.routes.iter().map(|r| &r.upstream.peer).collect();
+    let ports: Vec<u16> = c.routes.iter().map(|r| r.upstream.addr.port()).collect();
+    assert_eq!(ports, [3000, 3000, 3001, 3000]);
+    assert!(Arc::ptr_eq(peers[0], peers[1]), "same upstream");
+    assert!(!Arc::ptr_eq(peers[0], peers[2]), "another port");
+    assert!(!Arc::ptr_eq(peers[0], peers[3]), "another timeout");
+
+    let bad = [
+        route("a", "http://no-such-host.invalid:1/x", ""),
+        route("b", "http://no-such-host.invalid:2/y", ""),
+    ]
+    .concat();
+    let e = errors(&bad);
+    assert_eq!(e.len(), 2, "{e:?}");
+    for (error, line) in e.iter().zip([6, 15]) {
+        let want = format!("c.toml:{line}:12: cannot resolve upstream host `no-such-host.invalid`");
+        assert!(error.starts_with(&want), "{e:?}");
+    }
 }
 
 #[test]

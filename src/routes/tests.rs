@@ -163,7 +163,7 @@ fn built(name: &str, host: Option<&str>, path: PathMatch, methods: &[Method]) ->
         path,
         methods: methods.to_vec(),
         upstream: Upstream {
-            peer: crate::forward::peer(addr, false, "", Duration::from_secs(1), &[]),
+            peer: crate::forward::peer(addr, false, "", Duration::from_secs(1), None),
             addr,
             tls: false,
             authority: addr.to_string(),
