@@ -4,6 +4,7 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::{self, Write as _};
 use std::hash::Hash;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, Method, Uri};
+use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use rustls_pki_types::CertificateDer;
@@ -20,6 +22,7 @@ use rustls_pki_types::pem::PemObject;
 use super::diagnostics::{Diagnostic, Severity};
 use super::file::{ConfigFile, RouteSection, ServerSection};
 use super::secret::{Secret, SecretRef};
+use super::verifiers::GENERIC;
 use crate::access_log::Target as AccessLogTarget;
 use crate::forward::{self, SharedPeer, TrustedCas};
 use crate::handshake::Handshake;
@@ -63,6 +66,11 @@ pub(super) struct Builder<'a> {
     ca_files: HashMap<PathBuf, Result<TrustedCas, String>>,
     /// Connection targets, one per distinct upstream, shared by its routes.
     peers: HashMap<PeerKey, SharedPeer>,
+    /// The digest of each of `peers` (which holds them, so their addresses
+    /// stay theirs), by address.
+    peer_digests: HashMap<usize, [u8; 32]>,
+    /// The digest of each named scheme (built-in or `[schemes.NAME]`).
+    scheme_digests: HashMap<String, [u8; 32]>,
     /// `env:`/`file:` reference → the secret, or the problem: read once per load.
     pub(super) secrets: HashMap<String, Result<Secret, String>>,
 }
@@ -78,6 +86,8 @@ pub fn build(file: &ConfigFile, source: &Path) -> (Option<RuntimeConfig>, Vec<Di
         addresses: HashMap::new(),
         ca_files: HashMap::new(),
         peers: HashMap::new(),
+        peer_digests: HashMap::new(),
+        scheme_digests: HashMap::new(),
         secrets: HashMap::new(),
     };
     b.user_schemes(&file.schemes);
@@ -161,17 +171,20 @@ impl OverlapKey {
     }
 }
 
-/// A digest of a route: everything it does, its secrets included.
-fn fingerprint(route: &Route) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
+/// Formats straight into a digest, without building the text.
+struct DigestWriter<'a>(&'a mut Sha256);
+
+impl fmt::Write for DigestWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// The digest of a value's `Debug` text.
+fn debug_digest(value: &dyn fmt::Debug) -> [u8; 32] {
     let mut digest = Sha256::new();
-    digest.update(format!("{route:?}").as_bytes());
-    for verifier in &route.verifiers {
-        digest.update(verifier.secrets_digest());
-    }
-    if let Some(token) = &route.verify_token {
-        digest.update(Sha256::digest(token.expose()));
-    }
+    let _ = write!(DigestWriter(&mut digest), "{value:?}");
     digest.finalize().into()
 }
 
@@ -421,9 +434,73 @@ impl Builder<'_> {
             fingerprint: [0; 32],
         })
         .map(|mut route| {
-            route.fingerprint = fingerprint(&route);
+            route.fingerprint = self.fingerprint(&route);
             route
         })
+    }
+
+    /// A digest of a route: everything it does, its secrets included. What
+    /// routes share (an upstream's connection target, a named scheme) is
+    /// digested once per load.
+    fn fingerprint(&mut self, route: &Route) -> [u8; 32] {
+        // Every field, so that a new one cannot be left out unnoticed.
+        let Route {
+            name,
+            host,
+            path,
+            methods,
+            upstream,
+            max_body_bytes,
+            read_timeout,
+            upstream_timeout,
+            verifiers,
+            strip_headers,
+            public_url,
+            verify_token,
+            handshakes,
+            json_members,
+            upstream_url,
+            secret_sources,
+            fingerprint: _,
+        } = route;
+        let Upstream {
+            peer,
+            addr,
+            tls,
+            authority,
+            path: upstream_path,
+            query,
+        } = upstream;
+        let mut digest = Sha256::new();
+        let settings = (
+            (name, host, path, methods, max_body_bytes, read_timeout),
+            (upstream_timeout, strip_headers, public_url, handshakes),
+            (json_members, upstream_url, secret_sources),
+            (addr, tls, authority, upstream_path, query),
+        );
+        let _ = write!(DigestWriter(&mut digest), "{settings:?}");
+        let peer_digest = *self
+            .peer_digests
+            .entry(Arc::as_ptr(peer).addr())
+            .or_insert_with(|| debug_digest(peer));
+        digest.update(peer_digest);
+        for verifier in verifiers {
+            let scheme = verifier.scheme();
+            let scheme_digest = if scheme.name == GENERIC {
+                debug_digest(scheme)
+            } else {
+                cached(&mut self.scheme_digests, scheme.name.as_str(), |_| {
+                    debug_digest(scheme)
+                })
+            };
+            digest.update(scheme_digest);
+            let _ = write!(DigestWriter(&mut digest), "{:?}", verifier.tolerance_secs());
+            digest.update(verifier.secrets_digest());
+        }
+        if let Some(token) = verify_token {
+            digest.update(Sha256::digest(token.expose()));
+        }
+        digest.finalize().into()
     }
 
     /// A mark for [`Self::errors_since`]: how many problems there are so far.

@@ -198,6 +198,70 @@ fn each_overlap_names_the_first_earlier_route_and_the_first_shared_method() {
 }
 
 #[test]
+fn a_fingerprint_changes_with_what_its_route_does_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let self_signed = || {
+        rcgen::generate_simple_self_signed(["upstream.example".to_owned()])
+            .unwrap()
+            .cert
+            .pem()
+    };
+    std::fs::write(&ca, self_signed()).unwrap();
+    let route = named;
+    let text = [
+        route("plain", ""),
+        route("timeout", "upstream_timeout_ms = 100"),
+        route("mine", "").replace("scheme = \"rye\"", "scheme = \"mine\""),
+        route("tls", "upstream_ca_file = \"ca.pem\"")
+            .replace("http://127.0.0.1:3000/in", "https://127.0.0.1:3000/in"),
+        route("generic", "").replace("scheme = \"rye\"", "scheme = \"hmac\"\nheader = \"x-sig\""),
+        "[schemes.mine]\nalgorithm = \"hmac-sha256\"\nsignature = { header = \"x-mine\" }\n"
+            .to_owned(),
+    ]
+    .concat();
+    let fingerprints = |text: &str| -> Vec<(String, [u8; 32])> {
+        let path = dir.path().join("c.toml");
+        let loaded = load_str(&path, text).unwrap_or_else(|r| panic!("{r}"));
+        loaded
+            .config
+            .routes
+            .iter()
+            .map(|r| (r.name.clone(), r.fingerprint))
+            .collect()
+    };
+    let changed = |before: &[(String, [u8; 32])], after: &[(String, [u8; 32])]| -> Vec<String> {
+        before
+            .iter()
+            .zip(after)
+            .filter(|(b, a)| b.1 != a.1)
+            .map(|(b, _)| b.0.clone())
+            .collect()
+    };
+    let before = fingerprints(&text);
+    assert_eq!(changed(&before, &fingerprints(&text)), Vec::<String>::new());
+    let cases = [
+        (
+            "upstream_timeout_ms = 100",
+            "upstream_timeout_ms = 101",
+            "timeout",
+        ),
+        ("\"x-mine\"", "\"x-yours\"", "mine"),
+        ("header = \"x-sig\"", "header = \"x-sig2\"", "generic"),
+    ];
+    for (from, to, name) in cases {
+        let after = fingerprints(&text.replace(from, to));
+        assert_eq!(changed(&before, &after), [name], "{from} → {to}");
+    }
+    std::fs::write(&ca, self_signed()).unwrap();
+    assert_eq!(
+        changed(&before, &fingerprints(&text)),
+        ["tls"],
+        "another CA certificate"
+    );
+}
+
+#[test]
 fn path_rules_and_names_are_checked() {
     assert_eq!(
         errors(&ROUTE.replace("path = \"/a\"", "path = \"/a\"\npath_prefix = \"/a/\"")),
