@@ -109,19 +109,21 @@ pub struct RouteTable {
 impl RouteTable {
     /// Indexes `routes`. Validation has already refused overlapping routes.
     pub fn new(routes: Vec<Route>) -> Self {
-        let mut table = Self {
-            routes: Vec::with_capacity(routes.len()),
-            ..Self::default()
-        };
-        for (index, route) in routes.into_iter().enumerate() {
-            let route = Arc::new(route);
+        Self::from_shared(routes.into_iter().map(Arc::new).collect())
+    }
+
+    /// Indexes routes already behind an `Arc` (a config being built keeps them
+    /// so, rather than moving each once more).
+    pub fn from_shared(routes: Vec<Arc<Route>>) -> Self {
+        let mut table = Self::default();
+        for (index, route) in routes.iter().enumerate() {
             let paths = match &route.host {
                 Some(host) => table.hosts.entry(host.clone()).or_default(),
                 None => &mut table.any_host,
             };
-            paths.insert(index, &route);
-            table.routes.push(route);
+            paths.insert(index, route);
         }
+        table.routes = routes;
         table
     }
 

@@ -48,18 +48,39 @@ pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 10_000;
 type PeerKey = (SocketAddr, bool, String, Duration, Option<PathBuf>);
 
 /// Route-level defaults taken from `[server]`.
+#[derive(Clone, Copy)]
 struct RouteDefaults {
     max_body_bytes: u64,
     read_timeout_ms: u64,
     upstream_timeout_ms: u64,
 }
 
-/// Collects diagnostics while building.
+impl RouteDefaults {
+    /// When `[server]` sets none of them.
+    const BUILT_IN: Self = Self {
+        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        read_timeout_ms: DEFAULT_READ_TIMEOUT_MS,
+        upstream_timeout_ms: DEFAULT_UPSTREAM_TIMEOUT_MS,
+    };
+}
+
+/// Builds a [`RuntimeConfig`] from a parsed file whose routes may come in
+/// several parts ([`Builder::new`], [`Builder::add_routes`] for each part,
+/// [`Builder::finish`]), collecting every problem on the way.
 pub(super) struct Builder<'a> {
+    source: &'a Path,
     pub(super) base_dir: &'a Path,
     pub(super) diagnostics: Vec<Diagnostic>,
     /// Schemes the config defines under `[schemes.NAME]`.
     pub(super) schemes: BTreeMap<String, Arc<Scheme>>,
+    /// `[server]`, when valid.
+    server: Option<ServerSettings>,
+    defaults: RouteDefaults,
+    /// The routes built so far (those without problems).
+    routes: Vec<Arc<Route>>,
+    /// The name of every route so far.
+    names: HashSet<Arc<str>>,
+    overlaps: Overlaps,
     /// Upstream host → its address (port 0), or the problem: resolved once per load.
     addresses: HashMap<String, Result<SocketAddr, String>>,
     /// `upstream_ca_file` → its certificates, or the problem: read once per load.
@@ -75,61 +96,51 @@ pub(super) struct Builder<'a> {
     pub(super) secrets: HashMap<String, Result<Secret, String>>,
 }
 
-/// Builds the runtime config from a parsed file. Returns it only when there is no
-/// error; warnings come back either way.
-pub fn build(file: &ConfigFile, source: &Path) -> (Option<RuntimeConfig>, Vec<Diagnostic>) {
-    let base_dir = source.parent().unwrap_or(Path::new("."));
-    let mut b = Builder {
-        base_dir,
-        diagnostics: Vec::new(),
-        schemes: BTreeMap::new(),
-        addresses: HashMap::new(),
-        ca_files: HashMap::new(),
-        peers: HashMap::new(),
-        peer_digests: HashMap::new(),
-        scheme_digests: HashMap::new(),
-        secrets: HashMap::new(),
-    };
-    b.user_schemes(&file.schemes);
-    let server = b.server(&file.server);
-    let defaults = RouteDefaults {
-        max_body_bytes: b.positive_or(
-            &file.server.max_body_bytes,
-            "max_body_bytes",
-            DEFAULT_MAX_BODY_BYTES,
-        ),
-        read_timeout_ms: b.positive_or(
-            &file.server.read_timeout_ms,
-            "read_timeout_ms",
-            DEFAULT_READ_TIMEOUT_MS,
-        ),
-        upstream_timeout_ms: b.positive_or(
-            &file.server.upstream_timeout_ms,
-            "upstream_timeout_ms",
-            DEFAULT_UPSTREAM_TIMEOUT_MS,
-        ),
-    };
-    let routes: Vec<Route> = file
-        .routes
-        .iter()
-        .filter_map(|r| b.route(r, &defaults))
-        .collect();
-    b.check_names(&file.routes);
-    b.check_overlaps(&file.routes);
-    let has_errors = b.diagnostics.iter().any(|d| d.severity == Severity::Error);
-    let config = match server {
-        Some(server) if !has_errors => Some(RuntimeConfig {
-            source: source.to_owned(),
-            generation: 1,
-            loaded_at: std::time::SystemTime::now(),
-            server,
-            routes: RouteTable::new(routes),
-        }),
-        _ => None,
-    };
-    let mut diagnostics = b.diagnostics;
-    diagnostics.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
-    (config, diagnostics)
+/// A route's host, path rule and one of its methods, as written.
+type MethodKey = (Option<String>, PathMatch, String);
+
+/// Every route so far, for finding overlaps one route at a time.
+#[derive(Default)]
+struct Overlaps {
+    /// Per host, path rule and method: the first route with them, by
+    /// position and name.
+    first: HashMap<MethodKey, (usize, Arc<str>)>,
+    /// How many routes there were.
+    count: usize,
+}
+
+impl Overlaps {
+    /// Records `r`, called `name`, and returns the first route before it that
+    /// one request could match too (same host, same path rule, a method in
+    /// common), with the first of `r`'s methods that route has.
+    fn add(&mut self, r: &RouteSection, name: &Arc<str>) -> Option<(Arc<str>, String)> {
+        let OverlapKey {
+            host,
+            path,
+            methods,
+        } = OverlapKey::new(r);
+        let index = self.count;
+        self.count += 1;
+        let path = path?;
+        let keys: Vec<MethodKey> = methods
+            .into_iter()
+            .map(|method| (host.clone(), path.clone(), method))
+            .collect();
+        // Each of its methods that the first such route has maps to that route.
+        let mut earliest: Option<(usize, &Arc<str>, &str)> = None;
+        for key in &keys {
+            if let Some((i, earlier)) = self.first.get(key) {
+                if earliest.is_none_or(|(j, _, _)| *i < j) {
+                    earliest = Some((*i, earlier, &key.2));
+                }
+            }
+        }
+        let found = earliest.map(|(_, earlier, method)| (Arc::clone(earlier), method.to_owned()));
+        for key in keys {
+            self.first.entry(key).or_insert((index, Arc::clone(name)));
+        }
+        found
+    }
 }
 
 /// Whether two listen addresses would take the same socket: the same port on
@@ -254,7 +265,99 @@ fn read_ca_file(path: &Path) -> Result<TrustedCas, String> {
     Ok(TrustedCas::new(&certs))
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    /// Starts building from the file's `[server]` and `[schemes.NAME]` tables;
+    /// its routes come with [`Self::add_routes`].
+    pub(super) fn new(file: &ConfigFile, source: &'a Path) -> Self {
+        let mut b = Self {
+            source,
+            base_dir: source.parent().unwrap_or(Path::new(".")),
+            diagnostics: Vec::new(),
+            schemes: BTreeMap::new(),
+            server: None,
+            defaults: RouteDefaults::BUILT_IN,
+            routes: Vec::new(),
+            names: HashSet::new(),
+            overlaps: Overlaps::default(),
+            addresses: HashMap::new(),
+            ca_files: HashMap::new(),
+            peers: HashMap::new(),
+            peer_digests: HashMap::new(),
+            scheme_digests: HashMap::new(),
+            secrets: HashMap::new(),
+        };
+        b.user_schemes(&file.schemes);
+        b.server = b.server(&file.server);
+        b.defaults = b.route_defaults(&file.server);
+        b
+    }
+
+    /// The route defaults `[server]` sets.
+    fn route_defaults(&mut self, server: &ServerSection) -> RouteDefaults {
+        let built_in = RouteDefaults::BUILT_IN;
+        RouteDefaults {
+            max_body_bytes: self.positive_or(
+                &server.max_body_bytes,
+                "max_body_bytes",
+                built_in.max_body_bytes,
+            ),
+            read_timeout_ms: self.positive_or(
+                &server.read_timeout_ms,
+                "read_timeout_ms",
+                built_in.read_timeout_ms,
+            ),
+            upstream_timeout_ms: self.positive_or(
+                &server.upstream_timeout_ms,
+                "upstream_timeout_ms",
+                built_in.upstream_timeout_ms,
+            ),
+        }
+    }
+
+    /// Builds and checks the next routes of the file, in file order; their
+    /// spans count from byte `offset` of the file (a part parsed on its own).
+    /// Only what later checks need is kept of them.
+    pub(super) fn add_routes(&mut self, routes: &[RouteSection], offset: usize) {
+        let mark = self.mark();
+        for r in routes {
+            if let Some(route) = self.route(r) {
+                self.routes.push(Arc::new(route));
+            }
+            let name: Arc<str> = Arc::from(r.name.get_ref().as_str());
+            self.check_name(r, &name);
+            self.check_overlap(r, &name);
+        }
+        // Every problem found here is about these routes.
+        for span in self.diagnostics[mark..]
+            .iter_mut()
+            .filter_map(|d| d.span.as_mut())
+        {
+            *span = span.start + offset..span.end + offset;
+        }
+    }
+
+    /// The runtime config, only when there is no error; warnings come back
+    /// either way, in file order.
+    pub(super) fn finish(self) -> (Option<RuntimeConfig>, Vec<Diagnostic>) {
+        let has_errors = self
+            .diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error);
+        let config = match self.server {
+            Some(server) if !has_errors => Some(RuntimeConfig {
+                source: self.source.to_owned(),
+                generation: 1,
+                loaded_at: std::time::SystemTime::now(),
+                server,
+                routes: RouteTable::from_shared(self.routes),
+            }),
+            _ => None,
+        };
+        let mut diagnostics = self.diagnostics;
+        diagnostics.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
+        (config, diagnostics)
+    }
+
     pub(super) fn error(&mut self, at: Option<Range<usize>>, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic::error(at, message));
     }
@@ -350,7 +453,8 @@ impl Builder<'_> {
         })
     }
 
-    fn route(&mut self, r: &RouteSection, defaults: &RouteDefaults) -> Option<Route> {
+    fn route(&mut self, r: &RouteSection) -> Option<Route> {
+        let defaults = self.defaults;
         let before = self.mark();
         let name = r.name.get_ref();
         if name.is_empty()
@@ -711,55 +815,25 @@ impl Builder<'_> {
         }
     }
 
-    fn check_names(&mut self, routes: &[RouteSection]) {
-        let mut seen = HashSet::new();
-        for r in routes {
-            if !seen.insert(r.name.get_ref().as_str()) {
-                self.error(
-                    span(&r.name),
-                    format!("duplicate route name `{}`", r.name.get_ref()),
-                );
-            }
+    fn check_name(&mut self, r: &RouteSection, name: &Arc<str>) {
+        if !self.names.insert(Arc::clone(name)) {
+            self.error(span(&r.name), format!("duplicate route name `{name}`"));
         }
     }
 
-    /// Two routes overlap when one request could match both: same host, same path
-    /// rule, a method in common. A route is reported once, against the first
-    /// route before it that it overlaps, naming the first of its methods that
-    /// route has.
-    fn check_overlaps(&mut self, routes: &[RouteSection]) {
-        let keys: Vec<OverlapKey> = routes.iter().map(OverlapKey::new).collect();
-        // Per host and path rule, per method: the first route with that method.
-        let mut first: HashMap<(Option<&str>, &PathMatch), HashMap<&str, usize>> = HashMap::new();
-        for (j, (later, key)) in routes.iter().zip(&keys).enumerate() {
-            let Some(path) = &key.path else { continue };
-            let seen = first.entry((key.host.as_deref(), path)).or_default();
-            // The first route before this one with any of its methods, and the first
-            // of its methods that route has (every one it has maps to it).
-            let earliest = key
-                .methods
-                .iter()
-                .filter_map(|m| Some((*seen.get(m.as_str())?, m)))
-                .min_by_key(|(i, _)| *i);
-            if let Some((i, method)) = earliest {
-                let at = later
-                    .path
-                    .as_ref()
-                    .or(later.path_prefix.as_ref())
-                    .map(Spanned::span);
-                self.error(
-                    at,
-                    format!(
-                        "route `{}` overlaps route `{}`: same host, path and method {}",
-                        later.name.get_ref(),
-                        routes[i].name.get_ref(),
-                        method,
-                    ),
-                );
-            }
-            for method in &key.methods {
-                seen.entry(method).or_insert(j);
-            }
-        }
+    /// Reports `r` if it overlaps a route before it (see [`Overlaps::add`]).
+    fn check_overlap(&mut self, r: &RouteSection, name: &Arc<str>) {
+        let Some((earlier, method)) = self.overlaps.add(r, name) else {
+            return;
+        };
+        let message = format!(
+            "route `{name}` overlaps route `{earlier}`: same host, path and method {method}"
+        );
+        let at = r
+            .path
+            .as_ref()
+            .or(r.path_prefix.as_ref())
+            .map(Spanned::span);
+        self.error(at, message);
     }
 }

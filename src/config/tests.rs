@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{load, load_str};
+use super::{Loaded, load, load_in_parts, load_str, parts};
+use crate::config::diagnostics::Report;
 use crate::forward::SharedPeer;
 use crate::runtime::PathMatch;
 
@@ -593,4 +594,125 @@ fn operations_settings_have_defaults_and_are_checked() {
         errors("[server]\nshutdown_grace_secs = 0\n"),
         ["c.toml:2:23: `shutdown_grace_secs` must be a positive integer"]
     );
+}
+
+/// What a load gives: a line per route with its name and fingerprint, then the
+/// warnings; or the problems.
+fn outcome(loaded: Result<Loaded, Report>) -> Result<Vec<String>, Vec<String>> {
+    match loaded {
+        Ok(loaded) => {
+            let routes = loaded.config.routes.iter();
+            let mut lines: Vec<String> = routes
+                .map(|r| format!("{} {:?}", r.name, r.fingerprint))
+                .collect();
+            lines.extend_from_slice(loaded.warnings.lines());
+            Ok(lines)
+        }
+        Err(report) => Err(report.lines().to_vec()),
+    }
+}
+
+/// Loads `text` whole and in parts of about a route each: the same routes,
+/// fingerprints and problems either way.
+fn assert_same_in_parts(text: &str) {
+    let path = Path::new("c.toml");
+    let cuts = parts::cuts(text, 100);
+    assert!(cuts.len() > 3, "{cuts:?}");
+    let in_parts = load_in_parts(path, text, &cuts).expect("every part parses");
+    assert_eq!(outcome(in_parts), outcome(load_str(path, text)));
+}
+
+#[test]
+fn a_file_loads_the_same_in_parts() {
+    let schemes =
+        "[schemes.mine]\nalgorithm = \"hmac-sha256\"\nsignature = { header = \"x-mine\" }\n\n";
+    let routes = [
+        named("a", "host = \"A.example\""),
+        named("b", "methods = [\"put\", \"POST\"]"),
+        named("c", "").replace("path = \"/c\"", "path_prefix = \"/c/\""),
+        named("d", "").replace("scheme = \"rye\"", "scheme = \"mine\""),
+        named("e", "").replace(
+            "[routes.verify]\nscheme = \"rye\"\nsecrets = [\"s\"]",
+            "[[routes.verify]]\nscheme = \"rye\"\nsecrets = [\"s\"]\n\
+             [[routes.verify]]\nscheme = \"aryeo\"\nsecrets = [\"t\"]\ntolerance_secs = 5",
+        ),
+        named("f", ""),
+    ]
+    .concat();
+    let text = format!("[server]\nlisten = \"127.0.0.1:1\"\n{schemes}{routes}");
+    assert_same_in_parts(&text);
+    let loaded = outcome(load_str(Path::new("c.toml"), &text)).unwrap();
+    assert_eq!(loaded.len(), 7, "six routes and a warning: {loaded:?}");
+
+    let broken = text
+        .replace("name = \"f\"", "name = \"a\"")
+        .replace("path = \"/e\"", "path = \"/b\"")
+        .replace(
+            "secrets = [\"t\"]",
+            "secrets = [\"env:HOOKGATE_TEST_SURELY_UNSET\"]",
+        );
+    assert_same_in_parts(&broken);
+    let problems = outcome(load_str(Path::new("c.toml"), &broken)).unwrap_err();
+    let errors = problems.iter().filter(|p| !p.contains("warning")).count();
+    assert_eq!(
+        errors, 3,
+        "a duplicate name, an overlap and a missing secret, in three parts: {problems:?}"
+    );
+}
+
+#[test]
+fn a_part_that_does_not_parse_leaves_it_to_the_whole_file() {
+    let routes = ["a", "b", "c", "d", "e"].map(|n| named(n, "")).concat();
+    let path = Path::new("c.toml");
+    for (from, to) in [
+        ("name = \"d\"", "name = \"d\"\nnope = 1"),
+        ("name = \"d\"", "name = \"d"),
+        ("path = \"/e\"", "path = 5"),
+    ] {
+        let text = format!("[server]\nthreads = \"many\"\n{}", routes.replace(from, to));
+        let cuts = parts::cuts(&text, 100);
+        assert!(cuts.len() > 3, "{cuts:?}");
+        assert!(load_in_parts(path, &text, &cuts).is_none(), "{to}");
+        let whole = outcome(load_str(path, &text)).unwrap_err();
+        assert_eq!(whole.len(), 1, "one TOML error: {whole:?}");
+    }
+}
+
+#[test]
+fn a_file_of_100_000_routes_loads_in_parts() {
+    // Exact, prefix, host and two-method routes in turn; `gitlab` compares a
+    // token, the cheapest verifier to build in a debug build.
+    let rules = [
+        "path = \"/r/N\"",
+        "path_prefix = \"/p/N/\"",
+        "path = \"/h/N\"\nhost = \"hN.example\"",
+        "path_prefix = \"/q/N\"\nmethods = [\"POST\", \"PUT\"]",
+    ];
+    let route = "[[routes]]\nname = \"rN\"\nRULE\nupstream = \"http://127.0.0.1:9/to/N\"\n\
+                 verify = { scheme = \"gitlab\", secrets = [\"s\"] }\n\n";
+    let mut text = String::from("[server]\nlisten = \"127.0.0.1:1\"\n\n");
+    for i in 0..100_000 {
+        let n = i.to_string();
+        text.push_str(&route.replace("RULE", rules[i % 4]).replace('N', &n));
+    }
+    assert!(parts::cuts(&text, parts::PART_BYTES).len() > 10);
+    let path = Path::new("c.toml");
+    let c = load_str(path, &text)
+        .unwrap_or_else(|r| panic!("{r}"))
+        .config;
+    assert_eq!(c.routes.len(), 100_000);
+    let names: Vec<&str> = c.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!((names[0], names[99_999]), ("r0", "r99999"), "in file order");
+    let last = [
+        (None, "/r/99996", "r99996"),
+        (None, "/p/99997/x", "r99997"),
+        (Some("h99998.example"), "/h/99998", "r99998"),
+        (None, "/q/99999", "r99999"),
+    ];
+    for (host, path, want) in last {
+        match c.routes.find(host, path, &http::Method::POST) {
+            crate::routes::Match::Found { route, .. } => assert_eq!(route.name, want),
+            other => panic!("{path}: {other:?}"),
+        }
+    }
 }
