@@ -44,6 +44,9 @@ pub fn check(path: &Path) -> Result<String, String> {
                 names.join(", "),
                 listen.join(", ")
             );
+            // The process ends next: freeing a config of 100,000 routes route
+            // by route would only delay that (by a tenth of its check).
+            std::mem::forget(loaded);
             Ok(out)
         }
         Err(report) => Err(format!("{report}\n")),

@@ -115,7 +115,21 @@ impl RouteTable {
     /// Indexes routes already behind an `Arc` (a config being built keeps them
     /// so, rather than moving each once more).
     pub fn from_shared(routes: Vec<Arc<Route>>) -> Self {
-        let mut table = Self::default();
+        // Sized up front, not grown (and rehashed) route by route.
+        let hosted = routes.iter().filter(|r| r.host.is_some()).count();
+        let exact = routes
+            .iter()
+            .filter(|r| r.host.is_none() && matches!(r.path, PathMatch::Exact(_)))
+            .count();
+        let mut table = Self {
+            hosts: HashMap::with_capacity(hosted),
+            any_host: Paths {
+                exact: HashMap::with_capacity(exact),
+                prefixes: HashMap::with_capacity(routes.len() - hosted - exact),
+                prefix_lengths: Vec::new(),
+            },
+            routes: Vec::new(),
+        };
         for (index, route) in routes.iter().enumerate() {
             let paths = match &route.host {
                 Some(host) => table.hosts.entry(host.clone()).or_default(),
@@ -123,6 +137,8 @@ impl RouteTable {
             };
             paths.insert(index, route);
         }
+        // Many routes may share a host.
+        table.hosts.shrink_to_fit();
         table.routes = routes;
         table
     }

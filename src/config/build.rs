@@ -314,6 +314,13 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Makes room for about `routes` routes.
+    pub(super) fn reserve(&mut self, routes: usize) {
+        self.routes.reserve(routes);
+        self.names.reserve(routes);
+        self.overlaps.first.reserve(routes);
+    }
+
     /// Builds and checks the next routes of the file, in file order; their
     /// spans count from byte `offset` of the file (a part parsed on its own).
     /// Only what later checks need is kept of them.

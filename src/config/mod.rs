@@ -65,6 +65,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Report> {
         }
     };
     let mut builder = build::Builder::new(&file, path);
+    builder.reserve(file.routes.len());
     builder.add_routes(&file.routes, 0);
     finish(path, text, builder)
 }
@@ -76,6 +77,8 @@ pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Report> {
 fn load_in_parts(path: &Path, text: &str, cuts: &[usize]) -> Option<Result<Loaded, Report>> {
     let file: file::ConfigFile = toml::from_str(&text[..*cuts.first()?]).ok()?;
     let mut builder = build::Builder::new(&file, path);
+    // Each part starts with one, so this is about how many routes there are.
+    builder.reserve(text.matches("\n[[routes]]").count());
     builder.add_routes(&file.routes, 0);
     let ends = cuts.iter().skip(1).copied().chain([text.len()]);
     for (start, end) in cuts.iter().copied().zip(ends) {
