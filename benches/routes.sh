@@ -55,32 +55,37 @@ peak_kib() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
 # The median of the numbers on standard input.
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
+# On a shared machine the CPU time (user + system) is steadier than the wall time.
 echo "hookgate check (median of $runs runs)"
-printf '%10s %10s %12s\n' routes seconds "max RSS MB"
+printf '%10s %10s %10s %12s\n' routes seconds "CPU s" "max RSS MB"
 for n in $counts; do
   config "$n" 1 > "$work/check.toml"
   for _ in $(seq 1 "$runs"); do
-    /usr/bin/time -f '%e %M' -o "$work/time" "$bin" check --config "$work/check.toml" >/dev/null
-    cat "$work/time" >> "$work/check.$n"
+    /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$bin" check --config "$work/check.toml" >/dev/null
+    awk '{ printf "%s %.2f %s\n", $1, $2 + $3, $4 }' "$work/time" >> "$work/check.$n"
   done
-  printf '%10d %10s %12d\n' "$n" "$(cut -d' ' -f1 "$work/check.$n" | median)" \
-    $(( $(cut -d' ' -f2 "$work/check.$n" | median) / 1024 ))
+  column() { cut -d' ' -f"$1" "$work/check.$n" | median; }
+  printf '%10d %10s %10s %12d\n' "$n" "$(column 1)" "$(column 2)" $(( $(column 3) / 1024 ))
 done
 
-# reload_seconds admin-port: the duration of one POST /reload, as the gateway
-# measured it (the change in the reload histogram's sum).
-reload_seconds() {
-  local sum='/^hookgate_config_reload_duration_seconds_sum/ { print $2 }' before after
+# reload admin-port pid: one POST /reload: its duration as the gateway measured
+# it (the change in the reload histogram's sum) and the gateway's CPU seconds.
+reload() {
+  local sum='/^hookgate_config_reload_duration_seconds_sum/ { print $2 }' before after cpu
   before=$(curl -s "127.0.0.1:$1/metrics" | awk "$sum")
-  curl -sf -X POST "127.0.0.1:$1/reload" >/dev/null
+  cpu=$(cpu_ticks "$2")
+  curl -sf -X POST "127.0.0.1:$1/reload" >/dev/null \
+    || { echo "POST /reload failed:" >&2; cat "$work/reload.log" >&2; exit 1; }
+  cpu=$(( $(cpu_ticks "$2") - cpu ))
   after=$(curl -s "127.0.0.1:$1/metrics" | awk "$sum")
-  awk -v a="$before" -v b="$after" 'BEGIN { printf "%.3f\n", b - a }'
+  awk -v a="$before" -v b="$after" -v c="$cpu" -v t="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.3f %.2f\n", b - a, c / t }'
 }
 
 echo
 echo "POST /reload: from 1 route to N, then N to N again (median of $runs)"
-printf '%10s %10s %10s %12s %12s\n' routes "1->N s" "N->N s" "1->N MB" "N->N MB"
-printf '%10s %10s %10s %12s %12s\n' "" "" "" "(peak RSS)" "(peak RSS)"
+printf '%10s %10s %10s %10s %10s %12s %12s\n' routes "1->N s" "CPU s" "N->N s" "CPU s" "1->N MB" "N->N MB"
+printf '%10s %10s %10s %10s %10s %12s %12s\n' "" "" "" "" "" "(peak RSS)" "(peak RSS)"
 for n in $reloads; do
   port=$(free_port)
   admin=$(free_port)
@@ -90,11 +95,17 @@ for n in $reloads; do
   pid=$!
   pids+=("$pid")
   wait_port "$admin"
+  # A port taken meanwhile by another process stops the gateway after its admin listener is up.
+  sleep 0.2
+  kill -0 "$pid" 2>/dev/null || { echo "the gateway stopped:" >&2; cat "$work/reload.log" >&2; exit 1; }
   config "$n" "$port" "$server" > "$work/reload.toml"
-  first=$(reload_seconds "$admin")
+  reload "$admin" "$pid" > "$work/first.$n"
   first_peak=$(peak_kib "$pid")
-  for _ in $(seq 1 "$runs"); do reload_seconds "$admin" >> "$work/reload.$n"; done
-  printf '%10d %10s %10s %12d %12d\n' "$n" "$first" "$(median < "$work/reload.$n")" \
+  for _ in $(seq 1 "$runs"); do reload "$admin" "$pid" >> "$work/reload.$n"; done
+  read -r first first_cpu < "$work/first.$n"
+  again=$(cut -d' ' -f1 "$work/reload.$n" | median)
+  again_cpu=$(cut -d' ' -f2 "$work/reload.$n" | median)
+  printf '%10d %10s %10s %10s %10s %12d %12d\n' "$n" "$first" "$first_cpu" "$again" "$again_cpu" \
     $(( first_peak / 1024 )) $(( $(peak_kib "$pid") / 1024 ))
   kill "$pid"
   wait "$pid" 2>/dev/null || true
