@@ -3,6 +3,7 @@
 //! watches for SIGHUP and for changes in the config file's directory. A file that
 //! does not validate, secrets included, changes nothing.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -112,14 +113,19 @@ impl std::fmt::Display for ReloadSummary {
     }
 }
 
-/// Compares two route tables by name and fingerprint.
+/// Compares two route tables by name and fingerprint; names come in each
+/// table's order.
 pub fn diff(old: &RouteTable, new: &RouteTable) -> (Vec<String>, Vec<String>, Vec<String>, usize) {
-    let find = |table: &RouteTable, name: &str| table.iter().find(|r| r.name == name).cloned();
+    let before: HashMap<&str, &[u8; 32]> = old
+        .iter()
+        .map(|r| (r.name.as_str(), &r.fingerprint))
+        .collect();
+    let now: HashSet<&str> = new.iter().map(|r| r.name.as_str()).collect();
     let (mut added, mut changed, mut unchanged) = (Vec::new(), Vec::new(), 0);
     for route in new.iter() {
-        match find(old, &route.name) {
+        match before.get(route.name.as_str()) {
             None => added.push(route.name.clone()),
-            Some(before) if before.fingerprint != route.fingerprint => {
+            Some(&fingerprint) if *fingerprint != route.fingerprint => {
                 changed.push(route.name.clone());
             }
             Some(_) => unchanged += 1,
@@ -127,7 +133,7 @@ pub fn diff(old: &RouteTable, new: &RouteTable) -> (Vec<String>, Vec<String>, Ve
     }
     let removed = old
         .iter()
-        .filter(|r| find(new, &r.name).is_none())
+        .filter(|r| !now.contains(r.name.as_str()))
         .map(|r| r.name.clone())
         .collect();
     (added, removed, changed, unchanged)
@@ -264,6 +270,12 @@ impl Reloader {
             trigger.as_str(),
             self.path.display()
         );
+        // Freeing 100,000 routes takes a tenth of a second, which neither this
+        // reload nor the next should wait for (should the thread not start,
+        // the closure and the config are dropped here).
+        let _ = std::thread::Builder::new()
+            .name("hookgate-old-config".to_owned())
+            .spawn(move || drop(current));
         summary
     }
 }

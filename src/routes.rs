@@ -1,6 +1,10 @@
 //! Route matching: host first, then exact path, then longest path prefix, then
-//! method. Pure: no pingora types, no I/O.
+//! method. Exact paths are found by hash; prefixes by looking up the request
+//! path's segment boundaries, longest first. A lookup costs the same with one
+//! route as with a hundred thousand. Pure: no pingora types, no I/O.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::Method;
@@ -23,99 +27,194 @@ pub enum Match<'a> {
     MethodNotAllowed(Vec<Method>),
 }
 
-/// Routes sharing one (host, path rule), differing only by method.
+/// Routes sharing one (host, path rule), differing only by method, in config order.
 #[derive(Debug)]
 struct Group {
-    host: Option<String>,
-    path: PathMatch,
+    /// The config position of its first route: of two groups that match a
+    /// request equally well (hosts `a.example` and `a.example:8080`), the one
+    /// written first wins.
+    first: usize,
     routes: Vec<Arc<Route>>,
 }
 
-/// All routes of a config, ordered for matching.
+impl Group {
+    /// The group's first route allowing `method`, else 405 with every method it allows.
+    fn decide<'a>(&'a self, method: &Method, remainder: &'a str) -> Match<'a> {
+        match self.routes.iter().find(|r| r.methods.contains(method)) {
+            Some(route) => Match::Found { route, remainder },
+            None => Match::MethodNotAllowed(
+                self.routes
+                    .iter()
+                    .flat_map(|r| r.methods.iter().cloned())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// The path rules of one host, or of the host-less routes.
+#[derive(Debug, Default)]
+struct Paths {
+    exact: HashMap<String, Group>,
+    prefixes: HashMap<String, Group>,
+    /// `prefix_lengths[n]`: some prefix is `n` bytes long. Only those lengths are
+    /// looked up, so a long request path costs no more than the longest prefix.
+    prefix_lengths: Vec<bool>,
+}
+
+impl Paths {
+    fn insert(&mut self, index: usize, route: &Arc<Route>) {
+        let (groups, path) = match &route.path {
+            PathMatch::Exact(path) => (&mut self.exact, path),
+            PathMatch::Prefix(path) => {
+                if self.prefix_lengths.len() <= path.len() {
+                    self.prefix_lengths.resize(path.len() + 1, false);
+                }
+                self.prefix_lengths[path.len()] = true;
+                (&mut self.prefixes, path)
+            }
+        };
+        groups
+            .entry(path.clone())
+            .or_insert_with(|| Group {
+                first: index,
+                routes: Vec::new(),
+            })
+            .routes
+            .push(Arc::clone(route));
+    }
+
+    /// The prefix group of exactly `prefix`, if one has that length.
+    fn prefix(&self, prefix: &str) -> Option<&Group> {
+        if self.prefix_lengths.get(prefix.len()) == Some(&true) {
+            self.prefixes.get(prefix)
+        } else {
+            None
+        }
+    }
+}
+
+/// All routes of a config, indexed for matching.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    groups: Vec<Group>,
-    len: usize,
+    /// Every route, in config order.
+    routes: Vec<Arc<Route>>,
+    /// Routes with a `host`, by that host (lower case; with a port only when
+    /// the route's host has one).
+    hosts: HashMap<String, Paths>,
+    /// Routes without a `host`.
+    any_host: Paths,
 }
 
 impl RouteTable {
     /// Indexes `routes`. Validation has already refused overlapping routes.
     pub fn new(routes: Vec<Route>) -> Self {
-        let len = routes.len();
-        let mut groups: Vec<Group> = Vec::new();
-        for route in routes {
-            let route = Arc::new(route);
-            match groups
-                .iter_mut()
-                .find(|g| g.host == route.host && g.path == route.path)
-            {
-                Some(group) => group.routes.push(route),
-                None => groups.push(Group {
-                    host: route.host.clone(),
-                    path: route.path.clone(),
-                    routes: vec![route],
-                }),
-            }
-        }
-        // Host-specific before host-less; within each, exact before prefix, longer prefix first.
-        groups.sort_by_key(|g| {
-            let path_rank = match &g.path {
-                PathMatch::Exact(_) => usize::MAX,
-                PathMatch::Prefix(p) => p.len(),
+        Self::from_shared(routes.into_iter().map(Arc::new).collect())
+    }
+
+    /// Indexes routes already behind an `Arc` (a config being built keeps them
+    /// so, rather than moving each once more).
+    pub fn from_shared(routes: Vec<Arc<Route>>) -> Self {
+        // Sized up front, not grown (and rehashed) route by route.
+        let hosted = routes.iter().filter(|r| r.host.is_some()).count();
+        let exact = routes
+            .iter()
+            .filter(|r| r.host.is_none() && matches!(r.path, PathMatch::Exact(_)))
+            .count();
+        let mut table = Self {
+            hosts: HashMap::with_capacity(hosted),
+            any_host: Paths {
+                exact: HashMap::with_capacity(exact),
+                prefixes: HashMap::with_capacity(routes.len() - hosted - exact),
+                prefix_lengths: Vec::new(),
+            },
+            routes: Vec::new(),
+        };
+        for (index, route) in routes.iter().enumerate() {
+            let paths = match &route.host {
+                Some(host) => table.hosts.entry(host.clone()).or_default(),
+                None => &mut table.any_host,
             };
-            (g.host.is_none(), std::cmp::Reverse(path_rank))
-        });
-        Self { groups, len }
+            paths.insert(index, route);
+        }
+        // Many routes may share a host.
+        table.hosts.shrink_to_fit();
+        table.routes = routes;
+        table
     }
 
     /// Number of routes.
     pub fn len(&self) -> usize {
-        self.len
+        self.routes.len()
     }
 
     /// Whether there are no routes.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.routes.is_empty()
     }
 
-    /// Every route, in matching order.
+    /// Every route, in config order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
-        self.groups.iter().flat_map(|g| g.routes.iter())
+        self.routes.iter()
     }
 
     /// Finds the route for a request. `host` is the `Host` header as sent.
     pub fn find<'a>(&'a self, host: Option<&str>, path: &'a str, method: &Method) -> Match<'a> {
-        let host = host.map(|h| h.trim().to_ascii_lowercase());
-        for group in &self.groups {
-            if !host_matches(group.host.as_deref(), host.as_deref()) {
-                continue;
-            }
-            let Some(remainder) = path_matches(&group.path, path) else {
-                continue;
-            };
-            return match group.routes.iter().find(|r| r.methods.contains(method)) {
-                Some(route) => Match::Found { route, remainder },
-                None => Match::MethodNotAllowed(
-                    group
-                        .routes
-                        .iter()
-                        .flat_map(|r| r.methods.iter().cloned())
-                        .collect(),
-                ),
-            };
+        let hosted = host.and_then(|host| {
+            let host = lower_case(host.trim());
+            let without_port = strip_port(&host);
+            let tables = [
+                self.hosts.get(host.as_ref()),
+                (without_port != host)
+                    .then(|| self.hosts.get(without_port))
+                    .flatten(),
+            ];
+            find_path(&tables, path)
+        });
+        match hosted.or_else(|| find_path(&[Some(&self.any_host)], path)) {
+            Some((group, remainder)) => group.decide(method, remainder),
+            None => Match::NoRoute,
         }
-        Match::NoRoute
     }
 }
 
-fn host_matches(route_host: Option<&str>, request_host: Option<&str>) -> bool {
-    let Some(want) = route_host else {
-        return true;
-    };
-    let Some(got) = request_host else {
-        return false;
-    };
-    got == want || strip_port(got) == want
+/// The best group for `path` in any of `tables`, and what follows its prefix:
+/// an exact path, else the longest prefix, else nothing; on a tie between
+/// tables, the group written first.
+fn find_path<'a>(tables: &[Option<&'a Paths>], path: &'a str) -> Option<(&'a Group, &'a str)> {
+    let tables = || tables.iter().flatten();
+    if let Some(group) = tables()
+        .filter_map(|t| t.exact.get(path))
+        .min_by_key(|g| g.first)
+    {
+        return Some((group, ""));
+    }
+    let longest = tables().map(|t| t.prefix_lengths.len()).max()?;
+    (1..longest.min(path.len() + 1))
+        .rev()
+        .filter(|&end| on_segment_boundary(path, end))
+        .find_map(|end| {
+            let group = tables()
+                .filter_map(|t| t.prefix(&path[..end]))
+                .min_by_key(|g| g.first)?;
+            Some((group, &path[end..]))
+        })
+}
+
+/// Whether a prefix `end` bytes long matches `path` on a segment boundary: it
+/// ends with `/`, or the path ends or has a `/` right after it.
+fn on_segment_boundary(path: &str, end: usize) -> bool {
+    let bytes = path.as_bytes();
+    end == bytes.len() || bytes[end] == b'/' || bytes[end - 1] == b'/'
+}
+
+/// `host` in lower case, copied only when it has an upper-case letter.
+fn lower_case(host: &str) -> Cow<'_, str> {
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 /// `example.com:8080` → `example.com`; `[::1]:8080` → `[::1]`.
@@ -126,24 +225,24 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
-/// The remainder after the rule, or `None` when the path does not match.
-fn path_matches<'p>(rule: &PathMatch, path: &'p str) -> Option<&'p str> {
-    match rule {
-        PathMatch::Exact(p) => (p == path).then_some(""),
-        PathMatch::Prefix(p) => {
-            let rest = path.strip_prefix(p.as_str())?;
-            (p.ends_with('/') || rest.is_empty() || rest.starts_with('/')).then_some(rest)
-        }
-    }
-}
-
 /// Whether `path` has a `.` or `..` segment (also percent-encoded). No provider
 /// sends one, and forwarding one could escape the upstream's path prefix.
 pub fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|segment| {
-        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-        decoded == "." || decoded == ".."
-    })
+    path.split('/').any(is_dot_segment)
+}
+
+/// Whether `segment` is one or two dots, each written `.` or `%2e` (any case).
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', after @ ..] | [b'%', b'2', b'e' | b'E', after @ ..] => after,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    dots == 1 || dots == 2
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, Method};
-use pingora::upstreams::peer::HttpPeer;
 
 use crate::access_log::Target as AccessLogTarget;
 use crate::config::secret::Secret;
+use crate::forward::SharedPeer;
 use crate::handshake::Handshake;
 use crate::routes::RouteTable;
 use crate::verify::Verifier;
@@ -77,8 +77,9 @@ pub enum PathMatch {
 /// never does DNS or parses certificates.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    /// The connection target: address, TLS and SNI, timeouts, trusted CAs.
-    pub peer: HttpPeer,
+    /// The connection target: address, TLS and SNI, timeouts, trusted CAs
+    /// (shared by the routes with the same upstream).
+    pub peer: SharedPeer,
     /// Which idle connections can be reused for it (see [`crate::forward::pool::key`]).
     pub pool_key: u64,
     /// Resolved address.

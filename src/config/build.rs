@@ -2,14 +2,18 @@
 //! problem (with its span) instead of stopping at the first. Secrets are resolved
 //! and upstream host names looked up here, once per load.
 
-use std::collections::{BTreeMap, HashSet};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::{self, Write as _};
+use std::hash::Hash;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, Method, Uri};
+use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use rustls_pki_types::CertificateDer;
@@ -17,9 +21,10 @@ use rustls_pki_types::pem::PemObject;
 
 use super::diagnostics::{Diagnostic, Severity};
 use super::file::{ConfigFile, RouteSection, ServerSection};
-use super::secret::SecretRef;
+use super::secret::{Secret, SecretRef};
+use super::verifiers::GENERIC;
 use crate::access_log::Target as AccessLogTarget;
-use crate::forward;
+use crate::forward::{self, SharedPeer, TrustedCas};
 use crate::handshake::Handshake;
 use crate::routes::RouteTable;
 use crate::runtime::{FrontDoor, PathMatch, Route, RuntimeConfig, ServerSettings, Upstream};
@@ -53,70 +58,104 @@ pub const DEFAULT_MAX_HEADER_BYTES: u64 = 32 * 1024;
 /// Default `max_inflight_body_bytes`: 256 MiB.
 pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: u64 = 256 * 1024 * 1024;
 
+/// What an upstream's connection target is made of: address, TLS, host name
+/// (SNI), timeout and CA file.
+type PeerKey = (SocketAddr, bool, String, Duration, Option<PathBuf>);
+
 /// Route-level defaults taken from `[server]`.
+#[derive(Clone, Copy)]
 struct RouteDefaults {
     max_body_bytes: u64,
     read_timeout_ms: u64,
     upstream_timeout_ms: u64,
 }
 
-/// Collects diagnostics while building.
+impl RouteDefaults {
+    /// When `[server]` sets none of them.
+    const BUILT_IN: Self = Self {
+        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        read_timeout_ms: DEFAULT_READ_TIMEOUT_MS,
+        upstream_timeout_ms: DEFAULT_UPSTREAM_TIMEOUT_MS,
+    };
+}
+
+/// Builds a [`RuntimeConfig`] from a parsed file whose routes may come in
+/// several parts ([`Builder::new`], [`Builder::add_routes`] for each part,
+/// [`Builder::finish`]), collecting every problem on the way.
 pub(super) struct Builder<'a> {
+    source: &'a Path,
     pub(super) base_dir: &'a Path,
     pub(super) diagnostics: Vec<Diagnostic>,
     /// Schemes the config defines under `[schemes.NAME]`.
     pub(super) schemes: BTreeMap<String, Arc<Scheme>>,
+    /// `[server]`, when valid.
+    server: Option<ServerSettings>,
+    defaults: RouteDefaults,
+    /// The routes built so far (those without problems).
+    routes: Vec<Arc<Route>>,
+    /// The name of every route so far.
+    names: HashSet<Arc<str>>,
+    overlaps: Overlaps,
+    /// Upstream host → its address (port 0), or the problem: resolved once per load.
+    addresses: HashMap<String, Result<SocketAddr, String>>,
+    /// `upstream_ca_file` → its certificates, or the problem: read once per load.
+    ca_files: HashMap<PathBuf, Result<TrustedCas, String>>,
+    /// Connection targets, one per distinct upstream, shared by its routes.
+    peers: HashMap<PeerKey, SharedPeer>,
+    /// The digest of each of `peers` (which holds them, so their addresses
+    /// stay theirs), by address.
+    peer_digests: HashMap<usize, [u8; 32]>,
+    /// The digest of each named scheme (built-in or `[schemes.NAME]`).
+    scheme_digests: HashMap<String, [u8; 32]>,
+    /// `env:`/`file:` reference → the secret, or the problem: read once per load.
+    pub(super) secrets: HashMap<String, Result<Secret, String>>,
 }
 
-/// Builds the runtime config from a parsed file. Returns it only when there is no
-/// error; warnings come back either way.
-pub fn build(file: &ConfigFile, source: &Path) -> (Option<RuntimeConfig>, Vec<Diagnostic>) {
-    let base_dir = source.parent().unwrap_or(Path::new("."));
-    let mut b = Builder {
-        base_dir,
-        diagnostics: Vec::new(),
-        schemes: BTreeMap::new(),
-    };
-    b.user_schemes(&file.schemes);
-    let server = b.server(&file.server);
-    let defaults = RouteDefaults {
-        max_body_bytes: b.positive_or(
-            &file.server.max_body_bytes,
-            "max_body_bytes",
-            DEFAULT_MAX_BODY_BYTES,
-        ),
-        read_timeout_ms: b.positive_or(
-            &file.server.read_timeout_ms,
-            "read_timeout_ms",
-            DEFAULT_READ_TIMEOUT_MS,
-        ),
-        upstream_timeout_ms: b.positive_or(
-            &file.server.upstream_timeout_ms,
-            "upstream_timeout_ms",
-            DEFAULT_UPSTREAM_TIMEOUT_MS,
-        ),
-    };
-    let routes: Vec<Route> = file
-        .routes
-        .iter()
-        .filter_map(|r| b.route(r, &defaults))
-        .collect();
-    b.check_names(&file.routes);
-    b.check_overlaps(&file.routes);
-    let has_errors = b.diagnostics.iter().any(|d| d.severity == Severity::Error);
-    let config = match server {
-        Some(server) if !has_errors => Some(RuntimeConfig {
-            source: source.to_owned(),
-            generation: 1,
-            loaded_at: std::time::SystemTime::now(),
-            server,
-            routes: RouteTable::new(routes),
-        }),
-        _ => None,
-    };
-    let mut diagnostics = b.diagnostics;
-    diagnostics.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
-    (config, diagnostics)
+/// A route's host, path rule and one of its methods, as written.
+type MethodKey = (Option<String>, PathMatch, String);
+
+/// Every route so far, for finding overlaps one route at a time.
+#[derive(Default)]
+struct Overlaps {
+    /// Per host, path rule and method: the first route with them, by
+    /// position and name.
+    first: HashMap<MethodKey, (usize, Arc<str>)>,
+    /// How many routes there were.
+    count: usize,
+}
+
+impl Overlaps {
+    /// Records `r`, called `name`, and returns the first route before it that
+    /// one request could match too (same host, same path rule, a method in
+    /// common), with the first of `r`'s methods that route has.
+    fn add(&mut self, r: &RouteSection, name: &Arc<str>) -> Option<(Arc<str>, String)> {
+        let OverlapKey {
+            host,
+            path,
+            methods,
+        } = OverlapKey::new(r);
+        let index = self.count;
+        self.count += 1;
+        let path = path?;
+        let keys: Vec<MethodKey> = methods
+            .into_iter()
+            .map(|method| (host.clone(), path.clone(), method))
+            .collect();
+        // Each of its methods that the first such route has maps to that route.
+        let mut earliest: Option<(usize, &Arc<str>, &str)> = None;
+        for key in &keys {
+            if let Some((i, earlier)) = self.first.get(key) {
+                if earliest.is_none_or(|(j, _, _)| *i < j) {
+                    earliest = Some((*i, earlier, &key.2));
+                }
+            }
+        }
+        let found = earliest.map(|(_, earlier, method)| (Arc::clone(earlier), method.to_owned()));
+        for key in keys {
+            self.first.entry(key).or_insert((index, Arc::clone(name)));
+        }
+        found
+    }
 }
 
 /// Whether two listen addresses would take the same socket: the same port on
@@ -125,17 +164,53 @@ fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
-/// A digest of a route: everything it does, its secrets included.
-fn fingerprint(route: &Route) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
+/// What decides whether two routes overlap, as written: the host (trimmed,
+/// lower case), the path rule (none when the route has not exactly one) and the
+/// methods (upper case; `POST` when not listed).
+struct OverlapKey {
+    host: Option<String>,
+    path: Option<PathMatch>,
+    methods: Vec<String>,
+}
+
+impl OverlapKey {
+    fn new(r: &RouteSection) -> Self {
+        Self {
+            host: r
+                .host
+                .as_ref()
+                .map(|h| h.get_ref().trim().to_ascii_lowercase()),
+            path: match (&r.path, &r.path_prefix) {
+                (Some(p), None) => Some(PathMatch::Exact(p.get_ref().clone())),
+                (None, Some(p)) => Some(PathMatch::Prefix(p.get_ref().clone())),
+                _ => None,
+            },
+            methods: match &r.methods {
+                None => vec!["POST".to_owned()],
+                Some(list) => list
+                    .get_ref()
+                    .iter()
+                    .map(|m| m.get_ref().to_ascii_uppercase())
+                    .collect(),
+            },
+        }
+    }
+}
+
+/// Formats straight into a digest, without building the text.
+struct DigestWriter<'a>(&'a mut Sha256);
+
+impl fmt::Write for DigestWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// The digest of a value's `Debug` text.
+fn debug_digest(value: &dyn fmt::Debug) -> [u8; 32] {
     let mut digest = Sha256::new();
-    digest.update(format!("{route:?}").as_bytes());
-    for verifier in &route.verifiers {
-        digest.update(verifier.secrets_digest());
-    }
-    if let Some(token) = &route.verify_token {
-        digest.update(Sha256::digest(token.expose()));
-    }
+    let _ = write!(DigestWriter(&mut digest), "{value:?}");
     digest.finalize().into()
 }
 
@@ -161,7 +236,150 @@ pub(super) fn span<T>(s: &Spanned<T>) -> Option<Range<usize>> {
     Some(s.span())
 }
 
-impl Builder<'_> {
+/// `cache[key]`, made by `make` the first time it is asked for.
+pub(super) fn cached<K, Q, V>(cache: &mut HashMap<K, V>, key: &Q, make: impl FnOnce(&Q) -> V) -> V
+where
+    K: Borrow<Q> + Hash + Eq,
+    Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+    V: Clone,
+{
+    if let Some(value) = cache.get(key) {
+        return value.clone();
+    }
+    let value = make(key);
+    cache.insert(key.to_owned(), value.clone());
+    value
+}
+
+/// The first address of `host`, with port 0 (the port does not change what a
+/// name resolves to).
+fn resolve(host: &str) -> Result<SocketAddr, String> {
+    match (host, 0).to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(addr)) => Ok(addr),
+        Ok(None) => Err(format!("upstream host `{host}` has no address")),
+        Err(e) => Err(format!("cannot resolve upstream host `{host}`: {e}")),
+    }
+}
+
+/// Reads a PEM file of CA certificates, each checked to be a parseable X.509
+/// certificate (the TLS stack would otherwise fail on it at connect time).
+fn read_ca_file(path: &Path) -> Result<TrustedCas, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        match cert {
+            Ok(der) if x509_parser::parse_x509_certificate(&der).is_ok() => {
+                certs.push(der.to_vec());
+            }
+            _ => return Err(format!("`{}` holds an invalid certificate", path.display())),
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!("`{}` holds no PEM certificate", path.display()));
+    }
+    Ok(TrustedCas::new(&certs))
+}
+
+impl<'a> Builder<'a> {
+    /// Starts building from the file's `[server]` and `[schemes.NAME]` tables;
+    /// its routes come with [`Self::add_routes`].
+    pub(super) fn new(file: &ConfigFile, source: &'a Path) -> Self {
+        let mut b = Self {
+            source,
+            base_dir: source.parent().unwrap_or(Path::new(".")),
+            diagnostics: Vec::new(),
+            schemes: BTreeMap::new(),
+            server: None,
+            defaults: RouteDefaults::BUILT_IN,
+            routes: Vec::new(),
+            names: HashSet::new(),
+            overlaps: Overlaps::default(),
+            addresses: HashMap::new(),
+            ca_files: HashMap::new(),
+            peers: HashMap::new(),
+            peer_digests: HashMap::new(),
+            scheme_digests: HashMap::new(),
+            secrets: HashMap::new(),
+        };
+        b.user_schemes(&file.schemes);
+        b.server = b.server(&file.server);
+        b.defaults = b.route_defaults(&file.server);
+        b
+    }
+
+    /// The route defaults `[server]` sets.
+    fn route_defaults(&mut self, server: &ServerSection) -> RouteDefaults {
+        let built_in = RouteDefaults::BUILT_IN;
+        RouteDefaults {
+            max_body_bytes: self.positive_or(
+                &server.max_body_bytes,
+                "max_body_bytes",
+                built_in.max_body_bytes,
+            ),
+            read_timeout_ms: self.positive_or(
+                &server.read_timeout_ms,
+                "read_timeout_ms",
+                built_in.read_timeout_ms,
+            ),
+            upstream_timeout_ms: self.positive_or(
+                &server.upstream_timeout_ms,
+                "upstream_timeout_ms",
+                built_in.upstream_timeout_ms,
+            ),
+        }
+    }
+
+    /// Makes room for about `routes` routes.
+    pub(super) fn reserve(&mut self, routes: usize) {
+        self.routes.reserve(routes);
+        self.names.reserve(routes);
+        self.overlaps.first.reserve(routes);
+    }
+
+    /// Builds and checks the next routes of the file, in file order; their
+    /// spans count from byte `offset` of the file (a part parsed on its own).
+    /// Only what later checks need is kept of them.
+    pub(super) fn add_routes(&mut self, routes: &[RouteSection], offset: usize) {
+        let mark = self.mark();
+        for r in routes {
+            if let Some(route) = self.route(r) {
+                self.routes.push(Arc::new(route));
+            }
+            let name: Arc<str> = Arc::from(r.name.get_ref().as_str());
+            self.check_name(r, &name);
+            self.check_overlap(r, &name);
+        }
+        // Every problem found here is about these routes.
+        for span in self.diagnostics[mark..]
+            .iter_mut()
+            .filter_map(|d| d.span.as_mut())
+        {
+            *span = span.start + offset..span.end + offset;
+        }
+    }
+
+    /// The runtime config, only when there is no error; warnings come back
+    /// either way, in file order.
+    pub(super) fn finish(self) -> (Option<RuntimeConfig>, Vec<Diagnostic>) {
+        let has_errors = self
+            .diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error);
+        let config = match self.server {
+            Some(server) if !has_errors => Some(RuntimeConfig {
+                source: self.source.to_owned(),
+                generation: 1,
+                loaded_at: std::time::SystemTime::now(),
+                server,
+                routes: RouteTable::from_shared(self.routes),
+            }),
+            _ => None,
+        };
+        let mut diagnostics = self.diagnostics;
+        diagnostics.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
+        (config, diagnostics)
+    }
+
     pub(super) fn error(&mut self, at: Option<Range<usize>>, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic::error(at, message));
     }
@@ -285,8 +503,9 @@ impl Builder<'_> {
         })
     }
 
-    fn route(&mut self, r: &RouteSection, defaults: &RouteDefaults) -> Option<Route> {
-        let before = self.error_count();
+    fn route(&mut self, r: &RouteSection) -> Option<Route> {
+        let defaults = self.defaults;
+        let before = self.mark();
         let name = r.name.get_ref();
         if name.is_empty()
             || !name
@@ -337,7 +556,7 @@ impl Builder<'_> {
         } else {
             Vec::new()
         };
-        if self.error_count() > before {
+        if self.errors_since(before) {
             return None;
         }
         Some(Route {
@@ -369,16 +588,87 @@ impl Builder<'_> {
             fingerprint: [0; 32],
         })
         .map(|mut route| {
-            route.fingerprint = fingerprint(&route);
+            route.fingerprint = self.fingerprint(&route);
             route
         })
     }
 
-    pub(super) fn error_count(&self) -> usize {
-        self.diagnostics
+    /// A digest of a route: everything it does, its secrets included. What
+    /// routes share (an upstream's connection target, a named scheme) is
+    /// digested once per load.
+    fn fingerprint(&mut self, route: &Route) -> [u8; 32] {
+        // Every field, so that a new one cannot be left out unnoticed.
+        let Route {
+            name,
+            host,
+            path,
+            methods,
+            upstream,
+            max_body_bytes,
+            read_timeout,
+            upstream_timeout,
+            verifiers,
+            strip_headers,
+            public_url,
+            verify_token,
+            handshakes,
+            json_members,
+            upstream_url,
+            secret_sources,
+            fingerprint: _,
+        } = route;
+        let Upstream {
+            peer,
+            pool_key,
+            addr,
+            tls,
+            authority,
+            path: upstream_path,
+            query,
+        } = upstream;
+        let mut digest = Sha256::new();
+        let settings = (
+            (name, host, path, methods, max_body_bytes, read_timeout),
+            (upstream_timeout, strip_headers, public_url, handshakes),
+            (json_members, upstream_url, secret_sources),
+            (addr, tls, authority, upstream_path, query, pool_key),
+        );
+        let _ = write!(DigestWriter(&mut digest), "{settings:?}");
+        let peer_digest = *self
+            .peer_digests
+            .entry(Arc::as_ptr(peer).addr())
+            .or_insert_with(|| debug_digest(peer));
+        digest.update(peer_digest);
+        for verifier in verifiers {
+            let scheme = verifier.scheme();
+            let scheme_digest = if scheme.name == GENERIC {
+                debug_digest(scheme)
+            } else {
+                cached(&mut self.scheme_digests, scheme.name.as_str(), |_| {
+                    debug_digest(scheme)
+                })
+            };
+            digest.update(scheme_digest);
+            let _ = write!(DigestWriter(&mut digest), "{:?}", verifier.tolerance_secs());
+            digest.update(verifier.secrets_digest());
+        }
+        if let Some(token) = verify_token {
+            digest.update(Sha256::digest(token.expose()));
+        }
+        digest.finalize().into()
+    }
+
+    /// A mark for [`Self::errors_since`]: how many problems there are so far.
+    pub(super) fn mark(&self) -> usize {
+        self.diagnostics.len()
+    }
+
+    /// Whether an error was reported after `mark` (counting from there, so a
+    /// check per route does not grow with the routes before it).
+    pub(super) fn errors_since(&self, mark: usize) -> bool {
+        self.diagnostics[mark..]
             .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
+            .any(|d| d.severity == Severity::Error)
     }
 
     /// A scheme builder reporting into this config's diagnostics.
@@ -506,20 +796,13 @@ impl Builder<'_> {
             .trim_end_matches(']')
             .to_owned();
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let addr = match (host.as_str(), port)
-            .to_socket_addrs()
-            .map(|mut a| a.next())
-        {
-            Ok(Some(addr)) => addr,
-            Ok(None) => {
-                self.error(span(text), format!("upstream host `{host}` has no address"));
-                return None;
+        let addr = match cached(&mut self.addresses, host.as_str(), resolve) {
+            Ok(mut addr) => {
+                addr.set_port(port);
+                addr
             }
-            Err(e) => {
-                self.error(
-                    span(text),
-                    format!("cannot resolve upstream host `{host}`: {e}"),
-                );
+            Err(message) => {
+                self.error(span(text), message);
                 return None;
             }
         };
@@ -534,59 +817,36 @@ impl Builder<'_> {
             .map(|pq| pq.path().to_owned());
         let query = uri.query().filter(|q| !q.is_empty()).map(str::to_owned);
         let ca = match ca_file {
-            None => Vec::new(),
+            None => None,
             Some(file) if !tls => {
                 self.error(span(file), "`upstream_ca_file` needs an https:// upstream");
                 return None;
             }
-            Some(file) => self.ca_certificates(file)?,
+            Some(file) => {
+                let path = self.base_dir.join(file.get_ref());
+                match cached(&mut self.ca_files, path.as_path(), read_ca_file) {
+                    Ok(ca) => Some((path, ca)),
+                    Err(message) => {
+                        self.error(span(file), message);
+                        return None;
+                    }
+                }
+            }
         };
-        let peer = forward::peer(addr, tls, &host, timeout, &ca);
+        let (ca_path, ca) = ca.unzip();
+        let peer = self
+            .peers
+            .entry((addr, tls, host.clone(), timeout, ca_path))
+            .or_insert_with(|| forward::peer(addr, tls, &host, timeout, ca.as_ref()));
         Some(Upstream {
-            pool_key: forward::pool::key(&peer, &ca),
-            peer,
+            pool_key: forward::pool::key(peer, ca.as_ref().map(TrustedCas::digest)),
+            peer: Arc::clone(peer),
             addr,
             tls,
             authority: authority.as_str().to_owned(),
             path,
             query,
         })
-    }
-
-    /// Reads a PEM file of CA certificates, each checked to be a parseable X.509
-    /// certificate (the TLS stack would otherwise fail on it at connect time).
-    fn ca_certificates(&mut self, file: &Spanned<String>) -> Option<Vec<Vec<u8>>> {
-        let path = self.base_dir.join(file.get_ref());
-        let pem = match std::fs::read(&path) {
-            Ok(pem) => pem,
-            Err(e) => {
-                self.error(span(file), format!("cannot read `{}`: {e}", path.display()));
-                return None;
-            }
-        };
-        let mut certs = Vec::new();
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            match cert {
-                Ok(der) if x509_parser::parse_x509_certificate(&der).is_ok() => {
-                    certs.push(der.to_vec());
-                }
-                _ => {
-                    self.error(
-                        span(file),
-                        format!("`{}` holds an invalid certificate", path.display()),
-                    );
-                    return None;
-                }
-            }
-        }
-        if certs.is_empty() {
-            self.error(
-                span(file),
-                format!("`{}` holds no PEM certificate", path.display()),
-            );
-            return None;
-        }
-        Some(certs)
     }
 
     fn public_url(&mut self, text: &Spanned<String>) -> Option<String> {
@@ -607,66 +867,25 @@ impl Builder<'_> {
         }
     }
 
-    fn check_names(&mut self, routes: &[RouteSection]) {
-        let mut seen = HashSet::new();
-        for r in routes {
-            if !seen.insert(r.name.get_ref().as_str()) {
-                self.error(
-                    span(&r.name),
-                    format!("duplicate route name `{}`", r.name.get_ref()),
-                );
-            }
+    fn check_name(&mut self, r: &RouteSection, name: &Arc<str>) {
+        if !self.names.insert(Arc::clone(name)) {
+            self.error(span(&r.name), format!("duplicate route name `{name}`"));
         }
     }
 
-    /// Two routes overlap when one request could match both: same host, same path
-    /// rule, a method in common.
-    fn check_overlaps(&mut self, routes: &[RouteSection]) {
-        let key = |r: &RouteSection| {
-            let host = r
-                .host
-                .as_ref()
-                .map(|h| h.get_ref().trim().to_ascii_lowercase());
-            let path = match (&r.path, &r.path_prefix) {
-                (Some(p), None) => Some(PathMatch::Exact(p.get_ref().clone())),
-                (None, Some(p)) => Some(PathMatch::Prefix(p.get_ref().clone())),
-                _ => None,
-            };
-            let methods: Vec<String> = match &r.methods {
-                None => vec!["POST".to_owned()],
-                Some(list) => list
-                    .get_ref()
-                    .iter()
-                    .map(|m| m.get_ref().to_ascii_uppercase())
-                    .collect(),
-            };
-            (host, path, methods)
+    /// Reports `r` if it overlaps a route before it (see [`Overlaps::add`]).
+    fn check_overlap(&mut self, r: &RouteSection, name: &Arc<str>) {
+        let Some((earlier, method)) = self.overlaps.add(r, name) else {
+            return;
         };
-        for (j, later) in routes.iter().enumerate() {
-            let (host_j, path_j, methods_j) = key(later);
-            let Some(path_j) = path_j else { continue };
-            for earlier in &routes[..j] {
-                let (host_i, path_i, methods_i) = key(earlier);
-                let common = methods_j.iter().find(|m| methods_i.contains(m));
-                if host_i == host_j && path_i.as_ref() == Some(&path_j) {
-                    if let Some(method) = common {
-                        let at = later
-                            .path
-                            .as_ref()
-                            .or(later.path_prefix.as_ref())
-                            .map(Spanned::span);
-                        self.error(
-                            at,
-                            format!(
-                                "route `{}` overlaps route `{}`: same host, path and method {method}",
-                                later.name.get_ref(),
-                                earlier.name.get_ref()
-                            ),
-                        );
-                        break;
-                    }
-                }
-            }
-        }
+        let message = format!(
+            "route `{name}` overlaps route `{earlier}`: same host, path and method {method}"
+        );
+        let at = r
+            .path
+            .as_ref()
+            .or(r.path_prefix.as_ref())
+            .map(Spanned::span);
+        self.error(at, message);
     }
 }

@@ -56,10 +56,11 @@ pub struct Report {
 impl Report {
     /// Renders `diagnostics` against the file's `text` (for line and column numbers).
     pub fn new(path: &Path, text: &str, diagnostics: &[Diagnostic]) -> Self {
+        let index = LineIndex::new(text);
         let lines = diagnostics
             .iter()
             .map(|d| {
-                let (line, col) = line_col(text, d.span.as_ref().map_or(0, |s| s.start));
+                let (line, col) = index.line_col(d.span.as_ref().map_or(0, |s| s.start));
                 let label = match d.severity {
                     Severity::Error => "",
                     Severity::Warning => "warning: ",
@@ -100,14 +101,37 @@ impl fmt::Display for Report {
     }
 }
 
-/// 1-based line and column (in characters) of byte `offset` in `text`.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let col = before[line_start..].chars().count() + 1;
-    (line, col)
+/// Where each line of a text starts, so that the positions of many problems
+/// are found without reading the text again for each.
+#[derive(Debug)]
+pub struct LineIndex<'a> {
+    text: &'a str,
+    /// Byte offset of each line's first byte.
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    /// Indexes the lines of `text`.
+    pub fn new(text: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self { text, starts }
+    }
+
+    /// 1-based line and column (in characters) of byte `offset`; an offset
+    /// past the end, or inside a character, counts as the end.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = if self.text.is_char_boundary(offset) {
+            offset
+        } else {
+            self.text.len()
+        };
+        let line = self.starts.partition_point(|&start| start <= offset);
+        let line_start = self.starts[line - 1];
+        let col = self.text[line_start..offset].chars().count() + 1;
+        (line, col)
+    }
 }
 
 #[cfg(test)]
@@ -117,12 +141,14 @@ mod tests {
     #[test]
     fn line_and_column_are_one_based_in_chars() {
         let text = "a = 1\nbé = 2\n";
-        assert_eq!(line_col(text, 0), (1, 1));
-        assert_eq!(line_col(text, 6), (2, 1));
-        assert_eq!(line_col(text, text.find('=').unwrap()), (1, 3));
+        let index = LineIndex::new(text);
+        assert_eq!(index.line_col(0), (1, 1));
+        assert_eq!(index.line_col(6), (2, 1));
+        assert_eq!(index.line_col(text.find('=').unwrap()), (1, 3));
         let second_eq = text.rfind('=').unwrap();
-        assert_eq!(line_col(text, second_eq), (2, 4));
-        assert_eq!(line_col(text, 10_000), (3, 1));
+        assert_eq!(index.line_col(second_eq), (2, 4));
+        assert_eq!(index.line_col(10_000), (3, 1));
+        assert_eq!(index.line_col(8), (3, 1), "inside `é`: the end");
     }
 
     #[test]

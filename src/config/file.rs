@@ -28,6 +28,15 @@ pub struct ConfigFile {
     pub schemes: BTreeMap<String, Spanned<SchemeFile>>,
 }
 
+/// The `[[routes]]` tables of one part of a file parsed in parts (see
+/// `config::parts`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutesPart {
+    /// `[[routes]]`, in file order.
+    pub routes: Vec<RouteSection>,
+}
+
 /// `[server]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,10 +1,12 @@
-//! Configuration pipeline: `hookgate.toml` → [`file::ConfigFile`] (serde, spans) →
-//! [`build::build`] (validation, secrets, DNS) → [`RuntimeConfig`] (immutable,
-//! shared through `ArcSwap`). Every problem is reported as `PATH:LINE:COL: message`.
+//! Configuration pipeline: `hookgate.toml` → [`file::ConfigFile`] (serde, spans;
+//! a large file in [`parts`]) → [`build`] (validation, secrets, DNS) →
+//! [`RuntimeConfig`] (immutable, shared through `ArcSwap`). Every problem is
+//! reported as `PATH:LINE:COL: message`.
 
 pub mod build;
 pub mod diagnostics;
 pub mod file;
+pub mod parts;
 pub mod secret;
 pub mod verifiers;
 
@@ -50,6 +52,10 @@ pub fn read(path: &Path) -> Result<String, Report> {
 /// Parses and validates `text` as if read from `path` (which anchors relative
 /// `file:` secrets and names the file in diagnostics).
 pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Report> {
+    let cuts = parts::cuts(text, parts::PART_BYTES);
+    if let Some(loaded) = load_in_parts(path, text, &cuts) {
+        return loaded;
+    }
     let file: file::ConfigFile = match toml::from_str(text) {
         Ok(file) => file,
         Err(e) => {
@@ -58,7 +64,32 @@ pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Report> {
             return Err(Report::new(path, text, &[d]));
         }
     };
-    let (config, diagnostics) = build::build(&file, path);
+    let mut builder = build::Builder::new(&file, path);
+    builder.reserve(file.routes.len());
+    builder.add_routes(&file.routes, 0);
+    finish(path, text, builder)
+}
+
+/// Loads `text` cut at `cuts` (see [`parts`]), building each part's routes
+/// before parsing the next. `None` without cuts, or when a part does not
+/// parse: the whole file is then parsed, so that the problem is reported as
+/// it would be anyway.
+fn load_in_parts(path: &Path, text: &str, cuts: &[usize]) -> Option<Result<Loaded, Report>> {
+    let file: file::ConfigFile = toml::from_str(&text[..*cuts.first()?]).ok()?;
+    let mut builder = build::Builder::new(&file, path);
+    // Each part starts with one, so this is about how many routes there are.
+    builder.reserve(text.matches("\n[[routes]]").count());
+    builder.add_routes(&file.routes, 0);
+    let ends = cuts.iter().skip(1).copied().chain([text.len()]);
+    for (start, end) in cuts.iter().copied().zip(ends) {
+        let part: file::RoutesPart = toml::from_str(&text[start..end]).ok()?;
+        builder.add_routes(&part.routes, start);
+    }
+    Some(finish(path, text, builder))
+}
+
+fn finish(path: &Path, text: &str, builder: build::Builder<'_>) -> Result<Loaded, Report> {
+    let (config, diagnostics) = builder.finish();
     let report = Report::new(path, text, &diagnostics);
     match config {
         Some(config) => Ok(Loaded {

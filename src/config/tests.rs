@@ -2,8 +2,11 @@
 //! diagnostic, pinned to its `PATH:LINE:COL`.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use super::{load, load_str};
+use super::{Loaded, load, load_in_parts, load_str, parts};
+use crate::config::diagnostics::Report;
+use crate::forward::SharedPeer;
 use crate::runtime::PathMatch;
 
 const ROUTE: &str = r#"
@@ -15,6 +18,13 @@ upstream = "http://127.0.0.1:3000/in"
 scheme = "rye"
 secrets = ["s"]
 "#;
+
+/// [`ROUTE`] named `name`, on path `/NAME`, with `extra` lines after its name.
+fn named(name: &str, extra: &str) -> String {
+    ROUTE
+        .replace("name = \"a\"", &format!("name = \"{name}\"\n{extra}"))
+        .replace("\"/a\"", &format!("\"/{name}\""))
+}
 
 fn errors(text: &str) -> Vec<String> {
     match load_str(Path::new("c.toml"), text) {
@@ -153,6 +163,106 @@ fn overlapping_routes_are_refused_but_disjoint_methods_are_not() {
 }
 
 #[test]
+fn each_overlap_names_the_first_earlier_route_and_the_first_shared_method() {
+    let route = |name: &str, rule: &str| {
+        ROUTE
+            .replace("name = \"a\"", &format!("name = \"{name}\""))
+            .replace("path = \"/a\"", rule)
+    };
+    let text = [
+        route("a", "path = \"/a\""),
+        route("b", "path = \"/a\"\nmethods = [\"GET\"]"),
+        route("c", "path = \"/a\"\nmethods = [\"PUT\", \"get\", \"POST\"]"),
+        route("d", "path = \"/a\"\nmethods = [\"get\"]"),
+        route("e", "path_prefix = \"/a\""),
+        route("f", "path_prefix = \"/a\"\nhost = \"X.example\""),
+        route("g", "path_prefix = \"/a\"\nhost = \" x.example\""),
+        route("h", "path = \"/a\"\nhost = \"x.example\""),
+        route("i", "path_prefix = \"/a\"\nmethods = [\"PUT\"]"),
+        route("j", "path = \"/a\"\nmethods = []"),
+        route("k", "path = \"/a\"\nmethods = [\"PUT\"]"),
+    ]
+    .concat();
+    let e: Vec<String> = errors(&text)
+        .into_iter()
+        .filter(|e| e.contains("overlaps"))
+        .collect();
+    assert_eq!(
+        e,
+        [
+            "c.toml:21:8: route `c` overlaps route `a`: same host, path and method POST",
+            "c.toml:30:8: route `d` overlaps route `b`: same host, path and method GET",
+            "c.toml:56:15: route `g` overlaps route `f`: same host, path and method POST",
+            "c.toml:92:8: route `k` overlaps route `c`: same host, path and method PUT",
+        ]
+    );
+}
+
+#[test]
+fn a_fingerprint_changes_with_what_its_route_does_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let self_signed = || {
+        rcgen::generate_simple_self_signed(["upstream.example".to_owned()])
+            .unwrap()
+            .cert
+            .pem()
+    };
+    std::fs::write(&ca, self_signed()).unwrap();
+    let route = named;
+    let text = [
+        route("plain", ""),
+        route("timeout", "upstream_timeout_ms = 100"),
+        route("mine", "").replace("scheme = \"rye\"", "scheme = \"mine\""),
+        route("tls", "upstream_ca_file = \"ca.pem\"")
+            .replace("http://127.0.0.1:3000/in", "https://127.0.0.1:3000/in"),
+        route("generic", "").replace("scheme = \"rye\"", "scheme = \"hmac\"\nheader = \"x-sig\""),
+        "[schemes.mine]\nalgorithm = \"hmac-sha256\"\nsignature = { header = \"x-mine\" }\n"
+            .to_owned(),
+    ]
+    .concat();
+    let fingerprints = |text: &str| -> Vec<(String, [u8; 32])> {
+        let path = dir.path().join("c.toml");
+        let loaded = load_str(&path, text).unwrap_or_else(|r| panic!("{r}"));
+        loaded
+            .config
+            .routes
+            .iter()
+            .map(|r| (r.name.clone(), r.fingerprint))
+            .collect()
+    };
+    let changed = |before: &[(String, [u8; 32])], after: &[(String, [u8; 32])]| -> Vec<String> {
+        before
+            .iter()
+            .zip(after)
+            .filter(|(b, a)| b.1 != a.1)
+            .map(|(b, _)| b.0.clone())
+            .collect()
+    };
+    let before = fingerprints(&text);
+    assert_eq!(changed(&before, &fingerprints(&text)), Vec::<String>::new());
+    let cases = [
+        (
+            "upstream_timeout_ms = 100",
+            "upstream_timeout_ms = 101",
+            "timeout",
+        ),
+        ("\"x-mine\"", "\"x-yours\"", "mine"),
+        ("header = \"x-sig\"", "header = \"x-sig2\"", "generic"),
+    ];
+    for (from, to, name) in cases {
+        let after = fingerprints(&text.replace(from, to));
+        assert_eq!(changed(&before, &after), [name], "{from} → {to}");
+    }
+    std::fs::write(&ca, self_signed()).unwrap();
+    assert_eq!(
+        changed(&before, &fingerprints(&text)),
+        ["tls"],
+        "another CA certificate"
+    );
+}
+
+#[test]
 fn path_rules_and_names_are_checked() {
     assert_eq!(
         errors(&ROUTE.replace("path = \"/a\"", "path = \"/a\"\npath_prefix = \"/a/\"")),
@@ -260,6 +370,39 @@ fn unresolvable_upstream_host_is_an_error() {
         e[0].starts_with("c.toml:5:12: cannot resolve upstream host `no-such-host.invalid`"),
         "{e:?}"
     );
+}
+
+#[test]
+fn routes_to_one_upstream_share_its_peer_and_each_reports_a_bad_host() {
+    let route = |name: &str, upstream: &str, extra: &str| {
+        named(name, extra).replace("http://127.0.0.1:3000/in", upstream)
+    };
+    let text = [
+        route("a", "http://localhost:3000/x", ""),
+        route("b", "http://localhost:3000/y", ""),
+        route("c", "http://localhost:3001/x", ""),
+        route("d", "http://localhost:3000/x", "upstream_timeout_ms = 5"),
+    ]
+    .concat();
+    let c = load_str(Path::new("c.toml"), &text).unwrap().config;
+    let peers: Vec<&SharedPeer> = c.routes.iter().map(|r| &r.upstream.peer).collect();
+    let ports: Vec<u16> = c.routes.iter().map(|r| r.upstream.addr.port()).collect();
+    assert_eq!(ports, [3000, 3000, 3001, 3000]);
+    assert!(Arc::ptr_eq(peers[0], peers[1]), "same upstream");
+    assert!(!Arc::ptr_eq(peers[0], peers[2]), "another port");
+    assert!(!Arc::ptr_eq(peers[0], peers[3]), "another timeout");
+
+    let bad = [
+        route("a", "http://no-such-host.invalid:1/x", ""),
+        route("b", "http://no-such-host.invalid:2/y", ""),
+    ]
+    .concat();
+    let e = errors(&bad);
+    assert_eq!(e.len(), 2, "{e:?}");
+    for (error, line) in e.iter().zip([6, 15]) {
+        let want = format!("c.toml:{line}:12: cannot resolve upstream host `no-such-host.invalid`");
+        assert!(error.starts_with(&want), "{e:?}");
+    }
 }
 
 #[test]
@@ -451,4 +594,125 @@ fn operations_settings_have_defaults_and_are_checked() {
         errors("[server]\nshutdown_grace_secs = 0\n"),
         ["c.toml:2:23: `shutdown_grace_secs` must be a positive integer"]
     );
+}
+
+/// What a load gives: a line per route with its name and fingerprint, then the
+/// warnings; or the problems.
+fn outcome(loaded: Result<Loaded, Report>) -> Result<Vec<String>, Vec<String>> {
+    match loaded {
+        Ok(loaded) => {
+            let routes = loaded.config.routes.iter();
+            let mut lines: Vec<String> = routes
+                .map(|r| format!("{} {:?}", r.name, r.fingerprint))
+                .collect();
+            lines.extend_from_slice(loaded.warnings.lines());
+            Ok(lines)
+        }
+        Err(report) => Err(report.lines().to_vec()),
+    }
+}
+
+/// Loads `text` whole and in parts of about a route each: the same routes,
+/// fingerprints and problems either way.
+fn assert_same_in_parts(text: &str) {
+    let path = Path::new("c.toml");
+    let cuts = parts::cuts(text, 100);
+    assert!(cuts.len() > 3, "{cuts:?}");
+    let in_parts = load_in_parts(path, text, &cuts).expect("every part parses");
+    assert_eq!(outcome(in_parts), outcome(load_str(path, text)));
+}
+
+#[test]
+fn a_file_loads_the_same_in_parts() {
+    let schemes =
+        "[schemes.mine]\nalgorithm = \"hmac-sha256\"\nsignature = { header = \"x-mine\" }\n\n";
+    let routes = [
+        named("a", "host = \"A.example\""),
+        named("b", "methods = [\"put\", \"POST\"]"),
+        named("c", "").replace("path = \"/c\"", "path_prefix = \"/c/\""),
+        named("d", "").replace("scheme = \"rye\"", "scheme = \"mine\""),
+        named("e", "").replace(
+            "[routes.verify]\nscheme = \"rye\"\nsecrets = [\"s\"]",
+            "[[routes.verify]]\nscheme = \"rye\"\nsecrets = [\"s\"]\n\
+             [[routes.verify]]\nscheme = \"aryeo\"\nsecrets = [\"t\"]\ntolerance_secs = 5",
+        ),
+        named("f", ""),
+    ]
+    .concat();
+    let text = format!("[server]\nlisten = \"127.0.0.1:1\"\n{schemes}{routes}");
+    assert_same_in_parts(&text);
+    let loaded = outcome(load_str(Path::new("c.toml"), &text)).unwrap();
+    assert_eq!(loaded.len(), 7, "six routes and a warning: {loaded:?}");
+
+    let broken = text
+        .replace("name = \"f\"", "name = \"a\"")
+        .replace("path = \"/e\"", "path = \"/b\"")
+        .replace(
+            "secrets = [\"t\"]",
+            "secrets = [\"env:HOOKGATE_TEST_SURELY_UNSET\"]",
+        );
+    assert_same_in_parts(&broken);
+    let problems = outcome(load_str(Path::new("c.toml"), &broken)).unwrap_err();
+    let errors = problems.iter().filter(|p| !p.contains("warning")).count();
+    assert_eq!(
+        errors, 3,
+        "a duplicate name, an overlap and a missing secret, in three parts: {problems:?}"
+    );
+}
+
+#[test]
+fn a_part_that_does_not_parse_leaves_it_to_the_whole_file() {
+    let routes = ["a", "b", "c", "d", "e"].map(|n| named(n, "")).concat();
+    let path = Path::new("c.toml");
+    for (from, to) in [
+        ("name = \"d\"", "name = \"d\"\nnope = 1"),
+        ("name = \"d\"", "name = \"d"),
+        ("path = \"/e\"", "path = 5"),
+    ] {
+        let text = format!("[server]\nthreads = \"many\"\n{}", routes.replace(from, to));
+        let cuts = parts::cuts(&text, 100);
+        assert!(cuts.len() > 3, "{cuts:?}");
+        assert!(load_in_parts(path, &text, &cuts).is_none(), "{to}");
+        let whole = outcome(load_str(path, &text)).unwrap_err();
+        assert_eq!(whole.len(), 1, "one TOML error: {whole:?}");
+    }
+}
+
+#[test]
+fn a_file_of_100_000_routes_loads_in_parts() {
+    // Exact, prefix, host and two-method routes in turn; `gitlab` compares a
+    // token, the cheapest verifier to build in a debug build.
+    let rules = [
+        "path = \"/r/N\"",
+        "path_prefix = \"/p/N/\"",
+        "path = \"/h/N\"\nhost = \"hN.example\"",
+        "path_prefix = \"/q/N\"\nmethods = [\"POST\", \"PUT\"]",
+    ];
+    let route = "[[routes]]\nname = \"rN\"\nRULE\nupstream = \"http://127.0.0.1:9/to/N\"\n\
+                 verify = { scheme = \"gitlab\", secrets = [\"s\"] }\n\n";
+    let mut text = String::from("[server]\nlisten = \"127.0.0.1:1\"\n\n");
+    for i in 0..100_000 {
+        let n = i.to_string();
+        text.push_str(&route.replace("RULE", rules[i % 4]).replace('N', &n));
+    }
+    assert!(parts::cuts(&text, parts::PART_BYTES).len() > 10);
+    let path = Path::new("c.toml");
+    let c = load_str(path, &text)
+        .unwrap_or_else(|r| panic!("{r}"))
+        .config;
+    assert_eq!(c.routes.len(), 100_000);
+    let names: Vec<&str> = c.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!((names[0], names[99_999]), ("r0", "r99999"), "in file order");
+    let last = [
+        (None, "/r/99996", "r99996"),
+        (None, "/p/99997/x", "r99997"),
+        (Some("h99998.example"), "/h/99998", "r99998"),
+        (None, "/q/99999", "r99999"),
+    ];
+    for (host, path, want) in last {
+        match c.routes.find(host, path, &http::Method::POST) {
+            crate::routes::Match::Found { route, .. } => assert_eq!(route.name, want),
+            other => panic!("{path}: {other:?}"),
+        }
+    }
 }

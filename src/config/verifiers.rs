@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use toml::Spanned;
 
-use super::build::{Builder, span};
+use super::build::{Builder, cached, span};
 use super::file::{OneOrMany, RouteSection, VerifySection};
 use super::secret::{Secret, SecretRef};
 use crate::handshake::Handshake;
@@ -118,7 +118,7 @@ impl Builder<'_> {
         let mut resolved = Vec::new();
         let mut ok = true;
         for reference in v.secrets.get_ref() {
-            match SecretRef::parse(reference.get_ref()).resolve(self.base_dir) {
+            match self.resolve_secret(reference.get_ref()) {
                 Ok(secret) => resolved.push(secret),
                 Err(message) => {
                     self.error(span(reference), message);
@@ -127,6 +127,17 @@ impl Builder<'_> {
             }
         }
         ok.then_some(resolved)
+    }
+
+    /// Resolves a secret reference; each `env:` or `file:` one is read once per load.
+    fn resolve_secret(&mut self, reference: &str) -> Result<Secret, String> {
+        let base_dir = self.base_dir;
+        match SecretRef::parse(reference) {
+            literal @ SecretRef::Literal(_) => literal.resolve(base_dir),
+            _ => cached(&mut self.secrets, reference, |r| {
+                SecretRef::parse(r).resolve(base_dir)
+            }),
+        }
     }
 
     fn generic_keys(v: &VerifySection) -> [(&'static str, Option<std::ops::Range<usize>>); 7] {
@@ -161,7 +172,7 @@ impl Builder<'_> {
     /// The generic `hmac` scheme: the verify table's keys turned into a scheme
     /// descriptor and built like any other.
     fn generic_scheme(&mut self, v: &VerifySection) -> Option<Arc<Scheme>> {
-        let before = self.error_count();
+        let before = self.mark();
         if v.header.is_none() {
             self.error(
                 span(&v.scheme),
@@ -243,7 +254,7 @@ impl Builder<'_> {
             handshake: None,
         };
         let scheme = self.scheme_builder().scheme(GENERIC, &file).map(Arc::new);
-        if self.error_count() > before {
+        if self.errors_since(before) {
             return None;
         }
         scheme
@@ -279,7 +290,7 @@ impl Builder<'_> {
             .chain(handshakes)
             .any(|h| h.verify_token.is_some());
         match &r.verify_token {
-            Some(reference) => match SecretRef::parse(reference.get_ref()).resolve(self.base_dir) {
+            Some(reference) => match self.resolve_secret(reference.get_ref()) {
                 Ok(token) => Some(token),
                 Err(message) => {
                     self.error(span(reference), message);

@@ -6,6 +6,7 @@
 
 pub mod pool;
 
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,7 +118,7 @@ impl Forwarder {
                 Some(stream) => stream,
                 // Boxed: connecting (TLS included) needs far more state than
                 // the reuse of a pooled connection every exchange would carry.
-                None => Box::pin(self.connector.new_stream(&target.peer))
+                None => Box::pin(self.connector.new_stream(&*target.peer))
                     .await
                     .map_err(before)?,
             };
@@ -164,9 +165,48 @@ async fn send(mut stream: Stream, request: &[u8], timeout: Duration) -> pingora:
     Ok(up)
 }
 
+/// CA certificates trusted instead of the system's (a private CA), parsed once
+/// and shared by every route that trusts them.
+#[derive(Debug, Clone)]
+pub struct TrustedCas {
+    certs: Arc<[WrappedX509]>,
+    /// A digest of the certificates, so connections verified under other ones
+    /// are never reused for these (see [`pool::key`]).
+    digest: u64,
+}
+
+impl TrustedCas {
+    /// Parses DER certificates.
+    pub fn new(der: &[Vec<u8>]) -> Self {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        der.hash(&mut hasher);
+        Self {
+            certs: der
+                .iter()
+                .map(|der| WrappedX509::new(der.clone(), parse_x509))
+                .collect(),
+            digest: hasher.finish(),
+        }
+    }
+
+    /// The digest of the certificates.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+}
+
+/// A connection target, shared by the routes that go to the same upstream.
+pub type SharedPeer = Arc<HttpPeer>;
+
 /// Builds the connection target for an upstream: `sni` is its host name, `ca`
-/// the DER certificates to trust instead of the system's (for a private CA).
-pub fn peer(addr: SocketAddr, tls: bool, sni: &str, timeout: Duration, ca: &[Vec<u8>]) -> HttpPeer {
+/// the certificates to trust instead of the system's.
+pub fn peer(
+    addr: SocketAddr,
+    tls: bool,
+    sni: &str,
+    timeout: Duration,
+    ca: Option<&TrustedCas>,
+) -> SharedPeer {
     let mut peer = HttpPeer::new(addr, tls, sni.to_owned());
     let options = &mut peer.options;
     options.connection_timeout = Some(timeout);
@@ -174,14 +214,8 @@ pub fn peer(addr: SocketAddr, tls: bool, sni: &str, timeout: Duration, ca: &[Vec
     options.read_timeout = Some(timeout);
     options.write_timeout = Some(timeout);
     options.idle_timeout = Some(pool::IDLE_TIMEOUT);
-    if !ca.is_empty() {
-        let certs: Vec<WrappedX509> = ca
-            .iter()
-            .map(|der| WrappedX509::new(der.clone(), parse_x509))
-            .collect();
-        options.ca = Some(Arc::from(certs));
-    }
-    peer
+    options.ca = ca.map(|ca| Arc::clone(&ca.certs));
+    Arc::new(peer)
 }
 
 fn is_timeout(e: &Error) -> bool {

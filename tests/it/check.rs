@@ -25,6 +25,27 @@ fn valid_config_prints_a_summary_and_exits_0() {
 }
 
 #[test]
+fn a_config_of_many_routes_names_the_first_three_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.toml");
+    let routes = crate::support::many_routes(10_000, "http://127.0.0.1:9", "s");
+    std::fs::write(
+        &path,
+        format!("[server]\nlisten = \"127.0.0.1:1\"\n{routes}"),
+    )
+    .unwrap();
+    let (code, out) = check(&path);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out,
+        format!(
+            "{}: ok: 10000 route(s) [r1, r2, r3, … and 9997 more], listening on 127.0.0.1:1\n",
+            path.display()
+        )
+    );
+}
+
+#[test]
 fn every_problem_is_printed_with_line_and_column_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");

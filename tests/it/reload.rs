@@ -1,10 +1,10 @@
 use std::time::Duration;
 
-use crate::support::client::{Raw, post};
+use crate::support::client::{Raw, post, send};
 use crate::support::gateway::Gateway;
 use crate::support::sign;
 use crate::support::upstream::Upstream;
-use crate::support::{route, scheme};
+use crate::support::{many_routes, route, scheme};
 
 fn config_text(gw: &Gateway, secret: &str, upstream: &Upstream) -> String {
     let current = std::fs::read_to_string(&gw.config_path).unwrap();
@@ -180,5 +180,71 @@ async fn a_request_in_flight_finishes_on_the_config_it_started_with() {
         status_with(&gw, "before").await,
         401,
         "new requests use the new config"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_10_000_routes_serves_every_kind_and_names_what_changed() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::with_admin(
+        &route("r", "/hook", &upstream.url(), &scheme("aryeo", &["s"])),
+        "watch_config = false",
+    )
+    .await;
+    let current = std::fs::read_to_string(&gw.config_path).unwrap();
+    let server = current.split("[[routes]]").next().unwrap();
+    let many = many_routes(10_000, &upstream.url(), "s");
+    std::fs::write(&gw.config_path, format!("{server}{many}")).unwrap();
+    let reload = send(gw.admin(), "POST", "/reload", &[], "").await.json();
+    assert_eq!(reload["added"].as_array().unwrap().len(), 10_000);
+    assert_eq!(reload["removed"], serde_json::json!(["r"]));
+
+    let (h, v) = sign::aryeo("s", b"{}");
+    let cases = [
+        ("POST", None, "/r/10000", "r10000", "/to/10000"),
+        ("POST", None, "/p/9997/x", "r9997", "/to/9997/x"),
+        (
+            "POST",
+            Some("H9998.example:80"),
+            "/h/9998",
+            "r9998",
+            "/to/9998",
+        ),
+        ("PUT", None, "/q/9999", "r9999", "/to/9999"),
+    ];
+    for (method, host, path, want_route, want_uri) in cases {
+        let mut headers = vec![(h, v.as_str())];
+        headers.extend(host.map(|host| ("host", host)));
+        let answer = send(gw.addr, method, path, &headers, "{}").await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+        let got = upstream.requests().pop().unwrap();
+        assert_eq!(
+            (got.header("x-webhook-route"), got.uri.as_str()),
+            (want_route, want_uri)
+        );
+    }
+    send(gw.addr, "POST", "/h/9998", &[(h, &v)], "{}")
+        .await
+        .assert_error(404, "no_route");
+    send(gw.addr, "GET", "/q/9999", &[(h, &v)], "")
+        .await
+        .assert_error(405, "method_not_allowed");
+
+    let one_changed = many.replace("/to/5000\"", "/to/5000/new\"");
+    std::fs::write(&gw.config_path, format!("{server}{one_changed}")).unwrap();
+    let reload = send(gw.admin(), "POST", "/reload", &[], "").await.json();
+    assert_eq!(
+        (
+            &reload["added"],
+            &reload["removed"],
+            &reload["changed"],
+            &reload["unchanged"]
+        ),
+        (
+            &serde_json::json!([]),
+            &serde_json::json!([]),
+            &serde_json::json!(["r5000"]),
+            &serde_json::json!(9_999)
+        )
     );
 }
