@@ -98,6 +98,10 @@ struct SignArgs {
 }
 
 fn main() -> ExitCode {
+    // No transparent huge pages: where the kernel backs the heap with 2 MiB
+    // pages, resident memory counts whole 2 MiB pages however little of them
+    // is used, and freed memory goes back only in whole pages.
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => print(commands::check(&config::resolve_path(config))),

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, Method};
@@ -87,11 +88,13 @@ pub struct Upstream {
     /// Whether to speak TLS.
     pub tls: bool,
     /// `host[:port]` as written, sent as `Host`.
-    pub authority: String,
+    pub authority: Box<str>,
     /// Path that replaces the matched path, when the URL has one.
-    pub path: Option<String>,
+    pub path: Option<Box<str>>,
     /// Query to prepend to the request's query, when the URL has one.
-    pub query: Option<String>,
+    pub query: Option<Box<str>>,
+    /// The URL as written.
+    pub url: Box<str>,
 }
 
 /// One route.
@@ -104,7 +107,7 @@ pub struct Route {
     /// Path rule.
     pub path: PathMatch,
     /// Allowed methods.
-    pub methods: Vec<Method>,
+    pub methods: Arc<[Method]>,
     /// Forwarding target.
     pub upstream: Upstream,
     /// Largest accepted body.
@@ -124,12 +127,10 @@ pub struct Route {
     /// The route's own handshake rules (besides its schemes').
     pub handshakes: Vec<Handshake>,
     /// The top-level JSON body members its schemes and handshakes read.
-    pub json_members: Vec<String>,
-    /// The upstream URL as written.
-    pub upstream_url: String,
+    pub json_members: Arc<[String]>,
     /// Per verifier, its secrets as they may be shown (`env:`/`file:` references,
     /// literals redacted).
-    pub secret_sources: Vec<Vec<String>>,
+    pub secret_sources: Arc<[Vec<String>]>,
     /// A digest of everything the route does, secrets included, to tell which
     /// routes a reload changed. Never shown.
     pub fingerprint: [u8; 32],

@@ -54,13 +54,13 @@ fn route(r: &Route) -> Value {
         "name": r.name,
         "host": r.host,
         "methods": r.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-        "upstream": upstream_url(&r.upstream_url),
+        "upstream": upstream_url(&r.upstream.url),
         "max_body_bytes": r.max_body_bytes,
         "read_timeout_ms": r.read_timeout.as_millis(),
         "upstream_timeout_ms": r.upstream_timeout.as_millis(),
         "public_url": r.public_url,
         "strip_headers": r.strip_headers.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
-        "verify": r.verifiers.iter().zip(&r.secret_sources).map(|(v, secrets)| json!({
+        "verify": r.verifiers.iter().zip(r.secret_sources.iter()).map(|(v, secrets)| json!({
             "scheme": v.scheme().name,
             "secrets": secrets,
             "tolerance_secs": v.tolerance_secs(),

@@ -102,6 +102,14 @@ pub(super) struct Builder<'a> {
     ca_files: HashMap<PathBuf, Result<TrustedCas, String>>,
     /// Connection targets, one per distinct upstream, shared by its routes.
     peers: HashMap<PeerKey, SharedPeer>,
+    /// Verifiers by scheme, secrets digest and window, shared by the routes
+    /// that verify alike.
+    pub(super) verifiers: HashMap<(usize, [u8; 32], Option<u64>), Verifier>,
+    /// Lists routes share: the JSON members their schemes read, and how their
+    /// secrets may be shown.
+    json_member_lists: HashSet<Arc<[String]>>,
+    method_lists: HashSet<Arc<[Method]>>,
+    secret_source_lists: HashSet<Arc<[Vec<String>]>>,
     /// The digest of each of `peers` (which holds them, so their addresses
     /// stay theirs), by address.
     peer_digests: HashMap<usize, [u8; 32]>,
@@ -214,6 +222,16 @@ fn debug_digest(value: &dyn fmt::Debug) -> [u8; 32] {
     digest.finalize().into()
 }
 
+/// `list`, or an equal one built before: many routes hold the same list.
+fn shared<T: Eq + Hash>(lists: &mut HashSet<Arc<[T]>>, list: Vec<T>) -> Arc<[T]> {
+    if let Some(existing) = lists.get(list.as_slice()) {
+        return Arc::clone(existing);
+    }
+    let list: Arc<[T]> = list.into();
+    lists.insert(Arc::clone(&list));
+    list
+}
+
 /// The top-level JSON members a route's verifiers and handshakes read.
 fn json_members(verifiers: &[Verifier], handshakes: &[Handshake]) -> Vec<String> {
     let mut members: Vec<String> = verifiers
@@ -297,6 +315,10 @@ impl<'a> Builder<'a> {
             addresses: HashMap::new(),
             ca_files: HashMap::new(),
             peers: HashMap::new(),
+            verifiers: HashMap::new(),
+            json_member_lists: HashSet::new(),
+            method_lists: HashSet::new(),
+            secret_source_lists: HashSet::new(),
             peer_digests: HashMap::new(),
             scheme_digests: HashMap::new(),
             secrets: HashMap::new(),
@@ -545,7 +567,11 @@ impl<'a> Builder<'a> {
         let handshakes = self.route_handshakes(r, &verifiers);
         let verify_token = self.verify_token(r, &verifiers, &handshakes);
         let methods = self.methods(r, &verifiers, &handshakes);
-        let json_members = json_members(&verifiers, &handshakes);
+        let methods = shared(&mut self.method_lists, methods);
+        let json_members = shared(
+            &mut self.json_member_lists,
+            json_members(&verifiers, &handshakes),
+        );
         let strip_headers = if r.strip_signature_headers {
             let mut names: Vec<HeaderName> = verifiers
                 .iter()
@@ -574,17 +600,19 @@ impl<'a> Builder<'a> {
             verify_token,
             handshakes,
             json_members,
-            upstream_url: r.upstream.get_ref().clone(),
-            secret_sources: verify
-                .iter()
-                .map(|v| {
-                    v.secrets
-                        .get_ref()
-                        .iter()
-                        .map(|s| SecretRef::parse(s.get_ref()).describe())
-                        .collect()
-                })
-                .collect(),
+            secret_sources: shared(
+                &mut self.secret_source_lists,
+                verify
+                    .iter()
+                    .map(|v| {
+                        v.secrets
+                            .get_ref()
+                            .iter()
+                            .map(|s| SecretRef::parse(s.get_ref()).describe())
+                            .collect()
+                    })
+                    .collect(),
+            ),
             fingerprint: [0; 32],
         })
         .map(|mut route| {
@@ -613,7 +641,6 @@ impl<'a> Builder<'a> {
             verify_token,
             handshakes,
             json_members,
-            upstream_url,
             secret_sources,
             fingerprint: _,
         } = route;
@@ -625,6 +652,7 @@ impl<'a> Builder<'a> {
             authority,
             path: upstream_path,
             query,
+            url: upstream_url,
         } = upstream;
         let mut digest = Sha256::new();
         let settings = (
@@ -843,9 +871,10 @@ impl<'a> Builder<'a> {
             peer: Arc::clone(peer),
             addr,
             tls,
-            authority: authority.as_str().to_owned(),
-            path,
-            query,
+            authority: authority.as_str().into(),
+            path: path.map(Into::into),
+            query: query.map(Into::into),
+            url: raw.as_str().into(),
         })
     }
 

@@ -7,7 +7,7 @@
 //! parsed whole.
 
 /// About how much text one part holds.
-pub const PART_BYTES: usize = 1 << 18;
+pub const PART_BYTES: usize = 1 << 16;
 
 /// Where `text` is cut into parts: at the first `[[routes]]` line, then at the
 /// first `[[routes]]` line at least `part_bytes` after the last cut. Empty when

@@ -59,12 +59,12 @@ fn defaults_apply_and_overrides_win() {
     assert_eq!(a.max_body_bytes, 1024 * 1024);
     assert_eq!(a.read_timeout.as_millis(), 10_000);
     assert_eq!(a.upstream_timeout.as_millis(), 10_000);
-    assert_eq!(a.methods, [http::Method::POST]);
+    assert_eq!(*a.methods, [http::Method::POST]);
     assert_eq!(a.upstream.path.as_deref(), Some("/in"));
     assert!(!a.upstream.tls);
     let b = c.routes.iter().find(|r| r.name == "b").unwrap();
     assert_eq!(b.max_body_bytes, 7);
-    assert_eq!(b.methods, [http::Method::POST, http::Method::GET]);
+    assert_eq!(*b.methods, [http::Method::POST, http::Method::GET]);
     assert_eq!(b.path, PathMatch::Prefix("/b/".to_owned()));
     assert_eq!(
         (
@@ -537,7 +537,7 @@ fn a_meta_route_needs_a_verify_token_and_gets_get() {
     );
     let c = load_str(Path::new("c.toml"), &with_token).unwrap().config;
     let route = c.routes.iter().next().unwrap();
-    assert_eq!(route.methods, [http::Method::POST, http::Method::GET]);
+    assert_eq!(*route.methods, [http::Method::POST, http::Method::GET]);
     assert!(route.verify_token.is_some());
 }
 

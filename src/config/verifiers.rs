@@ -14,7 +14,7 @@ use crate::handshake::Handshake;
 use crate::scheme::file::{EventFile, SchemeFile, SignatureFile, TimestampFile};
 use crate::scheme::template::{Part, Template};
 use crate::scheme::{Scheme, presets};
-use crate::verify::Verifier;
+use crate::verify::{self, Verifier};
 
 /// Name of the scheme described by a verify table's own keys.
 pub const GENERIC: &str = "hmac";
@@ -100,8 +100,22 @@ impl Builder<'_> {
                 );
             }
         }
-        match Verifier::new(scheme, &secrets?, tolerance) {
-            Ok(verifier) => Some(verifier),
+        let secrets = secrets?;
+        // Routes with the same scheme, secrets and window share one verifier
+        // (its keys are prepared once).
+        let shared = (
+            Arc::as_ptr(&scheme).addr(),
+            verify::secrets_digest(&secrets),
+            tolerance,
+        );
+        if let Some(verifier) = self.verifiers.get(&shared) {
+            return Some(verifier.clone());
+        }
+        match Verifier::new(scheme, &secrets, tolerance) {
+            Ok(verifier) => {
+                self.verifiers.insert(shared, verifier.clone());
+                Some(verifier)
+            }
             Err((index, why)) => {
                 let at = v.secrets.get_ref().get(index).map(Spanned::span);
                 self.error(at, format!("{why} for scheme `{name}`"));

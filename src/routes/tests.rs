@@ -161,15 +161,16 @@ fn built(name: &str, host: Option<&str>, path: PathMatch, methods: &[Method]) ->
         name: name.to_owned(),
         host: host.map(str::to_ascii_lowercase),
         path,
-        methods: methods.to_vec(),
+        methods: methods.into(),
         upstream: Upstream {
             peer: crate::forward::peer(addr, false, "", Duration::from_secs(1), None),
             pool_key: 0,
             addr,
             tls: false,
-            authority: addr.to_string(),
+            authority: addr.to_string().into(),
             path: None,
             query: None,
+            url: format!("http://{addr}").into(),
         },
         max_body_bytes: 1,
         read_timeout: Duration::from_secs(1),
@@ -179,9 +180,8 @@ fn built(name: &str, host: Option<&str>, path: PathMatch, methods: &[Method]) ->
         public_url: None,
         verify_token: None,
         handshakes: Vec::new(),
-        json_members: Vec::new(),
-        upstream_url: format!("http://{addr}"),
-        secret_sources: Vec::new(),
+        json_members: Vec::new().into(),
+        secret_sources: Vec::new().into(),
         fingerprint: [0; 32],
     }
 }
@@ -405,7 +405,7 @@ fn by_definition(routes: &[&Route], host: Option<&str>, path: &str, method: &Met
     match group.iter().find(|r| r.methods.contains(method)) {
         Some(r) => format!("{}+{remainder}", r.name),
         None => {
-            let allowed: Vec<&Method> = group.iter().flat_map(|r| &r.methods).collect();
+            let allowed: Vec<&Method> = group.iter().flat_map(|r| r.methods.iter()).collect();
             format!("405 {allowed:?}")
         }
     }

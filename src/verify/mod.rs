@@ -125,11 +125,23 @@ impl Verified {
     }
 }
 
-/// One scheme with its secrets, ready to check deliveries.
-#[derive(Debug)]
+/// A digest of `secrets`, to tell sets of secrets apart without keeping them
+/// around. It stays in the process and is never shown.
+pub fn secrets_digest(secrets: &[Secret]) -> [u8; 32] {
+    let mut digest = Sha256::new();
+    for secret in secrets {
+        digest.update((secret.expose().len() as u64).to_be_bytes());
+        digest.update(secret.expose());
+    }
+    digest.finalize().into()
+}
+
+/// One scheme with its secrets, ready to check deliveries. Cheap to clone:
+/// routes with the same scheme and secrets share one.
+#[derive(Debug, Clone)]
 pub struct Verifier {
     scheme: Arc<Scheme>,
-    keys: Vec<Key>,
+    keys: Arc<[Key]>,
     tolerance_secs: Option<u64>,
     secrets_digest: [u8; 32],
 }
@@ -151,16 +163,11 @@ impl Verifier {
         let tolerance_secs = tolerance_secs
             .or(scheme.default_tolerance_secs)
             .filter(|t| *t > 0 && scheme.timestamp_is_signed());
-        let mut digest = Sha256::new();
-        for secret in secrets {
-            digest.update((secret.expose().len() as u64).to_be_bytes());
-            digest.update(secret.expose());
-        }
         Ok(Self {
             scheme,
             keys,
             tolerance_secs,
-            secrets_digest: digest.finalize().into(),
+            secrets_digest: secrets_digest(secrets),
         })
     }
 
