@@ -2,8 +2,6 @@
 //! every client-sent copy of the gateway's own headers, then set ours. A client
 //! can never forge what the upstream reads in these headers.
 
-use std::net::IpAddr;
-
 use bytes::{BufMut, BytesMut};
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
@@ -68,8 +66,8 @@ pub struct Forwarding<'a> {
     pub route: &'a str,
     /// The verification result.
     pub verified: &'a Verified,
-    /// The client's IP address.
-    pub client_ip: Option<IpAddr>,
+    /// The client's IP address, formatted.
+    pub client_ip: Option<&'a str>,
     /// Headers the route strips (`strip_signature_headers`).
     pub strip: &'a [HeaderName],
     /// `Host` for the upstream.
@@ -133,7 +131,11 @@ pub fn write_upstream_head(
     }
 
     header(out, b"Host", f.upstream_authority.as_bytes());
-    header(out, b"Content-Length", f.body_len.to_string().as_bytes());
+    header(
+        out,
+        b"Content-Length",
+        itoa::Buffer::new().format(f.body_len).as_bytes(),
+    );
     header(
         out,
         VERIFIED.as_bytes(),
@@ -144,13 +146,17 @@ pub fn write_upstream_head(
         header(out, EVENT_ID.as_bytes(), id.as_bytes());
     }
     if let Some(ts) = f.verified.timestamp() {
-        header(out, EVENT_TIMESTAMP.as_bytes(), ts.to_string().as_bytes());
+        header(
+            out,
+            EVENT_TIMESTAMP.as_bytes(),
+            itoa::Buffer::new().format(ts).as_bytes(),
+        );
     }
     if let Some(t) = f.verified.event_type().filter(|v| is_header_value(v)) {
         header(out, EVENT_TYPE.as_bytes(), t.as_bytes());
     }
     if let Some(ip) = f.client_ip {
-        header(out, FORWARDED_FOR.as_bytes(), ip.to_string().as_bytes());
+        header(out, FORWARDED_FOR.as_bytes(), ip.as_bytes());
     }
     header(out, FORWARDED_PROTO.as_bytes(), b"http");
     if let Some(host) = downstream.headers.get(http::header::HOST) {

@@ -59,10 +59,30 @@ impl Gateway {
     }
 }
 
+/// Who a request came from: the connection's address, and its IP as text
+/// (written once per connection, sent upstream in `X-Forwarded-For`).
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// Its IP address, formatted.
+    pub ip: String,
+}
+
+impl Client {
+    /// The client at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            ip: addr.ip().to_string(),
+        }
+    }
+}
+
 /// A verified request waiting to be forwarded.
 #[derive(Debug)]
-struct Admitted {
-    route: Arc<Route>,
+struct Admitted<'c> {
+    route: &'c Route,
     path_and_query: String,
     body: Bytes,
     verified: Verified,
@@ -71,7 +91,7 @@ struct Admitted {
 }
 
 /// What the request stages decided.
-enum Decision {
+enum Decision<'c> {
     /// Answer locally; `close` when the body was not read.
     Respond {
         response: LocalResponse,
@@ -79,12 +99,12 @@ enum Decision {
         close: bool,
     },
     /// Forward upstream.
-    Forward(Admitted),
+    Forward(Admitted<'c>),
     /// The client went away; nothing can be answered.
     Gone,
 }
 
-impl Decision {
+impl Decision<'_> {
     fn error(code: ErrorCode, close: bool) -> Self {
         Self::Respond {
             response: code.response(),
@@ -105,7 +125,7 @@ impl Gateway {
     /// Serves the request whose header `session` has just read from `client`:
     /// decides, answers or forwards, then counts and logs it. The config is
     /// read once, so a reload never changes a request halfway.
-    pub async fn serve(&self, session: &mut Session, client: SocketAddr) {
+    pub async fn serve(&self, session: &mut Session, client: &Client) {
         let _in_flight = self.observers.in_flight.enter();
         let mut record = RequestRecord::default();
         let config = self.store.snapshot();
@@ -117,7 +137,7 @@ impl Gateway {
             } => {
                 record.outcome = outcome;
                 if let Err(e) = write_local(session, &response, close).await {
-                    log::debug!("cannot answer {client}: {e}");
+                    log::debug!("cannot answer {}: {e}", client.addr);
                 }
             }
             Decision::Forward(admitted) => {
@@ -148,15 +168,15 @@ impl Gateway {
     async fn forward(
         &self,
         session: &mut Session,
-        admitted: Admitted,
-        client: SocketAddr,
+        admitted: Admitted<'_>,
+        client: &Client,
         record: &mut RequestRecord,
     ) {
         let route = &admitted.route;
         let forwarding = Forwarding {
             route: &route.name,
             verified: &admitted.verified,
-            client_ip: Some(client.ip()),
+            client_ip: Some(&client.ip),
             strip: &route.strip_headers,
             upstream_authority: &route.upstream.authority,
             path_and_query: &admitted.path_and_query,
@@ -167,7 +187,7 @@ impl Gateway {
             log::warn!("route {}: {e}", route.name);
             record.outcome = Outcome::Error(ErrorCode::BadRequest);
             if let Err(e) = write_local(session, &ErrorCode::BadRequest.response(), true).await {
-                log::debug!("cannot answer {client}: {e}");
+                log::debug!("cannot answer {}: {e}", client.addr);
             }
             return;
         }
@@ -201,7 +221,7 @@ impl Gateway {
                         );
                         record.outcome = Outcome::Error(code);
                         if let Err(e) = write_local(session, &code.response(), false).await {
-                            log::debug!("cannot answer {client}: {e}");
+                            log::debug!("cannot answer {}: {e}", client.addr);
                         }
                     }
                     ForwardError::AfterResponse(e) => {
@@ -220,7 +240,7 @@ impl Gateway {
     }
 
     /// Counts the request in the metrics and writes its access log line.
-    fn log(&self, session: &Session, record: &RequestRecord, client: SocketAddr) {
+    fn log(&self, session: &Session, record: &RequestRecord, client: &Client) {
         self.observers.metrics.record(record);
         if !self.observers.access_log.is_on() {
             return;
@@ -243,7 +263,7 @@ impl Gateway {
             upstream_ms: record.upstream_time.map(ms),
             upstream_status: record.upstream_status,
             upstream_error: record.upstream_error.map(|e| e.as_str()),
-            client: Some(client.to_string()),
+            client: Some(client.addr.to_string()),
         });
     }
 }
@@ -251,19 +271,19 @@ impl Gateway {
 impl Gateway {
     /// Routes, reads, verifies and judges the request, noting in `record` what
     /// it learns on the way.
-    async fn decide(
+    async fn decide<'c>(
         &self,
         session: &mut Session,
-        config: &RuntimeConfig,
+        config: &'c RuntimeConfig,
         record: &mut RequestRecord,
-    ) -> Decision {
+    ) -> Decision<'c> {
         let req = session.req_header();
         let path = req.uri.path();
         if routes::has_dot_segment(path) {
             return Decision::error(ErrorCode::BadRequest, true);
         }
         let (route, remainder) = match config.routes.find(host_of(req), path, &req.method) {
-            Match::Found { route, remainder } => (Arc::clone(route), remainder.to_owned()),
+            Match::Found { route, remainder } => (&**route, remainder.to_owned()),
             Match::NoRoute => return Decision::error(ErrorCode::NoRoute, true),
             Match::MethodNotAllowed(allowed) => {
                 let response = ErrorCode::method_not_allowed(&allowed);
@@ -321,7 +341,7 @@ impl Gateway {
         };
         record.body_bytes = body.len();
         let req = session.req_header();
-        match self.judge(req, &route, &remainder, &body, record) {
+        match self.judge(req, route, &remainder, &body, record) {
             Judgement::Reject(rejection) => {
                 log::info!("route {}: refused: {}", route.name, rejection.reason());
                 record.reason = Some(rejection.reason());

@@ -13,13 +13,13 @@ use crate::runtime::{PathMatch, Route};
 
 /// The outcome of matching one request.
 #[derive(Debug)]
-pub enum Match<'a> {
+pub enum Match<'t, 'p> {
     /// A route accepts the request; `remainder` is the path after a matched prefix.
     Found {
-        /// The route.
-        route: &'a Arc<Route>,
-        /// What follows the prefix (empty for exact routes).
-        remainder: &'a str,
+        /// The route (borrowed from the table).
+        route: &'t Arc<Route>,
+        /// What follows the prefix (empty for exact routes; borrowed from the path).
+        remainder: &'p str,
     },
     /// No route has this host and path.
     NoRoute,
@@ -39,7 +39,7 @@ struct Group {
 
 impl Group {
     /// The group's first route allowing `method`, else 405 with every method it allows.
-    fn decide<'a>(&'a self, method: &Method, remainder: &'a str) -> Match<'a> {
+    fn decide<'t, 'p>(&'t self, method: &Method, remainder: &'p str) -> Match<'t, 'p> {
         match self.routes.iter().find(|r| r.methods.contains(method)) {
             Some(route) => Match::Found { route, remainder },
             None => Match::MethodNotAllowed(
@@ -159,7 +159,12 @@ impl RouteTable {
     }
 
     /// Finds the route for a request. `host` is the `Host` header as sent.
-    pub fn find<'a>(&'a self, host: Option<&str>, path: &'a str, method: &Method) -> Match<'a> {
+    pub fn find<'t, 'p>(
+        &'t self,
+        host: Option<&str>,
+        path: &'p str,
+        method: &Method,
+    ) -> Match<'t, 'p> {
         let hosted = host.and_then(|host| {
             let host = lower_case(host.trim());
             let without_port = strip_port(&host);
@@ -181,7 +186,7 @@ impl RouteTable {
 /// The best group for `path` in any of `tables`, and what follows its prefix:
 /// an exact path, else the longest prefix, else nothing; on a tie between
 /// tables, the group written first.
-fn find_path<'a>(tables: &[Option<&'a Paths>], path: &'a str) -> Option<(&'a Group, &'a str)> {
+fn find_path<'t, 'p>(tables: &[Option<&'t Paths>], path: &'p str) -> Option<(&'t Group, &'p str)> {
     let tables = || tables.iter().flatten();
     if let Some(group) = tables()
         .filter_map(|t| t.exact.get(path))

@@ -49,7 +49,7 @@ fn build(req: &RequestHeader, strip: &[HeaderName]) -> RequestHeader {
     let f = Forwarding {
         route: "rye-checkout",
         verified: &v,
-        client_ip: Some("10.1.2.3".parse().unwrap()),
+        client_ip: Some("10.1.2.3"),
         strip,
         upstream_authority: "127.0.0.1:3000",
         path_and_query: "/internal/rye?x=1",

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
 use super::socket::Client;
-use crate::proxy::Gateway;
+use crate::proxy::{Client as Caller, Gateway};
 use crate::reject::ErrorCode;
 use crate::runtime::FrontDoor;
 
@@ -39,6 +39,7 @@ pub(super) async fn serve(
         log::debug!("cannot set TCP_NODELAY for {peer}: {e}");
     }
     let accepted = Instant::now();
+    let caller = Caller::new(peer);
     let (client, stream) = Client::accept(tcp, peer);
     let mut session = HttpSession::new(stream);
     let mut first = true;
@@ -117,7 +118,7 @@ pub(super) async fn serve(
         }
         // Boxed: an exchange's state is large, and an idle connection should
         // hold only its session, not room for a whole exchange.
-        Box::pin(gateway.serve(&mut session, peer)).await;
+        Box::pin(gateway.serve(&mut session, &caller)).await;
         let unread = !session.is_body_done();
         match session.reuse().await {
             Ok(Some(reusable)) => {
