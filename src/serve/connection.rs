@@ -116,9 +116,7 @@ pub(super) async fn serve(
         if *shutdown.borrow() {
             session.set_server_keepalive(None);
         }
-        // Boxed: an exchange's state is large, and an idle connection should
-        // hold only its session, not room for a whole exchange.
-        Box::pin(gateway.serve(&mut session, &caller)).await;
+        gateway.serve(&mut session, &caller).await;
         let unread = !session.is_body_done();
         match session.reuse().await {
             Ok(Some(reusable)) => {
