@@ -26,7 +26,9 @@
 #            CONTESTANTS (default "hookgate nginx nginx-lua"),
 #            HOOKGATE_EXTRA (lines appended to the gateway's [server] table),
 #            HOOKGATE_BIN (a prebuilt binary to measure instead of building
-#            this tree, e.g. an older commit's).
+#            this tree, e.g. an older commit's),
+#            HOOKGATES ("label=path ..." more gateway builds, each one more
+#            contestant with the same config, to compare builds in one run).
 set -euo pipefail
 
 duration=${1:-10}
@@ -95,10 +97,23 @@ gw_pid=$!
 pids+=("$gw_pid")
 wait_port "$up_port"; wait_port "$nginx_port"; wait_port "$lua_port"; wait_port "$gw_port"
 
+# Other builds, each on a port of its own.
+declare -A extra_port extra_pid
+for build in ${HOOKGATES:-}; do
+  label=${build%%=*}
+  extra_port[$label]=$(free_port)
+  sed "s/127.0.0.1:$gw_port/127.0.0.1:${extra_port[$label]}/" "$work/hookgate.toml" > "$work/$label.toml"
+  RUST_LOG=warn "${build#*=}" run --config "$work/$label.toml" >/dev/null 2>"$work/$label.log" &
+  extra_pid[$label]=$!
+  pids+=("$!")
+  wait_port "${extra_port[$label]}"
+  contestants="$contestants $label"
+done
+
 post_lua "$sig" > "$work/post.lua"
 
-port_of() { case $1 in hookgate) echo "$gw_port" ;; nginx) echo "$nginx_port" ;; nginx-lua) echo "$lua_port" ;; esac; }
-pids_of() { case $1 in hookgate) echo "$gw_pid" ;; *) pgrep -P "$(cat "$work/$1.pid")" | tr '\n' ' ' ;; esac; }
+port_of() { case $1 in hookgate) echo "$gw_port" ;; nginx) echo "$nginx_port" ;; nginx-lua) echo "$lua_port" ;; *) echo "${extra_port[$1]}" ;; esac; }
+pids_of() { case $1 in hookgate) echo "$gw_pid" ;; nginx|nginx-lua) pgrep -P "$(cat "$work/$1.pid")" | tr '\n' ' ' ;; *) echo "${extra_pid[$1]}" ;; esac; }
 
 # The load must be real deliveries: signed ones pass, forged ones do not.
 for name in $contestants; do
@@ -127,11 +142,11 @@ done
 
 printf '%d x %d s, %d connections, %d wrk threads, %d proxy threads/workers, %d-byte signed POSTs, %d route(s)\n' \
   "$rounds" "$duration" "$connections" "$wrk_threads" "$threads" "$body_bytes" "$routes"
-printf '%-10s %10s %9s %9s %15s   (medians of %d rounds)\n' "" "req/s" "p50 ms" "p99 ms" "CPU us/request" "$rounds"
+printf '%-12s %10s %9s %9s %15s   (medians of %d rounds)\n' "" "req/s" "p50 ms" "p99 ms" "CPU us/request" "$rounds"
 for name in $contestants; do
   median_row "$work/$name.rows" > "$work/$name.median"
   read -r rps p50 p99 cpu < "$work/$name.median"
-  printf '%-10s %10.0f %9.2f %9.2f %15.1f\n' "$name" "$rps" "$p50" "$p99" "$cpu"
+  printf '%-12s %10.0f %9.2f %9.2f %15.1f\n' "$name" "$rps" "$p50" "$p99" "$cpu"
 done
 if [[ " $contestants " == *" hookgate "* ]]; then
   read -r g_rps _ g_p99 g_cpu < "$work/hookgate.median"

@@ -174,6 +174,21 @@ fn worker(
         Err(e) => return log::error!("cannot start a worker runtime: {e}"),
     };
     runtime.block_on(async {
+        // The shutdown as this worker's connections see it: relayed from the
+        // process-wide watch by one task, so that the many connections waiting
+        // on it register with a watch only this thread uses.
+        let shutdown = &{
+            let mut process_wide = shutdown.clone();
+            let (relay, local) = tokio::sync::watch::channel(*process_wide.borrow());
+            tokio::spawn(async move {
+                if process_wide.wait_for(|stopping| *stopping).await.is_ok() {
+                    let _ = relay.send(true);
+                }
+                // Keeps the relay open: connections see the flag, not a close.
+                std::future::pending::<()>().await;
+            });
+            local
+        };
         for socket in sockets {
             match tokio::net::TcpListener::from_std(socket) {
                 Ok(listener) => {
