@@ -28,7 +28,8 @@
 #            HOOKGATE_BIN (a prebuilt binary to measure instead of building
 #            this tree, e.g. an older commit's),
 #            HOOKGATES ("label=path ..." more gateway builds, each one more
-#            contestant with the same config, to compare builds in one run).
+#            contestant with the same config, to compare builds in one run;
+#            "label=path@N" gives that one N routes).
 set -euo pipefail
 
 duration=${1:-10}
@@ -81,29 +82,34 @@ $(lua_verifier "$secret")
     }
   }"
 
-# The gateway; with ROUTES > 1, the measured route is the last of ROUTES.
-{
+# The gateway's config: listening on port $1 with $2 routes, the measured one
+# last (for the route-scale figure).
+gateway_config() {
   printf '[server]\nlisten = "127.0.0.1:%s"\nthreads = %s\naccess_log = "off"\n%s\n' \
-    "$gw_port" "$threads" "${HOOKGATE_EXTRA:-}"
-  for i in $(seq 2 "$routes"); do
+    "$1" "$threads" "${HOOKGATE_EXTRA:-}"
+  for i in $(seq 2 "$2"); do
     printf '[[routes]]\nname = "r%d"\npath = "/other/%d"\nupstream = "http://127.0.0.1:%s/hook"\nverify = { scheme = "rye", secrets = ["%s"] }\n' \
       "$i" "$i" "$up_port" "$secret"
   done
   printf '[[routes]]\nname = "load"\npath = "/hook"\nupstream = "http://127.0.0.1:%s/hook"\nverify = { scheme = "rye", secrets = ["%s"] }\n' \
     "$up_port" "$secret"
-} > "$work/hookgate.toml"
+}
+gateway_config "$gw_port" "$routes" > "$work/hookgate.toml"
 RUST_LOG=warn "$bin" run --config "$work/hookgate.toml" >/dev/null 2>"$work/hookgate.log" &
 gw_pid=$!
 pids+=("$gw_pid")
 wait_port "$up_port"; wait_port "$nginx_port"; wait_port "$lua_port"; wait_port "$gw_port"
 
-# Other builds, each on a port of its own.
+# Other builds, each on a port of its own; `label=path@N` gives one N routes.
 declare -A extra_port extra_pid
 for build in ${HOOKGATES:-}; do
   label=${build%%=*}
+  path=${build#*=}
+  extra_routes=$routes
+  if [[ $path == *@* ]]; then extra_routes=${path##*@}; path=${path%@*}; fi
   extra_port[$label]=$(free_port)
-  sed "s/127.0.0.1:$gw_port/127.0.0.1:${extra_port[$label]}/" "$work/hookgate.toml" > "$work/$label.toml"
-  RUST_LOG=warn "${build#*=}" run --config "$work/$label.toml" >/dev/null 2>"$work/$label.log" &
+  gateway_config "${extra_port[$label]}" "$extra_routes" > "$work/$label.toml"
+  RUST_LOG=warn "$path" run --config "$work/$label.toml" >/dev/null 2>"$work/$label.log" &
   extra_pid[$label]=$!
   pids+=("$!")
   wait_port "${extra_port[$label]}"
