@@ -68,6 +68,8 @@ pub struct Forwarding<'a> {
     pub verified: &'a Verified,
     /// The client's IP address, formatted.
     pub client_ip: Option<&'a str>,
+    /// Whether the client spoke TLS to the gateway.
+    pub tls: bool,
     /// Headers the route strips (`strip_signature_headers`).
     pub strip: &'a [HeaderName],
     /// `Host` for the upstream.
@@ -158,7 +160,8 @@ pub fn write_upstream_head(
     if let Some(ip) = f.client_ip {
         header(out, FORWARDED_FOR.as_bytes(), ip.as_bytes());
     }
-    header(out, FORWARDED_PROTO.as_bytes(), b"http");
+    let proto: &[u8] = if f.tls { b"https" } else { b"http" };
+    header(out, FORWARDED_PROTO.as_bytes(), proto);
     if let Some(host) = downstream.headers.get(http::header::HOST) {
         header(out, FORWARDED_HOST.as_bytes(), host.as_bytes());
     }

@@ -11,6 +11,7 @@
 //! - [`headers`]: upstream header normalization.
 //! - [`reject`]: error codes and their responses.
 //! - [`limits`]: connections and body bytes the front door holds at once.
+//! - [`tls`]: certificates and TLS settings of the webhook listener.
 //! - [`serve`], [`proxy`], [`body`], [`forward`], [`reload`], [`server`],
 //!   [`shutdown`]: the pingora shell.
 //! - [`admin`], [`metrics`], [`access_log`], [`record`]: what an operator sees.
@@ -57,4 +58,5 @@ pub mod scheme;
 pub mod serve;
 pub mod server;
 pub mod shutdown;
+pub mod tls;
 pub mod verify;

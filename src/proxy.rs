@@ -59,22 +59,26 @@ impl Gateway {
     }
 }
 
-/// Who a request came from: the connection's address, and its IP as text
-/// (written once per connection, sent upstream in `X-Forwarded-For`).
+/// Who a request came from: the connection's address, its IP as text
+/// (written once per connection, sent upstream in `X-Forwarded-For`), and
+/// whether it spoke TLS (`X-Forwarded-Proto`).
 #[derive(Debug, Clone)]
 pub struct Client {
     /// The client's address.
     pub addr: SocketAddr,
     /// Its IP address, formatted.
     pub ip: String,
+    /// Whether the connection is TLS.
+    pub tls: bool,
 }
 
 impl Client {
-    /// The client at `addr`.
-    pub fn new(addr: SocketAddr) -> Self {
+    /// The client at `addr`, over TLS or not.
+    pub fn new(addr: SocketAddr, tls: bool) -> Self {
         Self {
             addr,
             ip: addr.ip().to_string(),
+            tls,
         }
     }
 }
@@ -177,6 +181,7 @@ impl Gateway {
             route: &route.name,
             verified: &admitted.verified,
             client_ip: Some(&client.ip),
+            tls: client.tls,
             strip: &route.strip_headers,
             upstream_authority: &route.upstream.authority,
             path_and_query: &admitted.path_and_query,

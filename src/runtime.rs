@@ -14,6 +14,7 @@ use crate::config::secret::Secret;
 use crate::forward::SharedPeer;
 use crate::handshake::Handshake;
 use crate::routes::RouteTable;
+use crate::tls::Certificates;
 use crate::verify::Verifier;
 
 /// A whole validated config.
@@ -29,6 +30,8 @@ pub struct RuntimeConfig {
     pub server: ServerSettings,
     /// The routes, indexed for matching.
     pub routes: RouteTable,
+    /// The certificates of `[[server.tls]]` (reloaded with the config).
+    pub tls: Option<Certificates>,
 }
 
 /// `[server]` after validation and defaults.
@@ -48,6 +51,8 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// Limits and deadlines of the webhook listener.
     pub front: FrontDoor,
+    /// Webhook listener addresses served with TLS (a change needs a restart).
+    pub tls_listen: Vec<SocketAddr>,
 }
 
 /// What the webhook listener allows a client (a change needs a restart).

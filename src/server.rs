@@ -23,6 +23,7 @@ use crate::reload::{ConfigStore, ReloadService, Reloader};
 use crate::runtime::RuntimeConfig;
 use crate::serve::Listener;
 use crate::shutdown::{Draining, InFlight, SignalWatch};
+use crate::tls;
 
 /// Seconds pingora allows its runtimes to stop once the grace period is over.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 1;
@@ -100,7 +101,12 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
         Forwarder::new(),
         observers.clone(),
     );
-    let listener = Listener::bind(Arc::new(gateway), &settings, observers.clone())?;
+    let tls = if settings.tls_listen.is_empty() {
+        None
+    } else {
+        Some(tls::server_config(store.clone())?)
+    };
+    let listener = Listener::bind(Arc::new(gateway), &settings, tls, observers.clone())?;
     let mut listener = background_service("webhook listener", listener);
     listener.threads = Some(1);
     server.add_service(listener);
@@ -113,7 +119,8 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
     ));
     if let Some(addr) = settings.admin_listen {
         let admin = Admin::new(store, Arc::clone(&reloader), observers.clone());
-        let service = AdminService::bind(addr, Arc::new(admin), settings.listen.clone())
+        let every_listener = [settings.listen.clone(), settings.tls_listen.clone()].concat();
+        let service = AdminService::bind(addr, Arc::new(admin), every_listener)
             .map_err(|e| format!("cannot listen on admin_listen {addr}: {e}"))?;
         let mut service = background_service("admin listener", service);
         service.threads = Some(1);

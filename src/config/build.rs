@@ -20,7 +20,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use super::diagnostics::{Diagnostic, Severity};
-use super::file::{ConfigFile, RouteSection, ServerSection};
+use super::file::{ConfigFile, OneOrMany, RouteSection, ServerSection};
 use super::secret::{Secret, SecretRef};
 use super::verifiers::GENERIC;
 use crate::access_log::Target as AccessLogTarget;
@@ -30,6 +30,7 @@ use crate::routes::RouteTable;
 use crate::runtime::{FrontDoor, PathMatch, Route, RuntimeConfig, ServerSettings, Upstream};
 use crate::scheme::Scheme;
 use crate::scheme::build::SchemeBuilder;
+use crate::tls::Certificates;
 use crate::verify::Verifier;
 
 /// A count from the config as a `usize`, saturating on 32-bit targets.
@@ -90,6 +91,8 @@ pub(super) struct Builder<'a> {
     pub(super) schemes: BTreeMap<String, Arc<Scheme>>,
     /// `[server]`, when valid.
     server: Option<ServerSettings>,
+    /// `[[server.tls]]`, when there is any.
+    tls: Option<Certificates>,
     defaults: RouteDefaults,
     /// The routes built so far (those without problems).
     routes: Vec<Arc<Route>>,
@@ -168,7 +171,7 @@ impl Overlaps {
 
 /// Whether two listen addresses would take the same socket: the same port on
 /// the same address, or on any address when either is a wildcard.
-fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+pub(super) fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
@@ -308,6 +311,7 @@ impl<'a> Builder<'a> {
             diagnostics: Vec::new(),
             schemes: BTreeMap::new(),
             server: None,
+            tls: None,
             defaults: RouteDefaults::BUILT_IN,
             routes: Vec::new(),
             names: HashSet::new(),
@@ -325,6 +329,7 @@ impl<'a> Builder<'a> {
         };
         b.user_schemes(&file.schemes);
         b.server = b.server(&file.server);
+        b.tls = b.tls_certificates(&file.server);
         b.defaults = b.route_defaults(&file.server);
         b
     }
@@ -394,6 +399,7 @@ impl<'a> Builder<'a> {
                 loaded_at: std::time::SystemTime::now(),
                 server,
                 routes: RouteTable::from_shared(self.routes),
+                tls: self.tls,
             }),
             _ => None,
         };
@@ -425,33 +431,10 @@ impl<'a> Builder<'a> {
     }
 
     fn server(&mut self, s: &ServerSection) -> Option<ServerSettings> {
-        let mut listen = Vec::new();
-        let mut ok = true;
-        match &s.listen {
-            None => listen.push(DEFAULT_LISTEN.parse().ok()?),
-            Some(list) => {
-                if list.get_ref().0.is_empty() {
-                    self.error(span(list), "`listen` needs at least one address");
-                    ok = false;
-                }
-                for text in &list.get_ref().0 {
-                    match text.parse::<SocketAddr>() {
-                        Ok(addr) if listen.contains(&addr) => {
-                            self.error(span(list), format!("`listen` has `{text}` twice"));
-                            ok = false;
-                        }
-                        Ok(addr) => listen.push(addr),
-                        Err(_) => {
-                            self.error(
-                                span(list),
-                                format!("invalid listen address `{text}`; write IP:PORT, e.g. `127.0.0.1:8080`"),
-                            );
-                            ok = false;
-                        }
-                    }
-                }
-            }
-        }
+        let (listen, mut ok) = match &s.listen {
+            None => (vec![DEFAULT_LISTEN.parse().ok()?], true),
+            Some(list) => self.addresses(list, "listen"),
+        };
         let cpus = std::thread::available_parallelism().map_or(1, usize::from) as u64;
         let threads = self.positive_or(&s.threads, "threads", cpus);
         let admin_listen =
@@ -514,6 +497,8 @@ impl<'a> Builder<'a> {
                 DEFAULT_MAX_INFLIGHT_BODY_BYTES,
             ),
         };
+        let tls_listen = self.tls_listen(s, &listen, admin_listen);
+        ok &= tls_listen.is_some();
         ok.then(|| ServerSettings {
             listen,
             threads: usize::try_from(threads).unwrap_or(1),
@@ -522,7 +507,42 @@ impl<'a> Builder<'a> {
             access_log,
             shutdown_grace: Duration::from_secs(grace),
             front,
+            tls_listen: tls_listen.unwrap_or_default(),
         })
+    }
+
+    /// The addresses of a `listen`-like key (one or a list of `IP:PORT`), and
+    /// whether all of them were valid.
+    pub(super) fn addresses(
+        &mut self,
+        list: &Spanned<OneOrMany<String>>,
+        key: &str,
+    ) -> (Vec<SocketAddr>, bool) {
+        let mut addresses = Vec::new();
+        let mut ok = true;
+        if list.get_ref().0.is_empty() {
+            self.error(span(list), format!("`{key}` needs at least one address"));
+            ok = false;
+        }
+        for text in &list.get_ref().0 {
+            match text.parse::<SocketAddr>() {
+                Ok(addr) if addresses.contains(&addr) => {
+                    self.error(span(list), format!("`{key}` has `{text}` twice"));
+                    ok = false;
+                }
+                Ok(addr) => addresses.push(addr),
+                Err(_) => {
+                    self.error(
+                        span(list),
+                        format!(
+                            "invalid {key} address `{text}`; write IP:PORT, e.g. `127.0.0.1:8080`"
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        (addresses, ok)
     }
 
     fn route(&mut self, r: &RouteSection) -> Option<Route> {

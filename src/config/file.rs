@@ -70,6 +70,21 @@ pub struct ServerSection {
     pub max_header_bytes: Option<Spanned<i64>>,
     /// Body bytes held across all requests being read or verified. Default 256 MiB.
     pub max_inflight_body_bytes: Option<Spanned<i64>>,
+    /// Address or list of addresses to serve webhooks on with TLS.
+    pub tls_listen: Option<Spanned<OneOrMany<String>>>,
+    /// `[[server.tls]]`: certificate and key pairs for `tls_listen`.
+    #[serde(default)]
+    pub tls: Vec<Spanned<TlsSection>>,
+}
+
+/// One `[[server.tls]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM certificate chain, leaf first (relative to the config file's directory).
+    pub cert_file: Spanned<String>,
+    /// PEM private key of the leaf certificate.
+    pub key_file: Spanned<String>,
 }
 
 /// One `[[routes]]` table.

@@ -8,6 +8,7 @@ pub mod diagnostics;
 pub mod file;
 pub mod parts;
 pub mod secret;
+pub mod tls;
 pub mod verifiers;
 
 use std::path::{Path, PathBuf};

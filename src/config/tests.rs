@@ -716,3 +716,59 @@ fn a_file_of_100_000_routes_loads_in_parts() {
         }
     }
 }
+
+#[test]
+fn tls_listen_needs_a_certificate_and_a_port_of_its_own() {
+    assert_eq!(
+        errors(&format!(
+            "[server]\nlisten = \"127.0.0.1:8080\"\ntls_listen = \"127.0.0.1:8443\"\n{ROUTE}"
+        )),
+        ["c.toml:3:14: `tls_listen` needs at least one `[[server.tls]]` certificate"]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["a.example".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.path().join("a.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("a.key"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.path().join("garbage.pem"), "not a certificate").unwrap();
+    let pair = |cert: &str, key: &str| {
+        format!(
+            "[[server.tls]]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            dir.path().join(cert).display(),
+            dir.path().join(key).display()
+        )
+    };
+    let shared_port = format!(
+        "[server]\nlisten = \"127.0.0.1:8080\"\ntls_listen = \"0.0.0.0:8080\"\n{}{ROUTE}",
+        pair("a.pem", "a.key")
+    );
+    assert_eq!(
+        errors(&shared_port),
+        ["c.toml:3:14: `tls_listen` address 0.0.0.0:8080 shares a port with 127.0.0.1:8080"]
+    );
+    let garbage = format!(
+        "[server]\ntls_listen = \"127.0.0.1:8443\"\n{}{ROUTE}",
+        pair("garbage.pem", "a.key")
+    );
+    let problems = errors(&garbage);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("c.toml:4:13: ")
+            && problems[0].ends_with("holds no PEM certificate"),
+        "{problems:?}"
+    );
+    let fine = format!(
+        "[server]\ntls_listen = \"127.0.0.1:8443\"\n{}{ROUTE}",
+        pair("a.pem", "a.key")
+    );
+    let loaded = load_str(Path::new("c.toml"), &fine).unwrap_or_else(|r| panic!("{r}"));
+    let tls = loaded.config.tls.expect("certificates");
+    assert_eq!(tls.0[0].names, ["a.example"]);
+    assert_eq!(
+        loaded.config.server.tls_listen,
+        ["127.0.0.1:8443".parse().unwrap()]
+    );
+}

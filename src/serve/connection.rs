@@ -30,8 +30,7 @@ const LINGER_BYTES: usize = 1024 * 1024;
 /// once).
 pub(super) async fn serve(
     gateway: &Arc<Gateway>,
-    tcp: TcpStream,
-    peer: SocketAddr,
+    (tcp, peer, tls): (TcpStream, SocketAddr, Option<Arc<rustls::ServerConfig>>),
     front: FrontDoor,
     mut shutdown: ShutdownWatch,
 ) {
@@ -39,8 +38,19 @@ pub(super) async fn serve(
         log::debug!("cannot set TCP_NODELAY for {peer}: {e}");
     }
     let accepted = Instant::now();
-    let caller = Caller::new(peer);
-    let (client, stream) = Client::accept(tcp, peer);
+    let caller = Caller::new(peer, tls.is_some());
+    let (client, stream) = match tls {
+        None => Client::accept(tcp, peer),
+        // The handshake counts against the first request's header deadline.
+        Some(config) => {
+            let handshake = Client::accept_tls(tcp, peer, config);
+            match timeout_at(accepted + front.header_timeout, handshake).await {
+                Ok(Ok(accepted)) => accepted,
+                Ok(Err(e)) => return log::debug!("TLS handshake with {peer} failed: {e}"),
+                Err(_elapsed) => return log::debug!("TLS handshake with {peer} timed out"),
+            }
+        }
+    };
     let mut session = HttpSession::new(stream);
     let mut first = true;
     let mut pipelined = false;
@@ -51,7 +61,7 @@ pub(super) async fn serve(
         // `keepalive_timeout` to come. A connection that sends nothing in time
         // is closed without an answer. Until a byte comes, the connection holds
         // no read buffer.
-        if !pipelined {
+        if !pipelined && !client.holds_unread() {
             let wait = async {
                 if first {
                     timeout_at(accepted + front.header_timeout, client.sent_something()).await

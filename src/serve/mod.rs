@@ -36,13 +36,14 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 /// before the server starts, so a taken port stops startup with a clear error.
 #[derive(Debug)]
 pub struct Listener {
-    sockets: Mutex<Vec<TcpListener>>,
+    /// Each listening socket, and whether it speaks TLS.
+    sockets: Mutex<Vec<(TcpListener, bool)>>,
     inboxes: Mutex<Vec<Inbox>>,
     door: Arc<Door>,
 }
 
 /// A connection one worker accepted and hands to a less busy one.
-type Handoff = (std::net::TcpStream, SocketAddr, ConnectionGuard);
+type Handoff = (std::net::TcpStream, SocketAddr, bool, ConnectionGuard);
 type Inbox = mpsc::UnboundedReceiver<Handoff>;
 
 /// What every worker shares: the exchange logic, the front door's limits,
@@ -53,6 +54,8 @@ struct Door {
     front: FrontDoor,
     observers: Observers,
     workers: Vec<Worker>,
+    /// The TLS settings of `tls_listen` sockets.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A worker as the others see it: how many connections it serves, and where
@@ -81,17 +84,24 @@ impl Door {
 }
 
 impl Listener {
-    /// Binds every `listen` address of `settings` for `gateway`, served by
-    /// `settings.threads` workers within `settings.front`'s limits.
+    /// Binds every `listen` address of `settings` for `gateway`, and every
+    /// `tls_listen` address with `tls`, served by `settings.threads` workers
+    /// within `settings.front`'s limits.
     pub fn bind(
         gateway: Arc<Gateway>,
         settings: &ServerSettings,
+        tls: Option<Arc<rustls::ServerConfig>>,
         observers: Observers,
     ) -> Result<Self, String> {
-        let sockets = settings
-            .listen
-            .iter()
-            .map(|addr| bind(*addr).map_err(|e| format!("cannot listen on {addr}: {e}")))
+        let plain = settings.listen.iter().map(|addr| (addr, false));
+        let secure = settings.tls_listen.iter().map(|addr| (addr, true));
+        let sockets = plain
+            .chain(secure)
+            .map(|(addr, tls)| {
+                bind(*addr)
+                    .map(|socket| (socket, tls))
+                    .map_err(|e| format!("cannot listen on {addr}: {e}"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let (workers, inboxes) = (0..settings.threads.max(1))
             .map(|_| {
@@ -111,6 +121,7 @@ impl Listener {
                 front: settings.front,
                 observers,
                 workers,
+                tls,
             }),
         })
     }
@@ -134,8 +145,10 @@ impl BackgroundService for Listener {
         let sockets = std::mem::take(&mut *self.sockets.lock().unwrap_or_else(|e| e.into_inner()));
         let inboxes = std::mem::take(&mut *self.inboxes.lock().unwrap_or_else(|e| e.into_inner()));
         for (index, inbox) in inboxes.into_iter().enumerate() {
-            let clones: std::io::Result<Vec<TcpListener>> =
-                sockets.iter().map(TcpListener::try_clone).collect();
+            let clones: std::io::Result<Vec<(TcpListener, bool)>> = sockets
+                .iter()
+                .map(|(socket, tls)| Ok((socket.try_clone()?, *tls)))
+                .collect();
             let clones = match clones {
                 Ok(clones) => clones,
                 Err(e) => {
@@ -162,7 +175,7 @@ impl BackgroundService for Listener {
 fn worker(
     door: &Arc<Door>,
     index: usize,
-    sockets: Vec<TcpListener>,
+    sockets: Vec<(TcpListener, bool)>,
     mut inbox: Inbox,
     shutdown: &ShutdownWatch,
 ) {
@@ -189,10 +202,12 @@ fn worker(
             });
             local
         };
-        for socket in sockets {
+        for (socket, tls) in sockets {
             match tokio::net::TcpListener::from_std(socket) {
                 Ok(listener) => {
-                    tokio::spawn(accept(listener, Arc::clone(door), index, shutdown.clone()));
+                    let accepting =
+                        accept(listener, tls, Arc::clone(door), index, shutdown.clone());
+                    tokio::spawn(accepting);
                 }
                 Err(e) => log::error!("a worker cannot accept connections: {e}"),
             }
@@ -201,9 +216,11 @@ fn worker(
             let door = Arc::clone(door);
             let shutdown = shutdown.clone();
             async move {
-                while let Some((tcp, peer, admitted)) = inbox.recv().await {
+                while let Some((tcp, peer, tls, admitted)) = inbox.recv().await {
                     match tokio::net::TcpStream::from_std(tcp) {
-                        Ok(tcp) => serve(&door, index, tcp, peer, admitted, shutdown.clone()),
+                        Ok(tcp) => {
+                            serve(&door, index, (tcp, peer, tls), admitted, shutdown.clone())
+                        }
                         Err(e) => {
                             log::warn!("worker {index} cannot take a connection from {peer}: {e}");
                             door.workers[index].open.fetch_sub(1, Ordering::Relaxed);
@@ -221,14 +238,14 @@ fn worker(
 fn serve(
     door: &Arc<Door>,
     index: usize,
-    tcp: tokio::net::TcpStream,
-    peer: SocketAddr,
+    (tcp, peer, tls): (tokio::net::TcpStream, SocketAddr, bool),
     admitted: ConnectionGuard,
     shutdown: ShutdownWatch,
 ) {
     let door = Arc::clone(door);
     tokio::spawn(async move {
-        connection::serve(&door.gateway, tcp, peer, door.front, shutdown).await;
+        let tls = door.tls.clone().filter(|_| tls);
+        connection::serve(&door.gateway, (tcp, peer, tls), door.front, shutdown).await;
         door.workers[index].open.fetch_sub(1, Ordering::Relaxed);
         drop(admitted);
     });
@@ -240,6 +257,7 @@ fn serve(
 /// ones keep being served.
 async fn accept(
     listener: tokio::net::TcpListener,
+    tls: bool,
     door: Arc<Door>,
     index: usize,
     mut shutdown: ShutdownWatch,
@@ -265,7 +283,7 @@ async fn accept(
         };
         let target = door.least_loaded(index);
         if target == index {
-            serve(&door, index, tcp, peer, admitted, shutdown.clone());
+            serve(&door, index, (tcp, peer, tls), admitted, shutdown.clone());
             continue;
         }
         // Handed over as a plain socket: the other worker's runtime watches it.
@@ -275,7 +293,7 @@ async fn accept(
             .and_then(|tcp| {
                 door.workers[target]
                     .handoff
-                    .send((tcp, peer, admitted))
+                    .send((tcp, peer, tls, admitted))
                     .map_err(|_| log::warn!("worker {target} is gone; dropping {peer}"))
             });
         if handed.is_err() {

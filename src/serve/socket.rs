@@ -1,7 +1,7 @@
-//! A client's TCP connection as pingora-core sees it: a `Stream` whose writes
-//! are collected until a flush (a response's header and a small body leave in
-//! one send), whose reads can be capped (a request header may not exceed its
-//! budget), and which carries the client's address for the session. The
+//! A client's connection, plain or TLS, as pingora-core sees it: a `Stream`
+//! whose writes are collected until a flush (a response's header and a small
+//! body leave in one send), whose reads can be capped (a request header may not
+//! exceed its budget), and which carries the client's address for the session. The
 //! connection loop keeps a [`Client`] handle on the same socket, to wait for a
 //! request's first byte without holding a read buffer, and to close gently.
 
@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::os::unix::io::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -34,6 +34,10 @@ struct Shared {
     tcp: TcpStream,
     /// Bytes the socket may still hand to the HTTP session.
     budget: AtomicUsize,
+    /// Whether received bytes wait, already read off the socket, in the
+    /// transport (TLS records decrypted ahead): then the socket's readiness
+    /// says nothing about them.
+    holds_unread: AtomicBool,
 }
 
 /// The connection loop's handle on a client socket.
@@ -41,23 +45,58 @@ struct Shared {
 pub(super) struct Client(Arc<Shared>);
 
 impl Client {
-    /// Wraps an accepted connection from `client`: the loop's handle, and the
-    /// stream for pingora's HTTP session.
-    pub(super) fn accept(tcp: TcpStream, client: SocketAddr) -> (Self, Stream) {
-        let digest = SocketDigest::from_raw_fd(tcp.as_raw_fd());
-        let _ = digest.peer_addr.set(Some(client.into()));
-        let shared = Arc::new(Shared {
+    fn shared(tcp: TcpStream) -> Arc<Shared> {
+        Arc::new(Shared {
             tcp,
             budget: AtomicUsize::new(UNLIMITED),
-        });
+            holds_unread: AtomicBool::new(false),
+        })
+    }
+
+    /// The stream pingora's HTTP session uses, over `transport`.
+    fn stream<T: Transport>(shared: &Arc<Shared>, transport: T, client: SocketAddr) -> Stream {
+        let digest = SocketDigest::from_raw_fd(shared.tcp.as_raw_fd());
+        let _ = digest.peer_addr.set(Some(client.into()));
         let socket = Buffered {
-            shared: Arc::clone(&shared),
+            inner: transport,
+            shared: Arc::clone(shared),
             out: Vec::new(),
             sent: 0,
         };
         let mut stream = L4Stream::from(VirtualSocketStream::new(Box::new(socket)));
         stream.set_socket_digest(digest);
-        (Self(shared), Box::new(stream))
+        Box::new(stream)
+    }
+
+    /// Wraps an accepted plain connection from `client`: the loop's handle, and
+    /// the stream for pingora's HTTP session.
+    pub(super) fn accept(tcp: TcpStream, client: SocketAddr) -> (Self, Stream) {
+        let shared = Self::shared(tcp);
+        let stream = Self::stream(&shared, Raw(Arc::clone(&shared)), client);
+        (Self(shared), stream)
+    }
+
+    /// Like [`Self::accept`], after a TLS handshake with `config`.
+    pub(super) async fn accept_tls(
+        tcp: TcpStream,
+        client: SocketAddr,
+        config: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<(Self, Stream)> {
+        let shared = Self::shared(tcp);
+        let tls = tokio_rustls::TlsAcceptor::from(config)
+            .accept(Raw(Arc::clone(&shared)))
+            .await?;
+        shared
+            .holds_unread
+            .store(tls.holds_unread(), Ordering::Relaxed);
+        let stream = Self::stream(&shared, tls, client);
+        Ok((Self(shared), stream))
+    }
+
+    /// Whether the next request's bytes may already be waiting past the socket
+    /// (decrypted TLS data): then no wait for the socket is needed.
+    pub(super) fn holds_unread(&self) -> bool {
+        self.0.holds_unread.load(Ordering::Relaxed)
     }
 
     /// Waits until the client has sent something (or closed): checked with a
@@ -120,66 +159,41 @@ impl Client {
     }
 }
 
-/// The session's side of the socket: writes are collected until a flush (the
-/// buffer is allocated when a response starts and released once it is sent,
-/// so an idle connection holds none); reads go straight to the socket, within
-/// the read budget.
-#[derive(Debug)]
-struct Buffered {
-    shared: Arc<Shared>,
-    out: Vec<u8>,
-    sent: usize,
-}
-
-impl Buffered {
-    /// Writes `buf` to the socket.
-    fn poll_write_socket(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        loop {
-            ready!(self.shared.tcp.poll_write_ready(cx))?;
-            match self.shared.tcp.try_write(buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                written => return Poll::Ready(written),
-            }
-        }
-    }
-
-    /// Sends what is buffered, then releases the buffer.
-    fn poll_send_buffered(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        while self.sent < self.out.len() {
-            match ready!(self.poll_write_socket(cx, &self.out[self.sent..])) {
-                Ok(0) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
-                Ok(n) => self.sent += n,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-        self.out = Vec::new();
-        self.sent = 0;
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncRead for Buffered {
-    fn poll_read(
-        self: Pin<&mut Self>,
+/// What the HTTP session's bytes travel over: the socket itself, or TLS on it.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sync + std::fmt::Debug + 'static {
+    /// Reads at most `limit` bytes (no more than `buf` holds) into `buf`.
+    fn poll_read_at_most(
+        &mut self,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
+        limit: usize,
+    ) -> Poll<std::io::Result<()>>;
+
+    /// Whether bytes read off the socket wait here to be read.
+    fn holds_unread(&self) -> bool;
+}
+
+/// The socket as a stream of bytes, shared with the connection loop's handle.
+#[derive(Debug)]
+struct Raw(Arc<Shared>);
+
+impl Transport for Raw {
+    fn poll_read_at_most(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+        limit: usize,
     ) -> Poll<std::io::Result<()>> {
-        let shared = &self.shared;
-        let budget = shared.budget.load(Ordering::Relaxed);
-        if budget == 0 {
-            return Poll::Ready(Err(std::io::Error::other(BUDGET_SPENT)));
-        }
-        let want = budget.min(buf.remaining());
+        let tcp = &self.0.tcp;
+        let want = limit.min(buf.remaining());
         loop {
-            ready!(shared.tcp.poll_read_ready(cx))?;
+            ready!(tcp.poll_read_ready(cx))?;
             let mut got = 0;
-            let read = shared.tcp.try_io(Interest::READABLE, || {
+            let read = tcp.try_io(Interest::READABLE, || {
                 got = if want < buf.remaining() {
-                    shared
-                        .tcp
-                        .try_read_buf(&mut BufMut::limit(&mut *buf, want))?
+                    tcp.try_read_buf(&mut BufMut::limit(&mut *buf, want))?
                 } else {
-                    shared.tcp.try_read_buf(&mut *buf)?
+                    tcp.try_read_buf(&mut *buf)?
                 };
                 // A short read emptied the socket: let the runtime forget its
                 // readiness (as tokio's own reads do), so that waiting for the
@@ -195,18 +209,128 @@ impl AsyncRead for Buffered {
                 Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
                     return Poll::Ready(Err(e));
                 }
-                _ => {
-                    if budget != UNLIMITED {
-                        shared.budget.fetch_sub(got, Ordering::Relaxed);
-                    }
-                    return Poll::Ready(Ok(()));
-                }
+                _ => return Poll::Ready(Ok(())),
             }
         }
     }
+
+    fn holds_unread(&self) -> bool {
+        false
+    }
 }
 
-impl AsyncWrite for Buffered {
+impl AsyncRead for Raw {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.poll_read_at_most(cx, buf, usize::MAX)
+    }
+}
+
+impl AsyncWrite for Raw {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let tcp = &self.0.tcp;
+        loop {
+            ready!(tcp.poll_write_ready(cx))?;
+            match tcp.try_write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(socket2::SockRef::from(&self.0.tcp).shutdown(std::net::Shutdown::Write))
+    }
+}
+
+impl Transport for tokio_rustls::server::TlsStream<Raw> {
+    fn poll_read_at_most(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+        limit: usize,
+    ) -> Poll<std::io::Result<()>> {
+        if limit >= buf.remaining() {
+            return Pin::new(self).poll_read(cx, buf);
+        }
+        let mut capped = ReadBuf::new(buf.initialize_unfilled_to(limit));
+        ready!(Pin::new(self).poll_read(cx, &mut capped))?;
+        let n = capped.filled().len();
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+
+    fn holds_unread(&self) -> bool {
+        // rustls wants no read while decrypted data (or the end) waits.
+        !self.get_ref().1.wants_read()
+    }
+}
+
+/// The session's side of the socket: writes are collected until a flush (the
+/// buffer is allocated when a response starts and released once it is sent,
+/// so an idle connection holds none); reads go to the transport, within the
+/// read budget.
+#[derive(Debug)]
+struct Buffered<T> {
+    inner: T,
+    shared: Arc<Shared>,
+    out: Vec<u8>,
+    sent: usize,
+}
+
+impl<T: Transport> Buffered<T> {
+    /// Sends what is buffered, then releases the buffer.
+    fn poll_send_buffered(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while self.sent < self.out.len() {
+            match ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out[self.sent..])) {
+                Ok(0) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.sent += n,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        self.out = Vec::new();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: Transport> AsyncRead for Buffered<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let budget = this.shared.budget.load(Ordering::Relaxed);
+        if budget == 0 {
+            return Poll::Ready(Err(std::io::Error::other(BUDGET_SPENT)));
+        }
+        let before = buf.filled().len();
+        ready!(this.inner.poll_read_at_most(cx, buf, budget))?;
+        if budget != UNLIMITED {
+            let got = buf.filled().len() - before;
+            this.shared.budget.fetch_sub(got, Ordering::Relaxed);
+        }
+        let unread = this.inner.holds_unread();
+        if unread != this.shared.holds_unread.load(Ordering::Relaxed) {
+            this.shared.holds_unread.store(unread, Ordering::Relaxed);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: Transport> AsyncWrite for Buffered<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -217,7 +341,7 @@ impl AsyncWrite for Buffered {
             ready!(this.poll_send_buffered(cx))?;
         }
         if buf.len() >= WRITE_BUFFER {
-            return this.poll_write_socket(cx, buf);
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
         }
         if this.out.capacity() == 0 {
             this.out.reserve_exact(WRITE_BUFFER);
@@ -227,16 +351,17 @@ impl AsyncWrite for Buffered {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.poll_send_buffered(cx)
+        ready!(self.poll_send_buffered(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         ready!(self.poll_send_buffered(cx))?;
-        Poll::Ready(socket2::SockRef::from(&self.shared.tcp).shutdown(std::net::Shutdown::Write))
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
-impl VirtualSocket for Buffered {
+impl<T: Transport> VirtualSocket for Buffered<T> {
     fn set_socket_option(&self, opt: VirtualSockOpt) -> std::io::Result<()> {
         match opt {
             VirtualSockOpt::NoDelay => self.shared.tcp.set_nodelay(true),

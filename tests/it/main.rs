@@ -25,6 +25,8 @@ mod presets;
 mod reload;
 /// Routing, path rewriting, 404/405.
 mod routing;
+/// TLS on the listener: certificates by SNI, reloads.
+mod tls;
 /// The shared conformance vectors through the HTTP pipeline.
 mod vectors;
 /// Signatures per scheme, rotation, tolerance; rejections never reach upstream.
