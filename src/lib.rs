@@ -11,6 +11,8 @@
 //! - [`headers`]: upstream header normalization.
 //! - [`reject`]: error codes and their responses.
 //! - [`limits`]: connections and body bytes the front door holds at once.
+//! - [`policy`]: what a route asks besides the signature (allowlists, required
+//!   headers, rate limits, dedup, monitor mode, re-signing).
 //! - [`tls`]: certificates and TLS settings of the webhook listener.
 //! - [`serve`], [`proxy`], [`body`], [`forward`], [`reload`], [`server`],
 //!   [`shutdown`]: the pingora shell.
@@ -47,6 +49,7 @@ pub mod headers;
 pub mod json;
 pub mod limits;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod record;
 pub mod reject;

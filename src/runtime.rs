@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, Method};
+use ipnet::IpNet;
 
 use crate::access_log::Target as AccessLogTarget;
 use crate::config::secret::Secret;
 use crate::forward::SharedPeer;
 use crate::handshake::Handshake;
+use crate::policy::Policy;
 use crate::routes::RouteTable;
 use crate::tls::Certificates;
 use crate::verify::Verifier;
@@ -32,6 +34,8 @@ pub struct RuntimeConfig {
     pub routes: RouteTable,
     /// The certificates of `[[server.tls]]` (reloaded with the config).
     pub tls: Option<Certificates>,
+    /// Networks whose `X-Forwarded-For` names the client (reloaded with the config).
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// `[server]` after validation and defaults.
@@ -53,6 +57,36 @@ pub struct ServerSettings {
     pub front: FrontDoor,
     /// Webhook listener addresses served with TLS (a change needs a restart).
     pub tls_listen: Vec<SocketAddr>,
+    /// Where dedup keys and shared rate limits live (a change needs a restart).
+    pub state: StateSettings,
+}
+
+/// `[server.state]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSettings {
+    /// Redis, shared by a fleet; else the state is in this process's memory.
+    pub redis: Option<RedisSettings>,
+    /// Deadline for each Redis call.
+    pub timeout: Duration,
+    /// Entries the in-memory store keeps.
+    pub max_entries: usize,
+}
+
+/// Where Redis is.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// The URL (it may hold a password: never shown).
+    pub url: String,
+    /// The URL's reference as it may be shown (`env:`/`file:`; a literal is redacted).
+    pub shown: String,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &self.shown)
+            .finish()
+    }
 }
 
 /// What the webhook listener allows a client (a change needs a restart).
@@ -136,6 +170,9 @@ pub struct Route {
     /// Per verifier, its secrets as they may be shown (`env:`/`file:` references,
     /// literals redacted).
     pub secret_sources: Arc<[Vec<String>]>,
+    /// What the route asks besides the signature and does for the app; `None`
+    /// when it sets nothing of it.
+    pub policy: Option<Box<Policy>>,
     /// A digest of everything the route does, secrets included, to tell which
     /// routes a reload changed. Never shown.
     pub fingerprint: [u8; 32],

@@ -93,6 +93,8 @@ pub(super) struct Builder<'a> {
     server: Option<ServerSettings>,
     /// `[[server.tls]]`, when there is any.
     tls: Option<Certificates>,
+    /// `[server] trusted_proxies`.
+    trusted_proxies: Vec<ipnet::IpNet>,
     defaults: RouteDefaults,
     /// The routes built so far (those without problems).
     routes: Vec<Arc<Route>>,
@@ -312,6 +314,7 @@ impl<'a> Builder<'a> {
             schemes: BTreeMap::new(),
             server: None,
             tls: None,
+            trusted_proxies: Vec::new(),
             defaults: RouteDefaults::BUILT_IN,
             routes: Vec::new(),
             names: HashSet::new(),
@@ -330,6 +333,7 @@ impl<'a> Builder<'a> {
         b.user_schemes(&file.schemes);
         b.server = b.server(&file.server);
         b.tls = b.tls_certificates(&file.server);
+        b.trusted_proxies = b.trusted_proxies(&file.server);
         b.defaults = b.route_defaults(&file.server);
         b
     }
@@ -400,6 +404,7 @@ impl<'a> Builder<'a> {
                 server,
                 routes: RouteTable::from_shared(self.routes),
                 tls: self.tls,
+                trusted_proxies: self.trusted_proxies,
             }),
             _ => None,
         };
@@ -417,7 +422,12 @@ impl<'a> Builder<'a> {
     }
 
     /// A positive integer setting, or `default` when absent.
-    fn positive_or(&mut self, value: &Option<Spanned<i64>>, key: &str, default: u64) -> u64 {
+    pub(super) fn positive_or(
+        &mut self,
+        value: &Option<Spanned<i64>>,
+        key: &str,
+        default: u64,
+    ) -> u64 {
         match value {
             None => default,
             Some(v) => match u64::try_from(*v.get_ref()) {
@@ -498,6 +508,7 @@ impl<'a> Builder<'a> {
             ),
         };
         let tls_listen = self.tls_listen(s, &listen, admin_listen);
+        let state = self.state(s);
         ok &= tls_listen.is_some();
         ok.then(|| ServerSettings {
             listen,
@@ -508,6 +519,7 @@ impl<'a> Builder<'a> {
             shutdown_grace: Duration::from_secs(grace),
             front,
             tls_listen: tls_listen.unwrap_or_default(),
+            state,
         })
     }
 
@@ -592,6 +604,7 @@ impl<'a> Builder<'a> {
             &mut self.json_member_lists,
             json_members(&verifiers, &handshakes),
         );
+        let (policy, policy_secrets) = self.policy(r, &verifiers);
         let strip_headers = if r.strip_signature_headers {
             let mut names: Vec<HeaderName> = verifiers
                 .iter()
@@ -633,10 +646,11 @@ impl<'a> Builder<'a> {
                     })
                     .collect(),
             ),
+            policy,
             fingerprint: [0; 32],
         })
         .map(|mut route| {
-            route.fingerprint = self.fingerprint(&route);
+            route.fingerprint = self.fingerprint(&route, policy_secrets);
             route
         })
     }
@@ -644,7 +658,7 @@ impl<'a> Builder<'a> {
     /// A digest of a route: everything it does, its secrets included. What
     /// routes share (an upstream's connection target, a named scheme) is
     /// digested once per load.
-    fn fingerprint(&mut self, route: &Route) -> [u8; 32] {
+    fn fingerprint(&mut self, route: &Route, policy_secrets: [u8; 32]) -> [u8; 32] {
         // Every field, so that a new one cannot be left out unnoticed.
         let Route {
             name,
@@ -662,6 +676,7 @@ impl<'a> Builder<'a> {
             handshakes,
             json_members,
             secret_sources,
+            policy,
             fingerprint: _,
         } = route;
         let Upstream {
@@ -678,7 +693,7 @@ impl<'a> Builder<'a> {
         let settings = (
             (name, host, path, methods, max_body_bytes, read_timeout),
             (upstream_timeout, strip_headers, public_url, handshakes),
-            (json_members, upstream_url, secret_sources),
+            (json_members, upstream_url, secret_sources, policy),
             (addr, tls, authority, upstream_path, query, pool_key),
         );
         let _ = write!(DigestWriter(&mut digest), "{settings:?}");
@@ -703,6 +718,7 @@ impl<'a> Builder<'a> {
         if let Some(token) = verify_token {
             digest.update(Sha256::digest(token.expose()));
         }
+        digest.update(policy_secrets);
         digest.finalize().into()
     }
 

@@ -75,6 +75,22 @@ pub struct ServerSection {
     /// `[[server.tls]]`: certificate and key pairs for `tls_listen`.
     #[serde(default)]
     pub tls: Vec<Spanned<TlsSection>>,
+    /// Networks whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `[server.state]`: where dedup keys and shared rate limits live.
+    pub state: Option<Spanned<StateSection>>,
+}
+
+/// `[server.state]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// `redis://` or `rediss://` URL (an `env:`/`file:` reference or literal).
+    pub redis_url: Option<Spanned<String>>,
+    /// Deadline for each Redis call, in ms. Default 250.
+    pub redis_timeout_ms: Option<Spanned<i64>>,
+    /// Entries the in-memory store keeps. Default 1,000,000.
+    pub max_entries: Option<Spanned<i64>>,
 }
 
 /// One `[[server.tls]]` table.
@@ -123,6 +139,50 @@ pub struct RouteSection {
     pub handshake: Option<Spanned<OneOrMany<HandshakeFile>>>,
     /// One verifier table, or several (any one passing admits the request).
     pub verify: Spanned<OneOrMany<VerifySection>>,
+    /// `enforce` (default) or `monitor`: verify and count, but forward everything.
+    pub mode: Option<Spanned<String>>,
+    /// Networks (CIDRs or addresses) the client must be in. Default: any.
+    pub allow_ips: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Header name → the value it must equal (`env:`, `file:` or literal).
+    pub require_headers: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    /// `[routes.rate_limit]`.
+    pub rate_limit: Option<Spanned<RateLimitSection>>,
+    /// `[routes.dedup]`.
+    pub dedup: Option<Spanned<DedupSection>>,
+    /// `closed` (default) or `open`: what to do when the shared state fails.
+    pub on_state_error: Option<Spanned<String>>,
+    /// `[routes.forward_signature]`.
+    pub forward_signature: Option<Spanned<ForwardSignatureSection>>,
+}
+
+/// `[routes.rate_limit]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSection {
+    /// Requests per second, sustained (may be fractional).
+    pub per_second: Spanned<f64>,
+    /// Requests allowed at once above it. Default: `per_second`, at least 1.
+    pub burst: Option<Spanned<i64>>,
+    /// `route` (default) or `client_ip`.
+    pub by: Option<Spanned<String>>,
+}
+
+/// `[routes.dedup]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupSection {
+    /// How long a delivered event id is remembered, in seconds.
+    pub ttl_secs: Spanned<i64>,
+}
+
+/// `[routes.forward_signature]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardSignatureSection {
+    /// `standard-webhooks`.
+    pub scheme: Spanned<String>,
+    /// The secret the app verifies with (`whsec_…` base64, `env:`, `file:`).
+    pub secret: Spanned<String>,
 }
 
 /// One `[routes.verify]` table.

@@ -7,6 +7,7 @@ pub mod build;
 pub mod diagnostics;
 pub mod file;
 pub mod parts;
+pub mod policy;
 pub mod secret;
 pub mod tls;
 pub mod verifiers;

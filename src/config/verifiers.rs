@@ -144,7 +144,7 @@ impl Builder<'_> {
     }
 
     /// Resolves a secret reference; each `env:` or `file:` one is read once per load.
-    fn resolve_secret(&mut self, reference: &str) -> Result<Secret, String> {
+    pub(super) fn resolve_secret(&mut self, reference: &str) -> Result<Secret, String> {
         let base_dir = self.base_dir;
         match SecretRef::parse(reference) {
             literal @ SecretRef::Literal(_) => literal.resolve(base_dir),

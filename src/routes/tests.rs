@@ -182,6 +182,7 @@ fn built(name: &str, host: Option<&str>, path: PathMatch, methods: &[Method]) ->
         handshakes: Vec::new(),
         json_members: Vec::new().into(),
         secret_sources: Vec::new().into(),
+        policy: None,
         fingerprint: [0; 32],
     }
 }
