@@ -47,6 +47,10 @@ fn entry(record: &RequestRecord) -> Entry<'_> {
         upstream_status: record.upstream_status,
         upstream_error: None,
         client: Some("127.0.0.1:50000".into()),
+        forwarded_for: None,
+        verification: None,
+        dedup: None,
+        state_error: None,
     }
 }
 

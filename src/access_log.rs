@@ -78,6 +78,20 @@ pub struct Entry<'a> {
     /// The client's address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// The client's IP as `allow_ips` and rate limits saw it, when
+    /// `trusted_proxies` made it another than the connection's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_for: Option<String>,
+    /// `failed` when a monitor-mode route forwarded a request that failed
+    /// verification (`reason` says why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<&'a str>,
+    /// What dedup made of it: `claimed`, `duplicate`, `in_progress`, `bypassed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<&'a str>,
+    /// The state call that failed: `claim`, `mark`, `release`, `rate_limit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_error: Option<&'a str>,
 }
 
 /// Lines waiting for the writer, and requests for it.
@@ -263,6 +277,10 @@ mod tests {
             upstream_status: Some(200),
             upstream_error: None,
             client: Some("127.0.0.1:9".into()),
+            forwarded_for: None,
+            verification: None,
+            dedup: None,
+            state_error: None,
         }
     }
 

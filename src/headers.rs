@@ -6,7 +6,12 @@ use bytes::{BufMut, BytesMut};
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use sha2::{Digest, Sha256};
+
 use crate::verify::Verified;
+use crate::verify::mac::KeyedMac;
 
 /// The scheme that verified the request.
 pub const VERIFIED: &str = "x-webhook-verified";
@@ -24,9 +29,15 @@ pub const FORWARDED_FOR: &str = "x-forwarded-for";
 pub const FORWARDED_PROTO: &str = "x-forwarded-proto";
 /// The `Host` the client sent.
 pub const FORWARDED_HOST: &str = "x-forwarded-host";
+/// Monitor mode: why verification failed.
+pub const VERIFICATION: &str = "x-webhook-verification";
+/// With `forward_signature`: the event time, unix seconds.
+pub const EVENT_TIME: &str = "x-webhook-event-time";
+/// With `forward_signature`: the Standard Webhooks signature.
+pub const SIGNATURE: &str = "webhook-signature";
 
 /// Headers only the gateway may set; client copies are always removed.
-pub const RESERVED: [&str; 8] = [
+pub const RESERVED: [&str; 10] = [
     VERIFIED,
     ROUTE,
     EVENT_ID,
@@ -35,6 +46,8 @@ pub const RESERVED: [&str; 8] = [
     FORWARDED_FOR,
     FORWARDED_PROTO,
     FORWARDED_HOST,
+    VERIFICATION,
+    EVENT_TIME,
 ];
 
 /// Whether a client header never goes upstream as sent: connection-level
@@ -59,13 +72,34 @@ fn is_dropped(name: &str) -> bool {
     ) || RESERVED.contains(&name)
 }
 
+/// What verification made of a forwarded request.
+#[derive(Debug, Clone, Copy)]
+pub enum Verdict<'a> {
+    /// It verified.
+    Verified(&'a Verified),
+    /// Monitor mode: it did not, for this reason; forwarded all the same.
+    Failed(&'a str),
+}
+
+/// Re-signing for the app (`forward_signature`): the key, and the time of
+/// forwarding in unix seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Resign<'a> {
+    /// HMAC-SHA256 keyed with the route's secret.
+    pub key: &'a KeyedMac,
+    /// Now.
+    pub now: i64,
+}
+
 /// What the upstream request is built from besides the client's headers.
 #[derive(Debug)]
 pub struct Forwarding<'a> {
     /// The route's name.
     pub route: &'a str,
     /// The verification result.
-    pub verified: &'a Verified,
+    pub verdict: Verdict<'a>,
+    /// Re-signing, for a route with `forward_signature` (verified requests only).
+    pub resign: Option<Resign<'a>>,
     /// The client's IP address, formatted.
     pub client_ip: Option<&'a str>,
     /// Whether the client spoke TLS to the gateway.
@@ -76,8 +110,8 @@ pub struct Forwarding<'a> {
     pub upstream_authority: &'a str,
     /// Path and query for the upstream.
     pub path_and_query: &'a str,
-    /// Exact body length.
-    pub body_len: usize,
+    /// The exact body.
+    pub body: &'a [u8],
 }
 
 /// The upstream request target holds a byte HTTP/1.1 forbids there.
@@ -115,6 +149,7 @@ pub fn write_upstream_head(
         if is_dropped(lower)
             || nominated.iter().any(|n| n.eq_ignore_ascii_case(lower))
             || f.strip.contains(name)
+            || (f.resign.is_some() && lower == SIGNATURE)
         {
             return;
         }
@@ -136,26 +171,17 @@ pub fn write_upstream_head(
     header(
         out,
         b"Content-Length",
-        itoa::Buffer::new().format(f.body_len).as_bytes(),
-    );
-    header(
-        out,
-        VERIFIED.as_bytes(),
-        f.verified.scheme().name.as_bytes(),
+        itoa::Buffer::new().format(f.body.len()).as_bytes(),
     );
     header(out, ROUTE.as_bytes(), f.route.as_bytes());
-    if let Some(id) = f.verified.id().filter(|v| is_header_value(v)) {
-        header(out, EVENT_ID.as_bytes(), id.as_bytes());
-    }
-    if let Some(ts) = f.verified.timestamp() {
-        header(
-            out,
-            EVENT_TIMESTAMP.as_bytes(),
-            itoa::Buffer::new().format(ts).as_bytes(),
-        );
-    }
-    if let Some(t) = f.verified.event_type().filter(|v| is_header_value(v)) {
-        header(out, EVENT_TYPE.as_bytes(), t.as_bytes());
+    match f.verdict {
+        Verdict::Verified(verified) => write_verified(out, verified, f),
+        Verdict::Failed(reason) => {
+            out.put_slice(VERIFICATION.as_bytes());
+            out.put_slice(b": failed; reason=");
+            out.put_slice(reason.as_bytes());
+            out.put_slice(b"\r\n");
+        }
     }
     if let Some(ip) = f.client_ip {
         header(out, FORWARDED_FOR.as_bytes(), ip.as_bytes());
@@ -167,6 +193,52 @@ pub fn write_upstream_head(
     }
     out.put_slice(b"\r\n");
     Ok(())
+}
+
+/// The gateway's headers for a verified request: the scheme, the event's id,
+/// time and type; re-signed for the app when the route asks for it.
+fn write_verified(out: &mut BytesMut, verified: &Verified, f: &Forwarding<'_>) {
+    header(out, VERIFIED.as_bytes(), verified.scheme().name.as_bytes());
+    let id = verified.id().filter(|v| is_header_value(v));
+    if let Some(t) = verified.event_type().filter(|v| is_header_value(v)) {
+        header(out, EVENT_TYPE.as_bytes(), t.as_bytes());
+    }
+    let Some(resign) = f.resign else {
+        if let Some(id) = id {
+            header(out, EVENT_ID.as_bytes(), id.as_bytes());
+        }
+        if let Some(ts) = verified.timestamp() {
+            let ts = itoa::Buffer::new().format(ts).to_owned();
+            header(out, EVENT_TIMESTAMP.as_bytes(), ts.as_bytes());
+        }
+        return;
+    };
+    // Standard Webhooks: `v1,` base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`,
+    // with the time of forwarding; the event's own time moves aside.
+    let id = id.map_or_else(|| content_id(f.body), str::to_owned);
+    let now = itoa::Buffer::new().format(resign.now).to_owned();
+    let mut mac = resign.key.clone();
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(now.as_bytes());
+    mac.update(b".");
+    mac.update(f.body);
+    let signature = mac.finalize_with(|m| format!("v1,{}", BASE64.encode(m)));
+    header(out, EVENT_ID.as_bytes(), id.as_bytes());
+    header(out, EVENT_TIMESTAMP.as_bytes(), now.as_bytes());
+    header(out, SIGNATURE.as_bytes(), signature.as_bytes());
+    if let Some(ts) = verified.timestamp() {
+        let ts = itoa::Buffer::new().format(ts).to_owned();
+        header(out, EVENT_TIME.as_bytes(), ts.as_bytes());
+    }
+}
+
+/// An id for an event its scheme gives none: `hg_` and the first 16 bytes
+/// of the body's SHA-256 in hex, so a provider's retry of the same event gets
+/// the same id (dedup keys on it, re-signing sends it as `webhook-id`).
+pub fn content_id(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!("hg_{}", hex::encode(&digest[..16]))
 }
 
 fn header(out: &mut BytesMut, name: &[u8], value: &[u8]) {

@@ -61,5 +61,6 @@ pub mod scheme;
 pub mod serve;
 pub mod server;
 pub mod shutdown;
+pub mod state;
 pub mod tls;
 pub mod verify;

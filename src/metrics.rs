@@ -10,7 +10,8 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::record::RequestRecord;
+use crate::record::{Outcome, RequestRecord};
+use crate::reject::ErrorCode;
 
 /// Label for requests that matched no route.
 const NO_ROUTE: &str = "";
@@ -36,6 +37,12 @@ pub struct Metrics {
     last_reload: IntGauge,
     access_log_dropped: IntCounter,
     reload_duration: Histogram,
+    dedup: IntCounterVec,
+    state_errors: IntCounterVec,
+    state_evictions: IntCounter,
+    rate_limited: IntCounterVec,
+    ip_refused: IntCounterVec,
+    monitor_failures: IntCounterVec,
 }
 
 /// Registers a metric the constructor built. The names and options are fixed
@@ -109,7 +116,45 @@ impl Metrics {
                 "Time to load and validate a config on reload.",
             )),
         );
+        let state_evictions = register(
+            r,
+            IntCounter::new(
+                "hookgate_state_evictions_total",
+                "Live replay-cache entries evicted from memory because max_entries were held.",
+            ),
+        );
         Self {
+            dedup: counter(
+                r,
+                "hookgate_dedup_total",
+                "Verified requests of dedup routes by result (claimed, duplicate, in_progress, bypassed).",
+                &["route", "result"],
+            ),
+            state_errors: counter(
+                r,
+                "hookgate_state_errors_total",
+                "Failed state store calls by operation (claim, mark, release, rate_limit).",
+                &["op"],
+            ),
+            state_evictions,
+            rate_limited: counter(
+                r,
+                "hookgate_rate_limited_total",
+                "Requests refused 429 by the route's rate limit.",
+                &["route"],
+            ),
+            ip_refused: counter(
+                r,
+                "hookgate_ip_refused_total",
+                "Requests refused 403 because the client is outside allow_ips.",
+                &["route"],
+            ),
+            monitor_failures: counter(
+                r,
+                "hookgate_monitor_failures_total",
+                "Requests that failed verification on a monitor-mode route and were forwarded all the same, by reason.",
+                &["route", "reason"],
+            ),
             requests: counter(
                 r,
                 "hookgate_requests_total",
@@ -235,6 +280,38 @@ impl Metrics {
                 .with_label_values(&[route, kind.as_str()])
                 .inc();
         }
+        self.record_policy(route, record);
+    }
+
+    /// The policy's counters: dedup results, refusals, monitor-mode failures.
+    fn record_policy(&self, route: &str, record: &RequestRecord) {
+        if let Some(dedup) = record.dedup {
+            self.dedup.with_label_values(&[route, dedup.as_str()]).inc();
+        }
+        match record.outcome {
+            Outcome::Error(ErrorCode::RateLimited) => {
+                self.rate_limited.with_label_values(&[route]).inc();
+            }
+            Outcome::Error(ErrorCode::IpNotAllowed) => {
+                self.ip_refused.with_label_values(&[route]).inc();
+            }
+            _ => {}
+        }
+        if let (true, Some(reason)) = (record.monitor_failed, record.reason) {
+            self.monitor_failures
+                .with_label_values(&[route, reason])
+                .inc();
+        }
+    }
+
+    /// Counts a failed state store call.
+    pub fn state_error(&self, op: &str) {
+        self.state_errors.with_label_values(&[op]).inc();
+    }
+
+    /// Counts a live replay-cache entry evicted from memory.
+    pub fn state_evicted(&self) {
+        self.state_evictions.inc();
     }
 
     /// Sets the requests in flight, just before a scrape.
@@ -289,8 +366,6 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Outcome;
-    use crate::reject::ErrorCode;
 
     #[test]
     fn records_land_in_labelled_series() {

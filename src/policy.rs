@@ -8,11 +8,11 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use http::HeaderName;
+use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 
 use crate::config::secret::Secret;
-use crate::verify::mac::KeyedMac;
+use crate::verify::mac::{KeyedMac, constant_time_eq};
 
 /// A route's policy; every part optional.
 #[derive(Debug, Default)]
@@ -38,6 +38,69 @@ impl Policy {
     pub fn admits(&self, ip: IpAddr) -> bool {
         self.allow_ips.is_empty() || self.allow_ips.iter().any(|net| net.contains(&ip))
     }
+
+    /// Checks `require_headers`: each present exactly once and equal to its
+    /// value. Every required header is compared, in constant time, whatever
+    /// the earlier ones gave, so the answer's timing says nothing of which
+    /// failed or how.
+    pub fn check_headers(&self, headers: &HeaderMap) -> Result<(), HeaderRefusal> {
+        let mut refusal = None;
+        for required in &self.require_headers {
+            let mut values = headers.get_all(&required.name).iter();
+            let outcome = match (values.next(), values.next()) {
+                (None, _) => Err(HeaderRefusal::Missing),
+                (Some(sent), None)
+                    if constant_time_eq(required.value.expose(), sent.as_bytes()) =>
+                {
+                    Ok(())
+                }
+                (Some(_), _) => Err(HeaderRefusal::Invalid),
+            };
+            if let Err(r) = outcome {
+                refusal.get_or_insert(r);
+            }
+        }
+        refusal.map_or(Ok(()), Err)
+    }
+}
+
+/// Why `require_headers` refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderRefusal {
+    /// A required header is absent.
+    Missing,
+    /// A required header is there more than once, or with the wrong value.
+    Invalid,
+}
+
+/// The client's address: the peer's, unless the peer is a trusted proxy; then
+/// the last `X-Forwarded-For` hop that is not one (read right to left, so a
+/// client cannot name itself by writing the header). When every hop is
+/// trusted, the first; when a hop is unreadable, the trusted one that added it.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let hops = headers
+        .get_all(HeaderName::from_static("x-forwarded-for"))
+        .iter()
+        .rev()
+        .flat_map(|v| v.as_bytes().rsplit(|b| *b == b','));
+    for hop in hops {
+        let Some(ip) = std::str::from_utf8(hop)
+            .ok()
+            .and_then(|h| h.trim().parse::<IpAddr>().ok())
+        else {
+            return client;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            return ip;
+        }
+    }
+    client
 }
 
 /// One `require_headers` entry.
@@ -109,4 +172,98 @@ pub struct ForwardSignature {
     pub key: KeyedMac,
     /// The secret's reference as it may be shown.
     pub source: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::tests::headers;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_client_is_the_last_untrusted_hop() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let xff = headers(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.7")]);
+        // From a trusted proxy: skip trusted hops from the right.
+        assert_eq!(client_ip(ip("10.0.0.1"), &xff, &trusted), ip("1.2.3.4"));
+        // From anyone else: the header is the client's own word, ignored.
+        assert_eq!(client_ip(ip("8.8.8.8"), &xff, &trusted), ip("8.8.8.8"));
+        // No trusted proxies: always the peer.
+        assert_eq!(client_ip(ip("10.0.0.1"), &xff, &[]), ip("10.0.0.1"));
+        // Several headers read as one list, the last header last.
+        let split = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-for", "10.0.0.9"),
+        ]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &split, &trusted), ip("1.2.3.4"));
+        // An unreadable hop: the trusted proxy that wrote it.
+        let junk = headers(&[("x-forwarded-for", "1.2.3.4, junk, 10.0.0.5")]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &junk, &trusted), ip("10.0.0.5"));
+        // Every hop trusted: the first.
+        let inner = headers(&[("x-forwarded-for", "10.1.1.1, 10.2.2.2")]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &inner, &trusted), ip("10.1.1.1"));
+        // No header at all: the peer.
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn required_headers_must_be_there_once_and_equal() {
+        let policy = Policy {
+            require_headers: vec![
+                RequiredHeader {
+                    name: HeaderName::from_static("x-sender"),
+                    value: Secret::new(b"internal".to_vec()),
+                    source: "env:SENDER".into(),
+                },
+                RequiredHeader {
+                    name: HeaderName::from_static("rye-verification"),
+                    value: Secret::new(b"dev_1".to_vec()),
+                    source: "env:RYE_DEV".into(),
+                },
+            ],
+            ..Policy::default()
+        };
+        let both = [("x-sender", "internal"), ("rye-verification", "dev_1")];
+        assert_eq!(policy.check_headers(&headers(&both)), Ok(()));
+        let missing = [("x-sender", "internal")];
+        assert_eq!(
+            policy.check_headers(&headers(&missing)),
+            Err(HeaderRefusal::Missing)
+        );
+        let wrong = [("x-sender", "internal!"), ("rye-verification", "dev_1")];
+        assert_eq!(
+            policy.check_headers(&headers(&wrong)),
+            Err(HeaderRefusal::Invalid)
+        );
+        let twice = [
+            ("x-sender", "internal"),
+            ("x-sender", "internal"),
+            ("rye-verification", "dev_1"),
+        ];
+        assert_eq!(
+            policy.check_headers(&headers(&twice)),
+            Err(HeaderRefusal::Invalid)
+        );
+    }
+
+    #[test]
+    fn allow_ips_admits_only_its_networks() {
+        let policy = Policy {
+            allow_ips: vec![
+                "192.0.2.0/24".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ],
+            ..Policy::default()
+        };
+        assert!(policy.admits(ip("192.0.2.77")));
+        assert!(policy.admits(ip("2001:db8::1")));
+        assert!(!policy.admits(ip("192.0.3.1")));
+        assert!(Policy::default().admits(ip("203.0.113.9")));
+    }
 }

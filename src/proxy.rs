@@ -1,11 +1,13 @@
-//! The exchange, stage by stage: admit (route, 404/405, 413 on the declared
-//! length, 100-continue), read the whole body, verify, then answer locally (an
-//! error or a provider handshake) or forward what passed. Runs on pingora-core's
-//! HTTP/1 session; [`crate::serve`] owns the connections.
+//! The exchange, stage by stage: admit (route, 404/405, the route's policy:
+//! `allow_ips`, rate limit, `require_headers`; 413 on the declared length,
+//! 100-continue), read the whole body, verify (or, in monitor mode, judge and
+//! forward anyway), dedup, then answer locally (an error, a provider
+//! handshake, a duplicate) or forward what passed and settle its dedup claim.
+//! Runs on pingora-core's HTTP/1 session; [`crate::serve`] owns the connections.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -17,14 +19,16 @@ use crate::body::{self, BodyError};
 use crate::clock::Clock;
 use crate::forward::{ForwardError, Forwarder};
 use crate::handshake::{AnswerKeys, Handshake};
-use crate::headers::{self, Forwarding};
+use crate::headers::{self, Forwarding, Resign, Verdict};
 use crate::limits::BodyReservation;
-use crate::record::{self, Observers, Outcome, RequestRecord};
+use crate::policy::{self, HeaderRefusal, OnStateError, Policy};
+use crate::record::{self, Dedup, Observers, Outcome, RequestRecord};
 use crate::reject::ErrorCode;
 use crate::reload::ConfigStore;
 use crate::response::LocalResponse;
 use crate::routes::{self, Match};
 use crate::runtime::{Route, RuntimeConfig};
+use crate::state::{Claim, DedupKey, Hold, Rate, State};
 use crate::verify::mac::KeyedMac;
 use crate::verify::request::{SignedRequest, UrlParts};
 use crate::verify::{Rejection, Verified, Verifier, verify_any};
@@ -32,28 +36,37 @@ use crate::verify::{Rejection, Verified, Verifier, verify_any};
 /// Room reserved for the upstream request's head besides the body.
 const HEAD_CAPACITY: usize = 1024;
 
+/// How much longer than `upstream_timeout_ms` a dedup claim lasts: it is
+/// settled when the exchange ends, so this only matters if the gateway dies
+/// holding it.
+const CLAIM_MARGIN: Duration = Duration::from_secs(30);
+
 /// The webhook proxy.
 #[derive(Debug)]
 pub struct Gateway {
     store: ConfigStore,
     clock: Arc<dyn Clock>,
     forwarder: Forwarder,
+    state: State,
     observers: Observers,
 }
 
 impl Gateway {
-    /// A gateway serving the configs in `store`, checking time with `clock`, and
-    /// reporting every request to `observers`.
+    /// A gateway serving the configs in `store`, checking time with `clock`,
+    /// keeping dedup claims and rate limits in `state`, and reporting every
+    /// request to `observers`.
     pub fn new(
         store: ConfigStore,
         clock: Arc<dyn Clock>,
         forwarder: Forwarder,
+        state: State,
         observers: Observers,
     ) -> Self {
         Self {
             store,
             clock,
             forwarder,
+            state,
             observers,
         }
     }
@@ -83,15 +96,26 @@ impl Client {
     }
 }
 
-/// A verified request waiting to be forwarded.
+/// A request waiting to be forwarded.
 #[derive(Debug)]
 struct Admitted<'c> {
     route: &'c Route,
     path_and_query: String,
     body: Bytes,
-    verified: Verified,
+    passed: Passed,
+    /// The client's address, when `trusted_proxies` made it another than the peer's.
+    forwarded_for: Option<String>,
     /// The body's share of `max_inflight_body_bytes`, held until it is sent.
     _reservation: BodyReservation,
+}
+
+/// Why a request may be forwarded.
+#[derive(Debug)]
+enum Passed {
+    /// It verified.
+    Verified(Verified),
+    /// Monitor mode: it failed verification, for this reason.
+    Failed(&'static str),
 }
 
 /// What the request stages decided.
@@ -133,7 +157,7 @@ impl Gateway {
         let _in_flight = self.observers.in_flight.enter();
         let mut record = RequestRecord::default();
         let config = self.store.snapshot();
-        match self.decide(session, &config, &mut record).await {
+        match self.decide(session, &config, client, &mut record).await {
             Decision::Respond {
                 response,
                 outcome,
@@ -145,7 +169,7 @@ impl Gateway {
                 }
             }
             Decision::Forward(admitted) => {
-                self.forward(session, admitted, client, &mut record).await;
+                self.deliver(session, admitted, client, &mut record).await;
             }
             Decision::Gone => session.set_server_keepalive(None),
         }
@@ -166,26 +190,128 @@ impl Gateway {
         self.observers.metrics.record(&record);
     }
 
-    /// Forwards a verified request and relays the upstream's answer; a failure
-    /// before the answer began is answered 502 or 504, one after it cuts the
-    /// connection.
-    async fn forward(
+    /// Delivers an admitted request: on a dedup route, claims its event first
+    /// (a delivered one is answered `duplicate`, one in flight 409), forwards,
+    /// then marks the event delivered on an upstream 2xx or releases it.
+    async fn deliver(
         &self,
         session: &mut Session,
         admitted: Admitted<'_>,
         client: &Client,
         record: &mut RequestRecord,
     ) {
+        let route = admitted.route;
+        let policy = route.policy.as_deref();
+        let (Some(ttl), Passed::Verified(verified)) =
+            (policy.and_then(|p| p.dedup), &admitted.passed)
+        else {
+            self.forward(session, admitted, client, record).await;
+            return;
+        };
+        let id = verified
+            .id()
+            .map_or_else(|| headers::content_id(&admitted.body), str::to_owned);
+        let key = DedupKey::new(&route.name, &id);
+        let hold = match self
+            .state
+            .claim(key, route.upstream_timeout + CLAIM_MARGIN)
+            .await
+        {
+            Ok(Claim::Claimed(hold)) => {
+                record.dedup = Some(Dedup::Claimed);
+                Some(hold)
+            }
+            Ok(Claim::Delivered) => {
+                record.dedup = Some(Dedup::Duplicate);
+                return self
+                    .answer(session, record, duplicate(), Outcome::Duplicate, client)
+                    .await;
+            }
+            Ok(Claim::InFlight { retry_after }) => {
+                record.dedup = Some(Dedup::InProgress);
+                let code = ErrorCode::DeliveryInProgress;
+                let response = code.retry_after(retry_after);
+                return self
+                    .answer(session, record, response, Outcome::Error(code), client)
+                    .await;
+            }
+            Err(e) => {
+                record.state_error = Some(e.op);
+                if policy.is_some_and(|p| p.on_state_error == OnStateError::Closed) {
+                    let code = ErrorCode::StateUnavailable;
+                    return self
+                        .answer(
+                            session,
+                            record,
+                            code.response(),
+                            Outcome::Error(code),
+                            client,
+                        )
+                        .await;
+                }
+                record.dedup = Some(Dedup::Bypassed);
+                None
+            }
+        };
+        let delivered = self.forward(session, admitted, client, record).await;
+        let Some(hold) = hold else { return };
+        let settled = match delivered {
+            Some(200..=299) => hold.delivered(ttl).await,
+            _ => Hold::release(hold).await,
+        };
+        if let Err(e) = settled {
+            record.state_error = Some(e.op);
+        }
+    }
+
+    /// Writes a gateway-made answer to a request whose body was read.
+    async fn answer(
+        &self,
+        session: &mut Session,
+        record: &mut RequestRecord,
+        response: LocalResponse,
+        outcome: Outcome,
+        client: &Client,
+    ) {
+        record.outcome = outcome;
+        if let Err(e) = write_local(session, &response, false).await {
+            log::debug!("cannot answer {}: {e}", client.addr);
+        }
+    }
+
+    /// Forwards a request and relays the upstream's answer; a failure before
+    /// the answer began is answered 502 or 504, one after it cuts the
+    /// connection. The upstream's status when its whole answer was relayed.
+    async fn forward(
+        &self,
+        session: &mut Session,
+        admitted: Admitted<'_>,
+        client: &Client,
+        record: &mut RequestRecord,
+    ) -> Option<u16> {
         let route = &admitted.route;
+        let verdict = match &admitted.passed {
+            Passed::Verified(verified) => Verdict::Verified(verified),
+            Passed::Failed(reason) => Verdict::Failed(reason),
+        };
+        let resign = route
+            .policy
+            .as_ref()
+            .and_then(|p| p.forward_signature.as_ref())
+            .map(|f| Resign {
+                key: &f.key,
+                now: self.clock.now_unix(),
+            });
         let forwarding = Forwarding {
             route: &route.name,
-            verified: &admitted.verified,
-            client_ip: Some(&client.ip),
+            verdict,
+            resign,
+            client_ip: Some(admitted.forwarded_for.as_deref().unwrap_or(&client.ip)),
             tls: client.tls,
             strip: &route.strip_headers,
             upstream_authority: &route.upstream.authority,
             path_and_query: &admitted.path_and_query,
-            body_len: admitted.body.len(),
+            body: &admitted.body,
         };
         let mut wire = BytesMut::with_capacity(HEAD_CAPACITY + admitted.body.len());
         if let Err(e) = headers::write_upstream_head(session.req_header(), &forwarding, &mut wire) {
@@ -194,7 +320,7 @@ impl Gateway {
             if let Err(e) = write_local(session, &ErrorCode::BadRequest.response(), true).await {
                 log::debug!("cannot answer {}: {e}", client.addr);
             }
-            return;
+            return None;
         }
         wire.extend_from_slice(&admitted.body);
         let head_only = session.req_header().method == http::Method::HEAD;
@@ -214,6 +340,7 @@ impl Gateway {
             Ok(status) => {
                 record.outcome = Outcome::Forwarded;
                 record.upstream_status = Some(status);
+                Some(status)
             }
             Err(error) => {
                 record.upstream_error = Some(error.kind());
@@ -228,6 +355,7 @@ impl Gateway {
                         if let Err(e) = write_local(session, &code.response(), false).await {
                             log::debug!("cannot answer {}: {e}", client.addr);
                         }
+                        None
                     }
                     ForwardError::AfterResponse(e) => {
                         log::warn!(
@@ -238,6 +366,7 @@ impl Gateway {
                         record.outcome = Outcome::Forwarded;
                         session.set_server_keepalive(None);
                         session.shutdown().await;
+                        None
                     }
                 }
             }
@@ -251,7 +380,7 @@ impl Gateway {
             return;
         }
         let req = session.req_header();
-        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         self.observers.access_log.write(&Entry {
             time: rfc3339(std::time::SystemTime::now()),
             route: record.route.as_deref(),
@@ -269,6 +398,13 @@ impl Gateway {
             upstream_status: record.upstream_status,
             upstream_error: record.upstream_error.map(|e| e.as_str()),
             client: Some(client.addr.to_string()),
+            forwarded_for: record
+                .client_ip
+                .filter(|ip| *ip != client.addr.ip())
+                .map(|ip| ip.to_string()),
+            verification: record.monitor_failed.then_some("failed"),
+            dedup: record.dedup.map(Dedup::as_str),
+            state_error: record.state_error,
         });
     }
 }
@@ -280,6 +416,7 @@ impl Gateway {
         &self,
         session: &mut Session,
         config: &'c RuntimeConfig,
+        client: &Client,
         record: &mut RequestRecord,
     ) -> Decision<'c> {
         let req = session.req_header();
@@ -300,6 +437,16 @@ impl Gateway {
             }
         };
         record.route = Some(route.name.clone());
+        let peer = client.addr.ip();
+        let client_ip = policy::client_ip(peer, &req.headers, &config.trusted_proxies);
+        record.client_ip = Some(client_ip);
+        if let Some(policy) = route.policy.as_deref()
+            && let Err(refusal) = self
+                .admit(session.req_header(), route, policy, client_ip)
+                .await
+        {
+            return refusal;
+        }
         let declared = body::content_length(session);
         if declared.is_some_and(|n| n > route.max_body_bytes as u64) {
             return Decision::error(ErrorCode::PayloadTooLarge, true);
@@ -346,28 +493,91 @@ impl Gateway {
         };
         record.body_bytes = body.len();
         let req = session.req_header();
-        match self.judge(req, route, &remainder, &body, record) {
+        let monitor = route.policy.as_ref().is_some_and(|p| p.monitor);
+        let passed = match self.judge(req, route, &remainder, &body, record) {
+            Judgement::Reject(rejection) if monitor => {
+                log::info!(
+                    "route {}: would refuse ({}); monitor mode forwards it",
+                    route.name,
+                    rejection.reason()
+                );
+                record.reason = Some(rejection.reason());
+                record.monitor_failed = true;
+                Passed::Failed(rejection.reason())
+            }
             Judgement::Reject(rejection) => {
                 log::info!("route {}: refused: {}", route.name, rejection.reason());
                 record.reason = Some(rejection.reason());
-                Decision::error(rejection.into(), false)
+                return Decision::error(rejection.into(), false);
             }
-            Judgement::Answer(response, outcome) => Decision::Respond {
-                response,
-                outcome,
-                close: false,
-            },
-            Judgement::Forward(verified) => Decision::Forward(Admitted {
-                path_and_query: route.upstream_path_and_query(
-                    req.uri.path(),
-                    &remainder,
-                    req.uri.query(),
-                ),
-                route,
-                body,
-                verified,
-                _reservation: reservation,
-            }),
+            Judgement::Answer(response, outcome) => {
+                return Decision::Respond {
+                    response,
+                    outcome,
+                    close: false,
+                };
+            }
+            Judgement::Forward(verified) => Passed::Verified(verified),
+        };
+        Decision::Forward(Admitted {
+            path_and_query: route.upstream_path_and_query(
+                req.uri.path(),
+                &remainder,
+                req.uri.query(),
+            ),
+            route,
+            body,
+            passed,
+            forwarded_for: (client_ip != peer).then(|| client_ip.to_string()),
+            _reservation: reservation,
+        })
+    }
+
+    /// The route's policy before the body is read: the client's address
+    /// (`allow_ips`, 403), the rate limit (429), then `require_headers` (401).
+    /// Refusals close the connection, as the body was not read.
+    async fn admit(
+        &self,
+        req: &RequestHeader,
+        route: &Route,
+        policy: &Policy,
+        client_ip: IpAddr,
+    ) -> Result<(), Decision<'static>> {
+        if !policy.admits(client_ip) {
+            log::info!("route {}: {client_ip} is not in allow_ips", route.name);
+            return Err(Decision::error(ErrorCode::IpNotAllowed, true));
+        }
+        let headers = policy.check_headers(&req.headers);
+        if let Some(limit) = &policy.rate_limit {
+            let rate = match self.state.check_rate(&route.name, limit, client_ip).await {
+                Ok(rate) => rate,
+                Err(_) if policy.on_state_error == OnStateError::Open => {
+                    self.state.check_local_rate(&route.name, limit, client_ip)
+                }
+                Err(_) => return Err(Decision::error(ErrorCode::StateUnavailable, true)),
+            };
+            if let Rate::Limited { retry_after } = rate {
+                let code = ErrorCode::RateLimited;
+                return Err(Decision::Respond {
+                    response: code.retry_after(retry_after),
+                    outcome: Outcome::Error(code),
+                    close: true,
+                });
+            }
+        }
+        match headers {
+            Ok(()) => Ok(()),
+            Err(refusal) => {
+                log::info!(
+                    "route {}: require_headers refused it: {refusal:?}",
+                    route.name
+                );
+                let code = match refusal {
+                    HeaderRefusal::Missing => ErrorCode::MissingHeader,
+                    HeaderRefusal::Invalid => ErrorCode::InvalidHeader,
+                };
+                Err(Decision::error(code, true))
+            }
         }
     }
 
@@ -468,6 +678,16 @@ fn expects_continue(req: &RequestHeader) -> bool {
             .headers
             .get(http::header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// 200 `{"status":"duplicate"}`: the event was delivered already.
+fn duplicate() -> LocalResponse {
+    LocalResponse {
+        status: 200,
+        content_type: Some("application/json".to_owned()),
+        headers: Vec::new(),
+        body: br#"{"status":"duplicate"}"#.to_vec(),
+    }
 }
 
 /// Writes a gateway-made response. `close` ends the connection afterwards, for

@@ -48,17 +48,21 @@ pub enum Outcome {
     Forwarded,
     /// Answered by the gateway as a provider handshake.
     Handshake,
+    /// Answered 200 `{"status":"duplicate"}`: the event was delivered already.
+    Duplicate,
     /// Refused or failed with one of the contract's error codes.
     Error(ErrorCode),
 }
 
 impl Outcome {
-    /// A stable label: `forwarded`, `handshake`, `disconnected` or an error code.
+    /// A stable label: `forwarded`, `handshake`, `duplicate`, `disconnected`
+    /// or an error code.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Disconnected => "disconnected",
             Self::Forwarded => "forwarded",
             Self::Handshake => "handshake",
+            Self::Duplicate => "duplicate",
             Self::Error(code) => code.as_str(),
         }
     }
@@ -120,6 +124,40 @@ pub struct RequestRecord {
     pub upstream_time: Option<Duration>,
     /// What went wrong upstream.
     pub upstream_error: Option<UpstreamError>,
+    /// The client's address as the gateway judged it (`trusted_proxies`).
+    pub client_ip: Option<std::net::IpAddr>,
+    /// `mode = "monitor"`: verification failed (for `reason`) and the request
+    /// was forwarded all the same.
+    pub monitor_failed: bool,
+    /// What dedup made of it.
+    pub dedup: Option<Dedup>,
+    /// The state call that failed, if one did.
+    pub state_error: Option<&'static str>,
+}
+
+/// What dedup made of a verified request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dedup {
+    /// First of its event: claimed and forwarded.
+    Claimed,
+    /// Delivered already: answered `duplicate`.
+    Duplicate,
+    /// Another copy was being delivered: answered 409.
+    InProgress,
+    /// The state store failed and the route fails open: forwarded unclaimed.
+    Bypassed,
+}
+
+impl Dedup {
+    /// A stable label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Claimed => "claimed",
+            Self::Duplicate => "duplicate",
+            Self::InProgress => "in_progress",
+            Self::Bypassed => "bypassed",
+        }
+    }
 }
 
 impl Default for RequestRecord {
@@ -136,6 +174,10 @@ impl Default for RequestRecord {
             upstream_status: None,
             upstream_time: None,
             upstream_error: None,
+            client_ip: None,
+            monitor_failed: false,
+            dedup: None,
+            state_error: None,
         }
     }
 }

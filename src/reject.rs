@@ -22,6 +22,12 @@ pub enum ErrorCode {
     InvalidSignature,
     /// 401: the signed timestamp is outside the route's tolerance.
     TimestampOutOfTolerance,
+    /// 401: a header the route requires is absent.
+    MissingHeader,
+    /// 401: a header the route requires has the wrong value.
+    InvalidHeader,
+    /// 403: the client's address is outside the route's `allow_ips`.
+    IpNotAllowed,
     /// 403: a subscription handshake carried the wrong verify token.
     InvalidVerifyToken,
     /// 404: no route for this host and path.
@@ -32,12 +38,18 @@ pub enum ErrorCode {
     HeaderTimeout,
     /// 408: the body did not arrive within `read_timeout_ms`.
     BodyTimeout,
+    /// 409: another request is delivering the same event.
+    DeliveryInProgress,
     /// 413: the body is over the route's `max_body_bytes`.
     PayloadTooLarge,
+    /// 429: over the route's rate limit.
+    RateLimited,
     /// 431: the request header is over `max_header_bytes`.
     HeadersTooLarge,
     /// 503: admitting the body would pass `max_inflight_body_bytes`.
     Overloaded,
+    /// 503: the state store (Redis) failed and the route fails closed.
+    StateUnavailable,
     /// 502: the upstream refused the connection or broke it.
     UpstreamUnavailable,
     /// 504: the upstream did not answer within `upstream_timeout_ms`.
@@ -49,14 +61,20 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
             Self::BadRequest => 400,
-            Self::MissingSignature | Self::InvalidSignature | Self::TimestampOutOfTolerance => 401,
-            Self::InvalidVerifyToken => 403,
+            Self::MissingSignature
+            | Self::InvalidSignature
+            | Self::TimestampOutOfTolerance
+            | Self::MissingHeader
+            | Self::InvalidHeader => 401,
+            Self::IpNotAllowed | Self::InvalidVerifyToken => 403,
             Self::NoRoute => 404,
             Self::MethodNotAllowed => 405,
             Self::HeaderTimeout | Self::BodyTimeout => 408,
+            Self::DeliveryInProgress => 409,
             Self::PayloadTooLarge => 413,
+            Self::RateLimited => 429,
             Self::HeadersTooLarge => 431,
-            Self::Overloaded => 503,
+            Self::Overloaded | Self::StateUnavailable => 503,
             Self::UpstreamUnavailable => 502,
             Self::UpstreamTimeout => 504,
         }
@@ -69,30 +87,51 @@ impl ErrorCode {
             Self::MissingSignature => "missing_signature",
             Self::InvalidSignature => "invalid_signature",
             Self::TimestampOutOfTolerance => "timestamp_out_of_tolerance",
+            Self::MissingHeader => "missing_header",
+            Self::InvalidHeader => "invalid_header",
+            Self::IpNotAllowed => "ip_not_allowed",
             Self::InvalidVerifyToken => "invalid_verify_token",
             Self::NoRoute => "no_route",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::HeaderTimeout => "header_timeout",
             Self::BodyTimeout => "body_timeout",
+            Self::DeliveryInProgress => "delivery_in_progress",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::RateLimited => "rate_limited",
             Self::HeadersTooLarge => "headers_too_large",
             Self::Overloaded => "overloaded",
+            Self::StateUnavailable => "state_unavailable",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
         }
     }
 
-    /// The response for this error. An overloaded gateway asks the client to
-    /// come back in [`RETRY_AFTER_SECS`].
+    /// The response for this error. An overloaded gateway, and one whose
+    /// state store failed, ask the client to come back in [`RETRY_AFTER_SECS`].
     pub fn response(self) -> LocalResponse {
-        let mut headers = Vec::new();
-        if self == Self::Overloaded {
-            headers.push((http::header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+        let mut response = self.bare_response();
+        if matches!(self, Self::Overloaded | Self::StateUnavailable) {
+            response
+                .headers
+                .push((http::header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
         }
+        response
+    }
+
+    /// The response with `Retry-After: seconds` (429, 409).
+    pub fn retry_after(self, seconds: u64) -> LocalResponse {
+        let mut response = self.bare_response();
+        response
+            .headers
+            .push((http::header::RETRY_AFTER, seconds.to_string()));
+        response
+    }
+
+    fn bare_response(self) -> LocalResponse {
         LocalResponse {
             status: self.status(),
             content_type: Some("application/json".to_owned()),
-            headers,
+            headers: Vec::new(),
             body: format!(r#"{{"error":"{}"}}"#, self.as_str()).into_bytes(),
         }
     }

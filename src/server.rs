@@ -23,6 +23,7 @@ use crate::reload::{ConfigStore, ReloadService, Reloader};
 use crate::runtime::RuntimeConfig;
 use crate::serve::Listener;
 use crate::shutdown::{Draining, InFlight, SignalWatch};
+use crate::state::State;
 use crate::tls;
 
 /// Seconds pingora allows its runtimes to stop once the grace period is over.
@@ -94,11 +95,13 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
     };
 
     limits::raise_open_files(settings.front.max_connections);
+    let state = State::new(&settings.state, metrics.clone())?;
     let store = ConfigStore::new(config);
     let gateway = Gateway::new(
         store.clone(),
         options.clock,
         Forwarder::new(),
+        state,
         observers.clone(),
     );
     let tls = if settings.tls_listen.is_empty() {

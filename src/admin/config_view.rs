@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::access_log::Target;
+use crate::policy::Policy;
 use crate::runtime::{PathMatch, Route, RuntimeConfig, ServerSettings};
 
 /// Shown in place of anything secret.
@@ -29,6 +30,7 @@ pub fn render(config: &RuntimeConfig) -> Value {
         "loaded_at": rfc3339(config.loaded_at),
         "source": config.source.display().to_string(),
         "server": server(&config.server),
+        "trusted_proxies": config.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "routes": config.routes.iter().map(|r| route(r)).collect::<Vec<_>>(),
     })
 }
@@ -46,6 +48,33 @@ fn server(s: &ServerSettings) -> Value {
         "watch_config": s.watch_config,
         "access_log": access_log,
         "shutdown_grace_secs": s.shutdown_grace.as_secs(),
+        "state": {
+            "redis_url": s.state.redis.as_ref().map(|r| r.shown.as_str()),
+            "redis_timeout_ms": s.state.timeout.as_millis(),
+            "max_entries": s.state.max_entries,
+        },
+    })
+}
+
+/// The route's policy as it may be shown: references, never secrets.
+fn policy(p: &Policy) -> Value {
+    json!({
+        "mode": if p.monitor { "monitor" } else { "enforce" },
+        "allow_ips": p.allow_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "require_headers": p.require_headers.iter()
+            .map(|h| (h.name.as_str().to_owned(), json!(h.source)))
+            .collect::<serde_json::Map<_, _>>(),
+        "rate_limit": p.rate_limit.map(|l| json!({
+            "per_second": l.per_second,
+            "burst": l.burst,
+            "by": l.by.as_str(),
+        })),
+        "dedup": p.dedup.map(|ttl| json!({ "ttl_secs": ttl.as_secs() })),
+        "on_state_error": p.on_state_error.as_str(),
+        "forward_signature": p.forward_signature.as_ref().map(|f| json!({
+            "scheme": "standard-webhooks",
+            "secret": f.source,
+        })),
     })
 }
 
@@ -73,6 +102,11 @@ fn route(r: &Route) -> Value {
         PathMatch::Prefix(path) => ("path_prefix", path),
     };
     out[key] = json!(path);
+    if let (Some(p), Value::Object(out)) = (&r.policy, &mut out)
+        && let Value::Object(keys) = policy(p)
+    {
+        out.extend(keys);
+    }
     out
 }
 

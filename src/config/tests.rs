@@ -772,3 +772,84 @@ fn tls_listen_needs_a_certificate_and_a_port_of_its_own() {
         ["127.0.0.1:8443".parse().unwrap()]
     );
 }
+
+#[test]
+fn policy_keys_are_built() {
+    let extra = "mode = \"monitor\"\nallow_ips = [\"10.0.0.0/8\", \"192.0.2.1\"]\non_state_error = \"open\"\n\
+                 require_headers = { \"X-Sender\" = \"tok\" }\n\
+                 rate_limit = { per_second = 2.5, by = \"client_ip\" }\n\
+                 dedup = { ttl_secs = 60 }\n\
+                 forward_signature = { scheme = \"standard-webhooks\", secret = \"whsec_c2VjcmV0\" }";
+    let text = format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[server.state]\nmax_entries = 5\nredis_timeout_ms = 50\n{}",
+        named("p", extra)
+    );
+    let c = load_str(Path::new("c.toml"), &text).unwrap().config;
+    let p = c.routes.iter().next().unwrap().policy.as_deref().unwrap();
+    assert!(p.monitor);
+    assert_eq!(p.allow_ips.len(), 2);
+    assert!(p.admits("192.0.2.1".parse().unwrap()) && !p.admits("192.0.2.2".parse().unwrap()));
+    assert_eq!(p.require_headers[0].name.as_str(), "x-sender");
+    let limit = p.rate_limit.unwrap();
+    assert_eq!(
+        (limit.per_second, limit.burst, limit.by.as_str()),
+        (2.5, 3, "client_ip")
+    );
+    assert_eq!(p.dedup, Some(std::time::Duration::from_secs(60)));
+    assert_eq!(p.on_state_error.as_str(), "open");
+    assert!(p.forward_signature.is_some());
+    assert_eq!(c.trusted_proxies, ["127.0.0.1/32".parse().unwrap()]);
+    assert_eq!(c.server.state.max_entries, 5);
+    assert_eq!(c.server.state.timeout.as_millis(), 50);
+    assert!(c.server.state.redis.is_none());
+    // A route that sets none of it carries no policy.
+    let plain = load_str(Path::new("c.toml"), ROUTE).unwrap().config;
+    assert!(plain.routes.iter().next().unwrap().policy.is_none());
+}
+
+#[test]
+fn policy_errors_are_reported_with_positions() {
+    let extra = "mode = \"shadow\"\nallow_ips = [\"10.0.0.0/33\"]\non_state_error = \"maybe\"\n\
+                 require_headers = { \"bad header\" = \"x\" }\n\
+                 rate_limit = { per_second = 0, by = \"user\" }\n\
+                 dedup = { ttl_secs = 0 }\n\
+                 forward_signature = { scheme = \"stripe\", secret = \"s\" }";
+    let text = format!(
+        "[server]\ntrusted_proxies = [\"proxy\"]\n[server.state]\nredis_url = \"http://x\"\n{}",
+        named("p", extra)
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "c.toml:2:20: `proxy` is not a network; write a CIDR like `10.0.0.0/8` or an address",
+            "c.toml:4:13: `redis_url` must be a redis:// or rediss:// URL",
+            "c.toml:8:8: `mode` is `enforce` or `monitor`, not `shadow`",
+            "c.toml:9:14: `10.0.0.0/33` is not a network; write a CIDR like `10.0.0.0/8` or an address",
+            "c.toml:10:18: `on_state_error` is `closed` or `open`, not `maybe`",
+            "c.toml:11:36: `bad header` is not a header name",
+            "c.toml:12:29: `per_second` must be a positive number",
+            "c.toml:13:22: `ttl_secs` must be a positive integer",
+            "c.toml:14:32: `forward_signature` signs with `standard-webhooks`, not `stripe`",
+        ]
+    );
+}
+
+#[test]
+fn dedup_on_a_scheme_without_event_ids_is_a_warning() {
+    let text = named("p", "dedup = { ttl_secs = 60 }").replace("\"rye\"", "\"aryeo\"");
+    let loaded = load_str(Path::new("c.toml"), &text).unwrap();
+    let w = loaded.warnings.lines();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("warning: a scheme of this route has no event id"),
+        "{w:?}"
+    );
+    let with_ids = named("p", "dedup = { ttl_secs = 60 }");
+    assert!(
+        load_str(Path::new("c.toml"), &with_ids)
+            .unwrap()
+            .warnings
+            .lines()
+            .is_empty()
+    );
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, Method};
 use pingora::http::RequestHeader;
 
-use super::{Forwarding, write_upstream_head};
+use super::{Forwarding, Resign, Verdict, write_upstream_head};
 use crate::config::secret::Secret;
 use crate::scheme::presets;
 use crate::verify::request::{SignedRequest, UrlParts};
@@ -46,15 +46,25 @@ fn downstream(pairs: &[(&str, &str)]) -> RequestHeader {
 /// The upstream head as written on the wire, parsed back (case kept).
 fn build(req: &RequestHeader, strip: &[HeaderName]) -> RequestHeader {
     let v = verified();
+    build_with(req, strip, Verdict::Verified(&v), None)
+}
+
+fn build_with(
+    req: &RequestHeader,
+    strip: &[HeaderName],
+    verdict: Verdict<'_>,
+    resign: Option<Resign<'_>>,
+) -> RequestHeader {
     let f = Forwarding {
         route: "rye-checkout",
-        verified: &v,
+        verdict,
+        resign,
         client_ip: Some("10.1.2.3"),
         tls: false,
         strip,
         upstream_authority: "127.0.0.1:3000",
         path_and_query: "/internal/rye?x=1",
-        body_len: BODY.len(),
+        body: BODY,
     };
     let mut wire = bytes::BytesMut::new();
     write_upstream_head(req, &f, &mut wire).unwrap();
@@ -178,13 +188,14 @@ fn a_target_with_a_control_character_or_space_is_refused() {
     for target in ["/a b", "/a\r\nX-Evil: 1", "/a\0"] {
         let f = Forwarding {
             route: "r",
-            verified: &v,
+            verdict: Verdict::Verified(&v),
+            resign: None,
             client_ip: None,
             tls: false,
             strip: &[],
             upstream_authority: "app",
             path_and_query: target,
-            body_len: 0,
+            body: b"",
         };
         let mut wire = bytes::BytesMut::new();
         assert_eq!(
@@ -206,4 +217,59 @@ fn the_head_is_whole_and_repeated_headers_keep_their_order() {
         .collect();
     assert_eq!(names, ["B-Second", "B-Second", "A-First"]);
     assert_eq!(all(&up, "b-second"), ["2", "3"]);
+}
+
+#[test]
+fn monitor_mode_failures_say_so_and_never_claim_verification() {
+    let req = downstream(&[
+        ("X-Webhook-Verified", "rye"),
+        ("x-webhook-verification", "ok"),
+        ("Webhook-Id", "forged"),
+    ]);
+    let up = build_with(&req, &[], Verdict::Failed("signature_mismatch"), None);
+    assert!(all(&up, "x-webhook-verified").is_empty());
+    assert!(all(&up, "webhook-id").is_empty());
+    assert_eq!(
+        all(&up, "x-webhook-verification"),
+        ["failed; reason=signature_mismatch"]
+    );
+    assert_eq!(all(&up, "x-webhook-route"), ["rye-checkout"]);
+}
+
+#[test]
+fn re_signing_replaces_the_signature_and_moves_the_event_time() {
+    let secret = b"route-secret-for-the-app";
+    let key = crate::verify::mac::KeyedMac::new(crate::verify::mac::HashAlg::Sha256, secret);
+    let req = downstream(&[
+        ("webhook-signature", "v1,forged"),
+        ("x-webhook-event-time", "1"),
+    ]);
+    let v = verified();
+    let now = 1_800_000_000;
+    let up = build_with(
+        &req,
+        &[],
+        Verdict::Verified(&v),
+        Some(Resign { key: &key, now }),
+    );
+    assert_eq!(all(&up, "webhook-id"), ["evt_1"]);
+    assert_eq!(all(&up, "webhook-timestamp"), ["1800000000"]);
+    assert_eq!(all(&up, "x-webhook-event-time"), ["1767225600"]);
+    let signatures = all(&up, "webhook-signature");
+    assert_eq!(signatures.len(), 1, "the client's copy is dropped");
+    let mut expected =
+        crate::verify::mac::KeyedMac::new(crate::verify::mac::HashAlg::Sha256, secret);
+    expected.update(b"evt_1.1800000000.");
+    expected.update(BODY);
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(expected.finalize());
+    assert_eq!(signatures[0], format!("v1,{b64}"));
+}
+
+#[test]
+fn an_event_without_an_id_is_named_by_its_content() {
+    let a = super::content_id(b"{}");
+    assert_eq!(a, super::content_id(b"{}"));
+    assert_ne!(a, super::content_id(b"{ }"));
+    assert!(a.starts_with("hg_") && a.len() == 3 + 32, "{a}");
 }

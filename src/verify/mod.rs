@@ -366,4 +366,4 @@ pub fn verify_any(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

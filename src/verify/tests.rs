@@ -20,7 +20,8 @@ const URL: UrlParts<'static> = UrlParts {
     host: "gw",
 };
 
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+/// A header map of `pairs`, in order (shared with other modules' tests).
+pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (k, v) in pairs {
         map.append(

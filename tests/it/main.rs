@@ -10,6 +10,8 @@ mod support;
 mod body;
 /// `hookgate check`.
 mod check;
+/// Dedup and the replay cache in memory.
+mod delivery;
 /// What the upstream receives and what the client gets back; 502/504.
 mod forwarding;
 /// Header deadlines, idle connections, connection and memory limits,
@@ -19,12 +21,16 @@ mod front_door;
 mod handshake;
 /// Admin endpoints, metrics, access log, reloads under load, graceful shutdown.
 mod ops;
+/// Route policy: allow_ips, rate limits, required headers, monitor mode, re-signing.
+mod policy;
 /// Every built-in scheme: `hookgate sign` output accepted, forgeries refused.
 mod presets;
 /// Live reload on SIGHUP and file change.
 mod reload;
 /// Routing, path rewriting, 404/405.
 mod routing;
+/// Dedup and rate limits in a real Redis shared by two gateways; Redis down.
+mod shared_state;
 /// TLS on the listener: certificates by SNI, reloads.
 mod tls;
 /// The shared conformance vectors through the HTTP pipeline.

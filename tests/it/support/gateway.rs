@@ -44,7 +44,21 @@ impl Gateway {
         Self::launch(routes, server_extra, true).await
     }
 
+    /// Like [`Gateway::with_admin`], with extra environment variables.
+    pub async fn with_env(routes: &str, server_extra: &str, env: &[(&str, &str)]) -> Self {
+        Self::launch_env(routes, server_extra, true, env).await
+    }
+
     async fn launch(routes: &str, server_extra: &str, with_admin: bool) -> Self {
+        Self::launch_env(routes, server_extra, with_admin, &[]).await
+    }
+
+    async fn launch_env(
+        routes: &str,
+        server_extra: &str,
+        with_admin: bool,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("hookgate.toml");
         let log_path = dir.path().join("hookgate.log");
@@ -64,6 +78,7 @@ impl Gateway {
                 .args(["run", "--config"])
                 .arg(&config_path)
                 .env("RUST_LOG", "info")
+                .envs(env.iter().copied())
                 .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
                 .stderr(log)
                 .spawn()
@@ -201,6 +216,24 @@ impl Gateway {
         super::client::send(self.admin(), "GET", "/metrics", &[], "")
             .await
             .text()
+    }
+
+    /// Polls `/metrics` until it has every one of `lines` (a request's metrics
+    /// are counted just after its response went out); the whole text.
+    pub async fn metrics_with(&self, lines: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.metrics().await;
+            let missing: Vec<&&str> = lines.iter().filter(|l| !text.contains(**l)).collect();
+            if missing.is_empty() {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "metrics lack {missing:?}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Whether the process is still running.

@@ -157,6 +157,11 @@ impl Upstream {
         format!("http://{}", self.addr)
     }
 
+    /// Answers `reply` from now on.
+    pub fn set_reply(&self, reply: Reply) {
+        *self.state.reply.lock().unwrap() = reply;
+    }
+
     /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)

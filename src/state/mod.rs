@@ -1,0 +1,304 @@
+//! Delivery state shared by every request: the replay cache behind `dedup`
+//! (claim, mark delivered, release) and the routes' rate limits. Kept in this
+//! process's memory, or in Redis when `[server.state] redis_url` is set so a
+//! fleet shares it. Failures are returned, counted and logged; what a request
+//! does about them (`on_state_error`) is the proxy's call.
+
+mod memory;
+mod rate;
+mod redis;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use crate::metrics::Metrics;
+use crate::policy::{LimitBy, RateLimit};
+use crate::runtime::StateSettings;
+
+/// Event ids longer than this are keyed by their SHA-256.
+const MAX_ID_BYTES: usize = 128;
+
+/// The store; cheap to clone.
+#[derive(Clone)]
+pub struct State(Arc<Inner>);
+
+struct Inner {
+    memory: memory::Memory,
+    redis: Option<redis::Redis>,
+    local_limits: rate::LocalLimits,
+    metrics: Metrics,
+    tokens: AtomicU64,
+    token_prefix: String,
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("State")
+            .field("redis", &self.0.redis.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A dedup key: the route and the event, namespaced.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DedupKey(String);
+
+impl DedupKey {
+    /// The key for event `id` on `route`; a long id is hashed.
+    pub fn new(route: &str, id: &str) -> Self {
+        if id.len() <= MAX_ID_BYTES {
+            Self(format!("hookgate:dedup:{route}:{id}"))
+        } else {
+            let digest = Sha256::digest(id.as_bytes());
+            Self(format!(
+                "hookgate:dedup:{route}:sha256:{}",
+                hex::encode(digest)
+            ))
+        }
+    }
+
+    /// The key as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a claim found.
+#[derive(Debug)]
+pub enum Claim {
+    /// The key is this request's now: forward, then settle the hold.
+    Claimed(Hold),
+    /// The event was delivered already.
+    Delivered,
+    /// Another request holds the key; come back in this many seconds.
+    InFlight {
+        /// Seconds until the other request's hold lapses, at least 1.
+        retry_after: u64,
+    },
+}
+
+/// A claimed key. Settle it with [`Hold::delivered`] or [`Hold::release`];
+/// one dropped unsettled (the request was cancelled) is released in the
+/// background.
+#[derive(Debug)]
+pub struct Hold {
+    state: State,
+    key: DedupKey,
+    token: String,
+    settled: bool,
+}
+
+/// What the rate limit says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    /// Go ahead.
+    Allowed,
+    /// Over the limit; the next request is allowed in this many seconds.
+    Limited {
+        /// Seconds, rounded up, at least 1.
+        retry_after: u64,
+    },
+}
+
+/// A failed state call: which operation, and why (never a secret).
+#[derive(Debug)]
+pub struct StateError {
+    /// `claim`, `mark`, `release` or `rate_limit`.
+    pub op: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "state {} failed: {}", self.op, self.message)
+    }
+}
+
+impl std::error::Error for StateError {}
+
+impl State {
+    /// The store `settings` describe, counting into `metrics`. Redis is
+    /// connected lazily, by each worker on its first call, and reconnected by
+    /// itself; the gateway serves while it is down.
+    pub fn new(settings: &StateSettings, metrics: Metrics) -> Result<Self, String> {
+        let redis = settings
+            .redis
+            .as_ref()
+            .map(|r| redis::Redis::new(&r.url, settings.timeout))
+            .transpose()?;
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        Ok(Self(Arc::new(Inner {
+            memory: memory::Memory::new(settings.max_entries),
+            redis,
+            local_limits: rate::LocalLimits::default(),
+            metrics,
+            tokens: AtomicU64::new(0),
+            token_prefix: format!("{:x}-{:x}", std::process::id(), started),
+        })))
+    }
+
+    /// Whether the state is shared through Redis.
+    pub fn is_shared(&self) -> bool {
+        self.0.redis.is_some()
+    }
+
+    /// Claims `key` for `hold` (how long an unsettled claim lasts if this
+    /// gateway dies), or says who has it.
+    pub async fn claim(&self, key: DedupKey, hold: Duration) -> Result<Claim, StateError> {
+        let token = format!(
+            "{}-{:x}",
+            self.0.token_prefix,
+            self.0.tokens.fetch_add(1, Ordering::Relaxed)
+        );
+        let found = match &self.0.redis {
+            Some(redis) => redis.claim(&key, &token, hold).await,
+            None => Ok(self.0.memory.claim(&key, &token, hold, &self.0.metrics)),
+        };
+        let found = found.map_err(|message| self.failed("claim", message))?;
+        Ok(match found {
+            Found::Free => Claim::Claimed(Hold {
+                state: self.clone(),
+                key,
+                token,
+                settled: false,
+            }),
+            Found::Delivered => Claim::Delivered,
+            Found::InFlight(left) => Claim::InFlight {
+                retry_after: seconds_up(left),
+            },
+        })
+    }
+
+    /// Whether a request to `route` from `client` is within `limit`. With
+    /// Redis the limit is the fleet's; without, this process's.
+    pub async fn check_rate(
+        &self,
+        route: &str,
+        limit: &RateLimit,
+        client: IpAddr,
+    ) -> Result<Rate, StateError> {
+        let Some(redis) = &self.0.redis else {
+            return Ok(self.check_local_rate(route, limit, client));
+        };
+        let key = match limit.by {
+            LimitBy::Route => format!("hookgate:rate:{route}"),
+            LimitBy::ClientIp => format!("hookgate:rate:{route}:{client}"),
+        };
+        redis
+            .check_rate(&key, limit)
+            .await
+            .map(wait_to_rate)
+            .map_err(|message| self.failed("rate_limit", message))
+    }
+
+    /// This process's own limit for `route`: the whole answer without Redis,
+    /// the fallback when Redis fails and the route is `on_state_error = "open"`.
+    pub fn check_local_rate(&self, route: &str, limit: &RateLimit, client: IpAddr) -> Rate {
+        wait_to_rate(self.0.local_limits.check(route, limit, client))
+    }
+
+    /// Forgets the local limits of routes that are gone (after a reload).
+    pub fn retain_limits(&self, keep: impl Fn(&str) -> bool) {
+        self.0.local_limits.retain(keep);
+    }
+
+    fn failed(&self, op: &'static str, message: String) -> StateError {
+        self.0.metrics.state_error(op);
+        let error = StateError { op, message };
+        log::warn!("{error}");
+        error
+    }
+}
+
+impl Hold {
+    /// Marks the event delivered, remembered for `ttl`.
+    pub async fn delivered(mut self, ttl: Duration) -> Result<(), StateError> {
+        self.settled = true;
+        let state = &self.state.0;
+        match &state.redis {
+            Some(redis) => redis.mark(&self.key, ttl).await,
+            None => {
+                state.memory.mark(&self.key, ttl, &state.metrics);
+                Ok(())
+            }
+        }
+        .map_err(|message| self.state.failed("mark", message))
+    }
+
+    /// Gives the key back so the provider's retry goes through.
+    pub async fn release(mut self) -> Result<(), StateError> {
+        self.settled = true;
+        release(&self.state, &self.key, &self.token).await
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (state, key, token) = (
+            self.state.clone(),
+            self.key.clone(),
+            std::mem::take(&mut self.token),
+        );
+        if state.0.redis.is_none() {
+            state.0.memory.release(&key, &token);
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = release(&state, &key, &token).await;
+            });
+        }
+    }
+}
+
+async fn release(state: &State, key: &DedupKey, token: &str) -> Result<(), StateError> {
+    match &state.0.redis {
+        Some(redis) => redis.release(key, token).await,
+        None => {
+            state.0.memory.release(key, token);
+            Ok(())
+        }
+    }
+    .map_err(|message| state.failed("release", message))
+}
+
+/// What a backend found under a key it was asked to claim.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    /// Nothing: the claim is taken.
+    Free,
+    /// Delivered.
+    Delivered,
+    /// Claimed by another request, whose hold lapses in this long.
+    InFlight(Duration),
+}
+
+/// Whole seconds, rounded up, at least 1.
+fn seconds_up(d: Duration) -> u64 {
+    d.as_millis().div_ceil(1000).clamp(1, u128::from(u64::MAX)) as u64
+}
+
+/// `None`: allowed; `Some(wait)`: over the limit until then.
+fn wait_to_rate(wait: Option<Duration>) -> Rate {
+    match wait {
+        None => Rate::Allowed,
+        Some(d) => Rate::Limited {
+            retry_after: seconds_up(d),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;
