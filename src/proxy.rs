@@ -205,7 +205,7 @@ impl Gateway {
         let (Some(ttl), Passed::Verified(verified)) =
             (policy.and_then(|p| p.dedup), &admitted.passed)
         else {
-            self.forward(session, admitted, client, record).await;
+            self.forward(session, admitted, client, record, None).await;
             return;
         };
         let id = verified
@@ -253,15 +253,9 @@ impl Gateway {
                 None
             }
         };
-        let delivered = self.forward(session, admitted, client, record).await;
-        let Some(hold) = hold else { return };
-        let settled = match delivered {
-            Some(200..=299) => hold.delivered(ttl).await,
-            _ => Hold::release(hold).await,
-        };
-        if let Err(e) = settled {
-            record.state_error = Some(e.op);
-        }
+        let settle = hold.map(|hold| (hold, ttl));
+        self.forward(session, admitted, client, record, settle)
+            .await;
     }
 
     /// Writes a gateway-made answer to a request whose body was read.
@@ -281,14 +275,18 @@ impl Gateway {
 
     /// Forwards a request and relays the upstream's answer; a failure before
     /// the answer began is answered 502 or 504, one after it cuts the
-    /// connection. The upstream's status when its whole answer was relayed.
+    /// connection. A dedup claim in `settle` is settled as soon as the
+    /// upstream's status is known, before the client hears anything: marked
+    /// delivered (for the given time) on a 2xx, the app's acknowledgement,
+    /// else released.
     async fn forward(
         &self,
         session: &mut Session,
         admitted: Admitted<'_>,
         client: &Client,
         record: &mut RequestRecord,
-    ) -> Option<u16> {
+        settle: Option<(Hold, Duration)>,
+    ) {
         let route = &admitted.route;
         let verdict = match &admitted.passed {
             Passed::Verified(verified) => Verdict::Verified(verified),
@@ -320,27 +318,33 @@ impl Gateway {
             if let Err(e) = write_local(session, &ErrorCode::BadRequest.response(), true).await {
                 log::debug!("cannot answer {}: {e}", client.addr);
             }
-            return None;
+            return;
         }
         wire.extend_from_slice(&admitted.body);
         let head_only = session.req_header().method == http::Method::HEAD;
         let started = Instant::now();
-        let sent = self
+        let answered = self
             .forwarder
-            .forward(
-                session,
-                &route.upstream,
-                route.upstream_timeout,
-                wire.freeze(),
-                head_only,
-            )
+            .send(&route.upstream, route.upstream_timeout, wire.freeze())
             .await;
+        if let Some((hold, ttl)) = settle {
+            let settled = match &answered {
+                Ok(a) if (200..300).contains(&a.status()) => hold.delivered(ttl).await,
+                _ => hold.release().await,
+            };
+            if let Err(e) = settled {
+                record.state_error = Some(e.op);
+            }
+        }
+        let sent = match answered {
+            Ok(answered) => self.forwarder.relay(session, answered, head_only).await,
+            Err(e) => Err(e),
+        };
         record.upstream_time = Some(started.elapsed());
         match sent {
             Ok(status) => {
                 record.outcome = Outcome::Forwarded;
                 record.upstream_status = Some(status);
-                Some(status)
             }
             Err(error) => {
                 record.upstream_error = Some(error.kind());
@@ -355,7 +359,6 @@ impl Gateway {
                         if let Err(e) = write_local(session, &code.response(), false).await {
                             log::debug!("cannot answer {}: {e}", client.addr);
                         }
-                        None
                     }
                     ForwardError::AfterResponse(e) => {
                         log::warn!(
@@ -366,7 +369,6 @@ impl Gateway {
                         record.outcome = Outcome::Forwarded;
                         session.set_server_keepalive(None);
                         session.shutdown().await;
-                        None
                     }
                 }
             }

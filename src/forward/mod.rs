@@ -46,6 +46,29 @@ impl ForwardError {
     }
 }
 
+/// An upstream exchange whose final response header has arrived, and
+/// nothing of it has gone to the client yet.
+pub struct Answered {
+    up: Upstream,
+    status: u16,
+    pool_key: u64,
+}
+
+impl Answered {
+    /// The upstream's status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+}
+
+impl std::fmt::Debug for Answered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answered")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Sends verified requests upstream.
 pub struct Forwarder {
     connector: TransportConnector,
@@ -72,18 +95,44 @@ impl Forwarder {
     }
 
     /// Sends `request` (head and body, as written by
-    /// [`crate::headers::write_upstream_head`]) to `target` and relays the
-    /// response to the client. `head_only` for a `HEAD` request, whose response
-    /// has no body whatever its framing says. Returns the upstream's status.
-    pub async fn forward(
+    /// [`crate::headers::write_upstream_head`]) to `target` and reads the
+    /// upstream's final response header; [`Forwarder::relay`] then passes the
+    /// response on. Between the two the caller knows the upstream's status
+    /// and nothing has gone to the client.
+    pub async fn send(
         &self,
-        session: &mut HttpSession,
         target: &Target,
         timeout: Duration,
         request: Bytes,
+    ) -> Result<Answered, ForwardError> {
+        let up = self.exchange(target, timeout, &request).await?;
+        let Some(status) = up.resp_header().map(|h| h.status.as_u16()) else {
+            let e = Error::explain(
+                ErrorType::InvalidHTTPHeader,
+                "upstream sent no response header",
+            );
+            return Err(before(e));
+        };
+        Ok(Answered {
+            up,
+            status,
+            pool_key: target.pool_key,
+        })
+    }
+
+    /// Relays an answered upstream's response to the client; `head_only` for a
+    /// `HEAD` request, whose response has no body whatever its framing says.
+    /// Returns the upstream's status; the connection goes back to the pool
+    /// when it can be reused.
+    pub async fn relay(
+        &self,
+        session: &mut HttpSession,
+        answered: Answered,
         head_only: bool,
     ) -> Result<u16, ForwardError> {
-        let mut up = self.exchange(target, timeout, &request).await?;
+        let Answered {
+            mut up, pool_key, ..
+        } = answered;
         let status = relay(session, &mut up, head_only).await?;
         if head_only {
             // What follows a response to HEAD is not known; never reuse it.
@@ -92,7 +141,7 @@ impl Forwarder {
         }
         up.respect_keepalive();
         if let Some(stream) = up.reuse().await {
-            pool::put(target.pool_key, stream);
+            pool::put(pool_key, stream);
         }
         Ok(status)
     }

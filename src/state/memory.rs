@@ -2,7 +2,7 @@
 //! each expiring on its own; past the bound the least recently used goes
 //! first, and is counted.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 #[derive(Debug)]
 enum Entry {
     /// Claimed by the request holding `token`, until `until`.
-    Pending { token: String, until: Instant },
+    Pending { token: u64, until: Instant },
     /// Delivered; remembered until `until`.
     Delivered { until: Instant },
 }
@@ -30,7 +30,7 @@ impl Entry {
 /// The bounded cache.
 pub(super) struct Memory {
     max_entries: usize,
-    entries: Mutex<LruCache<String, Entry>>,
+    entries: Mutex<LruCache<Arc<str>, Entry>>,
 }
 
 impl Memory {
@@ -42,7 +42,7 @@ impl Memory {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<Arc<str>, Entry>> {
         // A panic while holding the lock leaves whole entries behind: keep going.
         self.entries
             .lock()
@@ -53,7 +53,7 @@ impl Memory {
     pub(super) fn claim(
         &self,
         key: &DedupKey,
-        token: &str,
+        token: u64,
         hold: Duration,
         metrics: &Metrics,
     ) -> Found {
@@ -67,7 +67,7 @@ impl Memory {
             _ => {}
         }
         let entry = Entry::Pending {
-            token: token.to_owned(),
+            token,
             until: now + hold,
         };
         self.insert(&mut entries, key, entry, now, metrics);
@@ -83,9 +83,9 @@ impl Memory {
     }
 
     /// Drops `key` if `token` still holds it.
-    pub(super) fn release(&self, key: &DedupKey, token: &str) {
+    pub(super) fn release(&self, key: &DedupKey, token: u64) {
         let mut entries = self.lock();
-        if matches!(entries.peek(key.as_str()), Some(Entry::Pending { token: t, .. }) if t == token)
+        if matches!(entries.peek(key.as_str()), Some(Entry::Pending { token: t, .. }) if *t == token)
         {
             entries.pop(key.as_str());
         }
@@ -95,13 +95,13 @@ impl Memory {
     /// quietly, live ones are evictions.
     fn insert(
         &self,
-        entries: &mut LruCache<String, Entry>,
+        entries: &mut LruCache<Arc<str>, Entry>,
         key: &DedupKey,
         entry: Entry,
         now: Instant,
         metrics: &Metrics,
     ) {
-        entries.put(key.as_str().to_owned(), entry);
+        entries.put(key.shared(), entry);
         while entries.len() > self.max_entries {
             if let Some((_, old)) = entries.pop_lru()
                 && old.until() > now

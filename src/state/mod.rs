@@ -12,7 +12,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -33,7 +33,6 @@ struct Inner {
     local_limits: rate::LocalLimits,
     metrics: Metrics,
     tokens: AtomicU64,
-    token_prefix: String,
 }
 
 impl fmt::Debug for State {
@@ -44,22 +43,25 @@ impl fmt::Debug for State {
     }
 }
 
-/// A dedup key: the route and the event, namespaced.
+/// A dedup key: the route and the event, namespaced; cheap to clone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DedupKey(String);
+pub struct DedupKey(Arc<str>);
 
 impl DedupKey {
     /// The key for event `id` on `route`; a long id is hashed.
     pub fn new(route: &str, id: &str) -> Self {
-        if id.len() <= MAX_ID_BYTES {
-            Self(format!("hookgate:dedup:{route}:{id}"))
+        let key = if id.len() <= MAX_ID_BYTES {
+            format!("hookgate:dedup:{route}:{id}")
         } else {
             let digest = Sha256::digest(id.as_bytes());
-            Self(format!(
-                "hookgate:dedup:{route}:sha256:{}",
-                hex::encode(digest)
-            ))
-        }
+            format!("hookgate:dedup:{route}:sha256:{}", hex::encode(digest))
+        };
+        Self(key.into())
+    }
+
+    /// The key, shared.
+    fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
     }
 
     /// The key as stored.
@@ -89,7 +91,7 @@ pub enum Claim {
 pub struct Hold {
     state: State,
     key: DedupKey,
-    token: String,
+    token: u64,
     settled: bool,
 }
 
@@ -132,17 +134,12 @@ impl State {
             .as_ref()
             .map(|r| redis::Redis::new(&r.url, settings.timeout))
             .transpose()?;
-        let started = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
         Ok(Self(Arc::new(Inner {
             memory: memory::Memory::new(settings.max_entries),
             redis,
             local_limits: rate::LocalLimits::default(),
             metrics,
             tokens: AtomicU64::new(0),
-            token_prefix: format!("{:x}-{:x}", std::process::id(), started),
         })))
     }
 
@@ -154,14 +151,10 @@ impl State {
     /// Claims `key` for `hold` (how long an unsettled claim lasts if this
     /// gateway dies), or says who has it.
     pub async fn claim(&self, key: DedupKey, hold: Duration) -> Result<Claim, StateError> {
-        let token = format!(
-            "{}-{:x}",
-            self.0.token_prefix,
-            self.0.tokens.fetch_add(1, Ordering::Relaxed)
-        );
+        let token = self.0.tokens.fetch_add(1, Ordering::Relaxed);
         let found = match &self.0.redis {
-            Some(redis) => redis.claim(&key, &token, hold).await,
-            None => Ok(self.0.memory.claim(&key, &token, hold, &self.0.metrics)),
+            Some(redis) => redis.claim(&key, token, hold).await,
+            None => Ok(self.0.memory.claim(&key, token, hold, &self.0.metrics)),
         };
         let found = found.map_err(|message| self.failed("claim", message))?;
         Ok(match found {
@@ -237,7 +230,7 @@ impl Hold {
     /// Gives the key back so the provider's retry goes through.
     pub async fn release(mut self) -> Result<(), StateError> {
         self.settled = true;
-        release(&self.state, &self.key, &self.token).await
+        release(&self.state, &self.key, self.token).await
     }
 }
 
@@ -246,24 +239,20 @@ impl Drop for Hold {
         if self.settled {
             return;
         }
-        let (state, key, token) = (
-            self.state.clone(),
-            self.key.clone(),
-            std::mem::take(&mut self.token),
-        );
+        let (state, key, token) = (self.state.clone(), self.key.clone(), self.token);
         if state.0.redis.is_none() {
-            state.0.memory.release(&key, &token);
+            state.0.memory.release(&key, token);
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = release(&state, &key, &token).await;
+                let _ = release(&state, &key, token).await;
             });
         }
     }
 }
 
-async fn release(state: &State, key: &DedupKey, token: &str) -> Result<(), StateError> {
+async fn release(state: &State, key: &DedupKey, token: u64) -> Result<(), StateError> {
     match &state.0.redis {
         Some(redis) => redis.release(key, token).await,
         None => {

@@ -18,7 +18,8 @@ use crate::policy::RateLimit;
 /// What a delivered key holds.
 const DELIVERED: &str = "d";
 
-/// Deletes KEYS[1] if its value ends with ARGV[1] (`:` and the claim's token).
+/// Deletes KEYS[1] if its value ends with ARGV[1] (`:` and the claim's token,
+/// which holds no `:`).
 const RELEASE: &str = r"
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, -string.len(ARGV[1])) == ARGV[1] then
@@ -56,6 +57,8 @@ thread_local! {
 /// A Redis store.
 pub(super) struct Redis {
     id: u64,
+    /// Tells this process's claims from other gateways': pid and start time.
+    token_prefix: String,
     client: Client,
     timeout: Duration,
     release: Script,
@@ -69,6 +72,7 @@ impl Redis {
         let client = Client::open(url).map_err(|_| "`redis_url` is not a valid Redis URL")?;
         Ok(Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            token_prefix: format!("{:x}-{:x}", std::process::id(), unix_ms()),
             client,
             timeout,
             release: Script::new(RELEASE),
@@ -112,12 +116,12 @@ impl Redis {
     pub(super) async fn claim(
         &self,
         key: &DedupKey,
-        token: &str,
+        token: u64,
         hold: Duration,
     ) -> Result<Found, String> {
         let hold_ms = hold.as_millis().max(1);
         let deadline = unix_ms() + hold_ms;
-        let value = format!("p:{deadline}:{token}");
+        let value = format!("p:{deadline}:{}-{token:x}", self.token_prefix);
         let old: Option<String> = self
             .call(|mut c| async move {
                 redis::cmd("SET")
@@ -166,8 +170,8 @@ impl Redis {
     }
 
     /// Deletes `key` if `token`'s claim still holds it.
-    pub(super) async fn release(&self, key: &DedupKey, token: &str) -> Result<(), String> {
-        let suffix = format!(":{token}");
+    pub(super) async fn release(&self, key: &DedupKey, token: u64) -> Result<(), String> {
+        let suffix = format!(":{}-{token:x}", self.token_prefix);
         self.call(|mut c| async move {
             self.release
                 .key(key.as_str())
