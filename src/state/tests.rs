@@ -147,6 +147,25 @@ fn per_client_limits_count_each_address() {
 }
 
 #[test]
+fn ipv6_clients_are_limited_by_their_64() {
+    let (state, _) = memory(10);
+    let limit = RateLimit {
+        per_second: 0.5,
+        burst: 1,
+        by: LimitBy::ClientIp,
+    };
+    let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+    let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+    let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+    assert_eq!(state.check_local_rate("r", &limit, a), Rate::Allowed);
+    assert!(matches!(
+        state.check_local_rate("r", &limit, same_64),
+        Rate::Limited { .. }
+    ));
+    assert_eq!(state.check_local_rate("r", &limit, other_64), Rate::Allowed);
+}
+
+#[test]
 fn a_changed_limit_is_rebuilt() {
     let (state, _) = memory(10);
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
