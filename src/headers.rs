@@ -24,9 +24,17 @@ pub const FORWARDED_FOR: &str = "x-forwarded-for";
 pub const FORWARDED_PROTO: &str = "x-forwarded-proto";
 /// The `Host` the client sent.
 pub const FORWARDED_HOST: &str = "x-forwarded-host";
+/// The delivery attempt, set by async delivery (not built yet).
+pub const ATTEMPT: &str = "x-webhook-attempt";
+/// The event time beside a re-signed request (`forward_signature`, not built yet).
+pub const EVENT_TIME: &str = "x-webhook-event-time";
+/// Why a request failed verification, in monitor mode (not built yet).
+pub const VERIFICATION: &str = "x-webhook-verification";
 
-/// Headers only the gateway may set; client copies are always removed.
-pub const RESERVED: [&str; 8] = [
+/// Headers only the gateway may set; client copies are always removed, also
+/// those of headers the contract reserves for features not built yet, so an
+/// application can trust them from the day they are.
+pub const RESERVED: [&str; 11] = [
     VERIFIED,
     ROUTE,
     EVENT_ID,
@@ -35,12 +43,25 @@ pub const RESERVED: [&str; 8] = [
     FORWARDED_FOR,
     FORWARDED_PROTO,
     FORWARDED_HOST,
+    ATTEMPT,
+    EVENT_TIME,
+    VERIFICATION,
 ];
 
 /// Whether a client header never goes upstream as sent: connection-level
 /// headers (RFC 9110 §7.6.1), `Expect` (the gateway has already consumed the
 /// body), the framing the gateway sets itself, and the gateway's own headers.
+/// A name is also dropped when it is one of these with `_` for `-`: CGI-style
+/// servers (WSGI, Rack, PHP) read `X_Webhook_Verified` as `X-Webhook-Verified`
+/// and some read `Transfer_Encoding` as framing.
 fn is_dropped(name: &str) -> bool {
+    if name.contains('_') {
+        return is_dropped_spelling(&name.replace('_', "-"));
+    }
+    is_dropped_spelling(name)
+}
+
+fn is_dropped_spelling(name: &str) -> bool {
     matches!(
         name,
         "connection"

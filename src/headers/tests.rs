@@ -114,6 +114,42 @@ fn forged_gateway_headers_are_replaced() {
 }
 
 #[test]
+fn reserved_and_framing_headers_spelled_with_underscores_are_dropped() {
+    let req = downstream(&[
+        ("X_Webhook_Verified", "forged"),
+        ("x_webhook_route", "forged"),
+        ("Webhook_Id", "forged"),
+        ("X_Forwarded_For", "6.6.6.6"),
+        ("Transfer_Encoding", "chunked"),
+        ("Content_Length", "999"),
+        ("X_Webhook_Attempt", "9"),
+        ("X-Webhook-Verification", "ok"),
+        ("X-Webhook-Event-Time", "1"),
+        ("X_Provider_Thing", "kept"),
+    ]);
+    let up = build(&req, &[]);
+    let names: Vec<String> = up
+        .case_header_iter()
+        .map(|(n, _)| String::from_utf8_lossy(n.as_slice()).into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains('_') && n != "X_Provider_Thing"),
+        "{names:?}"
+    );
+    assert_eq!(all(&up, "x-webhook-verified"), ["rye"]);
+    assert_eq!(all(&up, "x_provider_thing"), ["kept"]);
+    for gone in [
+        "x-webhook-attempt",
+        "x-webhook-verification",
+        "x-webhook-event-time",
+    ] {
+        assert!(up.headers.get(gone).is_none(), "{gone} was forwarded");
+    }
+}
+
+#[test]
 fn hop_by_hop_and_nominated_headers_are_dropped_framing_is_ours() {
     let req = downstream(&[
         ("Connection", "keep-alive, X-Secret-Hop"),
