@@ -203,6 +203,24 @@ impl Gateway {
             .text()
     }
 
+    /// Polls `/metrics` until it has every one of `lines` (a request's metrics
+    /// are counted just after its response went out); the whole text.
+    pub async fn metrics_with(&self, lines: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.metrics().await;
+            let missing: Vec<&&str> = lines.iter().filter(|l| !text.contains(**l)).collect();
+            if missing.is_empty() {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "metrics lack {missing:?}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
