@@ -25,6 +25,8 @@ mod presets;
 mod reload;
 /// Routing, path rewriting, 404/405.
 mod routing;
+/// Upstream faults: 502/504 or a cut connection, counted by kind.
+mod upstream_faults;
 /// The shared conformance vectors through the HTTP pipeline.
 mod vectors;
 /// Signatures per scheme, rotation, tolerance; rejections never reach upstream.
