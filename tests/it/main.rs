@@ -25,6 +25,9 @@ mod presets;
 mod reload;
 /// Routing, path rewriting, 404/405.
 mod routing;
+/// Request smuggling: framing tricks reach the upstream as one verified
+/// request or not at all.
+mod smuggling;
 /// Upstream faults: 502/504 or a cut connection, counted by kind.
 mod upstream_faults;
 /// The shared conformance vectors through the HTTP pipeline.

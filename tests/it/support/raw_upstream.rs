@@ -54,6 +54,12 @@ pub struct RawUpstream {
 }
 
 impl RawUpstream {
+    /// Starts an upstream answering every request with a 200 and keeping the
+    /// connection.
+    pub async fn ok() -> Self {
+        Self::start(vec![Act::Reply(OK.to_vec())]).await
+    }
+
     /// Starts an upstream that acts on the n-th request of each connection as
     /// `script[n]` says (the last act repeats).
     pub async fn start(script: Vec<Act>) -> Self {
@@ -222,6 +228,22 @@ impl Forwarded {
         }
     }
 
+    /// Every value of header `name` (case-insensitive), as text.
+    pub fn header_all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    }
+
+    /// The single value of header `name`; panics when absent or repeated.
+    pub fn header(&self, name: &str) -> String {
+        let all = self.header_all(name);
+        assert_eq!(all.len(), 1, "header {name}: {all:?} in {:?}", self.headers);
+        all.into_iter().next().unwrap()
+    }
+
     /// Asserts the framing is the gateway's, around exactly `body`: one
     /// `Content-Length` equal to its length, no `Transfer-Encoding` nor any
     /// other hop-by-hop header (however spelled: `Transfer_Encoding` is one to
@@ -258,5 +280,36 @@ impl Forwarded {
             String::from_utf8_lossy(&self.rest),
             String::from_utf8_lossy(body)
         );
+    }
+
+    /// Asserts the gateway's own headers are there once each with its values
+    /// (`route` is the route's name, `scheme` the verifying scheme), and that
+    /// no other `x-webhook-*` header went upstream, however it is spelled
+    /// (`X-WEBHOOK-…`, `x_webhook_…`).
+    pub fn assert_gateway_headers(&self, route: &str, scheme: &str) {
+        assert_eq!(self.header("x-webhook-verified"), scheme);
+        assert_eq!(self.header("x-webhook-route"), route);
+        let ours = [
+            "x-webhook-verified",
+            "x-webhook-route",
+            "x-webhook-event-type",
+        ];
+        let namespace: Vec<&str> = self
+            .headers
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .filter(|name| {
+                name.to_ascii_lowercase()
+                    .replace('_', "-")
+                    .starts_with("x-webhook-")
+            })
+            .collect();
+        for name in &namespace {
+            assert!(
+                ours.contains(name) && namespace.iter().filter(|n| *n == name).count() == 1,
+                "{name} went upstream: {:?}",
+                self.headers
+            );
+        }
     }
 }
