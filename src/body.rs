@@ -27,17 +27,29 @@ pub enum BodyError {
     Disconnected(Box<pingora::Error>),
 }
 
-/// The request's declared `Content-Length`, if any and valid.
+/// The request's declared `Content-Length`, if any and valid: the one value of
+/// every `Content-Length` header and comma-separated list in them, as pingora
+/// frames the body by (it accepts `20, 20` and refuses values that differ).
 pub fn content_length(session: &Session) -> Option<u64> {
-    session
+    let mut length = None;
+    let headers = session
         .req_header()
         .headers
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+        .get_all(http::header::CONTENT_LENGTH);
+    for value in headers {
+        for part in value.to_str().ok()?.split(',') {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let n: u64 = part.parse().ok()?;
+            if length.is_some_and(|l| l != n) {
+                return None;
+            }
+            length = Some(n);
+        }
+    }
+    length
 }
 
 /// Reads the whole body: at most `max` bytes, within `deadline` overall, each

@@ -35,9 +35,13 @@ pub const VERIFICATION: &str = "x-webhook-verification";
 pub const EVENT_TIME: &str = "x-webhook-event-time";
 /// With `forward_signature`: the Standard Webhooks signature.
 pub const SIGNATURE: &str = "webhook-signature";
+/// The delivery attempt, set by async delivery (not built yet).
+pub const ATTEMPT: &str = "x-webhook-attempt";
 
-/// Headers only the gateway may set; client copies are always removed.
-pub const RESERVED: [&str; 10] = [
+/// Headers only the gateway may set; client copies are always removed, also
+/// of `x-webhook-attempt`, which the contract reserves for async delivery
+/// (not built yet), so an application can trust it from the day it is.
+pub const RESERVED: [&str; 11] = [
     VERIFIED,
     ROUTE,
     EVENT_ID,
@@ -48,12 +52,23 @@ pub const RESERVED: [&str; 10] = [
     FORWARDED_HOST,
     VERIFICATION,
     EVENT_TIME,
+    ATTEMPT,
 ];
 
 /// Whether a client header never goes upstream as sent: connection-level
 /// headers (RFC 9110 §7.6.1), `Expect` (the gateway has already consumed the
 /// body), the framing the gateway sets itself, and the gateway's own headers.
+/// A name is also dropped when it is one of these with `_` for `-`: CGI-style
+/// servers (WSGI, Rack, PHP) read `X_Webhook_Verified` as `X-Webhook-Verified`
+/// and some read `Transfer_Encoding` as framing.
 fn is_dropped(name: &str) -> bool {
+    if name.contains('_') {
+        return is_dropped_spelling(&name.replace('_', "-"));
+    }
+    is_dropped_spelling(name)
+}
+
+fn is_dropped_spelling(name: &str) -> bool {
     matches!(
         name,
         "connection"
@@ -70,6 +85,16 @@ fn is_dropped(name: &str) -> bool {
             | "content-length"
             | "host"
     ) || RESERVED.contains(&name)
+}
+
+/// Whether a client header is a copy of the re-signed request's
+/// `webhook-signature` (in either spelling).
+fn is_signature(name: &str) -> bool {
+    name.len() == SIGNATURE.len()
+        && name
+            .bytes()
+            .zip(SIGNATURE.bytes())
+            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
 }
 
 /// What verification made of a forwarded request.
@@ -149,7 +174,7 @@ pub fn write_upstream_head(
         if is_dropped(lower)
             || nominated.iter().any(|n| n.eq_ignore_ascii_case(lower))
             || f.strip.contains(name)
-            || (f.resign.is_some() && lower == SIGNATURE)
+            || (f.resign.is_some() && is_signature(lower))
         {
             return;
         }

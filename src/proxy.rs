@@ -460,9 +460,7 @@ impl Gateway {
             log::warn!("route {}: body budget spent; answering 503", route.name);
             return Decision::error(ErrorCode::Overloaded, true);
         };
-        if expects_continue(session.req_header())
-            && session.write_continue_response().await.is_err()
-        {
+        if expects_continue(session.req_header()) && write_continue(session).await.is_err() {
             return Decision::Gone;
         }
         let read = body::read_bounded(
@@ -690,6 +688,16 @@ fn duplicate() -> LocalResponse {
         headers: Vec::new(),
         body: br#"{"status":"duplicate"}"#.to_vec(),
     }
+}
+
+/// Writes `100 Continue`. pingora closes a connection that is answered before
+/// its body was read; a 100 always is, and must cost neither the keep-alive
+/// nor the requests the client pipelined after its body.
+async fn write_continue(session: &mut Session) -> pingora::Result<()> {
+    session.set_close_on_response_before_downstream_finish(false);
+    let written = session.write_continue_response().await;
+    session.set_close_on_response_before_downstream_finish(true);
+    written
 }
 
 /// Writes a gateway-made response. `close` ends the connection afterwards, for

@@ -232,22 +232,45 @@ fn strip_port(host: &str) -> &str {
 
 /// Whether `path` has a `.` or `..` segment (also percent-encoded). No provider
 /// sends one, and forwarding one could escape the upstream's path prefix.
+/// Segments end at `/`, and also at `\` and an encoded `/` or `\` (`%2F`,
+/// `%5C`), which some servers decode or read as `/` before they resolve dot
+/// segments: `/hooks/..%2Fadmin` is `/admin` to them.
 pub fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(is_dot_segment)
-}
-
-/// Whether `segment` is one or two dots, each written `.` or `%2e` (any case).
-fn is_dot_segment(segment: &str) -> bool {
-    let mut rest = segment.as_bytes();
-    let mut dots = 0;
-    while !rest.is_empty() {
-        rest = match rest {
-            [b'.', after @ ..] | [b'%', b'2', b'e' | b'E', after @ ..] => after,
-            _ => return false,
+    let mut rest = path.as_bytes();
+    // Dots in the segment so far, written `.` or `%2e` (any case); `None` once
+    // it holds anything else.
+    let mut dots = Some(0u8);
+    loop {
+        let at_end = rest.is_empty();
+        let separator = match rest {
+            [] => true,
+            [b'/' | b'\\', after @ ..]
+            | [b'%', b'2', b'f' | b'F', after @ ..]
+            | [b'%', b'5', b'c' | b'C', after @ ..] => {
+                rest = after;
+                true
+            }
+            [b'.', after @ ..] | [b'%', b'2', b'e' | b'E', after @ ..] => {
+                rest = after;
+                dots = dots.map(|d| d.saturating_add(1));
+                false
+            }
+            [_, after @ ..] => {
+                rest = after;
+                dots = None;
+                false
+            }
         };
-        dots += 1;
+        if separator {
+            if matches!(dots, Some(1 | 2)) {
+                return true;
+            }
+            if at_end {
+                return false;
+            }
+            dots = Some(0);
+        }
     }
-    dots == 1 || dots == 2
 }
 
 #[cfg(test)]

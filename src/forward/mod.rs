@@ -171,14 +171,14 @@ impl Forwarder {
                     .await
                     .map_err(before)?,
             };
-            match tokio::time::timeout(timeout, send(stream, request, timeout)).await {
+            match tokio::time::timeout(timeout, send(stream, request, timeout, reused)).await {
                 Ok(Ok(up)) => return Ok(up),
-                Ok(Err(e)) if reused && !is_timeout(&e) => {
+                Ok(Err((e, Began::No))) if reused && !is_timeout(&e) => {
                     log::debug!("pooled upstream connection failed ({e}); retrying on a new one");
                     pool::discard(target.pool_key);
                     retried = true;
                 }
-                Ok(Err(e)) => return Err(before(e)),
+                Ok(Err((e, _))) => return Err(before(e)),
                 Err(_elapsed) => {
                     let e = Error::explain(ErrorType::ReadTimedout, "no upstream response in time");
                     return Err(ForwardError::BeforeResponse(
@@ -192,22 +192,66 @@ impl Forwarder {
     }
 }
 
+/// Whether the upstream began to answer before an exchange failed. Only a
+/// request it never began to answer may be sent again: one it did answer, if
+/// only in part, it has received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Began {
+    No,
+    Maybe,
+}
+
 /// Sends the request on `stream` in one write and reads the final (non-1xx)
-/// response header.
-async fn send(mut stream: Stream, request: &[u8], timeout: Duration) -> pingora::Result<Upstream> {
-    let write = |e| Error::because(ErrorType::WriteError, "sending the request", e);
+/// response header. On a `reused` connection, whether the upstream began to
+/// answer is told by the first byte (peeked, where the stream allows: TCP),
+/// else by the failure: anything but a connection that broke (garbage) or
+/// after a 1xx.
+async fn send(
+    mut stream: Stream,
+    request: &[u8],
+    timeout: Duration,
+    reused: bool,
+) -> Result<Upstream, (Box<Error>, Began)> {
+    let write = |e| {
+        (
+            Error::because(ErrorType::WriteError, "sending the request", e),
+            Began::No,
+        )
+    };
     stream.write_all(request).await.map_err(write)?;
     stream.flush().await.map_err(write)?;
+    let mut peeked = false;
+    if reused {
+        match stream.try_peek(&mut [0]).await {
+            Ok(supported) => peeked = supported,
+            Err(e) => {
+                let e = Error::because(ErrorType::ReadError, "awaiting the response", e);
+                return Err((e, Began::No));
+            }
+        }
+    }
+    let answered = |e: Box<Error>, informational: bool| {
+        let broke = matches!(
+            e.etype(),
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+        );
+        let answered = if peeked || informational || !broke {
+            Began::Maybe
+        } else {
+            Began::No
+        };
+        (e, answered)
+    };
     // The caller's deadline bounds the wait for the header (a runtime-local
     // timer); pingora's own per-read timer, shared by every thread, bounds
     // each read of the body after it.
     let mut up = Upstream::new(stream);
-    up.read_response().await?;
+    up.read_response().await.map_err(|e| answered(e, false))?;
     while up
         .resp_header()
         .is_some_and(|h| h.status.is_informational())
     {
-        up.read_response().await?;
+        up.read_response().await.map_err(|e| answered(e, true))?;
     }
     up.read_timeout = Some(timeout);
     up.write_timeout = Some(timeout);

@@ -125,6 +125,42 @@ fn forged_gateway_headers_are_replaced() {
 }
 
 #[test]
+fn reserved_and_framing_headers_spelled_with_underscores_are_dropped() {
+    let req = downstream(&[
+        ("X_Webhook_Verified", "forged"),
+        ("x_webhook_route", "forged"),
+        ("Webhook_Id", "forged"),
+        ("X_Forwarded_For", "6.6.6.6"),
+        ("Transfer_Encoding", "chunked"),
+        ("Content_Length", "999"),
+        ("X_Webhook_Attempt", "9"),
+        ("X-Webhook-Verification", "ok"),
+        ("X-Webhook-Event-Time", "1"),
+        ("X_Provider_Thing", "kept"),
+    ]);
+    let up = build(&req, &[]);
+    let names: Vec<String> = up
+        .case_header_iter()
+        .map(|(n, _)| String::from_utf8_lossy(n.as_slice()).into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains('_') && n != "X_Provider_Thing"),
+        "{names:?}"
+    );
+    assert_eq!(all(&up, "x-webhook-verified"), ["rye"]);
+    assert_eq!(all(&up, "x_provider_thing"), ["kept"]);
+    for gone in [
+        "x-webhook-attempt",
+        "x-webhook-verification",
+        "x-webhook-event-time",
+    ] {
+        assert!(up.headers.get(gone).is_none(), "{gone} was forwarded");
+    }
+}
+
+#[test]
 fn hop_by_hop_and_nominated_headers_are_dropped_framing_is_ours() {
     let req = downstream(&[
         ("Connection", "keep-alive, X-Secret-Hop"),
@@ -242,6 +278,7 @@ fn re_signing_replaces_the_signature_and_moves_the_event_time() {
     let key = crate::verify::mac::KeyedMac::new(crate::verify::mac::HashAlg::Sha256, secret);
     let req = downstream(&[
         ("webhook-signature", "v1,forged"),
+        ("Webhook_Signature", "v1,forged"),
         ("x-webhook-event-time", "1"),
     ]);
     let v = verified();
@@ -257,6 +294,7 @@ fn re_signing_replaces_the_signature_and_moves_the_event_time() {
     assert_eq!(all(&up, "x-webhook-event-time"), ["1767225600"]);
     let signatures = all(&up, "webhook-signature");
     assert_eq!(signatures.len(), 1, "the client's copy is dropped");
+    assert!(all(&up, "webhook_signature").is_empty());
     let mut expected =
         crate::verify::mac::KeyedMac::new(crate::verify::mac::HashAlg::Sha256, secret);
     expected.update(b"evt_1.1800000000.");

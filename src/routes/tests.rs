@@ -134,6 +134,15 @@ fn dot_segments_are_detected_also_encoded() {
         "/a/%2e%2E/b",
         "/a/.%2e",
         "/a/%2E",
+        "/a/..%2fb",
+        "/a/..%2Fb",
+        "/a/%2e%2e%5Cb",
+        "/a/..%5cb",
+        "/a/..\\b",
+        "/a\\.\\b",
+        "/a/b%2f..",
+        "/a/b%2F.",
+        "..",
     ] {
         assert!(has_dot_segment(bad), "{bad}");
     }
@@ -147,6 +156,9 @@ fn dot_segments_are_detected_also_encoded() {
         "/a/%2",
         "/a/%2f",
         "/a/%252e",
+        "/a%2Fb",
+        "/a\\b",
+        "/a/.%2",
     ] {
         assert!(!has_dot_segment(good), "{good}");
     }

@@ -31,8 +31,13 @@ mod reload;
 mod routing;
 /// Dedup and rate limits in a real Redis shared by two gateways; Redis down.
 mod shared_state;
+/// Request smuggling: framing tricks reach the upstream as one verified
+/// request or not at all.
+mod smuggling;
 /// TLS on the listener: certificates by SNI, reloads.
 mod tls;
+/// Upstream faults: 502/504 or a cut connection, counted by kind.
+mod upstream_faults;
 /// The shared conformance vectors through the HTTP pipeline.
 mod vectors;
 /// Signatures per scheme, rotation, tolerance; rejections never reach upstream.

@@ -15,24 +15,6 @@ async fn admin(gw: &Gateway, method: &str, path: &str) -> Answer {
     send(gw.admin(), method, path, &[], "").await
 }
 
-/// Polls `/metrics` until it has every line (a request's metrics are counted
-/// just after its response went out).
-async fn metrics_with(gw: &Gateway, lines: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = admin(gw, "GET", "/metrics").await.text();
-        let missing: Vec<&&str> = lines.iter().filter(|l| !text.contains(**l)).collect();
-        if missing.is_empty() {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "metrics lack {missing:?}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A gateway (with an admin listener) with a route `r` on `/hook` verifying
 /// `rye` with a file secret (index 0, in the returned directory) and a literal
 /// one (index 1).
@@ -122,9 +104,8 @@ async fn admin_endpoints_report_health_config_and_metrics_without_secrets() {
         .await
         .assert_error(404, "no_route");
 
-    let text = metrics_with(
-        &gw,
-        &[
+    let text = gw
+        .metrics_with(&[
             r#"hookgate_requests_total{outcome="forwarded",route="r"} 1"#,
             r#"hookgate_requests_total{outcome="invalid_signature",route="r"} 1"#,
             r#"hookgate_requests_total{outcome="missing_signature",route="r"} 1"#,
@@ -142,9 +123,8 @@ async fn admin_endpoints_report_health_config_and_metrics_without_secrets() {
                 3 * body.len()
             ),
             "hookgate_config_generation 1",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(text.contains("# TYPE hookgate_request_duration_seconds histogram"));
     assert!(
         !text.contains("secret_index=\"0\""),
@@ -240,22 +220,19 @@ async fn metrics_count_every_outcome_and_upstream_error() {
         .expect("a 408");
     assert_eq!(answer.status, 408);
 
-    metrics_with(
-        &gw,
-        &[
-            r#"hookgate_requests_total{outcome="handshake",route="ok"} 1"#,
-            r#"hookgate_requests_total{outcome="timestamp_out_of_tolerance",route="ok"} 1"#,
-            r#"hookgate_verification_failures_total{reason="timestamp_too_old",route="ok"} 1"#,
-            r#"hookgate_requests_total{outcome="upstream_unavailable",route="down"} 1"#,
-            r#"hookgate_upstream_errors_total{kind="refused",route="down"} 1"#,
-            r#"hookgate_requests_total{outcome="upstream_timeout",route="slow"} 1"#,
-            r#"hookgate_upstream_errors_total{kind="timeout",route="slow"} 1"#,
-            r#"hookgate_requests_total{outcome="payload_too_large",route="small"} 1"#,
-            r#"hookgate_requests_total{outcome="body_timeout",route="small"} 1"#,
-            r#"hookgate_requests_total{outcome="bad_request",route=""} 1"#,
-            r#"hookgate_requests_total{outcome="invalid_verify_token",route="meta"} 1"#,
-        ],
-    )
+    gw.metrics_with(&[
+        r#"hookgate_requests_total{outcome="handshake",route="ok"} 1"#,
+        r#"hookgate_requests_total{outcome="timestamp_out_of_tolerance",route="ok"} 1"#,
+        r#"hookgate_verification_failures_total{reason="timestamp_too_old",route="ok"} 1"#,
+        r#"hookgate_requests_total{outcome="upstream_unavailable",route="down"} 1"#,
+        r#"hookgate_upstream_errors_total{kind="refused",route="down"} 1"#,
+        r#"hookgate_requests_total{outcome="upstream_timeout",route="slow"} 1"#,
+        r#"hookgate_upstream_errors_total{kind="timeout",route="slow"} 1"#,
+        r#"hookgate_requests_total{outcome="payload_too_large",route="small"} 1"#,
+        r#"hookgate_requests_total{outcome="body_timeout",route="small"} 1"#,
+        r#"hookgate_requests_total{outcome="bad_request",route=""} 1"#,
+        r#"hookgate_requests_total{outcome="invalid_verify_token",route="meta"} 1"#,
+    ])
     .await;
     upstream.assert_untouched();
 }
@@ -400,15 +377,13 @@ async fn post_reload_reports_changes_and_keeps_the_old_config_on_errors() {
         "generation 3 serves"
     );
     assert_eq!(admin(&gw, "GET", "/config").await.json()["generation"], 3);
-    let text = metrics_with(
-        &gw,
-        &[
+    let text = gw
+        .metrics_with(&[
             r#"hookgate_config_reloads_total{result="ok",trigger="admin"} 2"#,
             r#"hookgate_config_reloads_total{result="error",trigger="admin"} 2"#,
             "hookgate_config_generation 3",
-        ],
-    )
-    .await;
+        ])
+        .await;
     let last = text
         .lines()
         .find_map(|l| l.strip_prefix("hookgate_config_last_reload_success_timestamp_seconds "))
@@ -591,7 +566,7 @@ async fn one_slow_request(
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    metrics_with(&gw, &["hookgate_requests_in_flight 1"]).await;
+    gw.metrics_with(&["hookgate_requests_in_flight 1"]).await;
     (gw, upstream, answer)
 }
 

@@ -182,6 +182,24 @@ impl Raw {
         Some(RawResponse { status, head, body })
     }
 
+    /// Reads the next final response (skipping `100 Continue` and other 1xx
+    /// heads) within `wait`.
+    pub async fn read_final(&mut self, wait: Duration) -> Option<RawResponse> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let answer = self.read_response(left).await?;
+            if answer.status >= 200 {
+                return Some(answer);
+            }
+        }
+    }
+
+    /// Bytes received and not yet read as a response.
+    pub fn unread(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Whether the server closes the connection within `wait` (reads EOF or reset).
     pub async fn closed_within(&mut self, wait: Duration) -> bool {
         let mut chunk = [0u8; 1024];

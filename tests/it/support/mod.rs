@@ -4,6 +4,7 @@
 pub mod client;
 pub mod gateway;
 pub mod inprocess;
+pub mod raw_upstream;
 pub mod redis;
 pub mod sign;
 pub mod upstream;

@@ -95,14 +95,19 @@ impl Upstream {
     /// Starts an upstream speaking TLS with a certificate for `127.0.0.1` issued
     /// by a fresh private CA; returns it and the CA certificate as PEM.
     pub async fn start_tls() -> (Self, String) {
+        Self::start_tls_with(|_| ()).await
+    }
+
+    /// [`Self::start_tls`] with the certificate's parameters changed by `edit`
+    /// (another name, a validity long past).
+    pub async fn start_tls_with(edit: impl FnOnce(&mut CertificateParams)) -> (Self, String) {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
         let leaf_key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&leaf_key, &ca)
-            .unwrap();
+        let mut leaf_params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        edit(&mut leaf_params);
+        let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
