@@ -155,11 +155,17 @@ impl Forwarder {
 
     /// Reads and drops an answered upstream's response body (an async
     /// delivery needs only the status); the connection goes back to the pool
-    /// when it can be reused. A body past `limit` bytes closes it instead.
-    pub async fn discard(&self, answered: Answered, limit: usize) {
+    /// when it can be reused. A body past `limit` bytes closes it instead, as
+    /// does the answer to a `HEAD` request (`head_only`), whose framing says
+    /// nothing of what follows.
+    pub async fn discard(&self, answered: Answered, limit: usize, head_only: bool) {
         let Answered {
             mut up, pool_key, ..
         } = answered;
+        if head_only {
+            up.shutdown().await;
+            return;
+        }
         let mut read = 0usize;
         loop {
             match up.read_body_ref().await {

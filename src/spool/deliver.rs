@@ -179,7 +179,11 @@ async fn attempt(context: &Context, mut meta: Meta, route: &Route) {
     let answer = match sent {
         Ok(answered) => {
             let (status, retry_after) = (answered.status(), answered.retry_after());
-            context.forwarder.discard(answered, DISCARD_LIMIT).await;
+            let head_only = request.method == "HEAD";
+            context
+                .forwarder
+                .discard(answered, DISCARD_LIMIT, head_only)
+                .await;
             Answer::Status(status, retry_after)
         }
         Err(ForwardError::BeforeResponse(_, kind, e)) => {

@@ -398,3 +398,57 @@ async fn sigterm_leaves_pending_deliveries_queued_for_the_next_start() {
     assert_eq!(seen, ["evt_term_0", "evt_term_1", "evt_term_2"]);
     assert!(got.iter().all(|r| r.header("x-webhook-attempt") == "2"));
 }
+
+#[tokio::test]
+async fn an_upstream_retry_after_puts_off_the_next_attempt() {
+    let upstream = Upstream::with_reply(Reply {
+        status: 429,
+        headers: vec![("retry-after".into(), "3600".into())],
+        ..Reply::default()
+    })
+    .await;
+    let retry = "min_backoff_ms = 10\nmax_backoff_ms = 20";
+    let gw = Gateway::with_admin(&async_route(&upstream.url(), retry, ""), "").await;
+    let id = accepted(&event(&gw, "evt_later").await);
+    let shown = wait_admin(&gw, &format!("/deliveries/{id}"), |d| d["attempts"] == 1).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["last_status"].as_u64()),
+        (Some("pending"), Some(429))
+    );
+    // The backoff alone would say 10 ms; the upstream asked for an hour.
+    let at = |field: &str| {
+        let text = shown[field].as_str().unwrap();
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .unix_timestamp()
+    };
+    assert!(at("next_attempt_at") - at("created_at") >= 3599, "{shown}");
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn fifo_delivers_one_at_a_time_in_arrival_order() {
+    let upstream = Upstream::with_reply(Reply {
+        status: 503,
+        ..Reply::default()
+    })
+    .await;
+    let retry = "min_backoff_ms = 10\nmax_backoff_ms = 40\nordering = \"fifo\"";
+    let gw = Gateway::with_admin(&async_route(&upstream.url(), retry, ""), "").await;
+    for id in ["evt_a", "evt_b", "evt_c"] {
+        accepted(&event(&gw, id).await);
+    }
+    // While the oldest fails, nothing behind it is attempted.
+    wait_requests(&upstream, 3).await;
+    upstream.set_reply(Reply::default());
+    wait_admin(&gw, "/deliveries", |l| l == &json!([])).await;
+    let got = upstream.requests();
+    let ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    let first_b = ids.iter().position(|id| *id == "evt_b").unwrap();
+    assert!(
+        first_b >= 3,
+        "evt_b was attempted before evt_a succeeded: {ids:?}"
+    );
+    assert!(ids[..first_b].iter().all(|id| *id == "evt_a"), "{ids:?}");
+    assert_eq!(&ids[first_b..], ["evt_b", "evt_c"], "{ids:?}");
+}
