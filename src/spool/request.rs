@@ -8,8 +8,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::headers::{self, InvalidTarget};
 use crate::runtime::Route;
 
-/// First bytes of an encoded request: the format's version.
-const MAGIC: &[u8; 4] = b"hgq1";
+/// First bytes of an encoded request: the format's version. Then each field
+/// as its length (8 bytes, little-endian) and its bytes; the query after a
+/// byte saying whether there is one.
+const MAGIC: &[u8; 4] = b"hgq2";
 
 /// A queued request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +35,7 @@ impl StoredRequest {
     pub fn encode(&self) -> Vec<u8> {
         let query = self.query.as_deref();
         let mut out = Vec::with_capacity(
-            32 + self.method.len()
+            64 + self.method.len()
                 + self.path.len()
                 + self.remainder.len()
                 + query.map_or(0, str::len)
@@ -121,16 +123,13 @@ impl StoredRequest {
 }
 
 fn put_field(out: &mut Vec<u8>, field: &[u8]) {
-    // Bodies and headers are bounded by `max_body_bytes`, a `usize`; a field
-    // past 4 GiB cannot be admitted, so saturating never happens in practice.
-    let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
-    out.put_u32_le(len);
-    out.extend_from_slice(&field[..len as usize]);
+    out.put_u64_le(field.len() as u64);
+    out.extend_from_slice(field);
 }
 
 fn take_field<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let (len, after) = rest.split_first_chunk::<4>()?;
-    let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+    let (len, after) = rest.split_first_chunk::<8>()?;
+    let len = usize::try_from(u64::from_le_bytes(*len)).ok()?;
     if after.len() < len {
         return None;
     }
@@ -176,7 +175,7 @@ mod tests {
         longer.push(0);
         assert_eq!(StoredRequest::decode(&longer), None);
         let mut huge = bytes;
-        huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        huge[4..12].copy_from_slice(&u64::MAX.to_le_bytes());
         assert_eq!(StoredRequest::decode(&huge), None);
     }
 

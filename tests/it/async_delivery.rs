@@ -452,3 +452,30 @@ async fn fifo_delivers_one_at_a_time_in_arrival_order() {
     assert!(ids[..first_b].iter().all(|id| *id == "evt_a"), "{ids:?}");
     assert_eq!(&ids[first_b..], ["evt_b", "evt_c"], "{ids:?}");
 }
+
+#[tokio::test]
+async fn a_route_removed_by_a_reload_keeps_its_deliveries_until_it_returns() {
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let retry = "min_backoff_ms = 10\nmax_backoff_ms = 20";
+    let gw = Gateway::with_admin(&async_route(&down, retry, ""), "").await;
+    let id = accepted(&event(&gw, "evt_orphan").await);
+    let with_route = std::fs::read_to_string(&gw.config_path).unwrap();
+    let upstream = Upstream::start().await;
+    let renamed = with_route
+        .replace("name = \"hook\"", "name = \"other\"")
+        .replace(&down, &upstream.url());
+    std::fs::write(&gw.config_path, &renamed).unwrap();
+    assert_eq!(admin(&gw, "POST", "/reload").await.status, 200);
+    let shown = admin(&gw, "GET", &format!("/deliveries/{id}")).await.json();
+    assert_eq!(
+        (shown["route"].as_str(), shown["status"].as_str()),
+        (Some("hook"), Some("pending"))
+    );
+    assert!(upstream.requests().is_empty(), "no other route takes it");
+    // The route is back, now to a live upstream: the delivery goes there.
+    std::fs::write(&gw.config_path, with_route.replace(&down, &upstream.url())).unwrap();
+    assert_eq!(admin(&gw, "POST", "/reload").await.status, 200);
+    let got = wait_requests(&upstream, 1).await;
+    assert_eq!(got[0].header("webhook-id"), "evt_orphan");
+    assert_eq!(got[0].header("x-webhook-route"), "hook");
+}
