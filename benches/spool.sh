@@ -12,7 +12,8 @@
 # own) and at `connections` (concurrent requests share fsyncs: group commit);
 # sync at `connections`. Rounds alternate the contestants. Prints the median
 # over rounds of acknowledgements/s, p50 and p99 acknowledgement latency and
-# the gateway's CPU per request, then how many deliveries the upstream got.
+# the gateway's CPU per request; then, after one more async round, how fast
+# the deliverer drains the backlog it left.
 #
 # Run with:  benches/spool.sh [seconds-per-round] [connections] [rounds]
 # Needs:     nginx-light, wrk, openssl, curl (installed with apt-get when
@@ -47,10 +48,12 @@ up_port=$(free_port)
 nginx_start up "$threads" "" "server { listen 127.0.0.1:$up_port; access_log $work/up-access.log; location / { return 200 \"ok\n\"; } }"
 
 declare -A port pid
+admin_port=$(free_port)
 for delivery in sync async; do
   port[$delivery]=$(free_port)
   {
     printf '[server]\nlisten = "127.0.0.1:%s"\nthreads = %s\naccess_log = "off"\n' "${port[$delivery]}" "$threads"
+    [ "$delivery" = async ] && printf 'admin_listen = "127.0.0.1:%s"\n' "$admin_port"
     printf '[spool]\ndir = "%s/spool"\n' "$work"
     printf '[[routes]]\nname = "load"\npath = "/hook"\nupstream = "http://127.0.0.1:%s/hook"\ndelivery = "%s"\nverify = { scheme = "rye", secrets = ["%s"] }\n' \
       "$up_port" "$delivery" "$secret"
@@ -91,4 +94,17 @@ for run in $runs; do
   read -r rps p50 p99 cpu < <(median_row "$work/$name.rows")
   printf '%-10s %10.0f %9.2f %9.2f %16.1f\n' "$name" "$rps" "$p50" "$p99" "$cpu"
 done
-echo "upstream requests so far: $(wc -l < "$work/up-access.log") (the async gateway delivers in the background)"
+
+# The deliverer: how fast the backlog left by one more async round drains
+# once no new request comes (it also delivers during the rounds, sharing the
+# CPU with the acknowledgements).
+pending() {
+  curl -s "127.0.0.1:$admin_port/metrics" | awk '/^hookgate_spool_pending/ { n += $2 } END { print n + 0 }'
+}
+until [ "$(pending)" = 0 ]; do sleep 0.2; done
+wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" -s "$work/post.lua" "http://127.0.0.1:${port[async]}/hook" >/dev/null
+backlog=$(pending); start=$(date +%s%N)
+until [ "$(pending)" = 0 ]; do sleep 0.05; done
+took_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+printf 'backlog after %d s of async load: %d pending, delivered in %d ms (%.0f deliveries/s)\n' \
+  "$duration" "$backlog" "$took_ms" "$(awk -v n="$backlog" -v ms="$took_ms" 'BEGIN { print n * 1000 / (ms ? ms : 1) }')"
