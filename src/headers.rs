@@ -35,12 +35,10 @@ pub const VERIFICATION: &str = "x-webhook-verification";
 pub const EVENT_TIME: &str = "x-webhook-event-time";
 /// With `forward_signature`: the Standard Webhooks signature.
 pub const SIGNATURE: &str = "webhook-signature";
-/// The delivery attempt, set by async delivery (not built yet).
+/// Async delivery: the attempt number, from 1.
 pub const ATTEMPT: &str = "x-webhook-attempt";
 
-/// Headers only the gateway may set; client copies are always removed, also
-/// of `x-webhook-attempt`, which the contract reserves for async delivery
-/// (not built yet), so an application can trust it from the day it is.
+/// Headers only the gateway may set; client copies are always removed.
 pub const RESERVED: [&str; 11] = [
     VERIFIED,
     ROUTE,
@@ -160,14 +158,50 @@ pub fn write_upstream_head(
     f: &Forwarding<'_>,
     out: &mut BytesMut,
 ) -> Result<(), InvalidTarget> {
-    if f.path_and_query.bytes().any(|b| b <= b' ' || b == 0x7f) {
+    write_request_line(downstream.method.as_str(), f.path_and_query, out)?;
+    write_headers(downstream, f, Some(f.upstream_authority), out);
+    out.put_slice(b"\r\n");
+    Ok(())
+}
+
+/// Writes `METHOD TARGET HTTP/1.1`; refuses a target HTTP/1.1 forbids.
+pub fn write_request_line(
+    method: &str,
+    path_and_query: &str,
+    out: &mut BytesMut,
+) -> Result<(), InvalidTarget> {
+    if path_and_query.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return Err(InvalidTarget);
     }
-    out.put_slice(downstream.method.as_str().as_bytes());
+    out.put_slice(method.as_bytes());
     out.put_u8(b' ');
-    out.put_slice(f.path_and_query.as_bytes());
+    out.put_slice(path_and_query.as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
+    Ok(())
+}
 
+/// The header lines [`write_upstream_head`] writes, without `Host` (an async
+/// delivery is kept this way and gets the `Host` of the route's upstream at
+/// each attempt, as the running config has it then).
+pub fn write_forwarded_headers(downstream: &RequestHeader, f: &Forwarding<'_>, out: &mut BytesMut) {
+    write_headers(downstream, f, None, out);
+}
+
+/// Writes `Host` followed by one more header line and `block`, header lines as
+/// [`write_forwarded_headers`] wrote them, and the blank line.
+pub fn write_stored_head(host: &str, extra: (&str, &str), block: &[u8], out: &mut BytesMut) {
+    header(out, b"Host", host.as_bytes());
+    header(out, extra.0.as_bytes(), extra.1.as_bytes());
+    out.put_slice(block);
+    out.put_slice(b"\r\n");
+}
+
+fn write_headers(
+    downstream: &RequestHeader,
+    f: &Forwarding<'_>,
+    host: Option<&str>,
+    out: &mut BytesMut,
+) {
     let nominated = nominated_by_connection(downstream);
     let mut pass = |name: &HeaderName, wire_name: &[u8], value: &HeaderValue| {
         let lower = name.as_str();
@@ -192,7 +226,9 @@ pub fn write_upstream_head(
         }
     }
 
-    header(out, b"Host", f.upstream_authority.as_bytes());
+    if let Some(host) = host {
+        header(out, b"Host", host.as_bytes());
+    }
     header(
         out,
         b"Content-Length",
@@ -216,8 +252,6 @@ pub fn write_upstream_head(
     if let Some(host) = downstream.headers.get(http::header::HOST) {
         header(out, FORWARDED_HOST.as_bytes(), host.as_bytes());
     }
-    out.put_slice(b"\r\n");
-    Ok(())
 }
 
 /// The gateway's headers for a verified request: the scheme, the event's id,

@@ -16,6 +16,7 @@
 //! - [`tls`]: certificates and TLS settings of the webhook listener.
 //! - [`serve`], [`proxy`], [`body`], [`forward`], [`reload`], [`server`],
 //!   [`shutdown`]: the pingora shell.
+//! - [`spool`]: async delivery: the durable store, group commit, the deliverer.
 //! - [`admin`], [`metrics`], [`access_log`], [`record`]: what an operator sees.
 //!
 //! # Request lifecycle
@@ -61,6 +62,7 @@ pub mod scheme;
 pub mod serve;
 pub mod server;
 pub mod shutdown;
+pub mod spool;
 pub mod state;
 pub mod tls;
 pub mod verify;

@@ -2,16 +2,18 @@
 //! bounded labels (route names, outcome codes, reasons, small indexes; never
 //! request data). Served on the admin listener's `/metrics`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::record::{Outcome, RequestRecord};
 use crate::reject::ErrorCode;
+use crate::spool::Depth;
 
 /// Label for requests that matched no route.
 const NO_ROUTE: &str = "";
@@ -43,6 +45,12 @@ pub struct Metrics {
     rate_limited: IntCounterVec,
     ip_refused: IntCounterVec,
     monitor_failures: IntCounterVec,
+    delivery_attempts: IntCounterVec,
+    dead_letters: IntCounterVec,
+    spool_pending: IntGaugeVec,
+    spool_dead: IntGaugeVec,
+    spool_oldest: IntGaugeVec,
+    spool_bytes: IntGauge,
 }
 
 /// Registers a metric the constructor built. The names and options are fixed
@@ -123,7 +131,39 @@ impl Metrics {
                 "Live replay-cache entries evicted from memory because max_entries were held.",
             ),
         );
+        let spool_gauge = |name: &str, help: &str| {
+            register(r, IntGaugeVec::new(Opts::new(name, help), &["route"]))
+        };
         Self {
+            delivery_attempts: counter(
+                r,
+                "hookgate_delivery_attempts_total",
+                "Async delivery attempts by route and outcome (delivered, retry, dead).",
+                &["route", "outcome"],
+            ),
+            dead_letters: counter(
+                r,
+                "hookgate_dead_letters_total",
+                "Async deliveries that became dead letters, by route and reason (final, max_attempts, max_age, invalid_target).",
+                &["route", "reason"],
+            ),
+            spool_pending: spool_gauge(
+                "hookgate_spool_pending",
+                "Async deliveries pending, by route, at the time of the scrape.",
+            ),
+            spool_dead: spool_gauge(
+                "hookgate_spool_dead",
+                "Dead letters kept, by route, at the time of the scrape.",
+            ),
+            spool_oldest: spool_gauge(
+                "hookgate_spool_oldest_pending_age_seconds",
+                "Age of the oldest pending async delivery, by route, at the time of the scrape.",
+            ),
+            spool_bytes: gauge(
+                r,
+                "hookgate_spool_bytes",
+                "Bytes of the spool's max_bytes budget in use, at the time of the scrape.",
+            ),
             dedup: counter(
                 r,
                 "hookgate_dedup_total",
@@ -325,6 +365,37 @@ impl Metrics {
             .set(i64::try_from(connections).unwrap_or(i64::MAX));
         self.inflight_body_bytes
             .set(i64::try_from(body_bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Counts an async delivery attempt's outcome.
+    pub fn delivery_attempt(&self, route: &str, outcome: &str) {
+        self.delivery_attempts
+            .with_label_values(&[route, outcome])
+            .inc();
+    }
+
+    /// Counts a new dead letter.
+    pub fn dead_letter(&self, route: &str, reason: &str) {
+        self.dead_letters.with_label_values(&[route, reason]).inc();
+    }
+
+    /// Sets the spool's gauges, just before a scrape: per route, pending,
+    /// dead and the oldest pending's age; the budget in use.
+    pub fn set_spool(&self, depths: &BTreeMap<String, Depth>, bytes: u64) {
+        for gauge in [&self.spool_pending, &self.spool_dead, &self.spool_oldest] {
+            gauge.reset();
+        }
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (route, d) in depths {
+            self.spool_pending
+                .with_label_values(&[route])
+                .set(n(d.pending));
+            self.spool_dead.with_label_values(&[route]).set(n(d.dead));
+            self.spool_oldest
+                .with_label_values(&[route])
+                .set(n(d.oldest_secs));
+        }
+        self.spool_bytes.set(n(bytes));
     }
 
     /// Counts a client connection closed at once because the limit was reached.

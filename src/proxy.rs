@@ -2,7 +2,8 @@
 //! `allow_ips`, rate limit, `require_headers`; 413 on the declared length,
 //! 100-continue), read the whole body, verify (or, in monitor mode, judge and
 //! forward anyway), dedup, then answer locally (an error, a provider
-//! handshake, a duplicate) or forward what passed and settle its dedup claim.
+//! handshake, a duplicate), or forward what passed and settle its dedup claim,
+//! or, on an async route, enqueue it in the [`crate::spool`] and answer 202.
 //! Runs on pingora-core's HTTP/1 session; [`crate::serve`] owns the connections.
 
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +29,8 @@ use crate::reload::ConfigStore;
 use crate::response::LocalResponse;
 use crate::routes::{self, Match};
 use crate::runtime::{Route, RuntimeConfig};
+use crate::spool::request::StoredRequest;
+use crate::spool::{KeptClaim, Refused, Spool};
 use crate::state::{Claim, DedupKey, Hold, Rate, State};
 use crate::verify::mac::KeyedMac;
 use crate::verify::request::{SignedRequest, UrlParts};
@@ -48,18 +51,19 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     forwarder: Forwarder,
     state: State,
+    spool: Spool,
     observers: Observers,
 }
 
 impl Gateway {
     /// A gateway serving the configs in `store`, checking time with `clock`,
-    /// keeping dedup claims and rate limits in `state`, and reporting every
-    /// request to `observers`.
+    /// keeping dedup claims and rate limits in `state`, async routes'
+    /// requests in `spool`, and reporting every request to `observers`.
     pub fn new(
         store: ConfigStore,
         clock: Arc<dyn Clock>,
         forwarder: Forwarder,
-        state: State,
+        (state, spool): (State, Spool),
         observers: Observers,
     ) -> Self {
         Self {
@@ -67,6 +71,7 @@ impl Gateway {
             clock,
             forwarder,
             state,
+            spool,
             observers,
         }
     }
@@ -100,6 +105,8 @@ impl Client {
 #[derive(Debug)]
 struct Admitted<'c> {
     route: &'c Route,
+    /// What of the path is past the route's path rule.
+    remainder: String,
     path_and_query: String,
     body: Bytes,
     passed: Passed,
@@ -191,8 +198,10 @@ impl Gateway {
     }
 
     /// Delivers an admitted request: on a dedup route, claims its event first
-    /// (a delivered one is answered `duplicate`, one in flight 409), forwards,
-    /// then marks the event delivered on an upstream 2xx or releases it.
+    /// (a delivered one is answered `duplicate`, one in flight 409), then
+    /// forwards it (marking the event delivered on an upstream 2xx, else
+    /// releasing it) or, on an async route, enqueues it (the claim is kept
+    /// until the deliverer settles it).
     async fn deliver(
         &self,
         session: &mut Session,
@@ -205,18 +214,18 @@ impl Gateway {
         let (Some(ttl), Passed::Verified(verified)) =
             (policy.and_then(|p| p.dedup), &admitted.passed)
         else {
-            self.forward(session, admitted, client, record, None).await;
-            return;
+            return self.hand_on(session, admitted, client, record, None).await;
         };
         let id = verified
             .id()
             .map_or_else(|| headers::content_id(&admitted.body), str::to_owned);
         let key = DedupKey::new(&route.name, &id);
-        let hold = match self
-            .state
-            .claim(key, route.upstream_timeout + CLAIM_MARGIN)
-            .await
-        {
+        // An async route's claim lasts as long as its delivery may.
+        let lasts = route
+            .delivery
+            .as_ref()
+            .map_or(route.upstream_timeout, |p| p.max_age);
+        let hold = match self.state.claim(key, lasts + CLAIM_MARGIN).await {
             Ok(Claim::Claimed(hold)) => {
                 record.dedup = Some(Dedup::Claimed);
                 Some(hold)
@@ -239,23 +248,149 @@ impl Gateway {
                 record.state_error = Some(e.op);
                 if policy.is_some_and(|p| p.on_state_error == OnStateError::Closed) {
                     let code = ErrorCode::StateUnavailable;
-                    return self
-                        .answer(
-                            session,
-                            record,
-                            code.response(),
-                            Outcome::Error(code),
-                            client,
-                        )
-                        .await;
+                    return self.refuse(session, record, code, client).await;
                 }
                 record.dedup = Some(Dedup::Bypassed);
                 None
             }
         };
         let settle = hold.map(|hold| (hold, ttl));
-        self.forward(session, admitted, client, record, settle)
+        self.hand_on(session, admitted, client, record, settle)
             .await;
+    }
+
+    /// The last stage: an async route's request is enqueued, any other forwarded.
+    async fn hand_on(
+        &self,
+        session: &mut Session,
+        admitted: Admitted<'_>,
+        client: &Client,
+        record: &mut RequestRecord,
+        settle: Option<(Hold, Duration)>,
+    ) {
+        if admitted.route.delivery.is_some() {
+            self.enqueue(session, admitted, client, record, settle)
+                .await;
+        } else {
+            self.forward(session, admitted, client, record, settle)
+                .await;
+        }
+    }
+
+    /// Stores an async route's request as it would be forwarded (without
+    /// `Host`, which the route's upstream gives at each attempt) and answers
+    /// 202 `{"status":"accepted","id":ID}` once it is durable; 503
+    /// `spool_full` when it cannot be stored. A dedup claim is kept with it.
+    async fn enqueue(
+        &self,
+        session: &mut Session,
+        admitted: Admitted<'_>,
+        client: &Client,
+        record: &mut RequestRecord,
+        settle: Option<(Hold, Duration)>,
+    ) {
+        let route = admitted.route;
+        let req = session.req_header();
+        let mut block = BytesMut::with_capacity(HEAD_CAPACITY);
+        let forwarding = self.forwarding(&admitted, client);
+        headers::write_forwarded_headers(req, &forwarding, &mut block);
+        let mut line = BytesMut::new();
+        if let Err(e) =
+            headers::write_request_line(req.method.as_str(), &admitted.path_and_query, &mut line)
+        {
+            log::warn!("route {}: {e}", route.name);
+            return self
+                .refuse(session, record, ErrorCode::BadRequest, client)
+                .await;
+        }
+        let stored = StoredRequest {
+            method: req.method.as_str().to_owned(),
+            path: req.uri.path().to_owned(),
+            remainder: admitted.remainder.clone(),
+            query: req.uri.query().map(str::to_owned),
+            headers: block.to_vec(),
+            body: admitted.body.clone(),
+        };
+        let event_id = match &admitted.passed {
+            Passed::Verified(verified) => verified.id().map(record::bounded),
+            Passed::Failed(_) => None,
+        };
+        let claim = settle.as_ref().map(|(hold, ttl)| KeptClaim {
+            key: hold.key().as_str().to_owned(),
+            token: hold.token(),
+            ttl_secs: ttl.as_secs(),
+        });
+        let (response, outcome) = match self
+            .spool
+            .enqueue(&route.name, event_id, claim, &stored)
+            .await
+        {
+            Ok(id) => {
+                // The delivery holds the claim now; the deliverer settles it.
+                if let Some((hold, _)) = settle {
+                    hold.keep();
+                }
+                (accepted(id), Outcome::Accepted)
+            }
+            Err(refused) => {
+                match refused {
+                    Refused::Full => log::warn!("route {}: the spool is full", route.name),
+                    Refused::Failed(e) => log::error!("route {}: {e}", route.name),
+                }
+                // Dropping the claim releases it, so the provider's retry goes through.
+                drop(settle);
+                let code = ErrorCode::SpoolFull;
+                (code.response(), Outcome::Error(code))
+            }
+        };
+        self.answer(session, record, response, outcome, client)
+            .await;
+    }
+
+    /// What the upstream request is built from besides the client's headers.
+    fn forwarding<'a>(&self, admitted: &'a Admitted<'_>, client: &'a Client) -> Forwarding<'a> {
+        let route = admitted.route;
+        let verdict = match &admitted.passed {
+            Passed::Verified(verified) => Verdict::Verified(verified),
+            Passed::Failed(reason) => Verdict::Failed(reason),
+        };
+        let resign = route
+            .policy
+            .as_ref()
+            .and_then(|p| p.forward_signature.as_ref())
+            .map(|f| Resign {
+                key: &f.key,
+                now: self.clock.now_unix(),
+            });
+        Forwarding {
+            route: &route.name,
+            verdict,
+            resign,
+            client_ip: Some(admitted.forwarded_for.as_deref().unwrap_or(&client.ip)),
+            tls: client.tls,
+            strip: &route.strip_headers,
+            upstream_authority: &route.upstream.authority,
+            path_and_query: &admitted.path_and_query,
+            body: &admitted.body,
+        }
+    }
+
+    /// Answers a request whose body was read with an error.
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        record: &mut RequestRecord,
+        code: ErrorCode,
+        client: &Client,
+    ) {
+        self.answer(
+            session,
+            record,
+            code.response(),
+            Outcome::Error(code),
+            client,
+        )
+        .await;
     }
 
     /// Writes a gateway-made answer to a request whose body was read.
@@ -288,29 +423,7 @@ impl Gateway {
         settle: Option<(Hold, Duration)>,
     ) {
         let route = &admitted.route;
-        let verdict = match &admitted.passed {
-            Passed::Verified(verified) => Verdict::Verified(verified),
-            Passed::Failed(reason) => Verdict::Failed(reason),
-        };
-        let resign = route
-            .policy
-            .as_ref()
-            .and_then(|p| p.forward_signature.as_ref())
-            .map(|f| Resign {
-                key: &f.key,
-                now: self.clock.now_unix(),
-            });
-        let forwarding = Forwarding {
-            route: &route.name,
-            verdict,
-            resign,
-            client_ip: Some(admitted.forwarded_for.as_deref().unwrap_or(&client.ip)),
-            tls: client.tls,
-            strip: &route.strip_headers,
-            upstream_authority: &route.upstream.authority,
-            path_and_query: &admitted.path_and_query,
-            body: &admitted.body,
-        };
+        let forwarding = self.forwarding(&admitted, client);
         let mut wire = BytesMut::with_capacity(HEAD_CAPACITY + admitted.body.len());
         if let Err(e) = headers::write_upstream_head(session.req_header(), &forwarding, &mut wire) {
             log::warn!("route {}: {e}", route.name);
@@ -526,6 +639,7 @@ impl Gateway {
                 req.uri.query(),
             ),
             route,
+            remainder,
             body,
             passed,
             forwarded_for: (client_ip != peer).then(|| client_ip.to_string()),
@@ -678,6 +792,16 @@ fn expects_continue(req: &RequestHeader) -> bool {
             .headers
             .get(http::header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// 202 `{"status":"accepted","id":ID}`: stored for async delivery.
+fn accepted(id: u64) -> LocalResponse {
+    LocalResponse {
+        status: 202,
+        content_type: Some("application/json".to_owned()),
+        headers: Vec::new(),
+        body: format!(r#"{{"status":"accepted","id":"{id:016x}"}}"#).into_bytes(),
+    }
 }
 
 /// 200 `{"status":"duplicate"}`: the event was delivered already.

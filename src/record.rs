@@ -23,6 +23,8 @@ pub struct Observers {
     pub in_flight: InFlight,
     /// Whether a shutdown has begun.
     pub draining: Draining,
+    /// Async delivery attempts in flight (the drain waits for them too).
+    pub attempts: InFlight,
     /// Client connections and body bytes held.
     pub limits: Limits,
 }
@@ -50,19 +52,22 @@ pub enum Outcome {
     Handshake,
     /// Answered 200 `{"status":"duplicate"}`: the event was delivered already.
     Duplicate,
+    /// An async route's request, stored and answered 202.
+    Accepted,
     /// Refused or failed with one of the contract's error codes.
     Error(ErrorCode),
 }
 
 impl Outcome {
-    /// A stable label: `forwarded`, `handshake`, `duplicate`, `disconnected`
-    /// or an error code.
+    /// A stable label: `forwarded`, `handshake`, `duplicate`, `accepted`,
+    /// `disconnected` or an error code.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Disconnected => "disconnected",
             Self::Forwarded => "forwarded",
             Self::Handshake => "handshake",
             Self::Duplicate => "duplicate",
+            Self::Accepted => "accepted",
             Self::Error(code) => code.as_str(),
         }
     }

@@ -50,6 +50,8 @@ pub enum ErrorCode {
     Overloaded,
     /// 503: the state store (Redis) failed and the route fails closed.
     StateUnavailable,
+    /// 503: an async route's spool is full (`max_bytes`) or cannot store.
+    SpoolFull,
     /// 502: the upstream refused the connection or broke it.
     UpstreamUnavailable,
     /// 504: the upstream did not answer within `upstream_timeout_ms`.
@@ -74,7 +76,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => 413,
             Self::RateLimited => 429,
             Self::HeadersTooLarge => 431,
-            Self::Overloaded | Self::StateUnavailable => 503,
+            Self::Overloaded | Self::StateUnavailable | Self::SpoolFull => 503,
             Self::UpstreamUnavailable => 502,
             Self::UpstreamTimeout => 504,
         }
@@ -101,16 +103,20 @@ impl ErrorCode {
             Self::HeadersTooLarge => "headers_too_large",
             Self::Overloaded => "overloaded",
             Self::StateUnavailable => "state_unavailable",
+            Self::SpoolFull => "spool_full",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
         }
     }
 
-    /// The response for this error. An overloaded gateway, and one whose
-    /// state store failed, ask the client to come back in [`RETRY_AFTER_SECS`].
+    /// The response for this error. An overloaded gateway, one whose state
+    /// store failed and one whose spool is full ask the client to come back in [`RETRY_AFTER_SECS`].
     pub fn response(self) -> LocalResponse {
         let mut response = self.bare_response();
-        if matches!(self, Self::Overloaded | Self::StateUnavailable) {
+        if matches!(
+            self,
+            Self::Overloaded | Self::StateUnavailable | Self::SpoolFull
+        ) {
             response
                 .headers
                 .push((http::header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));

@@ -59,6 +59,78 @@ pub struct ServerSettings {
     pub tls_listen: Vec<SocketAddr>,
     /// Where dedup keys and shared rate limits live (a change needs a restart).
     pub state: StateSettings,
+    /// `[spool]`: where async deliveries are kept (a change needs a restart).
+    pub spool: SpoolSettings,
+}
+
+/// `[spool]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolSettings {
+    /// The local store's directory.
+    pub dir: PathBuf,
+    /// Bytes of deliveries (requests and their records) kept at most.
+    pub max_bytes: u64,
+}
+
+/// How an async route delivers: `delivery = "async"` and `[routes.retry]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts before a delivery is dead.
+    pub max_attempts: u32,
+    /// Age after which a delivery is dead.
+    pub max_age: Duration,
+    /// Shortest wait between attempts.
+    pub min_backoff: Duration,
+    /// Longest wait between attempts (an upstream's `Retry-After` may ask for more).
+    pub max_backoff: Duration,
+    /// What is retried; anything else is final.
+    pub retry_on: RetryOn,
+    /// Attempts in flight for the route.
+    pub concurrency: usize,
+    /// One at a time, in arrival order.
+    pub fifo: bool,
+}
+
+impl Default for RetryPolicy {
+    /// The defaults of `[routes.retry]`.
+    fn default() -> Self {
+        use crate::config::delivery as d;
+        Self {
+            max_attempts: d::DEFAULT_MAX_ATTEMPTS as u32,
+            max_age: Duration::from_secs(d::DEFAULT_MAX_AGE_SECS),
+            min_backoff: Duration::from_millis(d::DEFAULT_MIN_BACKOFF_MS),
+            max_backoff: Duration::from_millis(d::DEFAULT_MAX_BACKOFF_MS),
+            retry_on: RetryOn {
+                classes: [false, false, false, false, false, true],
+                statuses: vec![408, 429],
+                timeout: true,
+                connect: true,
+            },
+            concurrency: d::DEFAULT_CONCURRENCY as usize,
+            fifo: false,
+        }
+    }
+}
+
+/// What an async route retries (`retry_on`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryOn {
+    /// Status classes, by their first digit (`5xx` sets index 5).
+    pub classes: [bool; 6],
+    /// Single statuses.
+    pub statuses: Vec<u16>,
+    /// The upstream did not answer within `upstream_timeout_ms`.
+    pub timeout: bool,
+    /// The connection could not be made, or broke before an answer.
+    pub connect: bool,
+}
+
+impl RetryOn {
+    /// Whether an answer with `status` is retried.
+    pub fn status(&self, status: u16) -> bool {
+        let class = usize::from(status / 100);
+        self.classes.get(class).copied().unwrap_or(false) || self.statuses.contains(&status)
+    }
 }
 
 /// `[server.state]`.
@@ -173,6 +245,8 @@ pub struct Route {
     /// What the route asks besides the signature and does for the app; `None`
     /// when it sets nothing of it.
     pub policy: Option<Box<Policy>>,
+    /// `delivery = "async"`: how it delivers; `None` for a sync route.
+    pub delivery: Option<Box<RetryPolicy>>,
     /// A digest of everything the route does, secrets included, to tell which
     /// routes a reload changed. Never shown.
     pub fingerprint: [u8; 32],

@@ -1,6 +1,6 @@
 //! Assembles the pingora server: the webhook proxy on every listen address, the
-//! admin listener, the reloader, the metrics and the access log, and the signal
-//! watch that drains on SIGTERM. Runnable from `main` or in-process (tests).
+//! admin listener, the reloader, the spool and its deliverer, the metrics and
+//! the access log, and the signal watch that drains on SIGTERM. Runnable from `main` or in-process (tests).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +23,8 @@ use crate::reload::{ConfigStore, ReloadService, Reloader};
 use crate::runtime::RuntimeConfig;
 use crate::serve::Listener;
 use crate::shutdown::{Draining, InFlight, SignalWatch};
+use crate::spool::deliver::Deliverer;
+use crate::spool::{self, Spool};
 use crate::state::State;
 use crate::tls;
 
@@ -91,19 +93,36 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
         access_log: access_log.clone(),
         in_flight: InFlight::default(),
         draining: Draining::default(),
+        attempts: InFlight::default(),
         limits: Limits::new(&settings.front),
     };
 
     limits::raise_open_files(settings.front.max_connections);
     let state = State::new(&settings.state, metrics.clone())?;
+    let spool = Spool::new(
+        &settings.spool,
+        spool::needed(&config),
+        state.clone(),
+        metrics.clone(),
+    )
+    .map_err(|e| format!("cannot open the spool: {e}"))?;
     let store = ConfigStore::new(config);
     let gateway = Gateway::new(
         store.clone(),
         options.clock,
         Forwarder::new(),
-        state,
+        (state, spool.clone()),
         observers.clone(),
     );
+    let deliverer = Deliverer::new(
+        spool.clone(),
+        store.clone(),
+        observers.attempts.clone(),
+        observers.draining.clone(),
+    );
+    let mut deliverer = background_service("deliverer", deliverer);
+    deliverer.threads = Some(1);
+    server.add_service(deliverer);
     let tls = if settings.tls_listen.is_empty() {
         None
     } else {
@@ -121,7 +140,7 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
         access_log.clone(),
     ));
     if let Some(addr) = settings.admin_listen {
-        let admin = Admin::new(store, Arc::clone(&reloader), observers.clone());
+        let admin = Admin::new(store, Arc::clone(&reloader), observers.clone(), spool);
         let every_listener = [settings.listen.clone(), settings.tls_listen.clone()].concat();
         let service = AdminService::bind(addr, Arc::new(admin), every_listener)
             .map_err(|e| format!("cannot listen on admin_listen {addr}: {e}"))?;

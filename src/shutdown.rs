@@ -91,7 +91,10 @@ impl ShutdownSignalWatch for SignalWatch {
         };
         self.observers.draining.start();
         if matches!(shutdown, ShutdownSignal::GracefulTerminate) {
-            let in_flight = self.observers.in_flight.clone();
+            let in_flight = [
+                self.observers.in_flight.clone(),
+                self.observers.attempts.clone(),
+            ];
             let access_log = self.observers.access_log.clone();
             let grace = self.grace;
             let spawned = std::thread::Builder::new()
@@ -105,10 +108,11 @@ impl ShutdownSignalWatch for SignalWatch {
     }
 }
 
-/// Waits until no request has been in flight for a moment, the grace period is
-/// over, or a second SIGTERM or a SIGINT asks to stop now; then flushes the
-/// access log and exits 0.
-fn drain(in_flight: &InFlight, access_log: &AccessLog, grace: Duration) {
+/// Waits until no request (nor async delivery attempt) has been in flight for
+/// a moment, the grace period is over, or a second SIGTERM or a SIGINT asks to
+/// stop now; then flushes the access log and exits 0.
+fn drain(in_flight: &[InFlight; 2], access_log: &AccessLog, grace: Duration) {
+    let count = || in_flight.iter().map(InFlight::count).sum::<usize>();
     let again = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&again)) {
@@ -118,13 +122,13 @@ fn drain(in_flight: &InFlight, access_log: &AccessLog, grace: Duration) {
     log::info!(
         "SIGTERM: not accepting new connections; waiting up to {}s for {} request(s) in flight",
         grace.as_secs(),
-        in_flight.count()
+        count()
     );
     let start = Instant::now();
     let mut idle_since = None;
     loop {
         let now = Instant::now();
-        if in_flight.count() > 0 {
+        if count() > 0 {
             idle_since = None;
         } else if now.duration_since(*idle_since.get_or_insert(now)) >= DRAIN_QUIET {
             log::info!("drained in {:?}; exiting", start.elapsed());
@@ -133,7 +137,7 @@ fn drain(in_flight: &InFlight, access_log: &AccessLog, grace: Duration) {
         if again.load(Ordering::Acquire) {
             log::warn!(
                 "signalled again: exiting with {} request(s) in flight",
-                in_flight.count()
+                count()
             );
             break;
         }
@@ -141,7 +145,7 @@ fn drain(in_flight: &InFlight, access_log: &AccessLog, grace: Duration) {
             log::warn!(
                 "grace period of {}s over with {} request(s) still in flight; exiting",
                 grace.as_secs(),
-                in_flight.count()
+                count()
             );
             break;
         }

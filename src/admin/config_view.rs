@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::access_log::Target;
 use crate::policy::Policy;
-use crate::runtime::{PathMatch, Route, RuntimeConfig, ServerSettings};
+use crate::runtime::{PathMatch, RetryPolicy, Route, RuntimeConfig, ServerSettings};
 
 /// Shown in place of anything secret.
 pub const REDACTED: &str = "[redacted]";
@@ -52,6 +52,11 @@ fn server(s: &ServerSettings) -> Value {
             "redis_url": s.state.redis.as_ref().map(|r| r.shown.as_str()),
             "redis_timeout_ms": s.state.timeout.as_millis(),
             "max_entries": s.state.max_entries,
+        },
+        "spool": {
+            "backend": "local",
+            "dir": s.spool.dir.display().to_string(),
+            "max_bytes": s.spool.max_bytes,
         },
     })
 }
@@ -96,7 +101,11 @@ fn route(r: &Route) -> Value {
         })).collect::<Vec<_>>(),
         "verify_token": r.verify_token.as_ref().map(|_| REDACTED),
         "handshakes": r.handshakes.len(),
+        "delivery": if r.delivery.is_some() { "async" } else { "sync" },
     });
+    if let Some(retry) = &r.delivery {
+        out["retry"] = retry_view(retry);
+    }
     let (key, path) = match &r.path {
         PathMatch::Exact(path) => ("path", path),
         PathMatch::Prefix(path) => ("path_prefix", path),
@@ -108,6 +117,26 @@ fn route(r: &Route) -> Value {
         out.extend(keys);
     }
     out
+}
+
+/// An async route's `[routes.retry]`, as written.
+fn retry_view(p: &RetryPolicy) -> Value {
+    let mut retry_on: Vec<String> = (1..6)
+        .filter(|&class| p.retry_on.classes[class])
+        .map(|class| format!("{class}xx"))
+        .collect();
+    retry_on.extend(p.retry_on.statuses.iter().map(ToString::to_string));
+    retry_on.extend(p.retry_on.timeout.then(|| "timeout".to_owned()));
+    retry_on.extend(p.retry_on.connect.then(|| "connect".to_owned()));
+    json!({
+        "max_attempts": p.max_attempts,
+        "max_age_secs": p.max_age.as_secs(),
+        "min_backoff_ms": p.min_backoff.as_millis(),
+        "max_backoff_ms": p.max_backoff.as_millis(),
+        "retry_on": retry_on,
+        "concurrency": p.concurrency,
+        "ordering": if p.fifo { "fifo" } else { "none" },
+    })
 }
 
 /// The upstream URL with its query (which may carry a token) redacted.

@@ -1,8 +1,9 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/config` and
-//! `POST /reload`, on an address of its own (never the webhook listener). It
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/config`,
+//! `POST /reload` and the async [`deliveries`], on an address of its own (never the webhook listener). It
 //! keeps answering while a SIGTERM drains requests, so `/readyz` can say so.
 
 pub mod config_view;
+pub mod deliveries;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use serde_json::json;
 
 use crate::record::Observers;
 use crate::reload::{ConfigStore, Reloader, Trigger};
+use crate::spool::{self, Spool};
 
 /// How long a client has to send its request header.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,23 +57,38 @@ pub struct Admin {
     store: ConfigStore,
     reloader: Arc<Reloader>,
     observers: Observers,
+    spool: Spool,
     listening: AtomicBool,
 }
 
 impl Admin {
-    /// Endpoints over the running config, its reloader, and the `observers`'
-    /// metrics and state.
-    pub fn new(store: ConfigStore, reloader: Arc<Reloader>, observers: Observers) -> Self {
+    /// Endpoints over the running config, its reloader, the `observers`'
+    /// metrics and state, and the async deliveries in `spool`.
+    pub fn new(
+        store: ConfigStore,
+        reloader: Arc<Reloader>,
+        observers: Observers,
+        spool: Spool,
+    ) -> Self {
         Self {
             store,
             reloader,
             observers,
+            spool,
             listening: AtomicBool::new(false),
         }
     }
 
-    /// Answers one request.
-    pub async fn answer(&self, method: &str, path: &str) -> Answer {
+    /// Answers one request for `path` with `query`.
+    pub async fn answer(&self, method: &str, path: &str, query: Option<&str>) -> Answer {
+        if path.starts_with("/deliveries") {
+            let config = self.store.snapshot();
+            if let Some(answer) =
+                deliveries::answer(&self.spool, &config, method, path, query).await
+            {
+                return answer;
+            }
+        }
         match (method, path) {
             ("GET" | "HEAD", "/healthz") => Answer::json(200, &json!({"status": "ok"})),
             ("GET" | "HEAD", "/readyz") => self.readiness(),
@@ -80,6 +97,13 @@ impl Admin {
                 metrics.set_in_flight(self.observers.in_flight.count());
                 let limits = &self.observers.limits;
                 metrics.set_front_door(limits.connections(), limits.body_bytes());
+                let mut depths = self.spool.depth(spool::now_ms());
+                // Every async route has its series, at 0 when nothing waits.
+                let config = self.store.snapshot();
+                for route in config.routes.iter().filter(|r| r.delivery.is_some()) {
+                    depths.entry(route.name.clone()).or_default();
+                }
+                metrics.set_spool(&depths, self.spool.used_bytes());
                 let (content_type, body) = metrics.render();
                 Answer {
                     status: 200,
@@ -208,7 +232,7 @@ async fn serve(stream: tokio::net::TcpStream, admin: &Admin) {
     }
     let req = session.req_header();
     let method = req.method.as_str().to_owned();
-    let answer = admin.answer(&method, req.uri.path()).await;
+    let answer = admin.answer(&method, req.uri.path(), req.uri.query()).await;
     if let Err(e) = respond(session, &answer, method == "HEAD").await {
         log::debug!("admin listener: cannot answer: {e}");
     }

@@ -20,7 +20,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use super::diagnostics::{Diagnostic, Severity};
-use super::file::{ConfigFile, OneOrMany, RouteSection, ServerSection};
+use super::file::{ConfigFile, OneOrMany, RouteSection, ServerSection, SpoolSection};
 use super::secret::{Secret, SecretRef};
 use super::verifiers::GENERIC;
 use crate::access_log::Target as AccessLogTarget;
@@ -331,7 +331,7 @@ impl<'a> Builder<'a> {
             secrets: HashMap::new(),
         };
         b.user_schemes(&file.schemes);
-        b.server = b.server(&file.server);
+        b.server = b.server(&file.server, file.spool.as_ref());
         b.tls = b.tls_certificates(&file.server);
         b.trusted_proxies = b.trusted_proxies(&file.server);
         b.defaults = b.route_defaults(&file.server);
@@ -440,7 +440,11 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn server(&mut self, s: &ServerSection) -> Option<ServerSettings> {
+    fn server(
+        &mut self,
+        s: &ServerSection,
+        spool: Option<&Spanned<SpoolSection>>,
+    ) -> Option<ServerSettings> {
         let (listen, mut ok) = match &s.listen {
             None => (vec![DEFAULT_LISTEN.parse().ok()?], true),
             Some(list) => self.addresses(list, "listen"),
@@ -509,6 +513,7 @@ impl<'a> Builder<'a> {
         };
         let tls_listen = self.tls_listen(s, &listen, admin_listen);
         let state = self.state(s);
+        let spool = self.spool(spool);
         ok &= tls_listen.is_some();
         ok.then(|| ServerSettings {
             listen,
@@ -520,6 +525,7 @@ impl<'a> Builder<'a> {
             front,
             tls_listen: tls_listen.unwrap_or_default(),
             state,
+            spool,
         })
     }
 
@@ -605,6 +611,7 @@ impl<'a> Builder<'a> {
             json_members(&verifiers, &handshakes),
         );
         let (policy, policy_secrets) = self.policy(r, &verifiers);
+        let delivery = self.delivery(r);
         let strip_headers = if r.strip_signature_headers {
             let mut names: Vec<HeaderName> = verifiers
                 .iter()
@@ -647,6 +654,7 @@ impl<'a> Builder<'a> {
                     .collect(),
             ),
             policy,
+            delivery,
             fingerprint: [0; 32],
         })
         .map(|mut route| {
@@ -677,6 +685,7 @@ impl<'a> Builder<'a> {
             json_members,
             secret_sources,
             policy,
+            delivery,
             fingerprint: _,
         } = route;
         let Upstream {
@@ -693,7 +702,7 @@ impl<'a> Builder<'a> {
         let settings = (
             (name, host, path, methods, max_body_bytes, read_timeout),
             (upstream_timeout, strip_headers, public_url, handshakes),
-            (json_members, upstream_url, secret_sources, policy),
+            (json_members, upstream_url, secret_sources, policy, delivery),
             (addr, tls, authority, upstream_path, query, pool_key),
         );
         let _ = write!(DigestWriter(&mut digest), "{settings:?}");

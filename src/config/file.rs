@@ -26,6 +26,20 @@ pub struct ConfigFile {
     /// `[schemes.NAME]`: schemes defined by this config.
     #[serde(default)]
     pub schemes: BTreeMap<String, Spanned<SchemeFile>>,
+    /// `[spool]`: where async deliveries are kept.
+    pub spool: Option<Spanned<SpoolSection>>,
+}
+
+/// `[spool]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolSection {
+    /// `local` (default): an embedded store in `dir`.
+    pub backend: Option<Spanned<String>>,
+    /// The store's directory (relative to the config file's). Default `spool`.
+    pub dir: Option<Spanned<String>>,
+    /// Bytes of deliveries kept at most. Default 10 GiB.
+    pub max_bytes: Option<Spanned<i64>>,
 }
 
 /// The `[[routes]]` tables of one part of a file parsed in parts (see
@@ -153,6 +167,30 @@ pub struct RouteSection {
     pub on_state_error: Option<Spanned<String>>,
     /// `[routes.forward_signature]`.
     pub forward_signature: Option<Spanned<ForwardSignatureSection>>,
+    /// `sync` (default) or `async`: persist, answer 202, deliver in the background.
+    pub delivery: Option<Spanned<String>>,
+    /// `[routes.retry]`: how an async route delivers.
+    pub retry: Option<Spanned<RetrySection>>,
+}
+
+/// `[routes.retry]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySection {
+    /// Attempts before a delivery is dead. Default 12.
+    pub max_attempts: Option<Spanned<i64>>,
+    /// Age after which a delivery is dead, in seconds. Default 86400.
+    pub max_age_secs: Option<Spanned<i64>>,
+    /// Shortest wait between attempts, in ms. Default 1000.
+    pub min_backoff_ms: Option<Spanned<i64>>,
+    /// Longest wait between attempts, in ms. Default 3600000.
+    pub max_backoff_ms: Option<Spanned<i64>>,
+    /// What is retried: `5xx`, `4xx`, a status like `429`, `timeout`, `connect`.
+    pub retry_on: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Attempts in flight for the route. Default 8.
+    pub concurrency: Option<Spanned<i64>>,
+    /// `none` (default) or `fifo`: one at a time, in arrival order.
+    pub ordering: Option<Spanned<String>>,
 }
 
 /// `[routes.rate_limit]`.

@@ -4,6 +4,7 @@
 //! reported as `PATH:LINE:COL: message`.
 
 pub mod build;
+pub mod delivery;
 pub mod diagnostics;
 pub mod file;
 pub mod parts;

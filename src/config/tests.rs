@@ -853,3 +853,88 @@ fn dedup_on_a_scheme_without_event_ids_is_a_warning() {
             .is_empty()
     );
 }
+
+#[test]
+fn delivery_and_retry_keys_are_built_with_defaults() {
+    let extra = "delivery = \"async\"\n\
+                 retry = { max_attempts = 3, min_backoff_ms = 10, max_backoff_ms = 20, \
+                 retry_on = [\"5xx\", \"409\", \"connect\"], concurrency = 2, ordering = \"fifo\" }";
+    let text = format!(
+        "[spool]\nbackend = \"local\"\ndir = \"q\"\nmax_bytes = 1000\n{}{}",
+        named("p", extra),
+        named("d", "delivery = \"async\"")
+    );
+    let c = load_str(Path::new("/etc/hg/c.toml"), &text).unwrap().config;
+    assert_eq!(c.server.spool.dir, Path::new("/etc/hg/q"));
+    assert_eq!(c.server.spool.max_bytes, 1000);
+    let route = |name: &str| c.routes.iter().find(|r| r.name == name).unwrap();
+    let p = route("p").delivery.as_deref().unwrap();
+    assert_eq!(p.max_attempts, 3);
+    assert_eq!(p.max_age.as_secs(), 86_400);
+    assert_eq!(p.min_backoff.as_millis(), 10);
+    assert_eq!(p.max_backoff.as_millis(), 20);
+    assert_eq!((p.concurrency, p.fifo), (2, true));
+    assert!(p.retry_on.status(503) && p.retry_on.status(409) && !p.retry_on.status(429));
+    assert!(p.retry_on.connect && !p.retry_on.timeout);
+    let d = route("d").delivery.as_deref().unwrap();
+    assert_eq!(
+        (
+            d.max_attempts,
+            d.min_backoff.as_millis(),
+            d.max_backoff.as_millis()
+        ),
+        (12, 1_000, 3_600_000)
+    );
+    assert_eq!((d.concurrency, d.fifo), (8, false));
+    assert!(d.retry_on.status(500) && d.retry_on.status(408) && d.retry_on.status(429));
+    assert!(!d.retry_on.status(404) && d.retry_on.timeout && d.retry_on.connect);
+    // Sync by default, and the spool's defaults beside the config file.
+    let plain = load_str(Path::new("/etc/hg/c.toml"), ROUTE).unwrap().config;
+    assert!(plain.routes.iter().next().unwrap().delivery.is_none());
+    assert_eq!(plain.server.spool.dir, Path::new("/etc/hg/spool"));
+    assert_eq!(plain.server.spool.max_bytes, 10 * 1024 * 1024 * 1024);
+}
+
+#[test]
+fn delivery_errors_are_reported_with_positions() {
+    let extra = "delivery = \"later\"";
+    let retry = "delivery = \"async\"\n\
+                 retry = { max_attempts = 0, min_backoff_ms = 50, max_backoff_ms = 5, \
+                 retry_on = [\"6xx\", \"42\", \"soon\"], concurrency = 5000, ordering = \"lifo\" }";
+    let signed = "delivery = \"async\"\n\
+                  forward_signature = { scheme = \"standard-webhooks\", secret = \"whsec_c2VjcmV0\" }";
+    let text = format!(
+        "[spool]\nbackend = \"redis\"\nmax_bytes = -1\n{}{}{}",
+        named("p", extra),
+        named("q", retry),
+        named("r", signed)
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "c.toml:2:11: `backend = \"redis\"` is not built yet; use `local`",
+            "c.toml:3:13: `max_bytes` must be a positive integer",
+            "c.toml:7:12: `delivery` is `sync` or `async`, not `later`",
+            "c.toml:17:26: `max_attempts` must be a positive integer",
+            "c.toml:17:46: `min_backoff_ms` (50) is over `max_backoff_ms` (5)",
+            "c.toml:17:82: `retry_on` takes `5xx`-like classes, statuses like `429`, `timeout` and `connect`, not `6xx`",
+            "c.toml:17:89: `retry_on` takes `5xx`-like classes, statuses like `429`, `timeout` and `connect`, not `42`",
+            "c.toml:17:95: `retry_on` takes `5xx`-like classes, statuses like `429`, `timeout` and `connect`, not `soon`",
+            "c.toml:17:118: `concurrency` is at most 1024",
+            "c.toml:17:135: `ordering` is `none` or `fifo`, not `lifo`",
+            "c.toml:26:12: `delivery = \"async\"` cannot be combined with `forward_signature` yet",
+        ]
+    );
+}
+
+#[test]
+fn retry_on_a_sync_route_is_a_warning() {
+    let text = named("p", "retry = { max_attempts = 3 }");
+    let loaded = load_str(Path::new("c.toml"), &text).unwrap();
+    assert_eq!(
+        loaded.warnings.lines(),
+        [
+            "c.toml:4:9: warning: `[routes.retry]` only applies to a route with `delivery = \"async\"`"
+        ]
+    );
+}

@@ -59,6 +59,13 @@ impl Answered {
     pub fn status(&self) -> u16 {
         self.status
     }
+
+    /// The upstream's `Retry-After` in seconds, when it gave one as a number.
+    pub fn retry_after(&self) -> Option<u64> {
+        let header = self.up.resp_header()?;
+        let value = header.headers.get(http::header::RETRY_AFTER)?;
+        value.to_str().ok()?.trim().parse().ok()
+    }
 }
 
 impl std::fmt::Debug for Answered {
@@ -144,6 +151,39 @@ impl Forwarder {
             pool::put(pool_key, stream);
         }
         Ok(status)
+    }
+
+    /// Reads and drops an answered upstream's response body (an async
+    /// delivery needs only the status); the connection goes back to the pool
+    /// when it can be reused. A body past `limit` bytes closes it instead, as
+    /// does the answer to a `HEAD` request (`head_only`), whose framing says
+    /// nothing of what follows.
+    pub async fn discard(&self, answered: Answered, limit: usize, head_only: bool) {
+        let Answered {
+            mut up, pool_key, ..
+        } = answered;
+        if head_only {
+            up.shutdown().await;
+            return;
+        }
+        let mut read = 0usize;
+        loop {
+            match up.read_body_ref().await {
+                Ok(Some(chunk)) => {
+                    read = read.saturating_add(chunk.len());
+                    if read > limit {
+                        up.shutdown().await;
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+        up.respect_keepalive();
+        if let Some(stream) = up.reuse().await {
+            pool::put(pool_key, stream);
+        }
     }
 
     /// Writes the request and reads the final response header. A pooled

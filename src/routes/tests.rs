@@ -195,6 +195,7 @@ fn built(name: &str, host: Option<&str>, path: PathMatch, methods: &[Method]) ->
         json_members: Vec::new().into(),
         secret_sources: Vec::new().into(),
         policy: None,
+        delivery: None,
         fingerprint: [0; 32],
     }
 }

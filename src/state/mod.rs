@@ -68,6 +68,11 @@ impl DedupKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A key read back as [`Self::as_str`] gave it (kept with an async delivery).
+    pub fn from_stored(key: &str) -> Self {
+        Self(key.into())
+    }
 }
 
 /// What a claim found.
@@ -232,6 +237,42 @@ impl Hold {
     pub async fn release(mut self) -> Result<(), StateError> {
         self.settled = true;
         release(&self.state, &self.key, self.token).await
+    }
+
+    /// The claimed key.
+    pub fn key(&self) -> &DedupKey {
+        &self.key
+    }
+
+    /// The claim's token.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// Keeps the claim past this request (an async delivery settles it
+    /// later, with [`State::mark_delivered`] or [`State::release_claim`],
+    /// by its [`Self::key`] and [`Self::token`]).
+    pub fn keep(mut self) {
+        self.settled = true;
+    }
+}
+
+impl State {
+    /// Marks the event of a kept claim delivered, remembered for `ttl`.
+    pub async fn mark_delivered(&self, key: &DedupKey, ttl: Duration) -> Result<(), StateError> {
+        match &self.0.redis {
+            Some(redis) => redis.mark(key, ttl).await,
+            None => {
+                self.0.memory.mark(key, ttl, &self.0.metrics);
+                Ok(())
+            }
+        }
+        .map_err(|message| self.failed("mark", message))
+    }
+
+    /// Gives back a kept claim, if `token` still holds it.
+    pub async fn release_claim(&self, key: &DedupKey, token: u64) -> Result<(), StateError> {
+        release(self, key, token).await
     }
 }
 

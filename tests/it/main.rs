@@ -6,6 +6,8 @@
 
 mod support;
 
+/// Async delivery: spool, retries, dead letters, the admin API, kill -9.
+mod async_delivery;
 /// Body size limits, timeouts, chunked and large bodies, 100-continue.
 mod body;
 /// `hookgate check`.

@@ -236,6 +236,37 @@ impl Gateway {
         }
     }
 
+    /// Kills the process with SIGKILL and waits for it: no drain, no flush.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Starts the binary again on the same config file (same ports, same
+    /// spool), after [`Self::kill9`] or an exit, and waits until it serves.
+    pub async fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        let stdout = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir().join("stdout.log"))
+            .unwrap();
+        self.child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .args(["run", "--config"])
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info")
+            .stdout(stdout)
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        assert!(
+            self.wait_ready().await,
+            "the restarted gateway did not start"
+        );
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

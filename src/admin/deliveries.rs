@@ -1,0 +1,143 @@
+//! The admin API over async deliveries: `GET /deliveries?route=R&status=S`,
+//! `GET /deliveries/{id}`, `POST /deliveries/{id}/retry` and
+//! `DELETE /deliveries/{id}`. Headers are shown without secrets: the values of
+//! the route's `require_headers` and of credential headers are redacted.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use super::Answer;
+use super::config_view::{REDACTED, rfc3339};
+use crate::runtime::RuntimeConfig;
+use crate::spool::{self, AdminError, MAX_LISTED, Meta, Spool, Status};
+
+/// Headers whose values are never shown.
+const CREDENTIALS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+
+/// Answers a request for `/deliveries…`, or `None` for any other path.
+pub async fn answer(
+    spool: &Spool,
+    config: &RuntimeConfig,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Option<Answer> {
+    let rest = path.strip_prefix("/deliveries")?;
+    let answer = match (method, rest) {
+        ("GET" | "HEAD", "" | "/") => list(spool, query),
+        (_, "" | "/") => not_allowed(),
+        _ => {
+            let rest = rest.strip_prefix('/')?;
+            let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
+            let Some(id) = spool::parse_id(id) else {
+                return Some(Answer::json(404, &json!({"error": "not_found"})));
+            };
+            match (method, action) {
+                ("GET" | "HEAD", "") => show(spool, config, id),
+                ("DELETE", "") => done(spool.delete(id).await, "deleted"),
+                ("POST", "retry") => done(spool.retry(id).await, "retrying"),
+                (_, "" | "retry") => not_allowed(),
+                _ => Answer::json(404, &json!({"error": "not_found"})),
+            }
+        }
+    };
+    Some(answer)
+}
+
+fn not_allowed() -> Answer {
+    Answer::json(405, &json!({"error": "method_not_allowed"}))
+}
+
+fn list(spool: &Spool, query: Option<&str>) -> Answer {
+    let mut route = None;
+    let mut status = None;
+    let mut limit = MAX_LISTED;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*key {
+            "route" => route = Some(value.into_owned()),
+            "status" => match &*value {
+                "pending" => status = Some(Status::Pending),
+                "dead" => status = Some(Status::Dead),
+                _ => return Answer::json(400, &json!({"error": "bad_request"})),
+            },
+            "limit" => match value.parse::<usize>() {
+                Ok(n) => limit = n.min(MAX_LISTED),
+                Err(_) => return Answer::json(400, &json!({"error": "bad_request"})),
+            },
+            _ => {}
+        }
+    }
+    let listed = spool.list(route.as_deref(), status, limit);
+    Answer::json(200, &Value::Array(listed.iter().map(summary).collect()))
+}
+
+fn show(spool: &Spool, config: &RuntimeConfig, id: u64) -> Answer {
+    let Some((meta, in_flight)) = spool.get(id) else {
+        return Answer::json(404, &json!({"error": "not_found"}));
+    };
+    let mut out = summary(&meta);
+    out["in_flight"] = json!(in_flight);
+    let route = config.routes.iter().find(|r| r.name == meta.route);
+    let secret = |name: &str| {
+        CREDENTIALS.iter().any(|c| name.eq_ignore_ascii_case(c))
+            || route.and_then(|r| r.policy.as_ref()).is_some_and(|p| {
+                p.require_headers
+                    .iter()
+                    .any(|h| name.eq_ignore_ascii_case(h.name.as_str()))
+            })
+    };
+    match spool.request(id) {
+        Ok(Some(request)) => {
+            out["method"] = json!(request.method);
+            out["path"] = json!(request.path);
+            out["headers"] = request
+                .header_lines()
+                .map(|(name, value)| {
+                    let value = if secret(&name) {
+                        REDACTED.to_owned()
+                    } else {
+                        value
+                    };
+                    json!([name, value])
+                })
+                .collect();
+        }
+        Ok(None) => {}
+        Err(e) => log::warn!("admin: {e}"),
+    }
+    Answer::json(200, &out)
+}
+
+fn done(result: Result<Meta, AdminError>, what: &str) -> Answer {
+    match result {
+        Ok(meta) => {
+            let mut out = summary(&meta);
+            out["result"] = json!(what);
+            Answer::json(200, &out)
+        }
+        Err(AdminError::NotFound) => Answer::json(404, &json!({"error": "not_found"})),
+        Err(AdminError::InFlight) => Answer::json(409, &json!({"error": "attempt_in_flight"})),
+        Err(AdminError::Failed(e)) => {
+            log::error!("admin: {e}");
+            Answer::json(503, &json!({"error": "spool_unavailable"}))
+        }
+    }
+}
+
+/// A delivery as listed.
+fn summary(meta: &Meta) -> Value {
+    let time = |ms: u64| rfc3339(UNIX_EPOCH + Duration::from_millis(ms));
+    json!({
+        "id": meta.shown_id(),
+        "route": meta.route,
+        "status": meta.status.as_str(),
+        "attempts": meta.attempts,
+        "last_error": meta.last_error,
+        "last_status": meta.last_status,
+        "event_id": meta.event_id,
+        "body_bytes": meta.body_bytes,
+        "created_at": time(meta.created_ms),
+        "next_attempt_at": (meta.status == Status::Pending).then(|| time(meta.next_ms)),
+    })
+}

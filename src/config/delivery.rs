@@ -1,0 +1,215 @@
+//! A route's `delivery` and `[routes.retry]` keys, and the file's `[spool]`,
+//! checked and built into [`RetryPolicy`] and [`SpoolSettings`].
+
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::build::{Builder, span};
+use super::file::{RetrySection, RouteSection, SpoolSection};
+use crate::runtime::{RetryOn, RetryPolicy, SpoolSettings};
+
+/// Default `max_attempts`.
+pub const DEFAULT_MAX_ATTEMPTS: u64 = 12;
+/// Default `max_age_secs`: a day.
+pub const DEFAULT_MAX_AGE_SECS: u64 = 86_400;
+/// Default `min_backoff_ms`.
+pub const DEFAULT_MIN_BACKOFF_MS: u64 = 1_000;
+/// Default `max_backoff_ms`: an hour.
+pub const DEFAULT_MAX_BACKOFF_MS: u64 = 3_600_000;
+/// Default `concurrency`.
+pub const DEFAULT_CONCURRENCY: u64 = 8;
+/// Default `retry_on`.
+pub const DEFAULT_RETRY_ON: [&str; 5] = ["5xx", "408", "429", "timeout", "connect"];
+/// Default `[spool] dir`, beside the config file.
+pub const DEFAULT_SPOOL_DIR: &str = "spool";
+/// Default `[spool] max_bytes`: 10 GiB.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+/// The most attempts a route may ask for (a header number, kept small).
+const MAX_MAX_ATTEMPTS: u64 = 1_000;
+/// The most attempts in flight a route may ask for.
+const MAX_CONCURRENCY: u64 = 1_024;
+
+impl Builder<'_> {
+    /// `delivery` and `[routes.retry]`: `None` for a sync route.
+    pub(super) fn delivery(&mut self, r: &RouteSection) -> Option<Box<RetryPolicy>> {
+        let is_async = match r.delivery.as_ref().map(|d| (d, d.get_ref().as_str())) {
+            None | Some((_, "sync")) => false,
+            Some((_, "async")) => true,
+            Some((d, other)) => {
+                self.error(
+                    span(d),
+                    format!("`delivery` is `sync` or `async`, not `{other}`"),
+                );
+                return None;
+            }
+        };
+        if !is_async {
+            if let Some(retry) = &r.retry {
+                self.warning(
+                    span(retry),
+                    "`[routes.retry]` only applies to a route with `delivery = \"async\"`",
+                );
+            }
+            return None;
+        }
+        if let (Some(d), Some(_)) = (&r.delivery, &r.forward_signature) {
+            self.error(
+                span(d),
+                "`delivery = \"async\"` cannot be combined with `forward_signature` yet",
+            );
+            return None;
+        }
+        let empty = RetrySection {
+            max_attempts: None,
+            max_age_secs: None,
+            min_backoff_ms: None,
+            max_backoff_ms: None,
+            retry_on: None,
+            concurrency: None,
+            ordering: None,
+        };
+        let retry = r.retry.as_ref().map_or(&empty, Spanned::get_ref);
+        Some(Box::new(self.retry(retry)?))
+    }
+
+    fn retry(&mut self, s: &RetrySection) -> Option<RetryPolicy> {
+        let before = self.mark();
+        let max_attempts = self.positive_or(&s.max_attempts, "max_attempts", DEFAULT_MAX_ATTEMPTS);
+        if let Some(v) = s
+            .max_attempts
+            .as_ref()
+            .filter(|_| max_attempts > MAX_MAX_ATTEMPTS)
+        {
+            self.error(
+                span(v),
+                format!("`max_attempts` is at most {MAX_MAX_ATTEMPTS}"),
+            );
+        }
+        let max_age = self.positive_or(&s.max_age_secs, "max_age_secs", DEFAULT_MAX_AGE_SECS);
+        let min_backoff =
+            self.positive_or(&s.min_backoff_ms, "min_backoff_ms", DEFAULT_MIN_BACKOFF_MS);
+        let max_backoff =
+            self.positive_or(&s.max_backoff_ms, "max_backoff_ms", DEFAULT_MAX_BACKOFF_MS);
+        if min_backoff > max_backoff {
+            let at = s.min_backoff_ms.as_ref().or(s.max_backoff_ms.as_ref());
+            self.error(
+                at.and_then(span),
+                format!(
+                    "`min_backoff_ms` ({min_backoff}) is over `max_backoff_ms` ({max_backoff})"
+                ),
+            );
+        }
+        let concurrency = self.positive_or(&s.concurrency, "concurrency", DEFAULT_CONCURRENCY);
+        if let Some(v) = s
+            .concurrency
+            .as_ref()
+            .filter(|_| concurrency > MAX_CONCURRENCY)
+        {
+            self.error(
+                span(v),
+                format!("`concurrency` is at most {MAX_CONCURRENCY}"),
+            );
+        }
+        let fifo = match s.ordering.as_ref().map(|o| (o, o.get_ref().as_str())) {
+            None | Some((_, "none")) => false,
+            Some((_, "fifo")) => true,
+            Some((o, other)) => {
+                self.error(
+                    span(o),
+                    format!("`ordering` is `none` or `fifo`, not `{other}`"),
+                );
+                false
+            }
+        };
+        let retry_on = match &s.retry_on {
+            None => DEFAULT_RETRY_ON
+                .iter()
+                .fold(RetryOn::default(), |mut on, item| {
+                    let _ = add_retry_on(&mut on, item);
+                    on
+                }),
+            Some(list) => {
+                let mut on = RetryOn::default();
+                for item in list.get_ref() {
+                    if let Err(message) = add_retry_on(&mut on, item.get_ref()) {
+                        self.error(span(item), message);
+                    }
+                }
+                on
+            }
+        };
+        if self.errors_since(before) {
+            return None;
+        }
+        Some(RetryPolicy {
+            max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
+            max_age: Duration::from_secs(max_age),
+            min_backoff: Duration::from_millis(min_backoff),
+            max_backoff: Duration::from_millis(max_backoff),
+            retry_on,
+            concurrency: usize::try_from(concurrency).unwrap_or(1),
+            fifo,
+        })
+    }
+
+    /// `[spool]`.
+    pub(super) fn spool(&mut self, s: Option<&Spanned<SpoolSection>>) -> SpoolSettings {
+        let section = s.map(Spanned::get_ref);
+        if let Some(backend) = section.and_then(|s| s.backend.as_ref()) {
+            match backend.get_ref().as_str() {
+                "local" => {}
+                "redis" => self.error(
+                    span(backend),
+                    "`backend = \"redis\"` is not built yet; use `local`",
+                ),
+                other => self.error(
+                    span(backend),
+                    format!("`backend` is `local`, not `{other}`"),
+                ),
+            }
+        }
+        let dir = section
+            .and_then(|s| s.dir.as_ref())
+            .map_or(DEFAULT_SPOOL_DIR, |d| d.get_ref().as_str());
+        if dir.trim().is_empty() {
+            if let Some(d) = section.and_then(|s| s.dir.as_ref()) {
+                self.error(span(d), "`dir` must not be empty");
+            }
+        }
+        let max_bytes = self.positive_or(
+            &section.and_then(|s| s.max_bytes.clone()),
+            "max_bytes",
+            DEFAULT_SPOOL_MAX_BYTES,
+        );
+        SpoolSettings {
+            dir: self.base_dir.join(dir),
+            max_bytes,
+        }
+    }
+}
+
+/// Adds one `retry_on` item: `5xx` (a class), `429` (a status), `timeout`, `connect`.
+fn add_retry_on(on: &mut RetryOn, item: &str) -> Result<(), String> {
+    match item {
+        "timeout" => on.timeout = true,
+        "connect" => on.connect = true,
+        _ => {
+            let bytes = item.as_bytes();
+            match bytes {
+                [d @ b'1'..=b'5', b'x', b'x'] => on.classes[usize::from(d - b'0')] = true,
+                _ => match item.parse::<u16>() {
+                    Ok(status) if (100..=599).contains(&status) && item.len() == 3 => {
+                        on.statuses.push(status);
+                    }
+                    _ => {
+                        return Err(format!(
+                            "`retry_on` takes `5xx`-like classes, statuses like `429`, `timeout` and `connect`, not `{item}`"
+                        ));
+                    }
+                },
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! The deliverer: one thread with its own runtime and upstream connection
+//! pool that attempts due deliveries, each route within its `concurrency`
+//! (one at a time in arrival order with `ordering = "fifo"`), and settles
+//! each attempt: delivered on a 2xx, tried again later (exponential backoff
+//! with full jitter, or the upstream's `Retry-After`) on what `retry_on`
+//! lists, a dead letter on anything else or past the limits. Every attempt
+//! goes to the route's upstream as the running config has it then.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use rand::Rng;
+
+use super::{Finished, Meta, Spool, Status, now_ms};
+use crate::forward::{ForwardError, Forwarder, pool};
+use crate::record::UpstreamError;
+use crate::reload::ConfigStore;
+use crate::runtime::{RetryPolicy, Route};
+use crate::shutdown::{Draining, InFlight};
+
+/// The longest the deliverer sleeps before looking at its queues again.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// Response body bytes an attempt reads and drops before closing the connection.
+const DISCARD_LIMIT: usize = 1024 * 1024;
+/// How long a delivery whose request could not be read waits for the next try.
+const STORE_RETRY_MS: u64 = 1000;
+
+/// The deliverer as a pingora background service.
+#[derive(Debug)]
+pub struct Deliverer {
+    spool: Spool,
+    store: ConfigStore,
+    attempts: InFlight,
+    draining: Draining,
+}
+
+impl Deliverer {
+    /// Delivers what `spool` holds to the routes of the config in `store`;
+    /// attempts in flight are counted in `attempts`; no new attempt starts
+    /// once `draining`.
+    pub fn new(spool: Spool, store: ConfigStore, attempts: InFlight, draining: Draining) -> Self {
+        Self {
+            spool,
+            store,
+            attempts,
+            draining,
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Deliverer {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        let context = Arc::new(Context {
+            spool: self.spool.clone(),
+            store: self.store.clone(),
+            attempts: self.attempts.clone(),
+            draining: self.draining.clone(),
+            forwarder: Forwarder::new(),
+        });
+        let spawned = std::thread::Builder::new()
+            .name("hookgate-deliverer".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(run(context)),
+                    Err(e) => log::error!("cannot start the deliverer's runtime: {e}"),
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot start the deliverer: {e}");
+        }
+    }
+}
+
+/// What every attempt shares.
+struct Context {
+    spool: Spool,
+    store: ConfigStore,
+    attempts: InFlight,
+    draining: Draining,
+    forwarder: Forwarder,
+}
+
+/// Starts due attempts until the shutdown begins; the process exit ends the
+/// attempts in flight (the drain waits for them within the grace period).
+async fn run(context: Arc<Context>) {
+    tokio::spawn(pool::sweep_forever());
+    let mut routes: (u64, HashMap<String, Arc<Route>>) = (0, HashMap::new());
+    loop {
+        if context.draining.is_draining() {
+            log::info!("deliverer: shutting down; pending deliveries stay queued");
+            return;
+        }
+        let config = context.store.snapshot();
+        if routes.0 != config.generation || routes.1.is_empty() {
+            let by_name = config
+                .routes
+                .iter()
+                .map(|r| (r.name.clone(), Arc::clone(r)))
+                .collect();
+            routes = (config.generation, by_name);
+        }
+        let now = now_ms();
+        let (due, next) = context
+            .spool
+            .take_due(now, |name| routes.1.get(name).cloned());
+        for (meta, route) in due {
+            let context = Arc::clone(&context);
+            tokio::spawn(async move { attempt(&context, meta, &route).await });
+        }
+        let wait = next.map_or(IDLE_CHECK, |at| {
+            Duration::from_millis(at.saturating_sub(now)).min(IDLE_CHECK)
+        });
+        tokio::select! {
+            () = context.spool.woken() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// What an attempt got.
+enum Answer {
+    /// The upstream's status, and its `Retry-After`.
+    Status(u16, Option<u64>),
+    /// No answer.
+    Failed(UpstreamError),
+}
+
+/// Attempts one delivery and settles it.
+async fn attempt(context: &Context, mut meta: Meta, route: &Route) {
+    let _counted = context.attempts.enter();
+    let default_policy;
+    let policy = match route.delivery.as_deref() {
+        Some(policy) => policy,
+        None => {
+            // The route became sync in a reload: its queue still drains.
+            default_policy = RetryPolicy::default();
+            &default_policy
+        }
+    };
+    let spool = &context.spool;
+    let metrics = spool.metrics().clone();
+    let now = now_ms();
+    if past_age(&meta, policy, now) {
+        return spool.finish(dead(meta, "max_age", &metrics)).await;
+    }
+    let request = match spool.request(meta.id) {
+        Ok(Some(request)) => request,
+        Ok(None) => {
+            log::error!(
+                "spool: delivery {} has no readable request; dropped",
+                meta.shown_id()
+            );
+            return spool.finish(Finished::Vanished(meta)).await;
+        }
+        Err(e) => {
+            log::error!("{e}");
+            meta.next_ms = now.saturating_add(STORE_RETRY_MS);
+            return spool.finish(Finished::Kept(meta)).await;
+        }
+    };
+    meta.attempts = meta.attempts.saturating_add(1);
+    meta.window_attempts = meta.window_attempts.saturating_add(1);
+    let Ok(wire) = request.to_wire(route, meta.attempts) else {
+        meta.last_error = Some("invalid_target".to_owned());
+        return spool.finish(dead(meta, "invalid_target", &metrics)).await;
+    };
+    let sent = context
+        .forwarder
+        .send(&route.upstream, route.upstream_timeout, wire)
+        .await;
+    let answer = match sent {
+        Ok(answered) => {
+            let (status, retry_after) = (answered.status(), answered.retry_after());
+            let head_only = request.method == "HEAD";
+            context
+                .forwarder
+                .discard(answered, DISCARD_LIMIT, head_only)
+                .await;
+            Answer::Status(status, retry_after)
+        }
+        Err(ForwardError::BeforeResponse(_, kind, e)) => {
+            log::info!(
+                "route {}: delivery {} attempt {}: {e}",
+                route.name,
+                meta.shown_id(),
+                meta.attempts
+            );
+            Answer::Failed(kind)
+        }
+        Err(ForwardError::AfterResponse(_)) => Answer::Failed(UpstreamError::Broken),
+    };
+    let now = now_ms();
+    let (retryable, retry_after) = match answer {
+        Answer::Status(status, _) if (200..300).contains(&status) => {
+            meta.last_status = Some(status);
+            meta.last_error = None;
+            metrics.delivery_attempt(&route.name, "delivered");
+            return spool.finish(Finished::Delivered(meta)).await;
+        }
+        Answer::Status(status, retry_after) => {
+            meta.last_status = Some(status);
+            meta.last_error = Some(format!("status {status}"));
+            (policy.retry_on.status(status), retry_after)
+        }
+        Answer::Failed(kind) => {
+            meta.last_status = None;
+            meta.last_error = Some(kind.as_str().to_owned());
+            let on = match kind {
+                UpstreamError::Timeout => policy.retry_on.timeout,
+                _ => policy.retry_on.connect,
+            };
+            (on, None)
+        }
+    };
+    if !retryable {
+        return spool.finish(dead(meta, "final", &metrics)).await;
+    }
+    if meta.window_attempts >= policy.max_attempts {
+        return spool.finish(dead(meta, "max_attempts", &metrics)).await;
+    }
+    let asked = retry_after.unwrap_or(0).saturating_mul(1000);
+    let wait = backoff(meta.window_attempts, policy).max(asked);
+    meta.next_ms = now.saturating_add(wait);
+    if past_age(&meta, policy, meta.next_ms) {
+        return spool.finish(dead(meta, "max_age", &metrics)).await;
+    }
+    metrics.delivery_attempt(&route.name, "retry");
+    spool.finish(Finished::Kept(meta)).await;
+}
+
+/// Whether a delivery is past `max_age_secs` at `at`.
+fn past_age(meta: &Meta, policy: &RetryPolicy, at: u64) -> bool {
+    let max_age = u64::try_from(policy.max_age.as_millis()).unwrap_or(u64::MAX);
+    at >= meta.window_ms.saturating_add(max_age)
+}
+
+/// Makes a delivery a dead letter, counted with `reason`.
+fn dead(mut meta: Meta, reason: &str, metrics: &crate::metrics::Metrics) -> Finished {
+    log::warn!(
+        "route {}: delivery {} is dead ({reason}) after {} attempt(s)",
+        meta.route,
+        meta.shown_id(),
+        meta.attempts
+    );
+    meta.status = Status::Dead;
+    if meta.last_error.is_none() {
+        meta.last_error = Some(reason.to_owned());
+    }
+    metrics.delivery_attempt(&meta.route, "dead");
+    metrics.dead_letter(&meta.route, reason);
+    Finished::Kept(meta)
+}
+
+/// The wait after the `failures`-th failed attempt, in ms: uniform between
+/// `min_backoff` and `min_backoff × 2^(failures-1)`, capped at `max_backoff`
+/// (exponential backoff with full jitter).
+pub fn backoff(failures: u32, policy: &RetryPolicy) -> u64 {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let (min, max) = (ms(policy.min_backoff), ms(policy.max_backoff));
+    let doublings = failures.saturating_sub(1).min(62);
+    let cap = min
+        .saturating_mul(1u64 << doublings)
+        .clamp(min, max.max(min));
+    rand::rng().random_range(min..=cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_within_its_bounds() {
+        let policy = RetryPolicy {
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(1000),
+            ..RetryPolicy::default()
+        };
+        for _ in 0..200 {
+            assert_eq!(backoff(1, &policy), 100);
+            assert!((100..=200).contains(&backoff(2, &policy)));
+            assert!((100..=800).contains(&backoff(4, &policy)));
+            assert!((100..=1000).contains(&backoff(30, &policy)));
+            assert!((100..=1000).contains(&backoff(u32::MAX, &policy)));
+        }
+    }
+}

@@ -1,0 +1,662 @@
+//! Durable async delivery: a route with `delivery = "async"` hands its verified
+//! request to the spool, which makes it durable before the provider hears 202,
+//! and the [`deliver`]er sends it upstream in the background until the app
+//! answers 2xx or the route's retry limits turn it into a dead letter.
+//!
+//! Writes go through one committer thread: it takes every change waiting
+//! (new deliveries, attempts' results, removals) and applies them in one
+//! durable transaction, so concurrent requests share one fsync (group commit).
+//! The index of deliveries (their records, not their requests) is kept in
+//! memory and rebuilt from the [`store`] at startup; requests are read from
+//! the store at each attempt.
+
+pub mod deliver;
+pub mod request;
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::runtime::{Route, RuntimeConfig, SpoolSettings};
+use crate::state::{DedupKey, State};
+use request::StoredRequest;
+use store::{Local, Op, Store, StoreError};
+
+/// What a delivery's record costs in the `max_bytes` budget besides its request.
+const RECORD_COST: u64 = 512;
+/// Changes waiting for the committer, at most; more wait their turn.
+const COMMIT_QUEUE: usize = 4096;
+/// Changes the committer applies in one transaction, at most.
+const MAX_GROUP: usize = 1024;
+/// Most records a listing returns.
+pub const MAX_LISTED: usize = 1000;
+
+/// Whether a delivery is still being tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting for its next attempt, or being attempted.
+    Pending,
+    /// A dead letter: not tried again unless retried from the admin API.
+    Dead,
+}
+
+impl Status {
+    /// `pending` or `dead`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+/// A dedup claim kept by a queued delivery: marked delivered on the app's 2xx,
+/// released when the delivery dies or is deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptClaim {
+    /// The dedup key.
+    pub key: String,
+    /// The claim's token.
+    pub token: u64,
+    /// How long a delivered key is remembered, in seconds.
+    pub ttl_secs: u64,
+}
+
+/// A delivery's record (everything but its request).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// The id, as in the 202's `id` (shown as 16 hex digits).
+    pub id: u64,
+    /// The route's name.
+    pub route: String,
+    /// When it was accepted, unix ms.
+    pub created_ms: u64,
+    /// Age and attempts count from here: acceptance, or the last retry from the admin API.
+    pub window_ms: u64,
+    /// Attempts made; the next one carries `x-webhook-attempt: attempts + 1`.
+    pub attempts: u32,
+    /// Attempts made since `window_ms`.
+    pub window_attempts: u32,
+    /// When the next attempt is due, unix ms.
+    pub next_ms: u64,
+    /// Pending or dead.
+    pub status: Status,
+    /// What went wrong last.
+    pub last_error: Option<String>,
+    /// The upstream's last status.
+    pub last_status: Option<u16>,
+    /// The event id, when the scheme has one.
+    pub event_id: Option<String>,
+    /// The dedup claim it holds.
+    pub claim: Option<KeptClaim>,
+    /// Bytes of its stored request.
+    pub request_bytes: u64,
+    /// Bytes of its body.
+    pub body_bytes: u64,
+}
+
+impl Meta {
+    /// The id as shown.
+    pub fn shown_id(&self) -> String {
+        format!("{:016x}", self.id)
+    }
+
+    /// What it costs in the budget.
+    fn cost(&self) -> u64 {
+        self.request_bytes.saturating_add(RECORD_COST)
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// Parses an id as shown.
+pub fn parse_id(text: &str) -> Option<u64> {
+    (text.len() == 16)
+        .then(|| u64::from_str_radix(text, 16).ok())
+        .flatten()
+}
+
+/// Now, unix ms.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Why a delivery was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The `max_bytes` budget is spent.
+    Full,
+    /// The store failed.
+    Failed(StoreError),
+}
+
+/// Why an admin action on a delivery did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminError {
+    /// No such delivery.
+    NotFound,
+    /// It is being attempted right now.
+    InFlight,
+    /// The store failed.
+    Failed(StoreError),
+}
+
+/// How an attempt ended, for [`Spool::finish`].
+#[derive(Debug)]
+pub enum Finished {
+    /// The app answered 2xx: gone from the spool.
+    Delivered(Meta),
+    /// Tried again at `next_ms`, or dead: the record as it is now.
+    Kept(Meta),
+    /// The request was not in the store: the record is dropped.
+    Vanished(Meta),
+}
+
+/// Deliveries per route for the metrics: pending, dead, the oldest pending's age.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Depth {
+    /// Pending deliveries.
+    pub pending: u64,
+    /// Dead letters.
+    pub dead: u64,
+    /// Age of the oldest pending delivery, in seconds.
+    pub oldest_secs: u64,
+}
+
+/// A group of changes and who waits for them.
+struct Job {
+    ops: Vec<Op>,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The spool; cheap to clone.
+#[derive(Clone)]
+pub struct Spool(Arc<Inner>);
+
+struct Inner {
+    settings: SpoolSettings,
+    store: Mutex<Option<Arc<dyn Store>>>,
+    commits: mpsc::Sender<Job>,
+    queue: Mutex<Queue>,
+    used: AtomicU64,
+    next_id: AtomicU64,
+    wake: Notify,
+    state: State,
+    metrics: Metrics,
+}
+
+impl fmt::Debug for Spool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spool")
+            .field("dir", &self.0.settings.dir)
+            .field("used", &self.0.used.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The in-memory index.
+#[derive(Default)]
+struct Queue {
+    /// Every delivery, pending or dead, by id (arrival order).
+    metas: BTreeMap<u64, Meta>,
+    routes: HashMap<String, RouteQueue>,
+}
+
+/// One route's pending deliveries that are not being attempted.
+#[derive(Default)]
+struct RouteQueue {
+    /// By due time, then id.
+    due: BTreeSet<(u64, u64)>,
+    /// By id (for `fifo`: the head is the oldest).
+    waiting: BTreeSet<u64>,
+    /// Being attempted.
+    in_flight: usize,
+}
+
+impl Queue {
+    fn insert(&mut self, meta: Meta) {
+        let rq = self.routes.entry(meta.route.clone()).or_default();
+        if meta.status == Status::Pending {
+            rq.due.insert((meta.next_ms, meta.id));
+            rq.waiting.insert(meta.id);
+        }
+        self.metas.insert(meta.id, meta);
+    }
+
+    /// Takes `id` out of its route's waiting sets; `false` when it is being
+    /// attempted (pending but not waiting).
+    fn unqueue(&mut self, id: u64) -> Option<bool> {
+        let meta = self.metas.get(&id)?;
+        let rq = self.routes.entry(meta.route.clone()).or_default();
+        if meta.status == Status::Dead {
+            return Some(true);
+        }
+        let was_waiting = rq.waiting.remove(&id);
+        rq.due.remove(&(meta.next_ms, id));
+        Some(was_waiting)
+    }
+}
+
+impl Queue {
+    /// Takes `id` out of its route's queue for an admin action: refused when
+    /// there is no such delivery, or while it is being attempted.
+    fn take_out(&mut self, id: u64) -> Result<(), AdminError> {
+        match self.unqueue(id) {
+            None => Err(AdminError::NotFound),
+            Some(false) => Err(AdminError::InFlight),
+            Some(true) => Ok(()),
+        }
+    }
+}
+
+impl Spool {
+    /// The spool `settings` describe. Its store is opened now when `open_now`
+    /// (a route is async) or when it holds deliveries from before, else on the
+    /// first delivery. Fails when the store exists but cannot be read.
+    pub fn new(
+        settings: &SpoolSettings,
+        open_now: bool,
+        state: State,
+        metrics: Metrics,
+    ) -> Result<Self, String> {
+        let (commits, jobs) = mpsc::channel(COMMIT_QUEUE);
+        let spool = Self(Arc::new(Inner {
+            settings: settings.clone(),
+            store: Mutex::new(None),
+            commits,
+            queue: Mutex::new(Queue::default()),
+            used: AtomicU64::new(0),
+            next_id: AtomicU64::new(0),
+            wake: Notify::new(),
+            state,
+            metrics,
+        }));
+        if open_now || exists(&settings.dir) {
+            spool.store().map_err(|e| e.to_string())?;
+        }
+        // The committer holds the spool weakly: when the last handle is gone,
+        // the channel closes and the thread ends.
+        let committer = Arc::downgrade(&spool.0);
+        std::thread::Builder::new()
+            .name("hookgate-spool".into())
+            .spawn(move || commit_forever(&committer, jobs))
+            .map_err(|e| format!("cannot start the spool's committer: {e}"))?;
+        Ok(spool)
+    }
+
+    /// The store, opened (and the index loaded from it) on first use.
+    fn store(&self) -> Result<Arc<dyn Store>, StoreError> {
+        let mut slot = self.0.store.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(store) = &*slot {
+            return Ok(Arc::clone(store));
+        }
+        let store: Arc<dyn Store> = Arc::new(Local::open(&self.0.settings.dir)?);
+        let metas = store.metas()?;
+        let mut queue = self.queue();
+        let mut used = 0u64;
+        let mut last = 0u64;
+        let mut pending = 0usize;
+        for meta in metas {
+            used = used.saturating_add(meta.cost());
+            last = last.max(meta.id);
+            pending += usize::from(meta.status == Status::Pending);
+            queue.insert(meta);
+        }
+        drop(queue);
+        self.0.used.fetch_add(used, Ordering::AcqRel);
+        // Ids grow across restarts: from the clock in µs, past any stored one.
+        let from_clock = now_ms().saturating_mul(1000);
+        self.0
+            .next_id
+            .store(from_clock.max(last.saturating_add(1)), Ordering::Release);
+        log::info!(
+            "spool {}: {pending} pending deliveries, {used} bytes",
+            self.0.settings.dir.display()
+        );
+        *slot = Some(Arc::clone(&store));
+        self.0.wake.notify_one();
+        Ok(store)
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.0.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies `ops` durably, with whatever else is waiting.
+    async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let (done, result) = oneshot::channel();
+        let gone = || StoreError("the committer has stopped".to_owned());
+        self.0
+            .commits
+            .send(Job { ops, done })
+            .await
+            .map_err(|_| gone())?;
+        result.await.map_err(|_| gone())?
+    }
+
+    /// Accepts a delivery for `route`: stored durably before this returns its
+    /// id, then attempted by the deliverer.
+    pub async fn enqueue(
+        &self,
+        route: &str,
+        event_id: Option<String>,
+        claim: Option<KeptClaim>,
+        request: &StoredRequest,
+    ) -> Result<u64, Refused> {
+        let bytes = request.encode();
+        let now = now_ms();
+        let mut meta = Meta {
+            id: 0,
+            route: route.to_owned(),
+            created_ms: now,
+            window_ms: now,
+            attempts: 0,
+            window_attempts: 0,
+            next_ms: now,
+            status: Status::Pending,
+            last_error: None,
+            last_status: None,
+            event_id,
+            claim,
+            request_bytes: bytes.len() as u64,
+            body_bytes: request.body.len() as u64,
+        };
+        if let Err(e) = self.store() {
+            return Err(Refused::Failed(e));
+        }
+        let cost = meta.cost();
+        let max = self.0.settings.max_bytes;
+        let reserved = self
+            .0
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(cost).filter(|total| *total <= max)
+            });
+        if reserved.is_err() {
+            return Err(Refused::Full);
+        }
+        meta.id = self.0.next_id.fetch_add(1, Ordering::AcqRel);
+        let id = meta.id;
+        if let Err(e) = self.commit(vec![Op::Insert(meta.clone(), bytes)]).await {
+            self.0.used.fetch_sub(cost, Ordering::AcqRel);
+            return Err(Refused::Failed(e));
+        }
+        self.queue().insert(meta);
+        self.0.wake.notify_one();
+        Ok(id)
+    }
+
+    /// Waits until something may have become due.
+    pub async fn woken(&self) {
+        self.0.wake.notified().await;
+    }
+
+    /// Takes the deliveries due at `now` that their routes have room for
+    /// (`concurrency`, `fifo`), each with its route in `config`, and says when
+    /// the next one will be due. A route missing from `config` keeps its
+    /// deliveries pending.
+    pub fn take_due(
+        &self,
+        now: u64,
+        route: impl Fn(&str) -> Option<Arc<Route>>,
+    ) -> (Vec<(Meta, Arc<Route>)>, Option<u64>) {
+        let mut queue = self.queue();
+        let Queue { metas, routes } = &mut *queue;
+        let mut taken = Vec::new();
+        let mut next: Option<u64> = None;
+        let mut soonest = |at: u64| next = Some(next.map_or(at, |n| n.min(at)));
+        for (name, rq) in routes.iter_mut() {
+            if rq.waiting.is_empty() {
+                continue;
+            }
+            let Some(route) = route(name) else {
+                continue;
+            };
+            let (concurrency, fifo) = route
+                .delivery
+                .as_deref()
+                .map_or((1, true), |p| (p.concurrency, p.fifo));
+            while rq.in_flight < concurrency {
+                let head = if fifo {
+                    if rq.in_flight > 0 {
+                        break;
+                    }
+                    rq.waiting
+                        .first()
+                        .and_then(|id| metas.get(id))
+                        .map(|m| (m.next_ms, m.id))
+                } else {
+                    rq.due.first().copied()
+                };
+                let Some((due, id)) = head else { break };
+                if due > now {
+                    soonest(due);
+                    break;
+                }
+                rq.due.remove(&(due, id));
+                rq.waiting.remove(&id);
+                rq.in_flight += 1;
+                if let Some(meta) = metas.get(&id) {
+                    taken.push((meta.clone(), Arc::clone(&route)));
+                }
+            }
+        }
+        (taken, next)
+    }
+
+    /// A delivery's request, as stored.
+    pub fn request(&self, id: u64) -> Result<Option<StoredRequest>, StoreError> {
+        let bytes = self.store()?.request(id)?;
+        Ok(bytes.and_then(|b| StoredRequest::decode(&b)))
+    }
+
+    /// Records how an attempt ended (durably), settles its dedup claim, and
+    /// puts a delivery still pending back in its route's queue.
+    pub async fn finish(&self, finished: Finished) {
+        let (op, meta, gone) = match finished {
+            Finished::Delivered(meta) => (Op::Remove(meta.id), meta, true),
+            Finished::Vanished(meta) => (Op::Remove(meta.id), meta, true),
+            Finished::Kept(meta) => (Op::Update(meta.clone()), meta, false),
+        };
+        if let Err(e) = self.commit(vec![op]).await {
+            log::error!("spool: delivery {} not updated: {e}", meta.shown_id());
+        }
+        if gone {
+            self.0.used.fetch_sub(meta.cost(), Ordering::AcqRel);
+        }
+        {
+            let mut queue = self.queue();
+            if let Some(rq) = queue.routes.get_mut(&meta.route) {
+                rq.in_flight = rq.in_flight.saturating_sub(1);
+            }
+            if gone {
+                queue.metas.remove(&meta.id);
+            } else {
+                queue.insert(meta.clone());
+            }
+        }
+        self.0.wake.notify_one();
+        if let Some(claim) = &meta.claim {
+            let key = DedupKey::from_stored(&claim.key);
+            let settled = if gone && meta.last_status.is_some_and(|s| (200..300).contains(&s)) {
+                let ttl = Duration::from_secs(claim.ttl_secs);
+                self.0.state.mark_delivered(&key, ttl).await
+            } else if gone || meta.status == Status::Dead {
+                self.0.state.release_claim(&key, claim.token).await
+            } else {
+                Ok(())
+            };
+            if let Err(e) = settled {
+                log::warn!("spool: delivery {}: {e}", meta.shown_id());
+            }
+        }
+    }
+
+    /// Deliveries, oldest first, of `route` (all when `None`) with `status`
+    /// (any when `None`), at most `limit`.
+    pub fn list(&self, route: Option<&str>, status: Option<Status>, limit: usize) -> Vec<Meta> {
+        self.queue()
+            .metas
+            .values()
+            .filter(|m| route.is_none_or(|r| m.route == r))
+            .filter(|m| status.is_none_or(|s| m.status == s))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// One delivery's record, and whether it is being attempted now.
+    pub fn get(&self, id: u64) -> Option<(Meta, bool)> {
+        let queue = self.queue();
+        let meta = queue.metas.get(&id)?;
+        let waiting = queue
+            .routes
+            .get(&meta.route)
+            .is_some_and(|rq| rq.waiting.contains(&id));
+        Some((meta.clone(), meta.status == Status::Pending && !waiting))
+    }
+
+    /// Makes a delivery due now with fresh limits (`max_attempts`,
+    /// `max_age_secs` count from now); a dead letter becomes pending again.
+    pub async fn retry(&self, id: u64) -> Result<Meta, AdminError> {
+        let meta = {
+            let mut queue = self.queue();
+            queue.take_out(id)?;
+            let Some(meta) = queue.metas.get_mut(&id) else {
+                return Err(AdminError::NotFound);
+            };
+            let now = now_ms();
+            meta.status = Status::Pending;
+            meta.next_ms = now;
+            meta.window_ms = now;
+            meta.window_attempts = 0;
+            let meta = meta.clone();
+            // Counted in flight until stored, so the deliverer leaves it alone.
+            queue
+                .routes
+                .entry(meta.route.clone())
+                .or_default()
+                .in_flight += 1;
+            meta
+        };
+        let stored = self.commit(vec![Op::Update(meta.clone())]).await;
+        {
+            let mut queue = self.queue();
+            if let Some(rq) = queue.routes.get_mut(&meta.route) {
+                rq.in_flight = rq.in_flight.saturating_sub(1);
+            }
+            queue.insert(meta.clone());
+        }
+        self.0.wake.notify_one();
+        stored.map_err(AdminError::Failed)?;
+        Ok(meta)
+    }
+
+    /// Deletes a delivery that is not being attempted; its dedup claim is released.
+    pub async fn delete(&self, id: u64) -> Result<Meta, AdminError> {
+        let meta = {
+            let mut queue = self.queue();
+            queue.take_out(id)?;
+            queue.metas.remove(&id).ok_or(AdminError::NotFound)?
+        };
+        if let Err(e) = self.commit(vec![Op::Remove(id)]).await {
+            // Still stored: back in the index, as it will be after a restart.
+            self.queue().insert(meta);
+            return Err(AdminError::Failed(e));
+        }
+        self.0.used.fetch_sub(meta.cost(), Ordering::AcqRel);
+        if let Some(claim) = &meta.claim {
+            let key = DedupKey::from_stored(&claim.key);
+            if let Err(e) = self.0.state.release_claim(&key, claim.token).await {
+                log::warn!("spool: delivery {}: {e}", meta.shown_id());
+            }
+        }
+        Ok(meta)
+    }
+
+    /// Per route: pending, dead, the oldest pending's age at `now`.
+    pub fn depth(&self, now: u64) -> BTreeMap<String, Depth> {
+        let queue = self.queue();
+        let mut out: BTreeMap<String, Depth> = BTreeMap::new();
+        for meta in queue.metas.values() {
+            let d = out.entry(meta.route.clone()).or_default();
+            match meta.status {
+                Status::Pending => {
+                    d.pending += 1;
+                    d.oldest_secs = d
+                        .oldest_secs
+                        .max(now.saturating_sub(meta.created_ms) / 1000);
+                }
+                Status::Dead => d.dead += 1,
+            }
+        }
+        out
+    }
+
+    /// Bytes of the budget in use.
+    pub fn used_bytes(&self) -> u64 {
+        self.0.used.load(Ordering::Acquire)
+    }
+
+    /// The metrics the spool counts into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+}
+
+/// Applies groups of changes as they come, each group in one durable
+/// transaction, until the spool is gone.
+fn commit_forever(spool: &std::sync::Weak<Inner>, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(first) = jobs.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut ops = Vec::with_capacity(group.len());
+        let mut waiting = Vec::with_capacity(group.len());
+        for job in group {
+            ops.extend(job.ops);
+            waiting.push(job.done);
+        }
+        let Some(inner) = spool.upgrade() else { return };
+        let result = Spool(inner).store().and_then(|store| store.commit(ops));
+        if let Err(e) = &result {
+            log::error!("{e}");
+        }
+        for done in waiting {
+            let _ = done.send(result.clone());
+        }
+    }
+}
+
+/// Whether a config needs the spool now: a route is async.
+pub fn needed(config: &RuntimeConfig) -> bool {
+    config.routes.iter().any(|r| r.delivery.is_some())
+}
+
+fn exists(dir: &Path) -> bool {
+    dir.join("deliveries.redb").exists()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,199 @@
+//! The spool on a real local store: durable acceptance, the budget, the
+//! route queues (`concurrency`, `fifo`), settling attempts, the admin
+//! actions, and recovery after a restart.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::runtime::SpoolSettings;
+
+fn request(body: &str) -> StoredRequest {
+    StoredRequest {
+        method: "POST".into(),
+        path: "/hook".into(),
+        remainder: String::new(),
+        query: None,
+        headers: format!("Content-Length: {}\r\n", body.len()).into_bytes(),
+        body: Bytes::copy_from_slice(body.as_bytes()),
+    }
+}
+
+fn spool(dir: &Path, max_bytes: u64) -> Spool {
+    let settings = SpoolSettings {
+        dir: dir.to_owned(),
+        max_bytes,
+    };
+    let state = State::new(
+        &crate::runtime::StateSettings {
+            redis: None,
+            timeout: Duration::from_millis(100),
+            max_entries: 100,
+        },
+        Metrics::new(),
+    )
+    .unwrap();
+    Spool::new(&settings, false, state, Metrics::new()).unwrap()
+}
+
+fn route(text: &str) -> Arc<Route> {
+    let toml = format!(
+        "[[routes]]\nname = \"hook\"\npath = \"/hook\"\nupstream = \"http://127.0.0.1:9\"\n\
+         verify = {{ scheme = \"rye\", secrets = [\"k\"] }}\ndelivery = \"async\"\n{text}"
+    );
+    let config = crate::config::load_str(Path::new("c.toml"), &toml)
+        .unwrap()
+        .config;
+    Arc::clone(config.routes.iter().next().unwrap())
+}
+
+#[tokio::test]
+async fn accepted_deliveries_survive_a_restart_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = spool(dir.path(), 1 << 20);
+    assert!(
+        !exists(dir.path()),
+        "nothing is created before it is needed"
+    );
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let body = format!("event {i}");
+        ids.push(
+            first
+                .enqueue("hook", None, None, &request(&body))
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    drop(first);
+    let again = spool(dir.path(), 1 << 20);
+    let listed: Vec<u64> = again
+        .list(Some("hook"), Some(Status::Pending), 10)
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(listed, ids);
+    assert_eq!(again.request(ids[2]).unwrap().unwrap(), request("event 2"));
+    let newer = again
+        .enqueue("hook", None, None, &request("later"))
+        .await
+        .unwrap();
+    assert!(newer > ids[4], "ids keep growing after a restart");
+}
+
+#[tokio::test]
+async fn the_budget_refuses_what_does_not_fit_and_frees_what_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = request("x").encode().len() as u64 + RECORD_COST;
+    let spool = spool(dir.path(), 2 * one);
+    let a = spool
+        .enqueue("hook", None, None, &request("x"))
+        .await
+        .unwrap();
+    spool
+        .enqueue("hook", None, None, &request("y"))
+        .await
+        .unwrap();
+    assert_eq!(
+        spool.enqueue("hook", None, None, &request("z")).await,
+        Err(Refused::Full)
+    );
+    spool.delete(a).await.unwrap();
+    assert_eq!(spool.used_bytes(), one);
+    spool
+        .enqueue("hook", None, None, &request("z"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn routes_take_what_their_concurrency_and_ordering_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool(dir.path(), 1 << 20);
+    for i in 0..4 {
+        spool
+            .enqueue("hook", None, None, &request(&i.to_string()))
+            .await
+            .unwrap();
+    }
+    let later = now_ms() + 60_000;
+    let two = route("retry = { concurrency = 2 }");
+    let (taken, _) = spool.take_due(later, |_| Some(Arc::clone(&two)));
+    assert_eq!(taken.len(), 2);
+    let (more, _) = spool.take_due(later, |_| Some(Arc::clone(&two)));
+    assert!(more.is_empty(), "two in flight already");
+    // A route that is gone keeps its deliveries.
+    assert!(spool.take_due(later, |_| None).0.is_empty());
+    // One finishes for a retry in a minute; another is delivered.
+    let (mut retried, _) = taken[0].clone();
+    retried.next_ms = later + 60_000;
+    spool.finish(Finished::Kept(retried.clone())).await;
+    spool.finish(Finished::Delivered(taken[1].0.clone())).await;
+    let fifo = route("retry = { ordering = \"fifo\", concurrency = 4 }");
+    let (head, next) = spool.take_due(later, |_| Some(Arc::clone(&fifo)));
+    // fifo: the oldest comes first and waits for its turn; nothing else passes it.
+    assert!(head.is_empty(), "{head:?}");
+    assert_eq!(next, Some(retried.next_ms));
+    let (head, _) = spool.take_due(retried.next_ms, |_| Some(Arc::clone(&fifo)));
+    assert_eq!(
+        head.iter().map(|(m, _)| m.id).collect::<Vec<_>>(),
+        [retried.id]
+    );
+    assert_eq!(
+        spool.list(None, None, 10).len(),
+        3,
+        "the delivered one is gone"
+    );
+}
+
+#[tokio::test]
+async fn dead_letters_are_retried_or_deleted_from_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool(dir.path(), 1 << 20);
+    let id = spool
+        .enqueue("hook", None, None, &request("x"))
+        .await
+        .unwrap();
+    let route = route("");
+    let (taken, _) = spool.take_due(now_ms(), |_| Some(Arc::clone(&route)));
+    let mut meta = taken[0].0.clone();
+    assert_eq!(spool.retry(id).await, Err(AdminError::InFlight));
+    assert_eq!(spool.delete(id).await, Err(AdminError::InFlight));
+    meta.status = Status::Dead;
+    meta.attempts = 3;
+    meta.window_attempts = 3;
+    spool.finish(Finished::Kept(meta)).await;
+    assert_eq!(spool.list(None, Some(Status::Dead), 10).len(), 1);
+    assert_eq!(spool.depth(now_ms())["hook"].dead, 1);
+    let retried = spool.retry(id).await.unwrap();
+    assert_eq!(
+        (retried.status, retried.attempts, retried.window_attempts),
+        (Status::Pending, 3, 0)
+    );
+    assert_eq!(
+        spool
+            .take_due(now_ms(), |_| Some(Arc::clone(&route)))
+            .0
+            .len(),
+        1
+    );
+    assert_eq!(spool.retry(u64::MAX).await, Err(AdminError::NotFound));
+    drop(spool);
+    // The retry was stored: pending after a restart.
+    let again = self::spool(dir.path(), 1 << 20);
+    assert_eq!(again.get(id).unwrap().0.status, Status::Pending);
+    again.delete(id).await.unwrap();
+    assert!(again.get(id).is_none());
+    assert_eq!(again.used_bytes(), 0);
+}
+
+#[test]
+fn ids_parse_as_shown() {
+    let meta_id = 0x0123_4567_89ab_cdef_u64;
+    assert_eq!(parse_id(&format!("{meta_id:016x}")), Some(meta_id));
+    for bad in ["", "123", "0123456789abcdeg", "0123456789abcdef0"] {
+        assert_eq!(parse_id(bad), None, "{bad}");
+    }
+}
