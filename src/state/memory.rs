@@ -1,8 +1,11 @@
 //! The replay cache in this process's memory: at most `max_entries` keys,
 //! each expiring on its own; past the bound the least recently used goes
-//! first, and is counted.
+//! first, and is counted. Large caches are split in shards by the key's hash,
+//! each with its own lock and its share of the bound, so worker threads rarely
+//! wait on each other and a growing table rehashes a shard at a time.
 
-use std::sync::{Arc, Mutex};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
@@ -27,26 +30,50 @@ impl Entry {
     }
 }
 
+/// Shards of a large cache.
+const SHARDS: usize = 16;
+/// Below this many entries a cache is one shard, so its bound is exact.
+const SHARDED_FROM: usize = 4096;
+
+type Shard = Mutex<LruCache<Arc<str>, Entry>>;
+
 /// The bounded cache.
 pub(super) struct Memory {
+    /// Entries each shard holds at most.
     max_entries: usize,
-    entries: Mutex<LruCache<Arc<str>, Entry>>,
+    shards: Box<[Shard]>,
+    hasher: RandomState,
 }
 
 impl Memory {
     /// An empty cache of at most `max_entries` keys (allocated as it fills).
     pub(super) fn new(max_entries: usize) -> Self {
+        let max_entries = max_entries.max(1);
+        let shards = if max_entries < SHARDED_FROM {
+            1
+        } else {
+            SHARDS
+        };
         Self {
-            max_entries: max_entries.max(1),
-            entries: Mutex::new(LruCache::unbounded()),
+            max_entries: max_entries.div_ceil(shards),
+            shards: (0..shards)
+                .map(|_| Mutex::new(LruCache::unbounded()))
+                .collect(),
+            hasher: RandomState::new(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<Arc<str>, Entry>> {
+    /// The shard holding `key`, locked.
+    fn lock(&self, key: &DedupKey) -> MutexGuard<'_, LruCache<Arc<str>, Entry>> {
+        let shard = if self.shards.len() == 1 {
+            0
+        } else {
+            (self.hasher.hash_one(key.as_str()) % self.shards.len() as u64) as usize
+        };
         // A panic while holding the lock leaves whole entries behind: keep going.
-        self.entries
+        self.shards[shard]
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Claims `key` for `token` unless a live entry holds it.
@@ -58,7 +85,7 @@ impl Memory {
         metrics: &Metrics,
     ) -> Found {
         let now = Instant::now();
-        let mut entries = self.lock();
+        let mut entries = self.lock(key);
         match entries.get(key.as_str()) {
             Some(Entry::Delivered { until }) if *until > now => return Found::Delivered,
             Some(Entry::Pending { until, .. }) if *until > now => {
@@ -79,12 +106,12 @@ impl Memory {
     pub(super) fn mark(&self, key: &DedupKey, ttl: Duration, metrics: &Metrics) {
         let now = Instant::now();
         let entry = Entry::Delivered { until: now + ttl };
-        self.insert(&mut self.lock(), key, entry, now, metrics);
+        self.insert(&mut self.lock(key), key, entry, now, metrics);
     }
 
     /// Drops `key` if `token` still holds it.
     pub(super) fn release(&self, key: &DedupKey, token: u64) {
-        let mut entries = self.lock();
+        let mut entries = self.lock(key);
         if matches!(entries.peek(key.as_str()), Some(Entry::Pending { token: t, .. }) if *t == token)
         {
             entries.pop(key.as_str());
@@ -114,6 +141,9 @@ impl Memory {
     /// Keys held now, expired ones included until they are pushed out.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.lock().len()
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
     }
 }

@@ -100,6 +100,24 @@ async fn the_bound_evicts_the_least_recently_used_and_counts_it() {
     assert!(text.contains("hookgate_state_evictions_total 2"), "{text}");
 }
 
+#[tokio::test]
+async fn a_sharded_cache_holds_its_bound() {
+    let (state, metrics) = memory(10_000);
+    for i in 0..20_000 {
+        let Claim::Claimed(hold) = claim(&state, &format!("evt_{i}")).await else {
+            panic!("claim {i}");
+        };
+        hold.delivered(Duration::from_secs(60)).await.unwrap();
+    }
+    assert_eq!(state.0.memory.len(), 10_000);
+    assert!(matches!(claim(&state, "evt_19999").await, Claim::Delivered));
+    let text = String::from_utf8(metrics.render().1).unwrap();
+    assert!(
+        text.contains("hookgate_state_evictions_total 10000"),
+        "{text}"
+    );
+}
+
 #[test]
 fn keys_are_namespaced_by_route_and_long_ids_hashed() {
     assert_eq!(DedupKey::new("r", "e").as_str(), "hookgate:dedup:r:e");
