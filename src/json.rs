@@ -68,9 +68,7 @@ impl JsonPointer {
                 Value::Object(object) => object
                     .entry(segment.clone())
                     .or_insert_with(|| Value::Object(serde_json::Map::new())),
-                Value::Array(items) => segment
-                    .parse::<usize>()
-                    .ok()
+                Value::Array(items) => array_index(segment)
                     .and_then(|i| items.get_mut(i))
                     .ok_or_else(crossing)?,
                 _ => return Err(crossing()),
@@ -81,9 +79,7 @@ impl JsonPointer {
                 object.insert(last.clone(), value);
             }
             Value::Array(items) => {
-                let slot = last
-                    .parse::<usize>()
-                    .ok()
+                let slot = array_index(last)
                     .and_then(|i| items.get_mut(i))
                     .ok_or_else(crossing)?;
                 *slot = value;
@@ -193,7 +189,17 @@ impl<'a> JsonBody<'a> {
 
     fn raw_at(&self, pointer: &JsonPointer) -> Option<&'a str> {
         let (first, rest) = pointer.segments.split_first()?;
-        let mut current = self.top(first)?.get(first)?;
+        let mut current = match self.top(first) {
+            Some(members) => members.get(first)?,
+            // Not an object: an array body (SendGrid's events) is read by index.
+            None => {
+                let start = self.bytes.iter().position(|b| !b" \t\n\r".contains(b))?;
+                if self.bytes[start] != b'[' {
+                    return None;
+                }
+                child(std::str::from_utf8(&self.bytes[start..]).ok()?, first)?
+            }
+        };
         for segment in rest {
             current = child(current, segment)?;
         }
@@ -231,12 +237,21 @@ fn child<'a>(text: &'a str, segment: &str) -> Option<&'a str> {
     match text.as_bytes().first()? {
         b'{' => members(text.as_bytes(), None)?.get(segment),
         b'[' => {
-            let index: usize = segment.parse().ok()?;
+            let index = array_index(segment)?;
             let items: Vec<&'a RawValue> = serde_json::from_str(text).ok()?;
             items.get(index).map(|item| item.get())
         }
         _ => None,
     }
+}
+
+/// An array index as RFC 6901 writes it: `0`, or digits without a leading zero
+/// (`01` and `+1` name no element).
+fn array_index(segment: &str) -> Option<usize> {
+    let digits = !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit());
+    (digits && (segment == "0" || !segment.starts_with('0')))
+        .then(|| segment.parse().ok())
+        .flatten()
 }
 
 #[cfg(test)]
@@ -297,6 +312,43 @@ mod tests {
         }
         let deep = "[".repeat(10_000);
         assert_eq!(JsonBody::new(deep.as_bytes()).text_at(&ptr("/0")), None);
+    }
+
+    /// Found by the `json` fuzz target (the input exactly): SendGrid's body is
+    /// an array, and `/0/...` pointers must reach into it as RFC 6901 says.
+    #[test]
+    fn an_array_body_is_read_by_index() {
+        let input = br#"/0
+[{"email":"hello@world.com","event":"dropped","reason":"Bounced Address","sg_event_id":"ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA","sg_message_id":"LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0","smtp-id":"<LRzXl_NHStOGhQ4kofSm_A@ismtpd0039p1iad1.sendgrid.net>","timestamp":1600112492}]
+"#;
+        let body = JsonBody::new(&input[3..]);
+        let first = serde_json::from_slice::<Value>(&input[3..]).unwrap()[0].clone();
+        assert_eq!(body.value_at(&ptr("/0")), Some(first));
+        assert_eq!(
+            body.text_at(&ptr("/0/sg_event_id")).as_deref(),
+            Some("ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA")
+        );
+        assert_eq!(
+            JsonBody::new(b" \n[7, 8]").text_at(&ptr("/1")).as_deref(),
+            Some("8")
+        );
+        assert_eq!(JsonBody::new(b"[7, 8]").text_at(&ptr("/2")), None);
+        assert_eq!(JsonBody::new(b"\x0c[7]").text_at(&ptr("/0")), None);
+    }
+
+    /// RFC 6901: an index is `0` or has no leading zero; `01` and `+1` name
+    /// no element (serde_json's `Value::pointer` agrees).
+    #[test]
+    fn array_indexes_are_canonical() {
+        let body = br#"{"a":[10,11,12]}"#;
+        let j = JsonBody::new(body);
+        assert_eq!(j.text_at(&ptr("/a/0")).as_deref(), Some("10"));
+        assert_eq!(j.text_at(&ptr("/a/2")).as_deref(), Some("12"));
+        for bad in ["/a/01", "/a/+1", "/a/", "/a/-1", "/a/1a"] {
+            assert_eq!(j.text_at(&ptr(bad)), None, "{bad}");
+        }
+        let mut doc = serde_json::json!({"a": [1, 2]});
+        assert!(ptr("/a/01").set(&mut doc, Value::from(3)).is_err());
     }
 
     #[test]
