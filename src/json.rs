@@ -98,8 +98,8 @@ struct Members<'a>(Vec<(Cow<'a, str>, &'a str)>);
 
 /// Reads a JSON document that must be one object, keeping the members named in
 /// `wanted` (all when `None`). It accepts what serde_json accepts: keys are
-/// decoded and must be UTF-8, kept values must be UTF-8, skipped values are
-/// checked for grammar only.
+/// decoded and must be UTF-8, values must be UTF-8 (skipped ones too), and
+/// skipped values are otherwise checked for grammar only.
 fn members<'a>(text: &'a [u8], wanted: Option<&[String]>) -> Option<Members<'a>> {
     let mut scan = scan::Scanner::new(text);
     let mut members = Vec::with_capacity(wanted.map_or(8, <[String]>::len));
@@ -121,8 +121,9 @@ fn members<'a>(text: &'a [u8], wanted: Option<&[String]>) -> Option<Members<'a>>
             }
             let start = scan.peek().0;
             scan.value()?;
+            let value = std::str::from_utf8(scan.since(start)).ok()?;
             if wanted.is_none_or(|w| w.iter().any(|k| *k == key)) {
-                members.push((key, std::str::from_utf8(scan.since(start)).ok()?));
+                members.push((key, value));
             }
             if scan.eat(b'}') {
                 break;
@@ -167,7 +168,8 @@ impl<'a> JsonBody<'a> {
 
     /// Like [`JsonBody::new`], keeping only the top-level members named in
     /// `wanted` unless another is asked for. Skipped members are only checked
-    /// for JSON grammar, which saves the work on large fields a scheme never reads.
+    /// for JSON grammar and UTF-8, which saves the work on large fields a
+    /// scheme never reads.
     pub fn with_wanted(bytes: &'a [u8], wanted: &'a [String]) -> Self {
         Self {
             wanted: Some(wanted),
@@ -336,6 +338,22 @@ mod tests {
         assert_eq!(JsonBody::new(b"\x0c[7]").text_at(&ptr("/0")), None);
     }
 
+    /// Found by the `json` fuzz target (the input exactly): a member the view
+    /// skipped held invalid UTF-8, which serde_json refuses anywhere in a body,
+    /// yet the wanted member was read; the view over all members read nothing.
+    #[test]
+    fn invalid_utf8_in_a_skipped_member_refuses_the_body() {
+        let input = b"/payload/plainToken\n{\"payload\":{\"plainToken\":\"qgg8vlvZRS6UYooatFL8Aw\"},\"event_ts\":1654503849680,\"event\":\"endp\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2oint.url_validation\"}";
+        let body = &input[20..];
+        assert!(serde_json::from_slice::<Value>(body).is_err());
+        let pointer = ptr("/payload/plainToken");
+        let wanted = vec!["payload".to_owned()];
+        assert_eq!(JsonBody::with_wanted(body, &wanted).text_at(&pointer), None);
+        assert_eq!(JsonBody::new(body).text_at(&pointer), None);
+        let other = vec!["event".to_owned()];
+        assert_eq!(JsonBody::with_wanted(body, &other).text_at(&pointer), None);
+    }
+
     /// RFC 6901: an index is `0` or has no leading zero; `01` and `+1` name
     /// no element (serde_json's `Value::pointer` agrees).
     #[test]
@@ -379,8 +397,9 @@ mod tests {
         assert_eq!(ptr("/x").as_str(), "/x");
     }
 
-    /// What `members` must agree with: serde_json reading the object, kept
-    /// values as `RawValue` and skipped ones as `IgnoredAny`.
+    /// What `members` must agree with: serde_json reading the object, every
+    /// value as `RawValue` (which must be UTF-8, as serde_json wants of a whole
+    /// body), keeping the wanted ones.
     fn serde_members(text: &[u8], wanted: Option<&[String]>) -> Option<Vec<(String, String)>> {
         struct Reference<'w>(Option<&'w [String]>);
         impl<'de> serde::de::Visitor<'de> for Reference<'_> {
@@ -394,11 +413,9 @@ mod tests {
             ) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
                 while let Some(key) = map.next_key::<String>()? {
+                    let raw = map.next_value::<&'de RawValue>()?;
                     if self.0.is_none_or(|w| w.contains(&key)) {
-                        let raw = map.next_value::<&'de RawValue>()?;
                         out.push((key, raw.get().to_owned()));
-                    } else {
-                        map.next_value::<serde::de::IgnoredAny>()?;
                     }
                 }
                 Ok(out)
