@@ -68,9 +68,7 @@ impl JsonPointer {
                 Value::Object(object) => object
                     .entry(segment.clone())
                     .or_insert_with(|| Value::Object(serde_json::Map::new())),
-                Value::Array(items) => segment
-                    .parse::<usize>()
-                    .ok()
+                Value::Array(items) => array_index(segment)
                     .and_then(|i| items.get_mut(i))
                     .ok_or_else(crossing)?,
                 _ => return Err(crossing()),
@@ -81,9 +79,7 @@ impl JsonPointer {
                 object.insert(last.clone(), value);
             }
             Value::Array(items) => {
-                let slot = last
-                    .parse::<usize>()
-                    .ok()
+                let slot = array_index(last)
                     .and_then(|i| items.get_mut(i))
                     .ok_or_else(crossing)?;
                 *slot = value;
@@ -102,8 +98,8 @@ struct Members<'a>(Vec<(Cow<'a, str>, &'a str)>);
 
 /// Reads a JSON document that must be one object, keeping the members named in
 /// `wanted` (all when `None`). It accepts what serde_json accepts: keys are
-/// decoded and must be UTF-8, kept values must be UTF-8, skipped values are
-/// checked for grammar only.
+/// decoded and must be UTF-8, values must be UTF-8 (skipped ones too), and
+/// skipped values are otherwise checked for grammar only.
 fn members<'a>(text: &'a [u8], wanted: Option<&[String]>) -> Option<Members<'a>> {
     let mut scan = scan::Scanner::new(text);
     let mut members = Vec::with_capacity(wanted.map_or(8, <[String]>::len));
@@ -125,8 +121,9 @@ fn members<'a>(text: &'a [u8], wanted: Option<&[String]>) -> Option<Members<'a>>
             }
             let start = scan.peek().0;
             scan.value()?;
+            let value = std::str::from_utf8(scan.since(start)).ok()?;
             if wanted.is_none_or(|w| w.iter().any(|k| *k == key)) {
-                members.push((key, std::str::from_utf8(scan.since(start)).ok()?));
+                members.push((key, value));
             }
             if scan.eat(b'}') {
                 break;
@@ -171,7 +168,8 @@ impl<'a> JsonBody<'a> {
 
     /// Like [`JsonBody::new`], keeping only the top-level members named in
     /// `wanted` unless another is asked for. Skipped members are only checked
-    /// for JSON grammar, which saves the work on large fields a scheme never reads.
+    /// for JSON grammar and UTF-8, which saves the work on large fields a
+    /// scheme never reads.
     pub fn with_wanted(bytes: &'a [u8], wanted: &'a [String]) -> Self {
         Self {
             wanted: Some(wanted),
@@ -193,7 +191,17 @@ impl<'a> JsonBody<'a> {
 
     fn raw_at(&self, pointer: &JsonPointer) -> Option<&'a str> {
         let (first, rest) = pointer.segments.split_first()?;
-        let mut current = self.top(first)?.get(first)?;
+        let mut current = match self.top(first) {
+            Some(members) => members.get(first)?,
+            // Not an object: an array body (SendGrid's events) is read by index.
+            None => {
+                let start = self.bytes.iter().position(|b| !b" \t\n\r".contains(b))?;
+                if self.bytes[start] != b'[' {
+                    return None;
+                }
+                child(std::str::from_utf8(&self.bytes[start..]).ok()?, first)?
+            }
+        };
         for segment in rest {
             current = child(current, segment)?;
         }
@@ -231,12 +239,21 @@ fn child<'a>(text: &'a str, segment: &str) -> Option<&'a str> {
     match text.as_bytes().first()? {
         b'{' => members(text.as_bytes(), None)?.get(segment),
         b'[' => {
-            let index: usize = segment.parse().ok()?;
+            let index = array_index(segment)?;
             let items: Vec<&'a RawValue> = serde_json::from_str(text).ok()?;
             items.get(index).map(|item| item.get())
         }
         _ => None,
     }
+}
+
+/// An array index as RFC 6901 writes it: `0`, or digits without a leading zero
+/// (`01` and `+1` name no element).
+fn array_index(segment: &str) -> Option<usize> {
+    let digits = !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit());
+    (digits && (segment == "0" || !segment.starts_with('0')))
+        .then(|| segment.parse().ok())
+        .flatten()
 }
 
 #[cfg(test)]
@@ -299,6 +316,59 @@ mod tests {
         assert_eq!(JsonBody::new(deep.as_bytes()).text_at(&ptr("/0")), None);
     }
 
+    /// Found by the `json` fuzz target (the input exactly): SendGrid's body is
+    /// an array, and `/0/...` pointers must reach into it as RFC 6901 says.
+    #[test]
+    fn an_array_body_is_read_by_index() {
+        let input = br#"/0
+[{"email":"hello@world.com","event":"dropped","reason":"Bounced Address","sg_event_id":"ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA","sg_message_id":"LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0","smtp-id":"<LRzXl_NHStOGhQ4kofSm_A@ismtpd0039p1iad1.sendgrid.net>","timestamp":1600112492}]
+"#;
+        let body = JsonBody::new(&input[3..]);
+        let first = serde_json::from_slice::<Value>(&input[3..]).unwrap()[0].clone();
+        assert_eq!(body.value_at(&ptr("/0")), Some(first));
+        assert_eq!(
+            body.text_at(&ptr("/0/sg_event_id")).as_deref(),
+            Some("ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA")
+        );
+        assert_eq!(
+            JsonBody::new(b" \n[7, 8]").text_at(&ptr("/1")).as_deref(),
+            Some("8")
+        );
+        assert_eq!(JsonBody::new(b"[7, 8]").text_at(&ptr("/2")), None);
+        assert_eq!(JsonBody::new(b"\x0c[7]").text_at(&ptr("/0")), None);
+    }
+
+    /// Found by the `json` fuzz target (the input exactly): a member the view
+    /// skipped held invalid UTF-8, which serde_json refuses anywhere in a body,
+    /// yet the wanted member was read; the view over all members read nothing.
+    #[test]
+    fn invalid_utf8_in_a_skipped_member_refuses_the_body() {
+        let input = b"/payload/plainToken\n{\"payload\":{\"plainToken\":\"qgg8vlvZRS6UYooatFL8Aw\"},\"event_ts\":1654503849680,\"event\":\"endp\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2\xc2oint.url_validation\"}";
+        let body = &input[20..];
+        assert!(serde_json::from_slice::<Value>(body).is_err());
+        let pointer = ptr("/payload/plainToken");
+        let wanted = vec!["payload".to_owned()];
+        assert_eq!(JsonBody::with_wanted(body, &wanted).text_at(&pointer), None);
+        assert_eq!(JsonBody::new(body).text_at(&pointer), None);
+        let other = vec!["event".to_owned()];
+        assert_eq!(JsonBody::with_wanted(body, &other).text_at(&pointer), None);
+    }
+
+    /// RFC 6901: an index is `0` or has no leading zero; `01` and `+1` name
+    /// no element (serde_json's `Value::pointer` agrees).
+    #[test]
+    fn array_indexes_are_canonical() {
+        let body = br#"{"a":[10,11,12]}"#;
+        let j = JsonBody::new(body);
+        assert_eq!(j.text_at(&ptr("/a/0")).as_deref(), Some("10"));
+        assert_eq!(j.text_at(&ptr("/a/2")).as_deref(), Some("12"));
+        for bad in ["/a/01", "/a/+1", "/a/", "/a/-1", "/a/1a"] {
+            assert_eq!(j.text_at(&ptr(bad)), None, "{bad}");
+        }
+        let mut doc = serde_json::json!({"a": [1, 2]});
+        assert!(ptr("/a/01").set(&mut doc, Value::from(3)).is_err());
+    }
+
     #[test]
     fn set_creates_objects_and_refuses_non_objects() {
         let mut doc = serde_json::json!({"a": 1});
@@ -327,8 +397,9 @@ mod tests {
         assert_eq!(ptr("/x").as_str(), "/x");
     }
 
-    /// What `members` must agree with: serde_json reading the object, kept
-    /// values as `RawValue` and skipped ones as `IgnoredAny`.
+    /// What `members` must agree with: serde_json reading the object, every
+    /// value as `RawValue` (which must be UTF-8, as serde_json wants of a whole
+    /// body), keeping the wanted ones.
     fn serde_members(text: &[u8], wanted: Option<&[String]>) -> Option<Vec<(String, String)>> {
         struct Reference<'w>(Option<&'w [String]>);
         impl<'de> serde::de::Visitor<'de> for Reference<'_> {
@@ -342,11 +413,9 @@ mod tests {
             ) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
                 while let Some(key) = map.next_key::<String>()? {
+                    let raw = map.next_value::<&'de RawValue>()?;
                     if self.0.is_none_or(|w| w.contains(&key)) {
-                        let raw = map.next_value::<&'de RawValue>()?;
                         out.push((key, raw.get().to_owned()));
-                    } else {
-                        map.next_value::<serde::de::IgnoredAny>()?;
                     }
                 }
                 Ok(out)

@@ -502,6 +502,28 @@ signature = { header = "X-Sig" }
     );
 }
 
+/// Found by the `signature` fuzz target: with the separator a format also
+/// writes inside each entry, what the scheme signs could never be read back.
+#[test]
+fn a_separator_the_format_uses_inside_entries_is_refused() {
+    let text = r#"
+[schemes.versioned]
+algorithm = "hmac-sha256"
+signature = { header = "X-Sig", format = "versioned", key = "v1", separator = "," }
+
+[schemes.kv]
+algorithm = "hmac-sha256"
+signature = { header = "X-Sig", format = "kv", key = "v1", separator = "=" }
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "c.toml:4:79: `separator` cannot be `,`: the versioned format writes it inside each entry",
+            "c.toml:8:72: `separator` cannot be `=`: the kv format writes it inside each entry",
+        ]
+    );
+}
+
 #[test]
 fn weak_user_schemes_are_warned_about() {
     let text = format!(

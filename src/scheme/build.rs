@@ -254,12 +254,22 @@ impl<'d> SchemeBuilder<'d> {
                 None
             })?,
         };
-        let separator = |b: &mut Self, default: char| -> Option<char> {
+        let format_name = s.format.as_ref().map_or("plain", |f| f.get_ref().as_str());
+        // `inner` is what the format writes inside an entry (`k=v`, `v1,sig`):
+        // as the separator too, no entry could be read.
+        let separator = |b: &mut Self, default: char, inner: char| -> Option<char> {
             let Some(sep) = &s.separator else {
                 return Some(default);
             };
             let mut chars = sep.get_ref().chars();
             match (chars.next(), chars.next()) {
+                (Some(c), None) if c == inner => {
+                    b.error(
+                        span(sep),
+                        format!("`separator` cannot be `{inner}`: the {format_name} format writes it inside each entry"),
+                    );
+                    None
+                }
                 (Some(c), None) => Some(c),
                 _ => {
                     b.error(span(sep), "`separator` must be one character");
@@ -267,7 +277,6 @@ impl<'d> SchemeBuilder<'d> {
                 }
             }
         };
-        let format_name = s.format.as_ref().map_or("plain", |f| f.get_ref().as_str());
         let needs_key = |b: &mut Self, what: &str| -> Option<String> {
             match &s.key {
                 Some(k) if !k.get_ref().is_empty() => Some(k.get_ref().clone()),
@@ -294,12 +303,12 @@ impl<'d> SchemeBuilder<'d> {
                 }
             }
             "kv" => Format::KeyValue {
-                separator: separator(self, ',')?,
+                separator: separator(self, ',', '=')?,
                 key: needs_key(self, "the key whose values are signatures, e.g. v1")?,
             },
             "jwt" => Format::Jwt,
             "versioned" => Format::Versioned {
-                separator: separator(self, ' ')?,
+                separator: separator(self, ' ', ',')?,
                 version: needs_key(self, "the version to use, e.g. v1")?,
             },
             other => {

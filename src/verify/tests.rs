@@ -474,3 +474,5 @@ fn every_preset_verifies_what_it_signs() {
         );
     }
 }
+
+mod properties;

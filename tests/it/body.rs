@@ -79,6 +79,31 @@ async fn chunked_body_is_verified_and_forwarded_with_content_length() {
     assert!(got.header_all("transfer-encoding").is_empty());
 }
 
+/// From the `body` fuzz target's first findings: pingora percent-escapes a
+/// request target with bytes httparse refuses and parses the rewritten header.
+/// The body still starts where the header ended on the wire, and the next
+/// request on the connection is framed from there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_after_an_escaped_request_target_is_framed_from_the_wire() {
+    let (upstream, gw) = aryeo_gateway("").await;
+    let mut raw = Raw::connect(gw.addr).await;
+    for body in [&b"abc"[..], b"0\r\n\r\nPOST /big HTTP/1.1\r\n"] {
+        let (h, v) = sign::aryeo(SECRET, body);
+        let head = format!(
+            "POST /big?q=\x7f\x01~ HTTP/1.1\r\nHost: gw\r\n{h}: {v}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        assert!(raw.send(&[head.as_bytes(), body].concat()).await);
+        let answer = raw
+            .read_response(Duration::from_secs(10))
+            .await
+            .expect("a response");
+        assert_eq!(answer.status, 200, "{}", answer.head);
+        assert!(upstream.requests().last().unwrap().body == body);
+    }
+    assert_eq!(upstream.requests().len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn content_length_over_limit_is_refused_before_reading() {
     let (upstream, gw) = aryeo_gateway("max_body_bytes = 1000").await;

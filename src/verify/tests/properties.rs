@@ -1,0 +1,309 @@
+//! Properties over arbitrary bodies, for every built-in scheme (each can be
+//! signed locally): what is signed verifies at a fixed clock, and a change of
+//! one byte of the body, the signature or the signed timestamp is refused.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+
+use super::{as_received, keys_for, verifier};
+use crate::scheme::signature::{Format, Location};
+use crate::scheme::source::Source;
+use crate::scheme::{Scheme, presets};
+use crate::verify::Verifier;
+use crate::verify::request::SignedRequest;
+use crate::verify::sign::{Delivery, SignedDelivery, sign};
+
+/// The clock, for signing and verifying alike.
+const NOW: i64 = 1_700_000_000;
+/// Cases per property: each case signs and verifies with every preset.
+const CASES: u32 = 32;
+
+/// Schemes whose signature does not cover the body: a token compared as sent
+/// (`gitlab`, `msgraph`, `okta`), a JWT over its own claims (`monday`), and
+/// Mailgun's signature over its timestamp and token fields.
+const BODY_NOT_COVERED: [&str; 5] = ["gitlab", "mailgun", "monday", "msgraph", "okta"];
+
+/// A preset with the key that verifies it and the one that signs for it.
+struct Signer {
+    name: &'static str,
+    scheme: Arc<Scheme>,
+    verifier: Verifier,
+    sign_key: String,
+}
+
+/// Every preset, with keys made once (ECDSA keys are random).
+fn signers() -> &'static [Signer] {
+    static SIGNERS: OnceLock<Vec<Signer>> = OnceLock::new();
+    SIGNERS.get_or_init(|| {
+        presets::all()
+            .iter()
+            .map(|(name, scheme)| {
+                let (verify_key, sign_key) = keys_for(scheme);
+                Signer {
+                    name,
+                    scheme: Arc::clone(scheme),
+                    verifier: verifier(Arc::clone(scheme), &[&verify_key], None),
+                    sign_key,
+                }
+            })
+            .collect()
+    })
+}
+
+/// Whether signing needs a JSON body: the scheme places or reads a field of it.
+fn needs_json(scheme: &Scheme) -> bool {
+    let is_json = |s: &Source| matches!(s, Source::Json(_));
+    matches!(scheme.signature.location, Location::Json(_))
+        || scheme
+            .timestamp
+            .as_ref()
+            .is_some_and(|t| is_json(&t.source))
+        || scheme.id.first().is_some_and(is_json)
+        || scheme.signed.fields().any(is_json)
+}
+
+/// A JSON body with the members some schemes need (Mailgun's signature token,
+/// Microsoft Graph's notification list), arbitrary values in them, and
+/// arbitrary other members.
+fn json_body() -> impl Strategy<Value = Vec<u8>> {
+    let leaf = prop_oneof![
+        any::<String>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<bool>().prop_map(Value::from),
+        Just(Value::Null),
+    ];
+    let value = leaf.prop_recursive(3, 16, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map("[a-z]{1,6}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    let others = prop::collection::btree_map("x[a-z]{0,6}", value, 0..5);
+    (any::<String>(), any::<String>(), others).prop_map(|(token, state, others)| {
+        let mut body: Map<String, Value> = others.into_iter().collect();
+        body.insert("signature".into(), serde_json::json!({ "token": token }));
+        body.insert(
+            "value".into(),
+            serde_json::json!([{ "subscriptionId": state }]),
+        );
+        serde_json::to_vec(&body).unwrap()
+    })
+}
+
+fn delivery(body: &[u8], content_type: &str) -> Delivery {
+    Delivery {
+        method: "POST".into(),
+        url: "https://hooks.example.com/in?x=1".into(),
+        content_type: content_type.into(),
+        body: body.to_vec(),
+        id: "evt_1".into(),
+        time: NOW,
+        headers: Vec::new(),
+    }
+}
+
+fn signed(signer: &Signer, delivery: &Delivery) -> SignedDelivery {
+    sign(&signer.scheme, signer.sign_key.as_bytes(), delivery)
+        .unwrap_or_else(|e| panic!("{}: {e}", signer.name))
+}
+
+/// Whether `signed` verifies under `signer` at [`NOW`].
+fn verifies(signer: &Signer, signed: &SignedDelivery) -> bool {
+    let (headers, parts, query) = as_received(signed);
+    let req = SignedRequest::new("POST", ("/in", Some(query)), &headers, &signed.body, parts);
+    signer.verifier.verify(&req, NOW).is_ok()
+}
+
+/// `text` with the byte at `at` (modulo its length) replaced by `byte`, or
+/// `None` when that byte is already there.
+fn change(text: &[u8], at: usize, byte: u8) -> Option<Vec<u8>> {
+    let at = at % text.len();
+    let mut changed = text.to_vec();
+    (changed[at] != byte).then(|| {
+        changed[at] = byte;
+        changed
+    })
+}
+
+/// `signed` with one byte of the value of header `name` changed (the value
+/// stays one that can be sent). `None` when nothing changed, or when the
+/// change only flips the case of a letter, which may spell the same value
+/// (hex digits, the `Bearer` keyword).
+fn change_header(
+    signed: &SignedDelivery,
+    name: &str,
+    at: usize,
+    byte: u8,
+) -> Option<SignedDelivery> {
+    let (index, value) = signed
+        .headers
+        .iter()
+        .enumerate()
+        .find_map(|(i, (n, v))| n.eq_ignore_ascii_case(name).then_some((i, v)))?;
+    let changed = String::from_utf8(change(value.as_bytes(), at, byte)?).ok()?;
+    if changed.eq_ignore_ascii_case(value) {
+        return None;
+    }
+    let mut out = signed.clone();
+    out.headers[index].1 = changed;
+    Some(out)
+}
+
+/// `signed` with one byte of `part` of its body changed.
+fn change_in_body(
+    signed: &SignedDelivery,
+    part: &str,
+    at: usize,
+    byte: u8,
+) -> Option<SignedDelivery> {
+    let start = signed
+        .body
+        .windows(part.len())
+        .position(|w| w == part.as_bytes())?;
+    let changed = change(part.as_bytes(), at, byte)?;
+    let mut out = signed.clone();
+    out.body[start..start + part.len()].copy_from_slice(&changed);
+    Some(out)
+}
+
+/// The signature as sent, one byte changed.
+fn change_signature(
+    signer: &Signer,
+    signed: &SignedDelivery,
+    at: usize,
+    byte: u8,
+) -> Option<SignedDelivery> {
+    match &signer.scheme.signature.location {
+        Location::Headers(names) => change_header(signed, names[0].as_str(), at, byte),
+        Location::Json(pointer) => {
+            let value = crate::json::JsonBody::new(&signed.body).text_at(pointer)?;
+            change_in_body(signed, &value, at, byte)
+        }
+        Location::Form(_) => unreachable!("{}: no preset signs in a form field", signer.name),
+    }
+}
+
+/// The signed timestamp as sent, one byte changed; `None` for a scheme
+/// without one, and for Monday's, inside the JWT's signed part (changing a
+/// byte of the token is [`change_signature`]).
+fn change_timestamp(
+    signer: &Signer,
+    signed: &SignedDelivery,
+    at: usize,
+    byte: u8,
+) -> Option<SignedDelivery> {
+    let scheme = &signer.scheme;
+    let spec = scheme
+        .timestamp
+        .as_ref()
+        .filter(|_| scheme.timestamp_is_signed())?;
+    let text = spec.format.format(NOW);
+    match (&spec.source, &scheme.signature.location) {
+        (Source::Header(name), _) => change_header(signed, name.as_str(), at, byte),
+        (Source::Json(_), _) => {
+            let count = signed
+                .body
+                .windows(text.len())
+                .filter(|w| *w == text.as_bytes())
+                .count();
+            (count == 1).then(|| change_in_body(signed, &text, at, byte))?
+        }
+        (Source::Signature(_), Location::Headers(names))
+            if scheme.signature.format != Format::Jwt =>
+        {
+            let (_, value) = signed
+                .headers
+                .iter()
+                .find(|(n, _)| names[0] == n.as_str())?;
+            let start = value.find(&text)?;
+            change_header(signed, names[0].as_str(), start + at % text.len(), byte)
+        }
+        _ => None,
+    }
+}
+
+/// What a property needs of one case: a body and where to change a byte.
+fn case() -> impl Strategy<Value = (Vec<u8>, Vec<u8>, usize, u8)> {
+    let byte = prop_oneof![0x20u8..=0x7e, 0x80u8..=0xff];
+    (
+        prop::collection::vec(any::<u8>(), 1..512),
+        json_body(),
+        any::<usize>(),
+        byte,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn every_preset_verifies_what_it_signs_over_arbitrary_bodies((bytes, json, _, _) in case()) {
+        for signer in signers() {
+            let json_delivery = delivery(&json, "application/json");
+            prop_assert!(verifies(signer, &signed(signer, &json_delivery)), "{}: JSON body", signer.name);
+            if !needs_json(&signer.scheme) {
+                let raw = delivery(&bytes, "application/octet-stream");
+                prop_assert!(verifies(signer, &signed(signer, &raw)), "{}: raw body", signer.name);
+            }
+        }
+    }
+
+    #[test]
+    fn twilio_verifies_arbitrary_forms(fields in prop::collection::vec((".{0,8}", ".{0,8}"), 0..6)) {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.extend_pairs(&fields);
+        let signer = signers().iter().find(|s| s.name == "twilio").unwrap();
+        let form = delivery(form.finish().as_bytes(), "application/x-www-form-urlencoded");
+        prop_assert!(verifies(signer, &signed(signer, &form)));
+    }
+
+    #[test]
+    fn one_changed_byte_of_body_signature_or_timestamp_is_refused((bytes, json, at, byte) in case()) {
+        for signer in signers() {
+            let body = if needs_json(&signer.scheme) { &json } else { &bytes };
+            let signed = signed(signer, &delivery(body, "application/json"));
+            let covered = !BODY_NOT_COVERED.contains(&signer.name);
+            prop_assert_eq!(covered, signer.scheme.covers_body(), "{}", signer.name);
+            if covered {
+                if let Some(body) = change(&signed.body, at, byte) {
+                    let changed = SignedDelivery { body, ..signed.clone() };
+                    prop_assert!(!verifies(signer, &changed), "{}: body changed", signer.name);
+                }
+            }
+            if let Some(changed) = change_signature(signer, &signed, at, byte) {
+                prop_assert!(!verifies(signer, &changed), "{}: signature changed: {:?}", signer.name, changed);
+            }
+            if let Some(changed) = change_timestamp(signer, &signed, at, byte) {
+                prop_assert!(!verifies(signer, &changed), "{}: timestamp changed: {:?}", signer.name, changed);
+            }
+        }
+    }
+}
+
+/// Every scheme with a signed timestamp has it changed by the property above,
+/// but Monday's (inside its token).
+#[test]
+fn the_timestamp_property_reaches_every_signed_timestamp() {
+    let json = serde_json::to_vec(&serde_json::json!({"signature": {"token": "t"}, "value": [{}]}))
+        .unwrap();
+    let mut reached = BTreeMap::new();
+    for signer in signers() {
+        let signed = signed(signer, &delivery(&json, "application/json"));
+        if signer.scheme.timestamp_is_signed() {
+            reached.insert(
+                signer.name,
+                change_timestamp(signer, &signed, 0, b'x').is_some(),
+            );
+        }
+    }
+    let missed: Vec<_> = reached
+        .iter()
+        .filter(|(_, r)| !**r)
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(missed, ["monday"], "{reached:?}");
+}
