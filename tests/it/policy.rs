@@ -233,3 +233,47 @@ async fn config_shows_the_policy_and_never_its_secrets() {
     assert_eq!(view["trusted_proxies"], serde_json::json!(["10.1.0.0/16"]));
     assert_eq!(view["server"]["state"]["max_entries"], 1_000_000);
 }
+
+#[tokio::test]
+async fn the_access_log_tells_monitor_failures_dedup_and_the_forwarded_client() {
+    let upstream = Upstream::start().await;
+    let keys = "mode = \"monitor\"\n[routes.dedup]\nttl_secs = 60";
+    let gw = Gateway::start_with(
+        &route_with(&upstream, "rye", keys),
+        "trusted_proxies = [\"127.0.0.1\"]",
+    )
+    .await;
+    let body = sign::rye_event("evt_logged", "order.created", sign::now());
+    let (h, forged) = sign::rye("not-k", &body);
+    let from = ("x-forwarded-for", "198.51.100.4");
+    post(gw.addr, "/hook", &[(h, &forged), from], body.clone()).await;
+    for _ in 0..2 {
+        deliver(&gw, "evt_logged").await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let lines: Vec<serde_json::Value> = loop {
+        let lines: Vec<serde_json::Value> = gw
+            .stdout()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() == 3 || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["verification"], "failed");
+    assert_eq!(lines[0]["reason"], "signature_mismatch");
+    assert_eq!(lines[0]["outcome"], "forwarded");
+    assert_eq!(lines[0]["forwarded_for"], "198.51.100.4");
+    assert!(
+        lines[0].get("dedup").is_none(),
+        "failures never touch the store"
+    );
+    assert_eq!(lines[1]["dedup"], "claimed");
+    assert!(lines[1].get("forwarded_for").is_none());
+    assert_eq!(lines[2]["dedup"], "duplicate");
+    assert_eq!(lines[2]["outcome"], "duplicate");
+    assert_eq!(lines[2]["status"], 200);
+}
