@@ -169,7 +169,7 @@ impl AccessLog {
         self.shared.is_some()
     }
 
-    /// Queues one line; never blocks on the disk. When [`MAX_PENDING`] bytes
+    /// Queues one line; never blocks on the disk. When 16 MiB of lines
     /// already wait, the line is dropped and counted.
     pub fn write(&self, entry: &Entry<'_>) {
         let Some(shared) = &self.shared else { return };

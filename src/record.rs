@@ -32,7 +32,7 @@ pub struct Observers {
 /// The longest request-supplied text (an event id) a record keeps, in bytes.
 const MAX_TEXT: usize = 200;
 
-/// `text`, cut to at most [`MAX_TEXT`] bytes on a character boundary.
+/// `text`, cut to at most 200 bytes on a character boundary.
 pub fn bounded(text: &str) -> String {
     let mut end = text.len().min(MAX_TEXT);
     while !text.is_char_boundary(end) {

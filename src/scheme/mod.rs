@@ -1,7 +1,7 @@
 //! Scheme descriptors: a provider's signing scheme described as data (key
 //! handling, algorithm, signed content, signature grammar, timestamp, event id
 //! and type, handshakes). Built-in presets and a config's `[schemes.NAME]` tables
-//! are written in the same TOML language ([`file`]), validated by the same
+//! are written in the same TOML language ([`mod@file`]), validated by the same
 //! builder ([`build`]) into a [`Scheme`].
 
 pub mod build;

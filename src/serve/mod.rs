@@ -5,7 +5,7 @@
 //! stay on one thread (as nginx workers do). A worker that accepts a
 //! connection while another serves fewer hands the socket over, so a burst of
 //! connections spreads over every worker. Each connection is served with
-//! pingora-core's HTTP/1 session by [`connection`].
+//! pingora-core's HTTP/1 session by the `connection` module.
 
 mod connection;
 mod socket;
