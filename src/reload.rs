@@ -24,6 +24,7 @@ use crate::config::{self, Loaded};
 use crate::metrics::Metrics;
 use crate::routes::RouteTable;
 use crate::runtime::RuntimeConfig;
+use crate::state::State;
 
 /// How often the SIGHUP flag is looked at.
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
@@ -147,6 +148,8 @@ pub struct Reloader {
     store: ConfigStore,
     metrics: Metrics,
     access_log: AccessLog,
+    /// Whose local rate limits of routes gone are forgotten after a reload.
+    state: State,
     /// Held for the whole of a reload; holds the digest of the file last read.
     last_read: Mutex<Option<[u8; 32]>>,
 }
@@ -168,15 +171,23 @@ fn file_digest(path: &Path) -> Option<[u8; 32]> {
 }
 
 impl Reloader {
-    /// Reloads `path` into `store`, counting in `metrics` and reopening the
-    /// access log after each successful reload.
-    pub fn new(path: PathBuf, store: ConfigStore, metrics: Metrics, access_log: AccessLog) -> Self {
+    /// Reloads `path` into `store`, counting in `metrics`, reopening the
+    /// access log and forgetting the local rate limits of routes that no
+    /// longer have one in `state` after each successful reload.
+    pub fn new(
+        path: PathBuf,
+        store: ConfigStore,
+        metrics: Metrics,
+        access_log: AccessLog,
+        state: State,
+    ) -> Self {
         let digest = file_digest(&path);
         Self {
             path,
             store,
             metrics,
             access_log,
+            state,
             last_read: Mutex::new(digest),
         }
     }
@@ -257,6 +268,14 @@ impl Reloader {
         self.metrics
             .config_loaded(generation, i64::try_from(unix).unwrap_or(i64::MAX));
         self.access_log.reopen();
+        let running = self.store.snapshot();
+        let limited: HashSet<&str> = running
+            .routes
+            .iter()
+            .filter(|r| r.policy.as_ref().is_some_and(|p| p.rate_limit.is_some()))
+            .map(|r| r.name.as_str())
+            .collect();
+        self.state.retain_limits(|route| limited.contains(route));
         let summary = ReloadSummary {
             generation,
             added,

@@ -111,7 +111,7 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
         store.clone(),
         options.clock,
         Forwarder::new(),
-        (state, spool.clone()),
+        (state.clone(), spool.clone()),
         observers.clone(),
     );
     let deliverer = Deliverer::new(
@@ -138,6 +138,7 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
         store.clone(),
         metrics,
         access_log.clone(),
+        state,
     ));
     if let Some(addr) = settings.admin_listen {
         let admin = Admin::new(store, Arc::clone(&reloader), observers.clone(), spool);

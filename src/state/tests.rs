@@ -184,6 +184,26 @@ fn ipv6_clients_are_limited_by_their_64() {
 }
 
 #[test]
+fn a_route_forgotten_after_a_reload_starts_afresh() {
+    let (state, _) = memory(10);
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let limit = RateLimit {
+        per_second: 0.1,
+        burst: 1,
+        by: LimitBy::Route,
+    };
+    for route in ["kept", "gone"] {
+        assert_eq!(state.check_local_rate(route, &limit, ip), Rate::Allowed);
+    }
+    state.retain_limits(|route| route == "kept");
+    assert!(matches!(
+        state.check_local_rate("kept", &limit, ip),
+        Rate::Limited { .. }
+    ));
+    assert_eq!(state.check_local_rate("gone", &limit, ip), Rate::Allowed);
+}
+
+#[test]
 fn a_changed_limit_is_rebuilt() {
     let (state, _) = memory(10);
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);

@@ -277,3 +277,25 @@ async fn the_access_log_tells_monitor_failures_dedup_and_the_forwarded_client() 
     assert_eq!(lines[2]["outcome"], "duplicate");
     assert_eq!(lines[2]["status"], 200);
 }
+
+#[tokio::test]
+async fn a_rate_limit_removed_by_a_reload_and_added_back_starts_afresh() {
+    let upstream = Upstream::start().await;
+    let limit = "[routes.rate_limit]\nper_second = 0.05\nburst = 1";
+    let gw =
+        Gateway::start_with(&route_with(&upstream, "rye", limit), "watch_config = false").await;
+    assert_eq!(deliver(&gw, "1").await.status, 200);
+    assert_eq!(deliver(&gw, "2").await.status, 429);
+    let text = std::fs::read_to_string(&gw.config_path).unwrap();
+    let reload = |text: String, n: usize| {
+        std::fs::write(&gw.config_path, text).unwrap();
+        gw.signal("HUP");
+        gw.wait_log("config reloaded (sighup)", n)
+    };
+    reload(text.replace(limit, ""), 1).await;
+    assert_eq!(deliver(&gw, "3").await.status, 200);
+    reload(text, 2).await;
+    // The old limiter was forgotten with the limit: a fresh burst.
+    assert_eq!(deliver(&gw, "4").await.status, 200);
+    assert_eq!(deliver(&gw, "5").await.status, 429);
+}
