@@ -11,7 +11,6 @@ mod redis;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -32,7 +31,6 @@ struct Inner {
     redis: Option<redis::Redis>,
     local_limits: rate::LocalLimits,
     metrics: Metrics,
-    tokens: AtomicU64,
 }
 
 impl fmt::Debug for State {
@@ -144,7 +142,6 @@ impl State {
             redis,
             local_limits: rate::LocalLimits::default(),
             metrics,
-            tokens: AtomicU64::new(0),
         })))
     }
 
@@ -156,7 +153,9 @@ impl State {
     /// Claims `key` for `hold` (how long an unsettled claim lasts if this
     /// gateway dies), or says who has it.
     pub async fn claim(&self, key: DedupKey, hold: Duration) -> Result<Claim, StateError> {
-        let token = self.0.tokens.fetch_add(1, Ordering::Relaxed);
+        // Random, so a claim is told from every other gateway's, and one kept
+        // by an async delivery is still this claim's after a restart.
+        let token = rand::random::<u64>();
         let found = match &self.0.redis {
             Some(redis) => redis.claim(&key, token, hold).await,
             None => Ok(self.0.memory.claim(&key, token, hold, &self.0.metrics)),

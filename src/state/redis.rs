@@ -57,8 +57,6 @@ thread_local! {
 /// A Redis store.
 pub(super) struct Redis {
     id: u64,
-    /// Tells this process's claims from other gateways': pid and start time.
-    token_prefix: String,
     client: Client,
     timeout: Duration,
     release: Script,
@@ -72,7 +70,6 @@ impl Redis {
         let client = Client::open(url).map_err(|_| "`redis_url` is not a valid Redis URL")?;
         Ok(Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            token_prefix: format!("{:x}-{:x}", std::process::id(), unix_ms()),
             client,
             timeout,
             release: Script::new(RELEASE),
@@ -121,7 +118,7 @@ impl Redis {
     ) -> Result<Found, String> {
         let hold_ms = hold.as_millis().max(1);
         let deadline = unix_ms() + hold_ms;
-        let value = format!("p:{deadline}:{}-{token:x}", self.token_prefix);
+        let value = format!("p:{deadline}:{token:016x}");
         let old: Option<String> = self
             .call(|mut c| async move {
                 redis::cmd("SET")
@@ -171,7 +168,7 @@ impl Redis {
 
     /// Deletes `key` if `token`'s claim still holds it.
     pub(super) async fn release(&self, key: &DedupKey, token: u64) -> Result<(), String> {
-        let suffix = format!(":{}-{token:x}", self.token_prefix);
+        let suffix = format!(":{token:016x}");
         self.call(|mut c| async move {
             self.release
                 .key(key.as_str())
