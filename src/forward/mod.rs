@@ -9,7 +9,7 @@ pub mod pool;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use pingora::connectors::TransportConnector;
@@ -60,12 +60,25 @@ impl Answered {
         self.status
     }
 
-    /// The upstream's `Retry-After` in seconds, when it gave one as a number.
+    /// The upstream's `Retry-After` in seconds from now, given as seconds or
+    /// as an HTTP-date.
     pub fn retry_after(&self) -> Option<u64> {
         let header = self.up.resp_header()?;
         let value = header.headers.get(http::header::RETRY_AFTER)?;
-        value.to_str().ok()?.trim().parse().ok()
+        retry_after_secs(value.to_str().ok()?, SystemTime::now())
     }
+}
+
+/// A `Retry-After` value in seconds from `now`: a number of seconds, or an
+/// HTTP-date (a date past is 0), rounded up.
+fn retry_after_secs(value: &str, now: SystemTime) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse() {
+        return Some(seconds);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let wait = at.duration_since(now).unwrap_or_default();
+    Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
 }
 
 impl std::fmt::Debug for Answered {
@@ -419,4 +432,34 @@ async fn relay(
         .await
         .map_err(ForwardError::AfterResponse)?;
     Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::retry_after_secs;
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        // Sun, 06 Nov 1994 08:49:37 GMT is 784111777.
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777 - 90);
+        assert_eq!(retry_after_secs(" 120 ", now), Some(120));
+        assert_eq!(
+            retry_after_secs("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            Some(90)
+        );
+        let past = now + Duration::from_secs(1000);
+        assert_eq!(
+            retry_after_secs("Sun, 06 Nov 1994 08:49:37 GMT", past),
+            Some(0)
+        );
+        let almost = now + Duration::from_millis(500);
+        assert_eq!(
+            retry_after_secs("Sun, 06 Nov 1994 08:49:37 GMT", almost),
+            Some(90)
+        );
+        assert_eq!(retry_after_secs("soon", now), None);
+        assert_eq!(retry_after_secs("-5", now), None);
+    }
 }
