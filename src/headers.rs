@@ -272,24 +272,80 @@ fn write_verified(out: &mut BytesMut, verified: &Verified, f: &Forwarding<'_>) {
         }
         return;
     };
-    // Standard Webhooks: `v1,` base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`,
-    // with the time of forwarding; the event's own time moves aside.
     let id = id.map_or_else(|| content_id(f.body), str::to_owned);
+    let event_time = verified
+        .timestamp()
+        .map(|ts| itoa::Buffer::new().format(ts).to_owned());
+    write_signature(out, resign, &id, event_time.as_deref(), f.body);
+}
+
+/// Standard Webhooks: `webhook-id`, `webhook-timestamp` (the time of
+/// forwarding) and `webhook-signature` (`v1,` base64 HMAC-SHA256 of
+/// `{id}.{timestamp}.{body}`); the event's own time moves to
+/// `x-webhook-event-time`.
+fn write_signature(
+    out: &mut BytesMut,
+    resign: Resign<'_>,
+    id: &str,
+    event_time: Option<&str>,
+    body: &[u8],
+) {
     let now = itoa::Buffer::new().format(resign.now).to_owned();
     let mut mac = resign.key.clone();
     mac.update(id.as_bytes());
     mac.update(b".");
     mac.update(now.as_bytes());
     mac.update(b".");
-    mac.update(f.body);
+    mac.update(body);
     let signature = mac.finalize_with(|m| format!("v1,{}", BASE64.encode(m)));
     header(out, EVENT_ID.as_bytes(), id.as_bytes());
     header(out, EVENT_TIMESTAMP.as_bytes(), now.as_bytes());
     header(out, SIGNATURE.as_bytes(), signature.as_bytes());
-    if let Some(ts) = verified.timestamp() {
-        let ts = itoa::Buffer::new().format(ts).to_owned();
+    if let Some(ts) = event_time {
         header(out, EVENT_TIME.as_bytes(), ts.as_bytes());
     }
+}
+
+/// Re-signs a stored header block (as [`write_forwarded_headers`] wrote it
+/// for a request that was not re-signed then) at the time of an attempt: the
+/// block without its `webhook-id`, `webhook-timestamp` and any
+/// `webhook-signature`, then the signature's headers as [`write_verified`]
+/// writes them. A block of a request that did not verify (monitor mode) is
+/// copied as it is: only verified requests are re-signed.
+pub fn resign_stored(block: &[u8], resign: Resign<'_>, body: &[u8], out: &mut BytesMut) {
+    let lines = || {
+        block
+            .split(|&b| b == b'\n')
+            .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+            .filter(|line| !line.is_empty())
+    };
+    fn named(line: &[u8]) -> Option<(String, &[u8])> {
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = std::str::from_utf8(&line[..colon])
+            .ok()?
+            .to_ascii_lowercase();
+        Some((name, line[colon + 1..].trim_ascii()))
+    }
+    if !lines().any(|l| named(l).is_some_and(|(n, _)| n == VERIFIED)) {
+        out.put_slice(block);
+        return;
+    }
+    let (mut id, mut event_time) = (None, None);
+    for line in lines() {
+        match named(line) {
+            Some((name, value)) if name == EVENT_ID => id = std::str::from_utf8(value).ok(),
+            Some((name, value)) if name == EVENT_TIMESTAMP => {
+                event_time = std::str::from_utf8(value).ok();
+            }
+            Some((name, _)) if is_signature(&name) => {}
+            _ => {
+                out.put_slice(line);
+                out.put_slice(b"\r\n");
+            }
+        }
+    }
+    let id = id.map_or_else(|| content_id(body), str::to_owned);
+    write_signature(out, resign, &id, event_time, body);
 }
 
 /// An id for an event its scheme gives none: `hg_` and the first 16 bytes

@@ -292,7 +292,11 @@ impl Gateway {
         let route = admitted.route;
         let req = session.req_header();
         let mut block = BytesMut::with_capacity(HEAD_CAPACITY);
-        let forwarding = self.forwarding(&admitted, client);
+        // Re-signed at each attempt, with the time of that attempt.
+        let forwarding = Forwarding {
+            resign: None,
+            ..self.forwarding(&admitted, client)
+        };
         headers::write_forwarded_headers(req, &forwarding, &mut block);
         let mut line = BytesMut::new();
         if let Err(e) =

@@ -53,13 +53,6 @@ impl Builder<'_> {
             }
             return None;
         }
-        if let (Some(d), Some(_)) = (&r.delivery, &r.forward_signature) {
-            self.error(
-                span(d),
-                "`delivery = \"async\"` cannot be combined with `forward_signature` yet",
-            );
-            return None;
-        }
         let empty = RetrySection {
             max_attempts: None,
             max_age_secs: None,

@@ -944,7 +944,6 @@ fn delivery_errors_are_reported_with_positions() {
             "c.toml:17:95: `retry_on` takes `5xx`-like classes, statuses like `429`, `timeout` and `connect`, not `soon`",
             "c.toml:17:118: `concurrency` is at most 1024",
             "c.toml:17:135: `ordering` is `none` or `fifo`, not `lifo`",
-            "c.toml:26:12: `delivery = \"async\"` cannot be combined with `forward_signature` yet",
         ]
     );
 }

@@ -311,3 +311,36 @@ fn an_event_without_an_id_is_named_by_its_content() {
     assert_ne!(a, super::content_id(b"{ }"));
     assert!(a.starts_with("hg_") && a.len() == 3 + 32, "{a}");
 }
+
+#[test]
+fn a_stored_block_is_re_signed_only_when_it_verified() {
+    let key = crate::verify::mac::KeyedMac::new(crate::verify::mac::HashAlg::Sha256, b"s");
+    let resign = Resign {
+        key: &key,
+        now: 1_800_000_000,
+    };
+    let failed =
+        b"X-Webhook-Route: r\r\nx-webhook-verification: failed; reason=signature_mismatch\r\n";
+    let mut out = bytes::BytesMut::new();
+    super::resign_stored(failed, resign, BODY, &mut out);
+    assert_eq!(&out[..], &failed[..], "a failure is never signed");
+    let verified = b"x-webhook-verified: rye\r\nwebhook-id: evt_1\r\nwebhook-timestamp: 1767225600\r\nWebhook_Signature: v1,forged\r\nX-Other: 1\r\n";
+    let mut out = bytes::BytesMut::new();
+    super::resign_stored(verified, resign, BODY, &mut out);
+    let text = String::from_utf8(out.to_vec()).unwrap();
+    assert!(
+        text.starts_with("x-webhook-verified: rye\r\nX-Other: 1\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "webhook-id: evt_1\r\nwebhook-timestamp: 1800000000\r\nwebhook-signature: v1,"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("x-webhook-event-time: 1767225600\r\n"),
+        "{text}"
+    );
+    assert!(!text.contains("forged"), "{text}");
+}

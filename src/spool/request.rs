@@ -5,7 +5,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::headers::{self, InvalidTarget};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::headers::{self, InvalidTarget, Resign};
 use crate::runtime::Route;
 
 /// First bytes of an encoded request: the format's version. Then each field
@@ -95,10 +97,28 @@ impl StoredRequest {
         let mut out = BytesMut::with_capacity(256 + self.headers.len() + self.body.len());
         headers::write_request_line(&self.method, &target, &mut out)?;
         let attempt = itoa::Buffer::new().format(attempt).to_owned();
+        let resign = route
+            .policy
+            .as_ref()
+            .and_then(|p| p.forward_signature.as_ref());
+        let resigned;
+        let block = match resign {
+            None => &self.headers[..],
+            Some(f) => {
+                let mut block = BytesMut::with_capacity(self.headers.len() + 128);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                let resign = Resign { key: &f.key, now };
+                headers::resign_stored(&self.headers, resign, &self.body, &mut block);
+                resigned = block;
+                &resigned[..]
+            }
+        };
         headers::write_stored_head(
             &route.upstream.authority,
             (headers::ATTEMPT, &attempt),
-            &self.headers,
+            block,
             &mut out,
         );
         out.put_slice(&self.body);

@@ -479,3 +479,51 @@ async fn a_route_removed_by_a_reload_keeps_its_deliveries_until_it_returns() {
     assert_eq!(got[0].header("webhook-id"), "evt_orphan");
     assert_eq!(got[0].header("x-webhook-route"), "hook");
 }
+
+/// The upstream request's headers as a map, for a Standard Webhooks check.
+fn header_map(request: &Recorded) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in &request.headers {
+        headers.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    headers
+}
+
+#[tokio::test]
+async fn every_attempt_is_re_signed_at_its_own_time() {
+    let upstream = Upstream::with_reply(Reply {
+        status: 503,
+        ..Reply::default()
+    })
+    .await;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let signing =
+        format!("forward_signature = {{ scheme = \"standard-webhooks\", secret = \"{secret}\" }}");
+    let retry = "max_attempts = 2\nmin_backoff_ms = 1100\nmax_backoff_ms = 1100";
+    let gw = Gateway::with_admin(&async_route(&upstream.url(), retry, &signing), "").await;
+    let created = sign::now() - 60;
+    let body = sign::rye_event("evt_async_signed", "order.created", created);
+    let (h, v) = sign::rye("k", &body);
+    let forged = [(h, v.as_str()), ("webhook-signature", "v1,Zm9yZ2Vk")];
+    accepted(&post(gw.addr, "/hook", &forged, body.clone()).await);
+    let got = wait_requests(&upstream, 2).await;
+    let webhook = standardwebhooks::Webhook::new(secret).unwrap();
+    for (n, request) in got.iter().enumerate() {
+        webhook
+            .verify(&request.body, &header_map(request))
+            .unwrap_or_else(|e| panic!("attempt {}: {e:?}", n + 1));
+        assert_eq!(request.header("webhook-id"), "evt_async_signed");
+        assert_eq!(request.header("x-webhook-event-time"), created.to_string());
+        assert_eq!(request.header("x-webhook-attempt"), (n + 1).to_string());
+        assert_eq!(request.header_all("webhook-signature").len(), 1);
+    }
+    let stamp = |r: &Recorded| r.header("webhook-timestamp").parse::<i64>().unwrap();
+    assert!(
+        stamp(&got[1]) > stamp(&got[0]),
+        "each attempt is signed when it is made"
+    );
+    assert!((stamp(&got[1]) - sign::now()).abs() <= 5);
+}
