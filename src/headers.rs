@@ -2,6 +2,8 @@
 //! every client-sent copy of the gateway's own headers, then set ours. A client
 //! can never forge what the upstream reads in these headers.
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, BytesMut};
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
@@ -60,10 +62,16 @@ pub const RESERVED: [&str; 11] = [
 /// servers (WSGI, Rack, PHP) read `X_Webhook_Verified` as `X-Webhook-Verified`
 /// and some read `Transfer_Encoding` as framing.
 fn is_dropped(name: &str) -> bool {
+    is_dropped_spelling(&spelled(name))
+}
+
+/// A lower-case header name as CGI-style servers read it: `_` for `-`.
+fn spelled(name: &str) -> Cow<'_, str> {
     if name.contains('_') {
-        return is_dropped_spelling(&name.replace('_', "-"));
+        Cow::Owned(name.replace('_', "-"))
+    } else {
+        Cow::Borrowed(name)
     }
-    is_dropped_spelling(name)
 }
 
 fn is_dropped_spelling(name: &str) -> bool {
@@ -88,11 +96,7 @@ fn is_dropped_spelling(name: &str) -> bool {
 /// Whether a client header is a copy of the re-signed request's
 /// `webhook-signature` (in either spelling).
 fn is_signature(name: &str) -> bool {
-    name.len() == SIGNATURE.len()
-        && name
-            .bytes()
-            .zip(SIGNATURE.bytes())
-            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+    spelled(name) == SIGNATURE
 }
 
 /// What verification made of a forwarded request.

@@ -472,10 +472,7 @@ impl Gateway {
                             route.name,
                             route.upstream.addr
                         );
-                        record.outcome = Outcome::Error(code);
-                        if let Err(e) = write_local(session, &code.response(), false).await {
-                            log::debug!("cannot answer {}: {e}", client.addr);
-                        }
+                        self.refuse(session, record, code, client).await;
                     }
                     ForwardError::AfterResponse(e) => {
                         log::warn!(

@@ -145,11 +145,6 @@ impl State {
         })))
     }
 
-    /// Whether the state is shared through Redis.
-    pub fn is_shared(&self) -> bool {
-        self.0.redis.is_some()
-    }
-
     /// Claims `key` for `hold` (how long an unsettled claim lasts if this
     /// gateway dies), or says who has it.
     pub async fn claim(&self, key: DedupKey, hold: Duration) -> Result<Claim, StateError> {
