@@ -174,13 +174,7 @@ async fn re_signed_requests_verify_with_an_independent_standard_webhooks_library
         "upstream ok"
     );
     let sent = upstream.only_request();
-    let mut headers = http::HeaderMap::new();
-    for (k, v) in &sent.headers {
-        headers.append(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            http::HeaderValue::from_str(v).unwrap(),
-        );
-    }
+    let headers = sent.header_map();
     standardwebhooks::Webhook::new(secret)
         .unwrap()
         .verify(&sent.body, &headers)

@@ -39,6 +39,19 @@ impl Recorded {
             .collect()
     }
 
+    /// The headers as a map (for libraries that verify from one).
+    pub fn header_map(&self) -> http::HeaderMap {
+        self.headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    http::HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
     /// The single value of header `name`; panics when absent or repeated.
     pub fn header(&self, name: &str) -> &str {
         let all = self.header_all(name);
