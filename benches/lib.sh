@@ -7,6 +7,17 @@ secret="load-test-secret"
 lua_module=/usr/lib/nginx/modules/ngx_http_lua_module.so
 ndk_module=/usr/lib/nginx/modules/ndk_http_module.so
 
+# The load scripts' arguments [seconds-per-round] [connections] [rounds] and
+# their THREADS, WRK_THREADS and BODY_BYTES settings, with their defaults.
+load_args() {
+  duration=${1:-10}
+  connections=${2:-32}
+  rounds=${3:-3}
+  threads=${THREADS:-2}
+  wrk_threads=${WRK_THREADS:-1}
+  body_bytes=${BODY_BYTES:-1024}
+}
+
 # Installs Debian packages (as root, with apt-get), once per script.
 install_packages() {
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then

@@ -32,18 +32,13 @@
 #            "label=path@N" gives that one N routes).
 set -euo pipefail
 
-duration=${1:-10}
-connections=${2:-32}
-rounds=${3:-3}
-threads=${THREADS:-2}
-wrk_threads=${WRK_THREADS:-1}
-body_bytes=${BODY_BYTES:-1024}
-routes=${ROUTES:-1}
-contestants=${CONTESTANTS:-hookgate nginx nginx-lua}
-
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=benches/lib.sh
 . "$root/benches/lib.sh"
+load_args "$@"
+routes=${ROUTES:-1}
+contestants=${CONTESTANTS:-hookgate nginx nginx-lua}
+
 need_packages nginx:nginx-light wrk:wrk openssl:openssl curl:curl
 need_lua_module
 

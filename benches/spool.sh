@@ -23,17 +23,12 @@
 #            HOOKGATE_BIN (a prebuilt binary to measure).
 set -euo pipefail
 
-duration=${1:-10}
-connections=${2:-32}
-rounds=${3:-3}
-threads=${THREADS:-2}
-wrk_threads=${WRK_THREADS:-1}
-body_bytes=${BODY_BYTES:-1024}
-runs="async-1:async:1 async-$connections:async:$connections sync-$connections:sync:$connections"
-
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=benches/lib.sh
 . "$root/benches/lib.sh"
+load_args "$@"
+runs="async-1:async:1 async-$connections:async:$connections sync-$connections:sync:$connections"
+
 need_packages nginx:nginx-light wrk:wrk openssl:openssl curl:curl
 
 work=$(mktemp -d)
