@@ -2,8 +2,10 @@
 //! rate limits, `require_headers`, monitor mode, re-signing for the app, and
 //! how `/config` shows it.
 
+use std::time::Duration;
+
 use crate::delivery::{deliver, route_with};
-use crate::support::client::post;
+use crate::support::client::{Raw, post};
 use crate::support::gateway::Gateway;
 use crate::support::sign;
 use crate::support::upstream::Upstream;
@@ -244,7 +246,7 @@ async fn the_access_log_tells_monitor_failures_dedup_and_the_forwarded_client() 
     for _ in 0..2 {
         deliver(&gw, "evt_logged").await;
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let lines: Vec<serde_json::Value> = loop {
         let lines: Vec<serde_json::Value> = gw
             .stdout()
@@ -254,22 +256,28 @@ async fn the_access_log_tells_monitor_failures_dedup_and_the_forwarded_client() 
         if lines.len() == 3 || std::time::Instant::now() > deadline {
             break lines;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(lines.len(), 3, "{lines:?}");
-    assert_eq!(lines[0]["verification"], "failed");
-    assert_eq!(lines[0]["reason"], "signature_mismatch");
-    assert_eq!(lines[0]["outcome"], "forwarded");
-    assert_eq!(lines[0]["forwarded_for"], "198.51.100.4");
+    // Each worker appends its line when its request ends: find them by content.
+    let find = |key: &str, value: &str| {
+        lines
+            .iter()
+            .find(|l| l[key] == value)
+            .unwrap_or_else(|| panic!("no line with {key} = {value}: {lines:?}"))
+    };
+    let failed = find("verification", "failed");
+    assert_eq!(failed["reason"], "signature_mismatch");
+    assert_eq!(failed["outcome"], "forwarded");
+    assert_eq!(failed["forwarded_for"], "198.51.100.4");
     assert!(
-        lines[0].get("dedup").is_none(),
+        failed.get("dedup").is_none(),
         "failures never touch the store"
     );
-    assert_eq!(lines[1]["dedup"], "claimed");
-    assert!(lines[1].get("forwarded_for").is_none());
-    assert_eq!(lines[2]["dedup"], "duplicate");
-    assert_eq!(lines[2]["outcome"], "duplicate");
-    assert_eq!(lines[2]["status"], 200);
+    assert!(find("dedup", "claimed").get("forwarded_for").is_none());
+    let duplicate = find("dedup", "duplicate");
+    assert_eq!(duplicate["outcome"], "duplicate");
+    assert_eq!(duplicate["status"], 200);
 }
 
 #[tokio::test]
@@ -292,4 +300,50 @@ async fn a_rate_limit_removed_by_a_reload_and_added_back_starts_afresh() {
     // The old limiter was forgotten with the limit: a fresh burst.
     assert_eq!(deliver(&gw, "4").await.status, 200);
     assert_eq!(deliver(&gw, "5").await.status, 429);
+}
+
+#[tokio::test]
+async fn policy_refusals_come_before_the_body_is_read() {
+    let upstream = Upstream::start().await;
+    let route = |name: &str, keys: &str| {
+        route_with(&upstream, "rye", keys)
+            .replace("name = \"hook\"", &format!("name = \"{name}\""))
+            .replace("path = \"/hook\"", &format!("path = \"/{name}\""))
+    };
+    let routes = [
+        route("ips", "allow_ips = [\"192.0.2.0/24\"]"),
+        route(
+            "limited",
+            "[routes.rate_limit]\nper_second = 0.01\nburst = 1",
+        ),
+        route("headers", "require_headers = { \"X-Sender\" = \"s\" }"),
+    ]
+    .concat();
+    // The body never comes: read_timeout_ms is far longer than the wait below.
+    let gw = Gateway::start_with(&routes, "read_timeout_ms = 30000").await;
+    let head_only = |path: &str| {
+        format!("POST /{path} HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n").into_bytes()
+    };
+    // The limited route's one request of the burst.
+    let body = sign::rye_event("evt_1", "order.created", sign::now());
+    let (h, v) = sign::rye("k", &body);
+    assert_eq!(
+        post(gw.addr, "/limited", &[(h, &v)], body).await.status,
+        200
+    );
+    for (path, status, code) in [
+        ("ips", 403, "ip_not_allowed"),
+        ("limited", 429, "rate_limited"),
+        ("headers", 401, "missing_header"),
+    ] {
+        let mut raw = Raw::connect(gw.addr).await;
+        assert!(raw.send(&head_only(path)).await);
+        let answer = raw
+            .read_response(Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("{path}: no answer without the body"));
+        assert_eq!(answer.status, status, "{path}");
+        assert_eq!(answer.json()["error"], code, "{path}");
+    }
+    assert_eq!(upstream.requests().len(), 1);
 }

@@ -249,3 +249,27 @@ async fn rediss_with_a_private_ca_works() {
         .await
         .assert_error(503, "state_unavailable");
 }
+
+#[tokio::test]
+async fn a_redis_slower_than_redis_timeout_ms_is_a_state_error() {
+    let redis = Redis::start_with(&["--enable-debug-command", "yes"]).await;
+    let upstream = Upstream::start().await;
+    let routes = route_with(&upstream, "rye", "[routes.dedup]\nttl_secs = 60");
+    let gw = Gateway::start_with(&routes, &state(&redis)).await;
+    assert_eq!(deliver(&gw, "before").await.text(), "upstream ok");
+    // Redis stops answering for 3 s; the gateway gives up after 200 ms.
+    let port = redis.port.to_string();
+    let sleeper = std::thread::spawn(move || {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &port, "DEBUG", "SLEEP", "3"])
+            .output()
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    deliver(&gw, "during")
+        .await
+        .assert_error(503, "state_unavailable");
+    sleeper.join().unwrap();
+    assert_eq!(until_recovered(&gw, "after").await.text(), "upstream ok");
+    assert_eq!(upstream.requests().len(), 2);
+}
