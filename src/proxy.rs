@@ -337,13 +337,22 @@ impl Gateway {
                 (accepted(id), Outcome::Accepted)
             }
             Err(refused) => {
-                match refused {
-                    Refused::Full => log::warn!("route {}: the spool is full", route.name),
-                    Refused::Failed(e) => log::error!("route {}: {e}", route.name),
-                }
+                let code = match refused {
+                    Refused::Full => {
+                        log::warn!("route {}: the spool is full", route.name);
+                        ErrorCode::SpoolFull
+                    }
+                    Refused::Failed(e) => {
+                        log::error!("route {}: {e}", route.name);
+                        ErrorCode::SpoolFull
+                    }
+                    Refused::Unavailable(e) => {
+                        log::error!("route {}: {e}", route.name);
+                        ErrorCode::StateUnavailable
+                    }
+                };
                 // Dropping the claim releases it, so the provider's retry goes through.
                 drop(settle);
-                let code = ErrorCode::SpoolFull;
                 (code.response(), Outcome::Error(code))
             }
         };

@@ -66,10 +66,31 @@ pub struct ServerSettings {
 /// `[spool]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolSettings {
-    /// The local store's directory.
-    pub dir: PathBuf,
+    /// Where deliveries are kept.
+    pub backend: SpoolBackend,
     /// Bytes of deliveries (requests and their records) kept at most.
     pub max_bytes: u64,
+}
+
+/// `[spool] backend`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpoolBackend {
+    /// `local`: the embedded store in this directory.
+    Local(PathBuf),
+    /// `redis`: Redis Streams shared by a fleet.
+    Redis(FleetSettings),
+}
+
+/// The `redis` spool backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetSettings {
+    /// The Redis of `[server.state] redis_url`.
+    pub redis: RedisSettings,
+    /// Deadline for each Redis call.
+    pub timeout: Duration,
+    /// How long a gateway may go silent before the others take over its
+    /// pending deliveries.
+    pub claim_after: Duration,
 }
 
 /// How an async route delivers: `delivery = "async"` and `[routes.retry]`.

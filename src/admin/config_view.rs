@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::access_log::Target;
 use crate::policy::Policy;
-use crate::runtime::{PathMatch, RetryPolicy, Route, RuntimeConfig, ServerSettings};
+use crate::runtime::{PathMatch, RetryPolicy, Route, RuntimeConfig, ServerSettings, SpoolBackend};
 
 /// Shown in place of anything secret.
 pub const REDACTED: &str = "[redacted]";
@@ -53,10 +53,17 @@ fn server(s: &ServerSettings) -> Value {
             "redis_timeout_ms": s.state.timeout.as_millis(),
             "max_entries": s.state.max_entries,
         },
-        "spool": {
-            "backend": "local",
-            "dir": s.spool.dir.display().to_string(),
-            "max_bytes": s.spool.max_bytes,
+        "spool": match &s.spool.backend {
+            SpoolBackend::Local(dir) => json!({
+                "backend": "local",
+                "dir": dir.display().to_string(),
+                "max_bytes": s.spool.max_bytes,
+            }),
+            SpoolBackend::Redis(fleet) => json!({
+                "backend": "redis",
+                "claim_after_secs": fleet.claim_after.as_secs(),
+                "max_bytes": s.spool.max_bytes,
+            }),
         },
     })
 }

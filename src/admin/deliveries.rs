@@ -25,7 +25,7 @@ pub async fn answer(
 ) -> Option<Answer> {
     let rest = path.strip_prefix("/deliveries")?;
     let answer = match (method, rest) {
-        ("GET" | "HEAD", "" | "/") => list(spool, query),
+        ("GET" | "HEAD", "" | "/") => list(spool, query).await,
         (_, "" | "/") => not_allowed(),
         _ => {
             let rest = rest.strip_prefix('/')?;
@@ -34,7 +34,7 @@ pub async fn answer(
                 return Some(Answer::json(404, &json!({"error": "not_found"})));
             };
             match (method, action) {
-                ("GET" | "HEAD", "") => show(spool, config, id),
+                ("GET" | "HEAD", "") => show(spool, config, id).await,
                 ("DELETE", "") => done(spool.delete(id).await, "deleted"),
                 ("POST", "retry") => done(spool.retry(id).await, "retrying"),
                 (_, "" | "retry") => not_allowed(),
@@ -49,7 +49,7 @@ fn not_allowed() -> Answer {
     Answer::json(405, &json!({"error": "method_not_allowed"}))
 }
 
-fn list(spool: &Spool, query: Option<&str>) -> Answer {
+async fn list(spool: &Spool, query: Option<&str>) -> Answer {
     let mut route = None;
     let mut status = None;
     let mut limit = MAX_LISTED;
@@ -68,13 +68,17 @@ fn list(spool: &Spool, query: Option<&str>) -> Answer {
             _ => {}
         }
     }
-    let listed = spool.list(route.as_deref(), status, limit);
-    Answer::json(200, &Value::Array(listed.iter().map(summary).collect()))
+    match spool.list(route.as_deref(), status, limit).await {
+        Ok(listed) => Answer::json(200, &Value::Array(listed.iter().map(summary).collect())),
+        Err(e) => unavailable(&e),
+    }
 }
 
-fn show(spool: &Spool, config: &RuntimeConfig, id: u64) -> Answer {
-    let Some((meta, in_flight)) = spool.get(id) else {
-        return Answer::json(404, &json!({"error": "not_found"}));
+async fn show(spool: &Spool, config: &RuntimeConfig, id: u64) -> Answer {
+    let (meta, in_flight) = match spool.get(id).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return Answer::json(404, &json!({"error": "not_found"})),
+        Err(e) => return unavailable(&e),
     };
     let mut out = summary(&meta);
     out["in_flight"] = json!(in_flight);
@@ -87,7 +91,7 @@ fn show(spool: &Spool, config: &RuntimeConfig, id: u64) -> Answer {
                     .any(|h| name.eq_ignore_ascii_case(h.name.as_str()))
             })
     };
-    match spool.request(id) {
+    match spool.request(id).await {
         Ok(Some(request)) => {
             out["method"] = json!(request.method);
             out["path"] = json!(request.path);
@@ -118,11 +122,13 @@ fn done(result: Result<Meta, AdminError>, what: &str) -> Answer {
         }
         Err(AdminError::NotFound) => Answer::json(404, &json!({"error": "not_found"})),
         Err(AdminError::InFlight) => Answer::json(409, &json!({"error": "attempt_in_flight"})),
-        Err(AdminError::Failed(e)) => {
-            log::error!("admin: {e}");
-            Answer::json(503, &json!({"error": "spool_unavailable"}))
-        }
+        Err(AdminError::Failed(e)) => unavailable(&e),
     }
+}
+
+fn unavailable(e: &spool::store::StoreError) -> Answer {
+    log::error!("admin: {e}");
+    Answer::json(503, &json!({"error": "spool_unavailable"}))
 }
 
 /// A delivery as listed.

@@ -513,7 +513,7 @@ impl<'a> Builder<'a> {
         };
         let tls_listen = self.tls_listen(s, &listen, admin_listen);
         let state = self.state(s);
-        let spool = self.spool(spool);
+        let spool = self.spool(spool, &state);
         ok &= tls_listen.is_some();
         ok.then(|| ServerSettings {
             listen,

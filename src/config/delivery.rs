@@ -7,7 +7,9 @@ use toml::Spanned;
 
 use super::build::{Builder, span};
 use super::file::{RetrySection, RouteSection, SpoolSection};
-use crate::runtime::{RetryOn, RetryPolicy, SpoolSettings};
+use crate::runtime::{
+    FleetSettings, RetryOn, RetryPolicy, SpoolBackend, SpoolSettings, StateSettings,
+};
 
 /// Default `max_attempts`.
 pub const DEFAULT_MAX_ATTEMPTS: u64 = 12;
@@ -25,6 +27,8 @@ pub const DEFAULT_RETRY_ON: [&str; 5] = ["5xx", "408", "429", "timeout", "connec
 pub const DEFAULT_SPOOL_DIR: &str = "spool";
 /// Default `[spool] max_bytes`: 10 GiB.
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+/// Default `[spool] claim_after_secs`.
+pub const DEFAULT_CLAIM_AFTER_SECS: u64 = 15;
 /// The most attempts a route may ask for (a header number, kept small).
 const MAX_MAX_ATTEMPTS: u64 = 1_000;
 /// The most attempts in flight a route may ask for.
@@ -146,39 +150,68 @@ impl Builder<'_> {
         })
     }
 
-    /// `[spool]`.
-    pub(super) fn spool(&mut self, s: Option<&Spanned<SpoolSection>>) -> SpoolSettings {
+    /// `[spool]`, with the state's Redis for `backend = "redis"`.
+    pub(super) fn spool(
+        &mut self,
+        s: Option<&Spanned<SpoolSection>>,
+        state: &StateSettings,
+    ) -> SpoolSettings {
         let section = s.map(Spanned::get_ref);
-        if let Some(backend) = section.and_then(|s| s.backend.as_ref()) {
-            match backend.get_ref().as_str() {
-                "local" => {}
-                "redis" => self.error(
-                    span(backend),
-                    "`backend = \"redis\"` is not built yet; use `local`",
-                ),
-                other => self.error(
-                    span(backend),
-                    format!("`backend` is `local`, not `{other}`"),
-                ),
-            }
-        }
-        let dir = section
-            .and_then(|s| s.dir.as_ref())
-            .map_or(DEFAULT_SPOOL_DIR, |d| d.get_ref().as_str());
-        if dir.trim().is_empty() {
-            if let Some(d) = section.and_then(|s| s.dir.as_ref()) {
-                self.error(span(d), "`dir` must not be empty");
-            }
-        }
         let max_bytes = self.positive_or(
             &section.and_then(|s| s.max_bytes.clone()),
             "max_bytes",
             DEFAULT_SPOOL_MAX_BYTES,
         );
-        SpoolSettings {
-            dir: self.base_dir.join(dir),
-            max_bytes,
-        }
+        let claim_after = self.positive_or(
+            &section.and_then(|s| s.claim_after_secs.clone()),
+            "claim_after_secs",
+            DEFAULT_CLAIM_AFTER_SECS,
+        );
+        let dir = section.and_then(|s| s.dir.as_ref());
+        let backend = section.and_then(|s| s.backend.as_ref());
+        let backend = match backend.map(|b| (b, b.get_ref().as_str())) {
+            None | Some((_, "local")) => {
+                if let Some(c) = section.and_then(|s| s.claim_after_secs.as_ref()) {
+                    self.error(
+                        span(c),
+                        "`claim_after_secs` applies to `backend = \"redis\"`",
+                    );
+                }
+                let text = dir.map_or(DEFAULT_SPOOL_DIR, |d| d.get_ref().as_str());
+                if let Some(d) = dir.filter(|_| text.trim().is_empty()) {
+                    self.error(span(d), "`dir` must not be empty");
+                }
+                SpoolBackend::Local(self.base_dir.join(text))
+            }
+            Some((b, "redis")) => {
+                if let Some(d) = dir {
+                    self.error(span(d), "`dir` applies to `backend = \"local\"`");
+                }
+                let Some(redis) = state.redis.clone() else {
+                    self.error(
+                        span(b),
+                        "`backend = \"redis\"` needs `[server.state] redis_url`",
+                    );
+                    return SpoolSettings {
+                        backend: SpoolBackend::Local(self.base_dir.join(DEFAULT_SPOOL_DIR)),
+                        max_bytes,
+                    };
+                };
+                SpoolBackend::Redis(FleetSettings {
+                    redis,
+                    timeout: state.timeout,
+                    claim_after: Duration::from_secs(claim_after),
+                })
+            }
+            Some((b, other)) => {
+                self.error(
+                    span(b),
+                    format!("`backend` is `local` or `redis`, not `{other}`"),
+                );
+                SpoolBackend::Local(self.base_dir.join(DEFAULT_SPOOL_DIR))
+            }
+        };
+        SpoolSettings { backend, max_bytes }
     }
 }
 

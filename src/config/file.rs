@@ -34,8 +34,10 @@ pub struct ConfigFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpoolSection {
-    /// `local` (default): an embedded store in `dir`.
+    /// `local` (default): an embedded store in `dir`; `redis`: Redis Streams.
     pub backend: Option<Spanned<String>>,
+    /// With `redis`: seconds a silent gateway keeps its pending deliveries. Default 15.
+    pub claim_after_secs: Option<Spanned<i64>>,
     /// The store's directory (relative to the config file's). Default `spool`.
     pub dir: Option<Spanned<String>>,
     /// Bytes of deliveries kept at most. Default 10 GiB.

@@ -1,13 +1,13 @@
 //! Config loading: defaults, both spellings of lists, and one test per
 //! diagnostic, pinned to its `PATH:LINE:COL`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Loaded, load, load_in_parts, load_str, parts};
 use crate::config::diagnostics::Report;
 use crate::forward::SharedPeer;
-use crate::runtime::PathMatch;
+use crate::runtime::{FleetSettings, PathMatch, SpoolBackend};
 
 const ROUTE: &str = r#"
 [[routes]]
@@ -592,7 +592,7 @@ fn operations_settings_have_defaults_and_are_checked() {
         c.server.admin_listen,
         Some("127.0.0.1:9090".parse().unwrap())
     );
-    let file = std::path::PathBuf::from("/etc/hg/logs/access.log");
+    let file = PathBuf::from("/etc/hg/logs/access.log");
     assert_eq!(c.server.access_log, crate::access_log::Target::File(file));
     assert_eq!(c.server.shutdown_grace.as_secs(), 5);
     let off = load_str(Path::new("c.toml"), "[server]\naccess_log = \"off\"\n").unwrap();
@@ -887,7 +887,10 @@ fn delivery_and_retry_keys_are_built_with_defaults() {
         named("d", "delivery = \"async\"")
     );
     let c = load_str(Path::new("/etc/hg/c.toml"), &text).unwrap().config;
-    assert_eq!(c.server.spool.dir, Path::new("/etc/hg/q"));
+    assert_eq!(
+        c.server.spool.backend,
+        SpoolBackend::Local(PathBuf::from("/etc/hg/q"))
+    );
     assert_eq!(c.server.spool.max_bytes, 1000);
     let route = |name: &str| c.routes.iter().find(|r| r.name == name).unwrap();
     let p = route("p").delivery.as_deref().unwrap();
@@ -913,7 +916,10 @@ fn delivery_and_retry_keys_are_built_with_defaults() {
     // Sync by default, and the spool's defaults beside the config file.
     let plain = load_str(Path::new("/etc/hg/c.toml"), ROUTE).unwrap().config;
     assert!(plain.routes.iter().next().unwrap().delivery.is_none());
-    assert_eq!(plain.server.spool.dir, Path::new("/etc/hg/spool"));
+    assert_eq!(
+        plain.server.spool.backend,
+        SpoolBackend::Local(PathBuf::from("/etc/hg/spool"))
+    );
     assert_eq!(plain.server.spool.max_bytes, 10 * 1024 * 1024 * 1024);
 }
 
@@ -934,7 +940,7 @@ fn delivery_errors_are_reported_with_positions() {
     assert_eq!(
         errors(&text),
         [
-            "c.toml:2:11: `backend = \"redis\"` is not built yet; use `local`",
+            "c.toml:2:11: `backend = \"redis\"` needs `[server.state] redis_url`",
             "c.toml:3:13: `max_bytes` must be a positive integer",
             "c.toml:7:12: `delivery` is `sync` or `async`, not `later`",
             "c.toml:17:26: `max_attempts` must be a positive integer",
@@ -945,6 +951,55 @@ fn delivery_errors_are_reported_with_positions() {
             "c.toml:17:118: `concurrency` is at most 1024",
             "c.toml:17:135: `ordering` is `none` or `fifo`, not `lifo`",
         ]
+    );
+}
+
+#[test]
+fn the_redis_spool_takes_the_state_redis_and_its_own_keys() {
+    let text = format!(
+        "[server.state]\nredis_url = \"redis://127.0.0.1:6390/2\"\nredis_timeout_ms = 70\n\
+         [spool]\nbackend = \"redis\"\nclaim_after_secs = 4\n{}",
+        named("p", "delivery = \"async\"")
+    );
+    let c = load_str(Path::new("c.toml"), &text).unwrap().config;
+    let SpoolBackend::Redis(FleetSettings {
+        redis,
+        timeout,
+        claim_after,
+    }) = &c.server.spool.backend
+    else {
+        panic!("{:?}", c.server.spool.backend);
+    };
+    assert_eq!(redis.url, "redis://127.0.0.1:6390/2");
+    assert_eq!((timeout.as_millis(), claim_after.as_secs()), (70, 4));
+    let default = text.replace("claim_after_secs = 4\n", "");
+    let c = load_str(Path::new("c.toml"), &default).unwrap().config;
+    assert!(
+        matches!(&c.server.spool.backend, SpoolBackend::Redis(f) if f.claim_after.as_secs() == 15)
+    );
+    let wrong = format!(
+        "[spool]\nbackend = \"disk\"\nclaim_after_secs = 0\n{}",
+        named("p", "delivery = \"async\"")
+    );
+    assert_eq!(
+        errors(&wrong),
+        [
+            "c.toml:2:11: `backend` is `local` or `redis`, not `disk`",
+            "c.toml:3:20: `claim_after_secs` must be a positive integer",
+        ]
+    );
+    let misplaced = text.replace("claim_after_secs = 4", "dir = \"q\"");
+    assert_eq!(
+        errors(&misplaced),
+        ["c.toml:6:7: `dir` applies to `backend = \"local\"`"]
+    );
+    let local = format!(
+        "[spool]\nclaim_after_secs = 3\n{}",
+        named("p", "delivery = \"async\"")
+    );
+    assert_eq!(
+        errors(&local),
+        ["c.toml:2:20: `claim_after_secs` applies to `backend = \"redis\"`"]
     );
 }
 

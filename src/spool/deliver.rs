@@ -15,7 +15,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use rand::Rng;
 
-use super::{Finished, Meta, Spool, Status, now_ms};
+use super::{Finished, Meta, Spool, Status, fleet, now_ms};
 use crate::forward::{ForwardError, Forwarder, pool};
 use crate::record::UpstreamError;
 use crate::reload::ConfigStore;
@@ -92,6 +92,13 @@ struct Context {
 /// attempts in flight (the drain waits for them within the grace period).
 async fn run(context: Arc<Context>) {
     tokio::spawn(pool::sweep_forever());
+    if context.spool.fleet().is_some() {
+        tokio::spawn(fleet::feed(
+            context.spool.clone(),
+            context.store.clone(),
+            context.draining.clone(),
+        ));
+    }
     let mut routes: (u64, HashMap<String, Arc<Route>>) = (0, HashMap::new());
     loop {
         if context.draining.is_draining() {
@@ -151,7 +158,7 @@ async fn attempt(context: &Context, mut meta: Meta, route: &Route) {
     if past_age(&meta, policy, now) {
         return spool.finish(dead(meta, "max_age", &metrics)).await;
     }
-    let request = match spool.request(meta.id) {
+    let request = match spool.request(meta.id).await {
         Ok(Some(request)) => request,
         Ok(None) => {
             log::error!(

@@ -3,14 +3,20 @@
 //! and the [`deliver`]er sends it upstream in the background until the app
 //! answers 2xx or the route's retry limits turn it into a dead letter.
 //!
-//! Writes go through one committer thread: it takes every change waiting
-//! (new deliveries, attempts' results, removals) and applies them in one
-//! durable transaction, so concurrent requests share one fsync (group commit).
-//! The index of deliveries (their records, not their requests) is kept in
-//! memory and rebuilt from the [`store`] at startup; requests are read from
-//! the store at each attempt.
+//! Two backends keep the deliveries. `local` ([`store`]): one committer
+//! thread takes every change waiting (new deliveries, attempts' results,
+//! removals) and applies them in one durable transaction, so concurrent
+//! requests share one fsync (group commit); every delivery is this gateway's.
+//! `redis` ([`fleet`]): Redis Streams with a consumer group shared by a
+//! fleet; a gateway owns the deliveries it has read from the group, and takes
+//! over those of a gateway gone silent.
+//!
+//! Either way the deliveries this gateway owns are indexed in memory (their
+//! records, not their requests), and the deliverer takes due ones from there;
+//! requests are read from the backend at each attempt.
 
 pub mod deliver;
+pub mod fleet;
 pub mod request;
 pub mod store;
 
@@ -25,13 +31,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::metrics::Metrics;
-use crate::runtime::{Route, RuntimeConfig, SpoolSettings};
+use crate::runtime::{Route, RuntimeConfig, SpoolBackend, SpoolSettings};
 use crate::state::{DedupKey, State};
+use fleet::Fleet;
 use request::StoredRequest;
 use store::{Local, Op, Store, StoreError};
 
 /// What a delivery's record costs in the `max_bytes` budget besides its request.
-const RECORD_COST: u64 = 512;
+pub(crate) const RECORD_COST: u64 = 512;
 /// Changes waiting for the committer, at most; more wait their turn.
 const COMMIT_QUEUE: usize = 4096;
 /// Changes the committer applies in one transaction, at most.
@@ -143,8 +150,10 @@ pub fn now_ms() -> u64 {
 pub enum Refused {
     /// The `max_bytes` budget is spent.
     Full,
-    /// The store failed.
+    /// The local store failed.
     Failed(StoreError),
+    /// Redis failed (the `redis` backend).
+    Unavailable(StoreError),
 }
 
 /// Why an admin action on a delivery did not happen.
@@ -191,23 +200,39 @@ struct Job {
 pub struct Spool(Arc<Inner>);
 
 struct Inner {
-    settings: SpoolSettings,
-    store: Mutex<Option<Arc<dyn Store>>>,
-    commits: mpsc::Sender<Job>,
+    backend: Backend,
+    max_bytes: u64,
     queue: Mutex<Queue>,
-    used: AtomicU64,
-    next_id: AtomicU64,
     wake: Notify,
     state: State,
     metrics: Metrics,
 }
 
+/// Where the deliveries are kept.
+enum Backend {
+    Local(LocalBackend),
+    Fleet(Box<Fleet>),
+}
+
+/// The `local` backend: the store, opened on first use, and its committer.
+struct LocalBackend {
+    dir: std::path::PathBuf,
+    store: Mutex<Option<Arc<dyn Store>>>,
+    commits: mpsc::Sender<Job>,
+    used: AtomicU64,
+    next_id: AtomicU64,
+}
+
 impl fmt::Debug for Spool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Spool")
-            .field("dir", &self.0.settings.dir)
-            .field("used", &self.0.used.load(Ordering::Relaxed))
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("Spool");
+        match &self.0.backend {
+            Backend::Local(local) => d
+                .field("dir", &local.dir)
+                .field("used", &local.used.load(Ordering::Relaxed)),
+            Backend::Fleet(_) => d.field("backend", &"redis"),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
@@ -267,9 +292,10 @@ impl Queue {
 }
 
 impl Spool {
-    /// The spool `settings` describe. Its store is opened now when `open_now`
-    /// (a route is async) or when it holds deliveries from before, else on the
-    /// first delivery. Fails when the store exists but cannot be read.
+    /// The spool `settings` describe. A local store is opened now when
+    /// `open_now` (a route is async) or when it holds deliveries from before,
+    /// else on the first delivery; Redis is connected on first use. Fails
+    /// when the local store exists but cannot be read.
     pub fn new(
         settings: &SpoolSettings,
         open_now: bool,
@@ -277,37 +303,59 @@ impl Spool {
         metrics: Metrics,
     ) -> Result<Self, String> {
         let (commits, jobs) = mpsc::channel(COMMIT_QUEUE);
+        let backend = match &settings.backend {
+            SpoolBackend::Local(dir) => Backend::Local(LocalBackend {
+                dir: dir.clone(),
+                store: Mutex::new(None),
+                commits,
+                used: AtomicU64::new(0),
+                next_id: AtomicU64::new(0),
+            }),
+            SpoolBackend::Redis(fleet) => {
+                Backend::Fleet(Box::new(Fleet::new(fleet, settings.max_bytes)?))
+            }
+        };
         let spool = Self(Arc::new(Inner {
-            settings: settings.clone(),
-            store: Mutex::new(None),
-            commits,
+            backend,
+            max_bytes: settings.max_bytes,
             queue: Mutex::new(Queue::default()),
-            used: AtomicU64::new(0),
-            next_id: AtomicU64::new(0),
             wake: Notify::new(),
             state,
             metrics,
         }));
-        if open_now || exists(&settings.dir) {
-            spool.store().map_err(|e| e.to_string())?;
+        if let Backend::Local(local) = &spool.0.backend {
+            if open_now || exists(&local.dir) {
+                spool.store().map_err(|e| e.to_string())?;
+            }
+            // The committer holds the spool weakly: when the last handle is
+            // gone, the channel closes and the thread ends.
+            let committer = Arc::downgrade(&spool.0);
+            std::thread::Builder::new()
+                .name("hookgate-spool".into())
+                .spawn(move || commit_forever(&committer, jobs))
+                .map_err(|e| format!("cannot start the spool's committer: {e}"))?;
         }
-        // The committer holds the spool weakly: when the last handle is gone,
-        // the channel closes and the thread ends.
-        let committer = Arc::downgrade(&spool.0);
-        std::thread::Builder::new()
-            .name("hookgate-spool".into())
-            .spawn(move || commit_forever(&committer, jobs))
-            .map_err(|e| format!("cannot start the spool's committer: {e}"))?;
         Ok(spool)
     }
 
-    /// The store, opened (and the index loaded from it) on first use.
+    /// The `redis` backend, when it is the one.
+    pub fn fleet(&self) -> Option<&Fleet> {
+        match &self.0.backend {
+            Backend::Fleet(fleet) => Some(fleet),
+            Backend::Local(_) => None,
+        }
+    }
+
+    /// The local store, opened (and the index loaded from it) on first use.
     fn store(&self) -> Result<Arc<dyn Store>, StoreError> {
-        let mut slot = self.0.store.lock().unwrap_or_else(|e| e.into_inner());
+        let Backend::Local(local) = &self.0.backend else {
+            return Err(StoreError("the spool is not local".to_owned()));
+        };
+        let mut slot = local.store.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(store) = &*slot {
             return Ok(Arc::clone(store));
         }
-        let store: Arc<dyn Store> = Arc::new(Local::open(&self.0.settings.dir)?);
+        let store: Arc<dyn Store> = Arc::new(Local::open(&local.dir)?);
         let metas = store.metas()?;
         let mut queue = self.queue();
         let mut used = 0u64;
@@ -320,15 +368,15 @@ impl Spool {
             queue.insert(meta);
         }
         drop(queue);
-        self.0.used.fetch_add(used, Ordering::AcqRel);
+        local.used.fetch_add(used, Ordering::AcqRel);
         // Ids grow across restarts: from the clock in µs, past any stored one.
         let from_clock = now_ms().saturating_mul(1000);
-        self.0
+        local
             .next_id
             .store(from_clock.max(last.saturating_add(1)), Ordering::Release);
         log::info!(
             "spool {}: {pending} pending deliveries, {used} bytes",
-            self.0.settings.dir.display()
+            local.dir.display()
         );
         *slot = Some(Arc::clone(&store));
         self.0.wake.notify_one();
@@ -339,11 +387,14 @@ impl Spool {
         self.0.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Applies `ops` durably, with whatever else is waiting.
+    /// Applies `ops` to the local store durably, with whatever else is waiting.
     async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let Backend::Local(local) = &self.0.backend else {
+            return Err(StoreError("the spool is not local".to_owned()));
+        };
         let (done, result) = oneshot::channel();
         let gone = || StoreError("the committer has stopped".to_owned());
-        self.0
+        local
             .commits
             .send(Job { ops, done })
             .await
@@ -352,7 +403,8 @@ impl Spool {
     }
 
     /// Accepts a delivery for `route`: stored durably before this returns its
-    /// id, then attempted by the deliverer.
+    /// id, then attempted by the deliverer (with `redis`, by whichever gateway
+    /// of the fleet reads it first).
     pub async fn enqueue(
         &self,
         route: &str,
@@ -378,13 +430,16 @@ impl Spool {
             request_bytes: bytes.len() as u64,
             body_bytes: request.body.len() as u64,
         };
+        let local = match &self.0.backend {
+            Backend::Fleet(fleet) => return fleet.enqueue(&meta, &bytes).await,
+            Backend::Local(local) => local,
+        };
         if let Err(e) = self.store() {
             return Err(Refused::Failed(e));
         }
         let cost = meta.cost();
-        let max = self.0.settings.max_bytes;
-        let reserved = self
-            .0
+        let max = self.0.max_bytes;
+        let reserved = local
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 used.checked_add(cost).filter(|total| *total <= max)
@@ -392,10 +447,10 @@ impl Spool {
         if reserved.is_err() {
             return Err(Refused::Full);
         }
-        meta.id = self.0.next_id.fetch_add(1, Ordering::AcqRel);
+        meta.id = local.next_id.fetch_add(1, Ordering::AcqRel);
         let id = meta.id;
         if let Err(e) = self.commit(vec![Op::Insert(meta.clone(), bytes)]).await {
-            self.0.used.fetch_sub(cost, Ordering::AcqRel);
+            local.used.fetch_sub(cost, Ordering::AcqRel);
             return Err(Refused::Failed(e));
         }
         self.queue().insert(meta);
@@ -461,32 +516,104 @@ impl Spool {
         (taken, next)
     }
 
+    /// How many more deliveries of `route` this gateway could start at `now`
+    /// (its `concurrency` less those in flight or already due), for the
+    /// `redis` backend's reads.
+    pub(crate) fn room(&self, route: &str, concurrency: usize, now: u64) -> usize {
+        let queue = self.queue();
+        let Some(rq) = queue.routes.get(route) else {
+            return concurrency;
+        };
+        let due = rq.due.range(..(now.saturating_add(1), 0)).count();
+        concurrency.saturating_sub(rq.in_flight.saturating_add(due))
+    }
+
+    /// Adds deliveries this gateway now owns (read or taken over from the
+    /// fleet) to the index, as read: one it had already is replaced (it was
+    /// queued again), unless it is being attempted.
+    pub(crate) fn own(&self, metas: Vec<Meta>) {
+        if metas.is_empty() {
+            return;
+        }
+        let mut queue = self.queue();
+        for meta in metas {
+            if queue.unqueue(meta.id) != Some(false) {
+                queue.insert(meta);
+            }
+        }
+        drop(queue);
+        self.0.wake.notify_one();
+    }
+
+    /// Forgets deliveries this gateway no longer owns (another took them
+    /// over), unless they are being attempted.
+    pub(crate) fn disown(&self, ids: &[u64]) {
+        let mut queue = self.queue();
+        for id in ids {
+            if queue.unqueue(*id) == Some(true) {
+                queue.metas.remove(id);
+            }
+        }
+    }
+
+    /// The ids this gateway owns, by route (for the `redis` backend's heartbeat).
+    pub(crate) fn owned(&self) -> HashMap<String, Vec<u64>> {
+        let queue = self.queue();
+        let mut out: HashMap<String, Vec<u64>> = HashMap::new();
+        for meta in queue.metas.values() {
+            out.entry(meta.route.clone()).or_default().push(meta.id);
+        }
+        out
+    }
+
     /// A delivery's request, as stored.
-    pub fn request(&self, id: u64) -> Result<Option<StoredRequest>, StoreError> {
-        let bytes = self.store()?.request(id)?;
+    pub async fn request(&self, id: u64) -> Result<Option<StoredRequest>, StoreError> {
+        let bytes = match &self.0.backend {
+            Backend::Local(_) => self.store()?.request(id)?,
+            Backend::Fleet(fleet) => fleet.request(id).await?,
+        };
         Ok(bytes.and_then(|b| StoredRequest::decode(&b)))
     }
 
     /// Records how an attempt ended (durably), settles its dedup claim, and
     /// puts a delivery still pending back in its route's queue.
     pub async fn finish(&self, finished: Finished) {
-        let (op, meta, gone) = match finished {
-            Finished::Delivered(meta) => (Op::Remove(meta.id), meta, true),
-            Finished::Vanished(meta) => (Op::Remove(meta.id), meta, true),
-            Finished::Kept(meta) => (Op::Update(meta.clone()), meta, false),
+        let (meta, gone) = match finished {
+            Finished::Delivered(meta) | Finished::Vanished(meta) => (meta, true),
+            Finished::Kept(meta) => (meta, false),
         };
-        if let Err(e) = self.commit(vec![op]).await {
+        // Whether this gateway still owns it (a fleet's dead letters are in
+        // Redis for all to see, owned by none).
+        let stored = match &self.0.backend {
+            Backend::Local(local) => {
+                let op = if gone {
+                    Op::Remove(meta.id)
+                } else {
+                    Op::Update(meta.clone())
+                };
+                let stored = self.commit(vec![op]).await;
+                if gone {
+                    local.used.fetch_sub(meta.cost(), Ordering::AcqRel);
+                }
+                stored.map(|()| !gone)
+            }
+            Backend::Fleet(fleet) if gone => fleet.remove(&meta).await.map(|_| false),
+            Backend::Fleet(fleet) => fleet
+                .update(&meta)
+                .await
+                .map(|ours| ours && meta.status == Status::Pending),
+        };
+        let owned = stored.unwrap_or_else(|e| {
             log::error!("spool: delivery {} not updated: {e}", meta.shown_id());
-        }
-        if gone {
-            self.0.used.fetch_sub(meta.cost(), Ordering::AcqRel);
-        }
+            !gone
+        });
+        let unindexed = !owned;
         {
             let mut queue = self.queue();
             if let Some(rq) = queue.routes.get_mut(&meta.route) {
                 rq.in_flight = rq.in_flight.saturating_sub(1);
             }
-            if gone {
+            if unindexed {
                 queue.metas.remove(&meta.id);
             } else {
                 queue.insert(meta.clone());
@@ -511,42 +638,75 @@ impl Spool {
 
     /// Deliveries, oldest first, of `route` (all when `None`) with `status`
     /// (any when `None`), at most `limit`.
-    pub fn list(&self, route: Option<&str>, status: Option<Status>, limit: usize) -> Vec<Meta> {
-        self.queue()
+    pub async fn list(
+        &self,
+        route: Option<&str>,
+        status: Option<Status>,
+        limit: usize,
+    ) -> Result<Vec<Meta>, StoreError> {
+        if let Backend::Fleet(fleet) = &self.0.backend {
+            return fleet.list(route, status, limit).await;
+        }
+        Ok(self
+            .queue()
             .metas
             .values()
             .filter(|m| route.is_none_or(|r| m.route == r))
             .filter(|m| status.is_none_or(|s| m.status == s))
             .take(limit)
             .cloned()
-            .collect()
+            .collect())
     }
 
-    /// One delivery's record, and whether it is being attempted now.
-    pub fn get(&self, id: u64) -> Option<(Meta, bool)> {
+    /// Whether this gateway is attempting delivery `id` now.
+    fn in_flight(&self, id: u64) -> bool {
         let queue = self.queue();
-        let meta = queue.metas.get(&id)?;
-        let waiting = queue
-            .routes
-            .get(&meta.route)
-            .is_some_and(|rq| rq.waiting.contains(&id));
-        Some((meta.clone(), meta.status == Status::Pending && !waiting))
+        queue.metas.get(&id).is_some_and(|meta| {
+            meta.status == Status::Pending
+                && !queue
+                    .routes
+                    .get(&meta.route)
+                    .is_some_and(|rq| rq.waiting.contains(&id))
+        })
+    }
+
+    /// One delivery's record, and whether this gateway is attempting it now.
+    pub async fn get(&self, id: u64) -> Result<Option<(Meta, bool)>, StoreError> {
+        let meta = match &self.0.backend {
+            Backend::Local(_) => self.queue().metas.get(&id).cloned(),
+            Backend::Fleet(fleet) => fleet.meta(id).await?,
+        };
+        Ok(meta.map(|meta| (meta, self.in_flight(id))))
     }
 
     /// Makes a delivery due now with fresh limits (`max_attempts`,
     /// `max_age_secs` count from now); a dead letter becomes pending again.
     pub async fn retry(&self, id: u64) -> Result<Meta, AdminError> {
+        if let Backend::Fleet(fleet) = &self.0.backend {
+            if self.in_flight(id) {
+                return Err(AdminError::InFlight);
+            }
+            let mut meta = fleet
+                .meta(id)
+                .await
+                .map_err(AdminError::Failed)?
+                .ok_or(AdminError::NotFound)?;
+            refresh(&mut meta);
+            // Read again by whichever gateway has room first.
+            self.disown(&[id]);
+            return match fleet.requeue(&meta).await {
+                Ok(true) => Ok(meta),
+                Ok(false) => Err(AdminError::NotFound),
+                Err(e) => Err(AdminError::Failed(e)),
+            };
+        }
         let meta = {
             let mut queue = self.queue();
             queue.take_out(id)?;
             let Some(meta) = queue.metas.get_mut(&id) else {
                 return Err(AdminError::NotFound);
             };
-            let now = now_ms();
-            meta.status = Status::Pending;
-            meta.next_ms = now;
-            meta.window_ms = now;
-            meta.window_attempts = 0;
+            refresh(meta);
             let meta = meta.clone();
             // Counted in flight until stored, so the deliverer leaves it alone.
             queue
@@ -571,17 +731,37 @@ impl Spool {
 
     /// Deletes a delivery that is not being attempted; its dedup claim is released.
     pub async fn delete(&self, id: u64) -> Result<Meta, AdminError> {
-        let meta = {
-            let mut queue = self.queue();
-            queue.take_out(id)?;
-            queue.metas.remove(&id).ok_or(AdminError::NotFound)?
+        let meta = match &self.0.backend {
+            Backend::Fleet(fleet) => {
+                if self.in_flight(id) {
+                    return Err(AdminError::InFlight);
+                }
+                let meta = fleet
+                    .meta(id)
+                    .await
+                    .map_err(AdminError::Failed)?
+                    .ok_or(AdminError::NotFound)?;
+                if !fleet.remove(&meta).await.map_err(AdminError::Failed)? {
+                    return Err(AdminError::NotFound);
+                }
+                self.disown(&[id]);
+                meta
+            }
+            Backend::Local(local) => {
+                let meta = {
+                    let mut queue = self.queue();
+                    queue.take_out(id)?;
+                    queue.metas.remove(&id).ok_or(AdminError::NotFound)?
+                };
+                if let Err(e) = self.commit(vec![Op::Remove(id)]).await {
+                    // Still stored: back in the index, as it will be after a restart.
+                    self.queue().insert(meta);
+                    return Err(AdminError::Failed(e));
+                }
+                local.used.fetch_sub(meta.cost(), Ordering::AcqRel);
+                meta
+            }
         };
-        if let Err(e) = self.commit(vec![Op::Remove(id)]).await {
-            // Still stored: back in the index, as it will be after a restart.
-            self.queue().insert(meta);
-            return Err(AdminError::Failed(e));
-        }
-        self.0.used.fetch_sub(meta.cost(), Ordering::AcqRel);
         if let Some(claim) = &meta.claim {
             let key = DedupKey::from_stored(&claim.key);
             if let Err(e) = self.0.state.release_claim(&key, claim.token).await {
@@ -591,8 +771,12 @@ impl Spool {
         Ok(meta)
     }
 
-    /// Per route: pending, dead, the oldest pending's age at `now`.
+    /// Per route: pending, dead, the oldest pending's age at `now` (with
+    /// `redis`, the fleet's, as last counted).
     pub fn depth(&self, now: u64) -> BTreeMap<String, Depth> {
+        if let Backend::Fleet(fleet) = &self.0.backend {
+            return fleet.depth();
+        }
         let queue = self.queue();
         let mut out: BTreeMap<String, Depth> = BTreeMap::new();
         for meta in queue.metas.values() {
@@ -610,15 +794,27 @@ impl Spool {
         out
     }
 
-    /// Bytes of the budget in use.
+    /// Bytes of the budget in use (with `redis`, the fleet's, as last counted).
     pub fn used_bytes(&self) -> u64 {
-        self.0.used.load(Ordering::Acquire)
+        match &self.0.backend {
+            Backend::Local(local) => local.used.load(Ordering::Acquire),
+            Backend::Fleet(fleet) => fleet.used_bytes(),
+        }
     }
 
     /// The metrics the spool counts into.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
     }
+}
+
+/// Makes `meta` pending and due now, its limits counted from now.
+fn refresh(meta: &mut Meta) {
+    let now = now_ms();
+    meta.status = Status::Pending;
+    meta.next_ms = now;
+    meta.window_ms = now;
+    meta.window_attempts = 0;
 }
 
 /// Applies groups of changes as they come, each group in one durable

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::*;
-use crate::runtime::SpoolSettings;
+use crate::runtime::{SpoolBackend, SpoolSettings};
 
 fn request(body: &str) -> StoredRequest {
     StoredRequest {
@@ -22,7 +22,7 @@ fn request(body: &str) -> StoredRequest {
 
 fn spool(dir: &Path, max_bytes: u64) -> Spool {
     let settings = SpoolSettings {
-        dir: dir.to_owned(),
+        backend: SpoolBackend::Local(dir.to_owned()),
         max_bytes,
     };
     let state = State::new(
@@ -71,11 +71,16 @@ async fn accepted_deliveries_survive_a_restart_in_order() {
     let again = spool(dir.path(), 1 << 20);
     let listed: Vec<u64> = again
         .list(Some("hook"), Some(Status::Pending), 10)
+        .await
+        .unwrap()
         .iter()
         .map(|m| m.id)
         .collect();
     assert_eq!(listed, ids);
-    assert_eq!(again.request(ids[2]).unwrap().unwrap(), request("event 2"));
+    assert_eq!(
+        again.request(ids[2]).await.unwrap().unwrap(),
+        request("event 2")
+    );
     let newer = again
         .enqueue("hook", None, None, &request("later"))
         .await
@@ -142,7 +147,7 @@ async fn routes_take_what_their_concurrency_and_ordering_allow() {
         [retried.id]
     );
     assert_eq!(
-        spool.list(None, None, 10).len(),
+        spool.list(None, None, 10).await.unwrap().len(),
         3,
         "the delivered one is gone"
     );
@@ -165,7 +170,14 @@ async fn dead_letters_are_retried_or_deleted_from_the_admin_api() {
     meta.attempts = 3;
     meta.window_attempts = 3;
     spool.finish(Finished::Kept(meta)).await;
-    assert_eq!(spool.list(None, Some(Status::Dead), 10).len(), 1);
+    assert_eq!(
+        spool
+            .list(None, Some(Status::Dead), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(spool.depth(now_ms())["hook"].dead, 1);
     let retried = spool.retry(id).await.unwrap();
     assert_eq!(
@@ -183,9 +195,12 @@ async fn dead_letters_are_retried_or_deleted_from_the_admin_api() {
     drop(spool);
     // The retry was stored: pending after a restart.
     let again = self::spool(dir.path(), 1 << 20);
-    assert_eq!(again.get(id).unwrap().0.status, Status::Pending);
+    assert_eq!(
+        again.get(id).await.unwrap().unwrap().0.status,
+        Status::Pending
+    );
     again.delete(id).await.unwrap();
-    assert!(again.get(id).is_none());
+    assert!(again.get(id).await.unwrap().is_none());
     assert_eq!(again.used_bytes(), 0);
 }
 

@@ -6,7 +6,7 @@
 
 mod memory;
 mod rate;
-mod redis;
+pub(crate) mod redis;
 
 use std::fmt;
 use std::net::IpAddr;

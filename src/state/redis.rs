@@ -54,27 +54,36 @@ thread_local! {
     static CONNECTIONS: RefCell<Vec<(u64, ConnectionManager)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A Redis store.
-pub(super) struct Redis {
+/// A client with one multiplexed connection per thread that uses it (the
+/// `redis` crate's `ConnectionManager`, which reconnects by itself), every
+/// call bounded by one timeout. Used by the state and by the spool's `redis`
+/// backend.
+pub(crate) struct Link {
     id: u64,
     client: Client,
     timeout: Duration,
-    release: Script,
-    gcra: Script,
 }
 
-impl Redis {
-    /// A store at `url`; nothing is connected yet.
-    pub(super) fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+impl Link {
+    /// A link to `url`; nothing is connected yet.
+    pub(crate) fn new(url: &str, timeout: Duration) -> Result<Self, String> {
         // The error could quote the URL, and its password: not passed on.
         let client = Client::open(url).map_err(|_| "`redis_url` is not a valid Redis URL")?;
         Ok(Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             client,
             timeout,
-            release: Script::new(RELEASE),
-            gcra: Script::new(GCRA),
         })
+    }
+
+    /// The client, for a connection of its own (a blocking read).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The deadline of each call.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// This thread's connection, made on first use.
@@ -84,20 +93,17 @@ impl Redis {
             if let Some((_, conn)) = c.iter().find(|(id, _)| *id == self.id) {
                 return Ok(conn.clone());
             }
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.timeout))
-                .set_response_timeout(Some(self.timeout))
-                .set_number_of_retries(1)
-                .set_max_delay(Duration::from_secs(1));
-            let conn = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-                .map_err(|e| e.to_string())?;
+            let conn = manager(&self.client, self.timeout)?;
             c.push((self.id, conn.clone()));
             Ok(conn)
         })
     }
 
     /// Runs `call` on this thread's connection within the timeout.
-    async fn call<T, F>(&self, call: impl FnOnce(ConnectionManager) -> F) -> Result<T, String>
+    pub(crate) async fn call<T, F>(
+        &self,
+        call: impl FnOnce(ConnectionManager) -> F,
+    ) -> Result<T, String>
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
@@ -107,6 +113,42 @@ impl Redis {
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {} ms", self.timeout.as_millis())),
         }
+    }
+}
+
+/// A connection to `client` that reconnects by itself, each response awaited
+/// at most `timeout`.
+pub(crate) fn manager(client: &Client, timeout: Duration) -> Result<ConnectionManager, String> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout.min(Duration::from_secs(5))))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(1));
+    ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(|e| e.to_string())
+}
+
+/// A Redis store.
+pub(super) struct Redis {
+    link: Link,
+    release: Script,
+    gcra: Script,
+}
+
+impl Redis {
+    /// A store at `url`; nothing is connected yet.
+    pub(super) fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+        Ok(Self {
+            link: Link::new(url, timeout)?,
+            release: Script::new(RELEASE),
+            gcra: Script::new(GCRA),
+        })
+    }
+
+    async fn call<T, F>(&self, call: impl FnOnce(ConnectionManager) -> F) -> Result<T, String>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        self.link.call(call).await
     }
 
     /// Claims `key` for `token` for `hold`.

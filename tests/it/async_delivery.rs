@@ -1,6 +1,8 @@
 //! Async delivery through the real binary: 202 once stored, delivered in the
 //! background with retries, dead letters and the admin API, the spool budget,
-//! and kill -9 in the middle of a burst.
+//! and kill -9 in the middle of a burst. Each scenario runs on both spool
+//! backends: `NAME::local` and `NAME::redis` (a real Redis with AOF on and
+//! `appendfsync always`).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -9,8 +11,72 @@ use serde_json::{Value, json};
 
 use crate::support::client::{Answer, post, send, try_send};
 use crate::support::gateway::{Gateway, free_port};
+use crate::support::redis::Redis;
 use crate::support::sign;
 use crate::support::upstream::{Recorded, Reply, Upstream};
+
+/// Where a scenario's gateway keeps its deliveries.
+pub enum Backend {
+    /// The embedded store beside the config file.
+    Local,
+    /// Redis Streams on a Redis of the test's own.
+    Redis(Redis),
+}
+
+impl Backend {
+    /// The `redis` backend on a fresh Redis that writes every change to its
+    /// append-only file before answering (`appendfsync always`).
+    pub async fn redis() -> Self {
+        Self::Redis(Redis::start_durable().await)
+    }
+
+    /// Starts a gateway with an admin listener, `routes`, and `spool` lines in
+    /// `[spool]`; with Redis, a silent gateway's deliveries are taken over after
+    /// a second.
+    pub async fn gateway(&self, routes: &str, spool: &str) -> Gateway {
+        match self {
+            Self::Local => Gateway::with_admin(&format!("{routes}[spool]\n{spool}\n"), "").await,
+            Self::Redis(redis) => {
+                let spool = format!(
+                    "{routes}[spool]\nbackend = \"redis\"\nclaim_after_secs = 1\n{spool}\n"
+                );
+                let state = format!("[server.state]\nredis_url = \"{}\"\n", redis.url());
+                Gateway::with_admin(&spool, &state).await
+            }
+        }
+    }
+}
+
+/// Runs each scenario on both backends, as `NAME::local` and `NAME::redis`.
+macro_rules! on_each_backend {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn local() {
+                super::$name(super::Backend::Local).await;
+            }
+
+            #[tokio::test]
+            async fn redis() {
+                super::$name(super::Backend::redis().await).await;
+            }
+        }
+    )*};
+}
+
+on_each_backend!(
+    accepted_while_the_upstream_is_down_and_delivered_once_it_is_up,
+    retries_follow_the_schedule_then_a_dead_letter_is_retried_from_the_admin_api,
+    a_final_answer_is_dead_at_once_and_can_be_deleted,
+    with_dedup_the_delivered_event_is_a_duplicate_and_handshakes_are_answered_at_once,
+    a_full_spool_answers_503_and_sync_routes_are_unaffected,
+    kill_9_in_a_burst_loses_no_acknowledged_delivery,
+    sigterm_leaves_pending_deliveries_queued_for_the_next_start,
+    an_upstream_retry_after_puts_off_the_next_attempt,
+    fifo_delivers_one_at_a_time_in_arrival_order,
+    a_route_removed_by_a_reload_keeps_its_deliveries_until_it_returns,
+    every_attempt_is_re_signed_at_its_own_time,
+);
 
 /// An async route `hook` on `/hook` to `upstream`, verifying Rye with secret
 /// `k`, with `retry` lines in `[routes.retry]` and `extra` route lines.
@@ -71,12 +137,11 @@ async fn wait_admin(gw: &Gateway, path: &str, ok: impl Fn(&Value) -> bool) -> Va
     }
 }
 
-#[tokio::test]
-async fn accepted_while_the_upstream_is_down_and_delivered_once_it_is_up() {
+async fn accepted_while_the_upstream_is_down_and_delivered_once_it_is_up(backend: Backend) {
     // Nothing listens on the route's upstream: every attempt fails to connect.
     let down = format!("http://127.0.0.1:{}", free_port());
     let retry = "min_backoff_ms = 20\nmax_backoff_ms = 100";
-    let gw = Gateway::with_admin(&async_route(&down, retry, ""), "").await;
+    let gw = backend.gateway(&async_route(&down, retry, ""), "").await;
     let id = accepted(&event(&gw, "evt_down").await);
     let pending = wait_admin(&gw, &format!("/deliveries/{id}"), |d| {
         d["attempts"].as_u64() >= Some(2)
@@ -109,15 +174,18 @@ async fn accepted_while_the_upstream_is_down_and_delivered_once_it_is_up() {
     .await;
 }
 
-#[tokio::test]
-async fn retries_follow_the_schedule_then_a_dead_letter_is_retried_from_the_admin_api() {
+async fn retries_follow_the_schedule_then_a_dead_letter_is_retried_from_the_admin_api(
+    backend: Backend,
+) {
     let upstream = Upstream::with_reply(Reply {
         status: 503,
         ..Reply::default()
     })
     .await;
     let retry = "max_attempts = 4\nmin_backoff_ms = 20\nmax_backoff_ms = 80";
-    let gw = Gateway::with_admin(&async_route(&upstream.url(), retry, ""), "").await;
+    let gw = backend
+        .gateway(&async_route(&upstream.url(), retry, ""), "")
+        .await;
     let body = sign::rye_event("evt_sched", "order.created", sign::now());
     let (h, v) = sign::rye("k", &body);
     // A client copy of the attempt header is never passed on.
@@ -181,14 +249,15 @@ async fn retries_follow_the_schedule_then_a_dead_letter_is_retried_from_the_admi
     );
 }
 
-#[tokio::test]
-async fn a_final_answer_is_dead_at_once_and_can_be_deleted() {
+async fn a_final_answer_is_dead_at_once_and_can_be_deleted(backend: Backend) {
     let upstream = Upstream::with_reply(Reply {
         status: 422,
         ..Reply::default()
     })
     .await;
-    let gw = Gateway::with_admin(&async_route(&upstream.url(), "", ""), "").await;
+    let gw = backend
+        .gateway(&async_route(&upstream.url(), "", ""), "")
+        .await;
     let id = accepted(&event(&gw, "evt_final").await);
     let dead = wait_admin(&gw, "/deliveries?route=hook&status=dead", |l| {
         l.as_array().is_some_and(|l| l.len() == 1)
@@ -209,11 +278,12 @@ async fn a_final_answer_is_dead_at_once_and_can_be_deleted() {
         .await;
 }
 
-#[tokio::test]
-async fn with_dedup_the_delivered_event_is_a_duplicate_and_handshakes_are_answered_at_once() {
+async fn with_dedup_the_delivered_event_is_a_duplicate_and_handshakes_are_answered_at_once(
+    backend: Backend,
+) {
     let upstream = Upstream::start().await;
     let routes = async_route(&upstream.url(), "", "dedup = { ttl_secs = 60 }");
-    let gw = Gateway::with_admin(&routes, "").await;
+    let gw = backend.gateway(&routes, "").await;
     accepted(&event(&gw, "evt_dedup").await);
     wait_requests(&upstream, 1).await;
     let again = wait_for(|| event(&gw, "evt_dedup"), |a| a.status == 200).await;
@@ -244,8 +314,7 @@ async fn wait_for<F: Future<Output = Answer>>(
     }
 }
 
-#[tokio::test]
-async fn a_full_spool_answers_503_and_sync_routes_are_unaffected() {
+async fn a_full_spool_answers_503_and_sync_routes_are_unaffected(backend: Backend) {
     let down = format!("http://127.0.0.1:{}", free_port());
     let upstream = Upstream::start().await;
     let sync = format!(
@@ -253,11 +322,8 @@ async fn a_full_spool_answers_503_and_sync_routes_are_unaffected() {
          verify = {{ scheme = \"rye\", secrets = [\"k\"] }}\n",
         upstream.url()
     );
-    let routes = format!(
-        "{}{sync}[spool]\nmax_bytes = 3000\n",
-        async_route(&down, "min_backoff_ms = 60000", "")
-    );
-    let gw = Gateway::with_admin(&routes, "").await;
+    let routes = format!("{}{sync}", async_route(&down, "min_backoff_ms = 60000", ""));
+    let gw = backend.gateway(&routes, "max_bytes = 3000").await;
     let mut full = None;
     for i in 0..10 {
         let a = event(&gw, &format!("evt_full_{i}")).await;
@@ -275,8 +341,7 @@ async fn a_full_spool_answers_503_and_sync_routes_are_unaffected() {
     assert_eq!((a.status, a.text().as_str()), (200, "upstream ok"));
 }
 
-#[tokio::test]
-async fn kill_9_in_a_burst_loses_no_acknowledged_delivery() {
+async fn kill_9_in_a_burst_loses_no_acknowledged_delivery(backend: Backend) {
     const BURST: usize = 1000;
     const CLIENTS: usize = 32;
     let upstream = Upstream::start().await;
@@ -285,7 +350,7 @@ async fn kill_9_in_a_burst_loses_no_acknowledged_delivery() {
         "min_backoff_ms = 50\nmax_backoff_ms = 200",
         "",
     );
-    let mut gw = Gateway::with_admin(&routes, "").await;
+    let mut gw = backend.gateway(&routes, "").await;
     let addr = gw.addr;
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -346,11 +411,10 @@ async fn kill_9_in_a_burst_loses_no_acknowledged_delivery() {
     wait_admin(&gw, "/deliveries?status=pending", |l| l == &json!([])).await;
 }
 
-#[tokio::test]
-async fn sigterm_leaves_pending_deliveries_queued_for_the_next_start() {
+async fn sigterm_leaves_pending_deliveries_queued_for_the_next_start(backend: Backend) {
     let down = format!("http://127.0.0.1:{}", free_port());
     let retry = "min_backoff_ms = 60000\nmax_backoff_ms = 60000";
-    let mut gw = Gateway::with_admin(&async_route(&down, retry, ""), "").await;
+    let mut gw = backend.gateway(&async_route(&down, retry, ""), "").await;
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(accepted(&event(&gw, &format!("evt_term_{i}")).await));
@@ -399,8 +463,7 @@ async fn sigterm_leaves_pending_deliveries_queued_for_the_next_start() {
     assert!(got.iter().all(|r| r.header("x-webhook-attempt") == "2"));
 }
 
-#[tokio::test]
-async fn an_upstream_retry_after_puts_off_the_next_attempt() {
+async fn an_upstream_retry_after_puts_off_the_next_attempt(backend: Backend) {
     let upstream = Upstream::with_reply(Reply {
         status: 429,
         headers: vec![("retry-after".into(), "3600".into())],
@@ -408,7 +471,9 @@ async fn an_upstream_retry_after_puts_off_the_next_attempt() {
     })
     .await;
     let retry = "min_backoff_ms = 10\nmax_backoff_ms = 20";
-    let gw = Gateway::with_admin(&async_route(&upstream.url(), retry, ""), "").await;
+    let gw = backend
+        .gateway(&async_route(&upstream.url(), retry, ""), "")
+        .await;
     let id = accepted(&event(&gw, "evt_later").await);
     let shown = wait_admin(&gw, &format!("/deliveries/{id}"), |d| d["attempts"] == 1).await;
     assert_eq!(
@@ -426,15 +491,16 @@ async fn an_upstream_retry_after_puts_off_the_next_attempt() {
     assert_eq!(upstream.requests().len(), 1);
 }
 
-#[tokio::test]
-async fn fifo_delivers_one_at_a_time_in_arrival_order() {
+async fn fifo_delivers_one_at_a_time_in_arrival_order(backend: Backend) {
     let upstream = Upstream::with_reply(Reply {
         status: 503,
         ..Reply::default()
     })
     .await;
     let retry = "min_backoff_ms = 10\nmax_backoff_ms = 40\nordering = \"fifo\"";
-    let gw = Gateway::with_admin(&async_route(&upstream.url(), retry, ""), "").await;
+    let gw = backend
+        .gateway(&async_route(&upstream.url(), retry, ""), "")
+        .await;
     for id in ["evt_a", "evt_b", "evt_c"] {
         accepted(&event(&gw, id).await);
     }
@@ -453,11 +519,10 @@ async fn fifo_delivers_one_at_a_time_in_arrival_order() {
     assert_eq!(&ids[first_b..], ["evt_b", "evt_c"], "{ids:?}");
 }
 
-#[tokio::test]
-async fn a_route_removed_by_a_reload_keeps_its_deliveries_until_it_returns() {
+async fn a_route_removed_by_a_reload_keeps_its_deliveries_until_it_returns(backend: Backend) {
     let down = format!("http://127.0.0.1:{}", free_port());
     let retry = "min_backoff_ms = 10\nmax_backoff_ms = 20";
-    let gw = Gateway::with_admin(&async_route(&down, retry, ""), "").await;
+    let gw = backend.gateway(&async_route(&down, retry, ""), "").await;
     let id = accepted(&event(&gw, "evt_orphan").await);
     let with_route = std::fs::read_to_string(&gw.config_path).unwrap();
     let upstream = Upstream::start().await;
@@ -480,8 +545,7 @@ async fn a_route_removed_by_a_reload_keeps_its_deliveries_until_it_returns() {
     assert_eq!(got[0].header("x-webhook-route"), "hook");
 }
 
-#[tokio::test]
-async fn every_attempt_is_re_signed_at_its_own_time() {
+async fn every_attempt_is_re_signed_at_its_own_time(backend: Backend) {
     let upstream = Upstream::with_reply(Reply {
         status: 503,
         ..Reply::default()
@@ -491,7 +555,9 @@ async fn every_attempt_is_re_signed_at_its_own_time() {
     let signing =
         format!("forward_signature = {{ scheme = \"standard-webhooks\", secret = \"{secret}\" }}");
     let retry = "max_attempts = 2\nmin_backoff_ms = 1100\nmax_backoff_ms = 1100";
-    let gw = Gateway::with_admin(&async_route(&upstream.url(), retry, &signing), "").await;
+    let gw = backend
+        .gateway(&async_route(&upstream.url(), retry, &signing), "")
+        .await;
     let created = sign::now() - 60;
     let body = sign::rye_event("evt_async_signed", "order.created", created);
     let (h, v) = sign::rye("k", &body);
@@ -514,4 +580,174 @@ async fn every_attempt_is_re_signed_at_its_own_time() {
         "each attempt is signed when it is made"
     );
     assert!((stamp(&got[1]) - sign::now()).abs() <= 5);
+}
+
+/// The event ids of `requests`, in order.
+fn event_ids(requests: &[Recorded]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_gateway_killed_mid_delivery_leaves_its_deliveries_to_the_fleet() {
+    // The app is slow at first: the first gateway's attempts hang in flight.
+    let upstream = Upstream::with_reply(Reply {
+        delay: Duration::from_secs(20),
+        ..Reply::default()
+    })
+    .await;
+    let backend = Backend::redis().await;
+    let routes = async_route(&upstream.url(), "concurrency = 4", "");
+    let mut first = backend.gateway(&routes, "").await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(accepted(&event(&first, &format!("evt_fleet_{i}")).await));
+    }
+    let hung = event_ids(&wait_requests(&upstream, 4).await);
+    assert_eq!(
+        hung.len(),
+        4,
+        "the first gateway reads only what it has room for"
+    );
+    upstream.set_reply(Reply::default());
+    let second = backend.gateway(&routes, "").await;
+    // Either gateway lists the fleet's deliveries, those the other is
+    // attempting included.
+    let listed = admin(&second, "GET", "/deliveries?route=hook").await.json();
+    let listed: HashSet<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["event_id"].as_str())
+        .collect();
+    assert!(
+        hung.iter().all(|id| listed.contains(id.as_str())),
+        "{listed:?}"
+    );
+    first.kill9();
+    // The second delivers the rest at once, and takes the dead gateway's four
+    // over once they have been silent for `claim_after_secs`.
+    wait_admin(&second, "/deliveries", |l| l == &json!([])).await;
+    let got = event_ids(&upstream.requests());
+    for i in 0..10 {
+        let id = format!("evt_fleet_{i}");
+        let copies = got.iter().filter(|g| **g == id).count();
+        let want = if hung.contains(&id) { 2 } else { 1 };
+        assert_eq!(copies, want, "{id} in {got:?}");
+    }
+    let Backend::Redis(redis) = &backend else {
+        unreachable!()
+    };
+    assert_eq!(redis.cli(&["XLEN", "hookgate:spool:q:hook"]), "0");
+    assert_eq!(redis.cli(&["GET", "hookgate:spool:bytes"]), "0");
+    assert_eq!(redis.cli(&["KEYS", "hookgate:spool:d:*"]), "");
+    // The dead gateway's consumer leaves the group once it holds nothing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = redis.cli(&["XINFO", "CONSUMERS", "hookgate:spool:q:hook", "hookgate"]);
+        if info.lines().filter(|l| *l == "name").count() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second
+        .metrics_with(&[r#"hookgate_spool_pending{route="hook"} 0"#])
+        .await;
+}
+
+#[tokio::test]
+async fn redis_killed_mid_burst_keeps_every_acknowledged_delivery() {
+    const BURST: usize = 300;
+    let upstream = Upstream::with_reply(Reply {
+        status: 503,
+        ..Reply::default()
+    })
+    .await;
+    let mut backend = Backend::redis().await;
+    let routes = async_route(
+        &upstream.url(),
+        "min_backoff_ms = 50\nmax_backoff_ms = 200",
+        "",
+    );
+    let gw = backend.gateway(&routes, "").await;
+    let mut acked = Vec::new();
+    for i in 0..BURST {
+        if i == BURST / 3 {
+            // kill -9: whatever was acknowledged is in the append-only file.
+            let Backend::Redis(redis) = &mut backend else {
+                unreachable!()
+            };
+            redis.stop();
+        }
+        let id = format!("evt_aof_{i}");
+        let a = event(&gw, &id).await;
+        match a.status {
+            202 => acked.push(id),
+            503 => a.assert_error(503, "state_unavailable"),
+            other => panic!("{id}: {other} {}", a.text()),
+        }
+    }
+    assert_eq!(
+        acked.len(),
+        BURST / 3,
+        "nothing is acknowledged while Redis is down"
+    );
+    let Backend::Redis(redis) = &mut backend else {
+        unreachable!()
+    };
+    redis.resume().await;
+    upstream.set_reply(Reply::default());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen: HashSet<String> = event_ids(&upstream.requests()).into_iter().collect();
+        let missing: Vec<&String> = acked.iter().filter(|id| !seen.contains(*id)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} acknowledged deliveries never arrived, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_admin(&gw, "/deliveries", |l| l == &json!([])).await;
+}
+
+#[tokio::test]
+async fn fifo_holds_across_a_fleet() {
+    let upstream = Upstream::with_reply(Reply {
+        status: 503,
+        ..Reply::default()
+    })
+    .await;
+    let backend = Backend::redis().await;
+    let retry = "min_backoff_ms = 10\nmax_backoff_ms = 40\nordering = \"fifo\"";
+    let routes = async_route(&upstream.url(), retry, "");
+    let (one, two) = (
+        backend.gateway(&routes, "").await,
+        backend.gateway(&routes, "").await,
+    );
+    accepted(&event(&one, "evt_a").await);
+    // Both gateways are reading by now: whichever does not hold the route's
+    // lease must leave the rest alone while the oldest fails.
+    wait_requests(&upstream, 5).await;
+    for (gw, id) in [(&two, "evt_b"), (&one, "evt_c"), (&two, "evt_d")] {
+        accepted(&event(gw, id).await);
+    }
+    wait_requests(&upstream, 8).await;
+    upstream.set_reply(Reply::default());
+    wait_admin(&one, "/deliveries", |l| l == &json!([])).await;
+    let ids = event_ids(&upstream.requests());
+    let first_b = ids.iter().position(|id| id == "evt_b").unwrap();
+    assert!(
+        first_b >= 8,
+        "evt_b was attempted before evt_a succeeded: {ids:?}"
+    );
+    assert!(ids[..first_b].iter().all(|id| id == "evt_a"), "{ids:?}");
+    assert_eq!(&ids[first_b..], ["evt_b", "evt_c", "evt_d"], "{ids:?}");
 }

@@ -1,5 +1,5 @@
-//! A real `redis-server` on a free loopback port, without persistence; killed
-//! when the handle drops. It can be stopped and started again on the same port.
+//! A real `redis-server` on a free loopback port, without persistence unless
+//! asked; killed when the handle drops. It can be stopped and started again on the same port.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,6 +12,8 @@ pub struct Redis {
     pub port: u16,
     extra: Vec<String>,
     child: Option<Child>,
+    /// Where a durable Redis keeps its files.
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Redis {
@@ -26,8 +28,29 @@ impl Redis {
             port: free_port(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             child: None,
+            dir: None,
         };
         redis.resume().await;
+        redis
+    }
+
+    /// Starts a Redis that keeps an append-only file in a directory of its
+    /// own and writes every change to it before answering (`appendfsync
+    /// always`): [`Redis::stop`] is a kill -9, and [`Redis::resume`] reloads
+    /// what was acknowledged.
+    pub async fn start_durable() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().display().to_string();
+        let mut redis = Self::start_with(&[
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            &path,
+        ])
+        .await;
+        redis.dir = Some(dir);
         redis
     }
 
@@ -68,6 +91,7 @@ impl Redis {
             port,
             extra: args.to_vec(),
             child: None,
+            dir: None,
         };
         redis.resume().await;
         (redis, ca_file)
@@ -86,7 +110,8 @@ impl Redis {
         }
     }
 
-    /// Starts the server again on the same port, empty.
+    /// Starts the server again on the same port: empty, or as its
+    /// append-only file has it when durable.
     pub async fn resume(&mut self) {
         let tls = self.extra.iter().any(|a| a == "--tls-port");
         let port = if tls {
