@@ -8,16 +8,20 @@
 #            in the spool (the scratch directory, on the disk `TMPDIR` is on)
 #            before its 202, and delivered to the nginx in the background
 #
-# async runs at 1 connection (every acknowledgement waits for an fsync of its
-# own) and at `connections` (concurrent requests share fsyncs: group commit);
-# sync at `connections`. Rounds alternate the contestants. Prints the median
+#   redis    the async route on the `redis` spool backend, on a redis-server
+#            of its own with `appendonly yes` and `appendfsync always` (its
+#            files in the scratch directory): each 202 waits for Redis's fsync
+#
+# async and redis run at 1 connection (every acknowledgement waits for an
+# fsync of its own) and at `connections` (concurrent requests share fsyncs:
+# group commit); sync at `connections`. Rounds alternate the contestants. Prints the median
 # over rounds of acknowledgements/s, p50 and p99 acknowledgement latency and
 # the gateway's CPU per request; then, after one more async round, how fast
 # the deliverer drains the backlog it left.
 #
 # Run with:  benches/spool.sh [seconds-per-round] [connections] [rounds]
-# Needs:     nginx-light, wrk, openssl, curl (installed with apt-get when
-#            missing and running as root).
+# Needs:     nginx-light, wrk, openssl, curl, redis-server (installed with
+#            apt-get when missing and running as root).
 # Env:       THREADS (gateway threads = nginx workers, default 2),
 #            WRK_THREADS (default 1), BODY_BYTES (default 1024),
 #            HOOKGATE_BIN (a prebuilt binary to measure).
@@ -27,9 +31,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=benches/lib.sh
 . "$root/benches/lib.sh"
 load_args "$@"
-runs="async-1:async:1 async-$connections:async:$connections sync-$connections:sync:$connections"
+runs="async-1:async:1 async-$connections:async:$connections redis-1:redis:1 redis-$connections:redis:$connections sync-$connections:sync:$connections"
 
-need_packages nginx:nginx-light wrk:wrk openssl:openssl curl:curl
+need_packages nginx:nginx-light wrk:wrk openssl:openssl curl:curl redis-server:redis-server
 
 work=$(mktemp -d)
 trap 'cleanup_all' EXIT
@@ -42,25 +46,37 @@ post_lua "$sig" > "$work/post.lua"
 up_port=$(free_port)
 nginx_start up "$threads" "" "server { listen 127.0.0.1:$up_port; access_log $work/up-access.log; location / { return 200 \"ok\n\"; } }"
 
+redis_port=$(free_port)
+mkdir "$work/redis"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes \
+  --appendfsync always --dir "$work/redis" >/dev/null 2>&1 &
+pids+=("$!")
+
 declare -A port pid
 admin_port=$(free_port)
-for delivery in sync async; do
+for delivery in sync async redis; do
   port[$delivery]=$(free_port)
   {
     printf '[server]\nlisten = "127.0.0.1:%s"\nthreads = %s\naccess_log = "off"\n' "${port[$delivery]}" "$threads"
     [ "$delivery" = async ] && printf 'admin_listen = "127.0.0.1:%s"\n' "$admin_port"
-    printf '[spool]\ndir = "%s/spool"\n' "$work"
+    if [ "$delivery" = redis ]; then
+      printf '[server.state]\nredis_url = "redis://127.0.0.1:%s"\n[spool]\nbackend = "redis"\n' "$redis_port"
+    else
+      printf '[spool]\ndir = "%s/spool"\n' "$work"
+    fi
     printf '[[routes]]\nname = "load"\npath = "/hook"\nupstream = "http://127.0.0.1:%s/hook"\ndelivery = "%s"\nverify = { scheme = "rye", secrets = ["%s"] }\n' \
-      "$up_port" "$delivery" "$secret"
+      "$up_port" "$([ "$delivery" = sync ] && echo sync || echo async)" "$secret"
   } > "$work/$delivery.toml"
   RUST_LOG=warn "$bin" run --config "$work/$delivery.toml" >/dev/null 2>"$work/$delivery.log" &
   pid[$delivery]=$!
   pids+=("$!")
 done
 wait_port "$up_port"
-for delivery in sync async; do wait_port "${port[$delivery]}"; done
+wait_port "$redis_port"
+for delivery in sync async redis; do wait_port "${port[$delivery]}"; done
 expect_status "http://127.0.0.1:${port[sync]}/hook" "v0=$sig" 200 sync
 expect_status "http://127.0.0.1:${port[async]}/hook" "v0=$sig" 202 async
+expect_status "http://127.0.0.1:${port[redis]}/hook" "v0=$sig" 202 redis
 
 round() { # name delivery connections round
   local url before after
