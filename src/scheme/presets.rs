@@ -16,13 +16,42 @@ use crate::config::diagnostics::{Diagnostic, Report, Severity};
 pub const TEXT: &str = include_str!("presets.toml");
 
 /// `presets.toml`: scheme tables, and aliases naming a scheme again for a
-/// provider that uses it (e.g. `clerk = "svix"`).
+/// provider that uses it (e.g. `clerk = { scheme = "svix", provider = "Clerk" }`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PresetsFile {
     schemes: BTreeMap<String, SchemeFile>,
     #[serde(default)]
-    aliases: BTreeMap<String, String>,
+    aliases: BTreeMap<String, AliasFile>,
+}
+
+/// An alias: the scheme's name (the same provider, e.g. `instagram = "meta"`),
+/// or a table naming another provider that uses the scheme and its docs.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum AliasFile {
+    /// Another name for a scheme of the same provider.
+    Name(String),
+    /// A provider of its own that signs with the scheme.
+    Provider(AliasTable),
+}
+
+/// `alias = { scheme = "…", provider = "…", docs = "…" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AliasTable {
+    scheme: String,
+    provider: Option<String>,
+    docs: Option<String>,
+}
+
+impl AliasFile {
+    fn target(&self) -> &str {
+        match self {
+            Self::Name(target) => target,
+            Self::Provider(table) => &table.scheme,
+        }
+    }
 }
 
 static PRESETS: OnceLock<BTreeMap<String, Arc<Scheme>>> = OnceLock::new();
@@ -62,18 +91,26 @@ pub fn load(text: &str) -> Result<BTreeMap<String, Arc<Scheme>>, Report> {
             }
         }
     }
-    for (alias, target) in &file.aliases {
-        match presets.get(target) {
+    for (alias, file) in &file.aliases {
+        match presets.get(file.target()) {
             Some(scheme) => {
-                let renamed = Scheme {
+                let mut renamed = Scheme {
                     name: alias.clone(),
+                    provider: scheme
+                        .provider
+                        .clone()
+                        .or_else(|| Some(scheme.name.clone())),
                     ..Scheme::clone(scheme)
                 };
+                if let AliasFile::Provider(table) = file {
+                    renamed.provider = table.provider.clone().or(renamed.provider);
+                    renamed.docs = table.docs.clone().or(renamed.docs);
+                }
                 presets.insert(alias.clone(), Arc::new(renamed));
             }
             None => diagnostics.push(Diagnostic::error(
                 None,
-                format!("alias `{alias}` names no scheme `{target}`"),
+                format!("alias `{alias}` names no scheme `{}`", file.target()),
             )),
         }
     }
