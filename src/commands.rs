@@ -375,6 +375,45 @@ mod tests {
     }
 
     #[test]
+    fn schemes_are_grouped_by_provider_with_their_markers() {
+        let groups = schemes_by_provider();
+        let names = |provider: &str| -> Vec<&str> {
+            let (_, schemes) = groups.iter().find(|(p, _)| *p == provider).unwrap();
+            schemes.iter().map(|s| s.name.as_str()).collect()
+        };
+        assert_eq!(names("GitHub"), ["github", "github-sha1"]);
+        assert_eq!(
+            names("Meta"),
+            ["facebook", "instagram", "meta", "meta-sha1", "whatsapp"]
+        );
+        assert_eq!(names("Clerk"), ["clerk"]);
+        let providers: Vec<String> = groups.iter().map(|(p, _)| p.to_lowercase()).collect();
+        assert!(providers.is_sorted(), "{providers:?}");
+
+        let listing = schemes();
+        let line = |name: &str| {
+            listing
+                .lines()
+                .find(|l| l.split_whitespace().any(|w| w == name))
+                .unwrap_or_else(|| panic!("{name} is not listed"))
+                .to_owned()
+        };
+        assert!(line("github").starts_with("GitHub "));
+        assert!(line("github-sha1").starts_with(' '));
+        // The last columns: HANDSHAKE, REMOTE KEYS, DOCS.
+        let markers = |name: &str| -> Vec<String> {
+            let columns: Vec<String> = line(name).split_whitespace().map(str::to_owned).collect();
+            columns[columns.len() - 3..columns.len() - 1].to_vec()
+        };
+        assert_eq!(markers("twitter"), ["yes", "–"]);
+        assert_eq!(markers("stripe"), ["–", "–"]);
+        assert!(
+            listing.trim_end().ends_with("with remote keys"),
+            "{listing}"
+        );
+    }
+
+    #[test]
     fn curl_quotes_for_the_shell() {
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }

@@ -127,10 +127,43 @@ mod tests {
     #[test]
     fn presets_build_without_problems() {
         let presets = load(TEXT).unwrap_or_else(|r| panic!("{r}"));
-        assert!(presets.len() >= 30, "{} presets", presets.len());
+        assert!(presets.len() >= 120, "{} presets", presets.len());
         for (name, scheme) in &presets {
             assert_eq!(&scheme.name, name);
             assert!(scheme.docs.is_some(), "{name} has no docs link");
+            assert!(scheme.provider.is_some(), "{name} names no provider");
         }
+    }
+
+    #[test]
+    fn aliases_name_the_scheme_again_with_their_own_provider_and_docs() {
+        let text = r#"
+[schemes.base]
+signature = { header = "x-sig" }
+algorithm = "hmac-sha256"
+provider = "Base"
+docs = "https://base.example/docs"
+
+[aliases]
+same = "base"
+other = { scheme = "base", provider = "Other", docs = "https://other.example/docs" }
+"#;
+        let presets = load(text).unwrap_or_else(|r| panic!("{r}"));
+        let (same, other) = (&presets["same"], &presets["other"]);
+        assert_eq!((same.name.as_str(), same.provider_name()), ("same", "Base"));
+        assert_eq!(same.docs.as_deref(), Some("https://base.example/docs"));
+        assert_eq!(
+            (other.name.as_str(), other.provider_name()),
+            ("other", "Other")
+        );
+        assert_eq!(other.docs.as_deref(), Some("https://other.example/docs"));
+        assert_eq!(other.signature, presets["base"].signature);
+        let dangling = load(&text.replace(r#"scheme = "base""#, r#"scheme = "nope""#));
+        assert!(
+            dangling
+                .unwrap_err()
+                .to_string()
+                .contains("alias `other` names no scheme `nope`")
+        );
     }
 }
