@@ -2,6 +2,7 @@
 //! as a provider would) and `schemes` (list the built-in schemes). Each returns
 //! its output as text; `main` prints it.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -53,69 +54,123 @@ pub fn check(path: &Path) -> Result<String, String> {
     }
 }
 
-/// `hookgate schemes`: one line per built-in scheme.
+/// The built-in schemes grouped by provider (providers in name order, either
+/// case; each provider's schemes in name order).
+pub fn schemes_by_provider() -> Vec<(&'static str, Vec<&'static Arc<Scheme>>)> {
+    let mut groups: BTreeMap<(String, &str), Vec<&Arc<Scheme>>> = BTreeMap::new();
+    for scheme in presets::all().values() {
+        let provider = scheme.provider_name();
+        groups
+            .entry((provider.to_lowercase(), provider))
+            .or_default()
+            .push(scheme);
+    }
+    groups
+        .into_iter()
+        .map(|((_, provider), schemes)| (provider, schemes))
+        .collect()
+}
+
+fn marker(yes: bool) -> &'static str {
+    if yes { "yes" } else { "–" }
+}
+
+/// `hookgate schemes`: the built-in schemes by provider, one line each, with
+/// whether the gateway answers a handshake and whether keys are fetched.
 pub fn schemes() -> String {
     let mut out = format!(
-        "{:<24} {:<18} {:<42} {}\n",
-        "SCHEME", "ALGORITHM", "SIGNATURE", "DOCS"
+        "{:<22} {:<26} {:<18} {:<42} {:<9} {:<11} {}\n",
+        "PROVIDER", "SCHEME", "ALGORITHM", "SIGNATURE", "HANDSHAKE", "REMOTE KEYS", "DOCS"
     );
-    for (name, scheme) in presets::all() {
-        let _ = writeln!(
-            out,
-            "{:<24} {:<18} {:<42} {}",
-            name,
-            scheme.algorithm.as_str(),
-            signature_place(scheme),
-            scheme.docs.as_deref().unwrap_or("")
-        );
+    let groups = schemes_by_provider();
+    for (provider, schemes) in &groups {
+        for (i, scheme) in schemes.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{:<22} {:<26} {:<18} {:<42} {:<9} {:<11} {}",
+                if i == 0 { provider } else { "" },
+                scheme.name,
+                scheme.algorithm.as_str(),
+                signature_place(scheme),
+                marker(!scheme.handshakes.is_empty()),
+                marker(scheme.fetches_keys()),
+                scheme.docs.as_deref().unwrap_or("")
+            );
+        }
     }
+    let _ = writeln!(out, "\n{}", summary(&groups));
     out
+}
+
+/// `N schemes from M providers; H providers' handshakes answered; R with remote keys`.
+fn summary(groups: &[(&str, Vec<&Arc<Scheme>>)]) -> String {
+    let count = |pick: fn(&Scheme) -> bool| {
+        groups
+            .iter()
+            .filter(|(_, schemes)| schemes.iter().any(|s| pick(s)))
+            .count()
+    };
+    format!(
+        "{} schemes from {} providers; {} providers' handshakes answered by the gateway; {} with remote keys",
+        groups.iter().map(|(_, s)| s.len()).sum::<usize>(),
+        groups.len(),
+        count(|s| !s.handshakes.is_empty()),
+        count(Scheme::fetches_keys),
+    )
 }
 
 /// The README's table of built-in schemes, generated from the descriptors.
 pub fn schemes_markdown() -> String {
     let mut out = String::from(
-        "| scheme | signature | algorithm | signed content | timestamp (default window) | handshake |\n\
-         |---|---|---|---|---|---|\n",
+        "| provider | scheme | signature | algorithm | signed content | timestamp (default window) | handshake | remote keys |\n\
+         |---|---|---|---|---|---|---|---|\n",
     );
-    for (name, scheme) in presets::all() {
-        let named = match &scheme.docs {
-            Some(docs) => format!("[`{name}`]({docs})"),
-            None => format!("`{name}`"),
-        };
-        let timestamp = match (&scheme.timestamp, scheme.default_tolerance_secs) {
-            (Some(ts), Some(window)) => format!("`{}` ({window} s)", ts.source),
-            (Some(ts), None) => format!("`{}`", ts.source),
-            (None, _) => "–".to_owned(),
-        };
-        let handshakes: Vec<String> = scheme
-            .handshakes
-            .iter()
-            .map(|h| {
-                let method = h.method.as_ref().map_or(String::new(), |m| format!("{m} "));
-                match &h.equals {
-                    Some(value) => format!("{method}`{}` = `{value}`", h.when),
-                    None => format!("{method}`{}`", h.when),
-                }
-            })
-            .collect();
-        let signed = if scheme.algorithm == crate::scheme::Algorithm::Token {
-            "(the secret itself)".to_owned()
-        } else {
-            format!("`{}`", scheme.signed)
-        };
-        let _ = writeln!(
-            out,
-            "| {named} | `{}` | {} | {signed} | {timestamp} | {} |",
-            signature_grammar(scheme),
-            scheme.algorithm.as_str(),
-            if handshakes.is_empty() {
-                "–".to_owned()
+    let groups = schemes_by_provider();
+    for (provider, schemes) in &groups {
+        for (i, scheme) in schemes.iter().enumerate() {
+            let name = &scheme.name;
+            let named = match &scheme.docs {
+                Some(docs) => format!("[`{name}`]({docs})"),
+                None => format!("`{name}`"),
+            };
+            let timestamp = match (&scheme.timestamp, scheme.default_tolerance_secs) {
+                (Some(ts), Some(window)) => format!("`{}` ({window} s)", ts.source),
+                (Some(ts), None) => format!("`{}`", ts.source),
+                (None, _) => "–".to_owned(),
+            };
+            let handshakes: Vec<String> = scheme
+                .handshakes
+                .iter()
+                .map(|h| {
+                    let method = h.method.as_ref().map_or(String::new(), |m| format!("{m} "));
+                    match (&h.when, &h.equals) {
+                        (Some(when), Some(value)) => format!("{method}`{when}` = `{value}`"),
+                        (Some(when), None) => format!("{method}`{when}`"),
+                        (None, _) => format!("any {method}").trim_end().to_owned(),
+                    }
+                })
+                .collect();
+            let signed = if scheme.algorithm == crate::scheme::Algorithm::Token {
+                "(the secret itself)".to_owned()
             } else {
-                handshakes.join("; ")
-            },
-        );
+                format!("`{}`", scheme.signed)
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {named} | `{}` | {} | {signed} | {timestamp} | {} | {} |",
+                if i == 0 { provider } else { "" },
+                signature_grammar(scheme).replace('|', "\\|"),
+                scheme.algorithm.as_str(),
+                if handshakes.is_empty() {
+                    "–".to_owned()
+                } else {
+                    handshakes.join("; ")
+                },
+                marker(scheme.fetches_keys()),
+            );
+        }
     }
+    let _ = writeln!(out, "\n{}.", summary(&groups));
     out
 }
 
@@ -143,6 +198,7 @@ pub fn signature_grammar(scheme: &Scheme) -> String {
     match &scheme.signature.location {
         Location::Json(pointer) => format!("json:{} = {value}", pointer.as_str()),
         Location::Form(name) => format!("form:{name} = {value}"),
+        Location::Query(name) => format!("query:{name} = {value}"),
         Location::Headers(_) => format!("{}: {value}", signature_place(scheme)),
     }
 }
@@ -157,6 +213,7 @@ pub fn signature_place(scheme: &Scheme) -> String {
         },
         Location::Json(pointer) => format!("body {}", Source::Json(pointer.clone())),
         Location::Form(name) => format!("body form:{name}"),
+        Location::Query(name) => format!("query:{name}"),
     }
 }
 
@@ -315,6 +372,45 @@ mod tests {
         );
         assert_eq!(grammar("github"), "x-hub-signature-256: sha256=<hex>");
         assert_eq!(grammar("mailgun"), "json:/signature/signature = <hex>");
+    }
+
+    #[test]
+    fn schemes_are_grouped_by_provider_with_their_markers() {
+        let groups = schemes_by_provider();
+        let names = |provider: &str| -> Vec<&str> {
+            let (_, schemes) = groups.iter().find(|(p, _)| *p == provider).unwrap();
+            schemes.iter().map(|s| s.name.as_str()).collect()
+        };
+        assert_eq!(names("GitHub"), ["github", "github-sha1"]);
+        assert_eq!(
+            names("Meta"),
+            ["facebook", "instagram", "meta", "meta-sha1", "whatsapp"]
+        );
+        assert_eq!(names("Clerk"), ["clerk"]);
+        let providers: Vec<String> = groups.iter().map(|(p, _)| p.to_lowercase()).collect();
+        assert!(providers.is_sorted(), "{providers:?}");
+
+        let listing = schemes();
+        let line = |name: &str| {
+            listing
+                .lines()
+                .find(|l| l.split_whitespace().any(|w| w == name))
+                .unwrap_or_else(|| panic!("{name} is not listed"))
+                .to_owned()
+        };
+        assert!(line("github").starts_with("GitHub "));
+        assert!(line("github-sha1").starts_with(' '));
+        // The last columns: HANDSHAKE, REMOTE KEYS, DOCS.
+        let markers = |name: &str| -> Vec<String> {
+            let columns: Vec<String> = line(name).split_whitespace().map(str::to_owned).collect();
+            columns[columns.len() - 3..columns.len() - 1].to_vec()
+        };
+        assert_eq!(markers("twitter"), ["yes", "–"]);
+        assert_eq!(markers("stripe"), ["–", "–"]);
+        assert!(
+            listing.trim_end().ends_with("with remote keys"),
+            "{listing}"
+        );
     }
 
     #[test]

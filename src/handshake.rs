@@ -41,8 +41,9 @@ pub struct Handshake {
     pub verify_first: bool,
     /// The method it uses; any when `None`.
     pub method: Option<Method>,
-    /// The source that marks a request as this handshake.
-    pub when: Source,
+    /// The source that marks a request as this handshake; `None` for a rule
+    /// that answers every request of its `method` (Trello's HEAD).
+    pub when: Option<Source>,
     /// The value `when` must have; any when `None`.
     pub equals: Option<String>,
     /// A source that must equal the route's `verify_token`.
@@ -81,7 +82,7 @@ pub struct AnswerKeys<'a> {
 impl Handshake {
     /// Every source the handshake reads (to match it and to answer it).
     pub fn sources(&self) -> Vec<&Source> {
-        let mut sources = vec![&self.when];
+        let mut sources: Vec<&Source> = self.when.iter().collect();
         sources.extend(&self.verify_token);
         let mut templates: Vec<&Template> = self.headers.iter().map(|(_, t)| t).collect();
         let mut stack: Vec<&JsonAnswer> = Vec::new();
@@ -111,7 +112,10 @@ impl Handshake {
         {
             return false;
         }
-        match (req.field(&self.when, None), &self.equals) {
+        let Some(when) = &self.when else {
+            return true;
+        };
+        match (req.field(when, None), &self.equals) {
             (None, _) => false,
             (Some(_), None) => true,
             (Some(value), Some(expected)) => *value == **expected,
@@ -168,14 +172,15 @@ fn render(
         match part {
             Part::Literal(bytes) => out.push_str(&String::from_utf8_lossy(bytes)),
             Part::Field(source) => out.push_str(&field(req, source)?),
-            Part::Hmac(source) => {
+            Part::Optional(source) => out.push_str(&req.field(source, None).unwrap_or_default()),
+            Part::Hmac(source, encoding) => {
                 let value = field(req, source)?;
                 let mut mac = keys
                     .mac
                     .cloned()
                     .ok_or_else(|| HandshakeError::MissingField(source.to_string()))?;
                 mac.update(value.as_bytes());
-                out.push_str(&hex::encode(mac.finalize()));
+                out.push_str(&encoding.encode(&mac.finalize()));
             }
             // Refused by the scheme builder: answers only use literals, fields and {hmac:…}.
             _ => return Err(HandshakeError::MissingField(format!("{part:?}"))),

@@ -1,7 +1,8 @@
 //! The admin API over async deliveries: `GET /deliveries?route=R&status=S`,
 //! `GET /deliveries/{id}`, `POST /deliveries/{id}/retry` and
 //! `DELETE /deliveries/{id}`. Headers are shown without secrets: the values of
-//! the route's `require_headers` and of credential headers are redacted.
+//! the route's `require_headers`, of credential headers, and of the headers
+//! in which a token scheme of the route receives its secret are redacted.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -10,7 +11,9 @@ use serde_json::{Value, json};
 use super::Answer;
 use super::config_view::{REDACTED, rfc3339};
 use crate::runtime::RuntimeConfig;
+use crate::scheme::{Algorithm, Scheme};
 use crate::spool::{self, AdminError, MAX_LISTED, Meta, Spool, Status};
+use crate::verify::Verifier;
 
 /// Headers whose values are never shown.
 const CREDENTIALS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
@@ -89,6 +92,14 @@ async fn show(spool: &Spool, config: &RuntimeConfig, id: u64) -> Answer {
                 p.require_headers
                     .iter()
                     .any(|h| name.eq_ignore_ascii_case(h.name.as_str()))
+            })
+            || route.is_some_and(|r| {
+                r.verifiers
+                    .iter()
+                    .map(Verifier::scheme)
+                    .filter(|s| s.algorithm == Algorithm::Token)
+                    .flat_map(Scheme::signature_headers)
+                    .any(|h| name.eq_ignore_ascii_case(h.as_str()))
             })
     };
     match spool.request(id).await {

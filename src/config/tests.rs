@@ -525,6 +525,33 @@ signature = { header = "X-Sig", format = "kv", key = "v1", separator = "=" }
 }
 
 #[test]
+fn handshakes_without_when_and_signatures_in_the_query_are_checked() {
+    let text = r#"
+[schemes.any-post]
+algorithm = "hmac-sha256"
+signature = { header = "X-Sig", query = "sig" }
+[[schemes.any-post.handshake]]
+method = "POST"
+
+[schemes.empty-query]
+algorithm = "hmac-sha256"
+signature = { query = "" }
+[[schemes.empty-query.handshake]]
+body = "{optional:nope}"
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "c.toml:4:13: the signature needs exactly one of `header`, `json`, `form` or `query`",
+            "c.toml:6:10: a handshake without `when` needs method = \"GET\" or \"HEAD\"",
+            "c.toml:10:13: the signature needs exactly one of `header`, `json`, `form` or `query`",
+            "c.toml:12:8: a handshake without `when` needs method = \"GET\" or \"HEAD\"",
+            "c.toml:12:8: `nope` is not a source; write header:NAME, json:/pointer, query:NAME, form:NAME or signature:KEY",
+        ]
+    );
+}
+
+#[test]
 fn weak_user_schemes_are_warned_about() {
     let text = format!(
         "{}\n[schemes.weak]\nalgorithm = \"hmac-sha256\"\nsigned = \"{{header:X-Id}}\"\nsignature = {{ header = \"X-Sig\" }}\n\

@@ -234,6 +234,7 @@ impl Builder<'_> {
             url_ports: false,
             body_sha256: None,
             docs: None,
+            provider: None,
             signature: Spanned::new(
                 v.scheme.span(),
                 SignatureFile {
@@ -243,6 +244,7 @@ impl Builder<'_> {
                     )),
                     json: None,
                     form: None,
+                    query: None,
                     format: None,
                     separator: None,
                     key: None,

@@ -139,6 +139,7 @@ impl<'d> SchemeBuilder<'d> {
         let scheme = Scheme {
             name: name.to_owned(),
             docs: file.docs.clone(),
+            provider: file.provider.clone(),
             algorithm: algorithm?,
             key: key?,
             signed: signed?,
@@ -208,8 +209,8 @@ impl<'d> SchemeBuilder<'d> {
         algorithm: Option<Algorithm>,
         at: Option<Range<usize>>,
     ) -> Option<SignatureSpec> {
-        let location = match (&s.header, &s.json, &s.form) {
-            (Some(names), None, None) => {
+        let location = match (&s.header, &s.json, &s.form, &s.query) {
+            (Some(names), None, None, None) => {
                 let mut headers = Vec::new();
                 for name in &names.get_ref().0 {
                     match HeaderName::from_bytes(name.trim().as_bytes()) {
@@ -222,16 +223,19 @@ impl<'d> SchemeBuilder<'d> {
                 }
                 Location::Headers(headers)
             }
-            (None, Some(pointer), None) => Location::Json(
+            (None, Some(pointer), None, None) => Location::Json(
                 JsonPointer::parse(pointer.get_ref())
                     .map_err(|e| self.error(span(pointer), e))
                     .ok()?,
             ),
-            (None, None, Some(name)) => Location::Form(name.get_ref().clone()),
+            (None, None, Some(name), None) => Location::Form(name.get_ref().clone()),
+            (None, None, None, Some(name)) if !name.get_ref().is_empty() => {
+                Location::Query(name.get_ref().clone())
+            }
             _ => {
                 self.error(
                     at,
-                    "the signature needs exactly one of `header`, `json` or `form`",
+                    "the signature needs exactly one of `header`, `json`, `form` or `query`",
                 );
                 return None;
             }
@@ -335,7 +339,7 @@ impl<'d> SchemeBuilder<'d> {
             .as_ref()
             .map(Spanned::span)
             .or_else(|| span(&file.algorithm));
-        if signed.parts().iter().any(|p| matches!(p, Part::Hmac(_))) {
+        if signed.parts().iter().any(|p| matches!(p, Part::Hmac(..))) {
             self.error(
                 at.clone(),
                 "{hmac:…} belongs in handshake answers, not in signed content",
@@ -434,12 +438,23 @@ impl<'d> SchemeBuilder<'d> {
 
     fn handshake(&mut self, h: &HandshakeFile, algorithm: Option<Algorithm>) -> Option<Handshake> {
         let before = self.errors;
-        let when = self.source(&h.when);
+        let when = h.when.as_ref().map(|w| self.source(w));
         let method = h.method.as_ref().and_then(|m| {
             Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes())
                 .map_err(|_| self.error(span(m), format!("invalid method `{}`", m.get_ref())))
                 .ok()
         });
+        if when.is_none() && !matches!(method, Some(Method::GET | Method::HEAD)) {
+            // Deliveries are POSTs: a rule matching any of them would answer them all.
+            let at = h.method.as_ref().map(Spanned::span).or_else(|| {
+                let answer = h.body.as_ref().map(Spanned::span);
+                answer.or_else(|| h.json.as_ref().map(Spanned::span))
+            });
+            self.error(
+                at,
+                "a handshake without `when` needs method = \"GET\" or \"HEAD\"",
+            );
+        }
         let verify_token = h.verify_token.as_ref().and_then(|s| self.source(s));
         let status = match &h.status {
             None => 200,
@@ -496,7 +511,7 @@ impl<'d> SchemeBuilder<'d> {
         Some(Handshake {
             verify_first,
             method,
-            when: when?,
+            when: when.flatten(),
             equals: h.equals.as_ref().map(|e| e.get_ref().clone()),
             verify_token,
             status,
@@ -515,8 +530,8 @@ impl<'d> SchemeBuilder<'d> {
         let template = self.template(text)?;
         for part in template.parts() {
             match part {
-                Part::Literal(_) | Part::Field(_) => {}
-                Part::Hmac(_) => {
+                Part::Literal(_) | Part::Field(_) | Part::Optional(_) => {}
+                Part::Hmac(..) => {
                     if matches!(algorithm, Some(a) if !matches!(a, Algorithm::Hmac(_))) {
                         self.error(
                             span(text),

@@ -31,6 +31,8 @@ pub struct SchemeFile {
     pub body_sha256: Option<Spanned<String>>,
     /// Link to the provider's documentation.
     pub docs: Option<String>,
+    /// The provider's name, which `hookgate schemes` groups by.
+    pub provider: Option<String>,
     /// Where the signature is and how it is written.
     pub signature: Spanned<SignatureFile>,
     /// Where the event time is.
@@ -52,6 +54,9 @@ pub struct SignatureFile {
     pub json: Option<Spanned<String>>,
     /// Name of a form field that carries it.
     pub form: Option<Spanned<String>>,
+    /// Name of a query parameter that carries it (a secret put in the URL, for
+    /// providers that sign nothing).
+    pub query: Option<Spanned<String>>,
     /// `plain` (default), `kv` (`t=…,v1=…`) or `versioned` (`v1,<sig> v1,<sig>`).
     pub format: Option<Spanned<String>>,
     /// `kv`: between pairs (default `,`); `versioned`: between entries (default a space).
@@ -93,8 +98,9 @@ pub struct HandshakeFile {
     pub verify_first: Option<bool>,
     /// Method the handshake uses; any when absent.
     pub method: Option<Spanned<String>>,
-    /// Source that must be present for the request to be this handshake.
-    pub when: Spanned<String>,
+    /// Source that must be present for the request to be this handshake;
+    /// without it, every request of `method` (which must then be GET or HEAD).
+    pub when: Option<Spanned<String>>,
     /// Value `when` must have; any when absent.
     pub equals: Option<Spanned<String>>,
     /// Source that must equal the route's `verify_token` (else 403).

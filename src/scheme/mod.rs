@@ -86,6 +86,17 @@ pub enum KeyFormat {
 }
 
 impl KeyFormat {
+    /// Whether keys in this format are fetched at run time (from a URL the
+    /// provider names) rather than configured. Every format is listed, so a new
+    /// one must say.
+    pub fn is_remote(self) -> bool {
+        match self {
+            Self::Raw | Self::Base64 | Self::Hex | Self::Whsec | Self::Whpk | Self::SpkiBase64 => {
+                false
+            }
+        }
+    }
+
     /// Parses the descriptor spelling.
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name {
@@ -169,6 +180,8 @@ pub struct Scheme {
     pub name: String,
     /// The provider's documentation of the scheme.
     pub docs: Option<String>,
+    /// The provider's name, for listings; the scheme's name when not given.
+    pub provider: Option<String>,
     /// How signatures are made.
     pub algorithm: Algorithm,
     /// How secrets become keys.
@@ -212,6 +225,15 @@ impl Scheme {
             || covered_by_jwt
     }
 
+    /// Whether the signature covers only the decoded form fields of the body,
+    /// with no body hash for other bodies: such a scheme accepts form bodies
+    /// only (Mandrill).
+    pub fn signs_form_only(&self) -> bool {
+        self.signed.uses(&Part::FormParams)
+            && !self.signed.uses(&Part::Body)
+            && self.body_sha256.is_none()
+    }
+
     /// Whether the signature covers the body (through `{body}`, the form
     /// fields, or a signed body hash). Token schemes never do.
     pub fn covers_body(&self) -> bool {
@@ -226,7 +248,7 @@ impl Scheme {
     pub fn signature_headers(&self) -> Vec<HeaderName> {
         let mut names = match &self.signature.location {
             Location::Headers(names) => names.clone(),
-            Location::Json(_) | Location::Form(_) => Vec::new(),
+            Location::Json(_) | Location::Form(_) | Location::Query(_) => Vec::new(),
         };
         if let Some(TimestampSpec {
             source: Source::Header(h),
@@ -260,6 +282,17 @@ impl Scheme {
         members.sort();
         members.dedup();
         members
+    }
+
+    /// The provider the scheme belongs to, for listings: its `provider`, else its name.
+    pub fn provider_name(&self) -> &str {
+        self.provider.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Whether the scheme verifies with keys fetched at run time (the
+    /// "remote keys" marker of `hookgate schemes`).
+    pub fn fetches_keys(&self) -> bool {
+        self.key.is_remote()
     }
 
     /// Methods the scheme's handshakes use besides POST (e.g. GET for Meta).

@@ -1,5 +1,5 @@
 //! The signature field's grammar: where signatures are (headers, a JSON field,
-//! a form field), how a value lists them (`sha256=<hex>`; `t=…,v1=…`;
+//! a form field, a query parameter), how a value lists them (`sha256=<hex>`; `t=…,v1=…`;
 //! `v1,<b64> v1,<b64>`), and how each is encoded.
 
 use base64::Engine as _;
@@ -17,6 +17,8 @@ pub enum Location {
     Json(JsonPointer),
     /// A field of a form body.
     Form(String),
+    /// A query parameter of the URL the provider calls.
+    Query(String),
 }
 
 /// How one value of the signature field lists signatures.

@@ -2,6 +2,7 @@
 //! (`{timestamp}.{body}`, `v0:{timestamp}:{body}`, `{url}{form_params}`) or a
 //! handshake answer (`{json:/challenge}`, `{hmac:json:/payload/plainToken}`).
 
+use crate::scheme::signature::Encoding;
 use crate::scheme::source::Source;
 
 /// One piece of a template.
@@ -30,9 +31,12 @@ pub enum Part {
     FormParams,
     /// `{header:NAME}`, `{json:/p}`, `{query:NAME}`, `{form:NAME}`, `{signature:KEY}`.
     Field(Source),
-    /// `{hmac:SOURCE}`: lowercase hex HMAC of the source's value under the route's
-    /// secret (handshake answers only).
-    Hmac(Source),
+    /// `{optional:SOURCE}`: the source's value, or nothing when the request
+    /// lacks it (Adyen signs an absent field as an empty one).
+    Optional(Source),
+    /// `{hmac:SOURCE}` (lowercase hex) or `{hmac-base64:SOURCE}`: the HMAC of
+    /// the source's value under the route's secret (handshake answers only).
+    Hmac(Source, Encoding),
 }
 
 /// A parsed template.
@@ -92,7 +96,7 @@ impl Template {
     /// Every field source the template reads (`{header:…}` and the like).
     pub fn fields(&self) -> impl Iterator<Item = &Source> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Field(source) | Part::Hmac(source) => Some(source),
+            Part::Field(source) | Part::Optional(source) | Part::Hmac(source, _) => Some(source),
             _ => None,
         })
     }
@@ -113,7 +117,9 @@ impl std::fmt::Display for Template {
                 Part::Secret => f.write_str("{secret}")?,
                 Part::FormParams => f.write_str("{form_params}")?,
                 Part::Field(source) => write!(f, "{{{source}}}")?,
-                Part::Hmac(source) => write!(f, "{{hmac:{source}}}")?,
+                Part::Optional(source) => write!(f, "{{optional:{source}}}")?,
+                Part::Hmac(source, Encoding::Base64) => write!(f, "{{hmac-base64:{source}}}")?,
+                Part::Hmac(source, _) => write!(f, "{{hmac:{source}}}")?,
             }
         }
         Ok(())
@@ -131,14 +137,16 @@ fn placeholder(name: &str) -> Result<Part, String> {
         "query" => Part::Query,
         "secret" => Part::Secret,
         "form_params" => Part::FormParams,
-        _ => match name.strip_prefix("hmac:") {
-            Some(source) => Part::Hmac(Source::parse(source)?),
-            None if name.contains(':') => Part::Field(Source::parse(name)?),
+        _ => match name.split_once(':') {
+            Some(("hmac", source)) => Part::Hmac(Source::parse(source)?, Encoding::Hex),
+            Some(("hmac-base64", source)) => Part::Hmac(Source::parse(source)?, Encoding::Base64),
+            Some(("optional", source)) => Part::Optional(Source::parse(source)?),
+            Some(_) => Part::Field(Source::parse(name)?),
             None => {
                 return Err(format!(
                     "unknown placeholder `{{{name}}}`; use {{body}}, {{timestamp}}, {{id}}, \
                      {{method}}, {{url}}, {{path}}, {{query}}, {{secret}}, {{form_params}}, \
-                     or a source such as {{header:NAME}} or {{json:/pointer}}"
+                     a source such as {{header:NAME}} or {{json:/pointer}}, or {{optional:SOURCE}}"
                 ));
             }
         },
@@ -169,8 +177,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(all.parts().len(), 13);
-        let text = "v0:{timestamp}:{body}{header:x-a}{hmac:json:/p}{form_params}";
+        let text = "v0:{timestamp}:{body}{header:x-a}{hmac:json:/p}{hmac-base64:query:c}{optional:json:/o}{form_params}";
         assert_eq!(Template::parse(text).unwrap().to_string(), text);
+        assert_eq!(
+            Template::parse("{hmac-base64:query:crc_token}")
+                .unwrap()
+                .parts(),
+            [Part::Hmac(
+                Source::Query("crc_token".into()),
+                Encoding::Base64
+            )]
+        );
         assert_eq!(all.fields().count(), 2);
         let hmac = Template::parse("{hmac:json:/payload/plainToken}").unwrap();
         assert_eq!(
@@ -194,6 +211,9 @@ mod tests {
         assert!(Template::parse("{body").unwrap_err().contains("unclosed"));
         assert!(Template::parse("{header:}").is_err());
         assert!(Template::parse("{hmac:nope}").is_err());
+        assert!(Template::parse("{hmac-base64:nope}").is_err());
+        assert!(Template::parse("{optional:}").is_err());
+        assert!(Template::parse("{optional:body}").is_err());
         assert!(Template::parse("{cookie:x}").is_err());
         for weird in ["{}", "}{", "{{body}}", "{body}}", "é{body}ü", "{json:/é}"] {
             let _ = Template::parse(weird);

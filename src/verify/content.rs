@@ -63,8 +63,11 @@ impl<'r> Content<'r> {
                 Part::Field(source) => {
                     Piece::Bytes(text(req.field(source, received).ok_or(missing)?))
                 }
+                Part::Optional(source) => {
+                    Piece::Bytes(text(req.field(source, received).unwrap_or_default()))
+                }
                 // Refused by the scheme builder: signed content cannot contain a MAC.
-                Part::Hmac(_) => return Err(missing),
+                Part::Hmac(..) => return Err(missing),
             };
             pieces.push(piece);
         }

@@ -275,6 +275,11 @@ fn receive(scheme: &Scheme, req: &SignedRequest<'_>) -> Received {
                 spec.format.read(value, spec.encoding, &mut received);
             }
         }
+        Location::Query(name) => {
+            if let Some(value) = req.query_param(name) {
+                spec.format.read(&value, spec.encoding, &mut received);
+            }
+        }
     }
     received
 }
@@ -302,14 +307,20 @@ fn matches(key: &Key, content: &Content<'_>, url: &str, signatures: &[Vec<u8>]) 
 }
 
 /// Twilio's rule: a body the signature does not cover (anything but a form) must
-/// match the SHA-256 carried in the signed URL.
+/// match the SHA-256 carried in the signed URL. A scheme that signs the form
+/// fields and carries no such hash (Mandrill) covers nothing else: any other
+/// non-empty body is refused.
 fn check_body_hash(
     scheme: &Scheme,
     req: &SignedRequest<'_>,
     received: &Received,
 ) -> Result<(), Rejection> {
     let Some(source) = &scheme.body_sha256 else {
-        return Ok(());
+        return if scheme.signs_form_only() && !req.is_form() && !req.body.is_empty() {
+            Err(Rejection::BodyMismatch)
+        } else {
+            Ok(())
+        };
     };
     match req.field(source, Some(received)) {
         Some(claimed) => {

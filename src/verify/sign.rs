@@ -179,10 +179,11 @@ pub fn sign(scheme: &Scheme, secret: &[u8], delivery: &Delivery) -> Result<Signe
                 .ok_or("the scheme names no signature header")?;
             placed.headers.push((name.clone(), value));
         }
-        Location::Json(_) | Location::Form(_) => {
+        Location::Json(_) | Location::Form(_) | Location::Query(_) => {
             let source = match &scheme.signature.location {
                 Location::Json(pointer) => Source::Json(pointer.clone()),
                 Location::Form(name) => Source::Form(name.clone()),
+                Location::Query(name) => Source::Query(name.clone()),
                 Location::Headers(_) => unreachable!("handled above"),
             };
             place(&source, &value, &mut placed)?;

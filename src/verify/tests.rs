@@ -410,6 +410,9 @@ fn keys_for(scheme: &Scheme) -> (String, String) {
         (crate::scheme::Algorithm::Ed25519, crate::scheme::KeyFormat::Hex) => {
             (hex::encode(ed.public_key().as_ref()), hex::encode(seed))
         }
+        (crate::scheme::Algorithm::Ed25519, crate::scheme::KeyFormat::Base64) => {
+            (b64.encode(ed.public_key().as_ref()), b64.encode(seed))
+        }
         (crate::scheme::Algorithm::Ed25519, _) => {
             let mut pair = seed.to_vec();
             pair.extend_from_slice(ed.public_key().as_ref());
@@ -433,11 +436,100 @@ fn keys_for(scheme: &Scheme) -> (String, String) {
             let key = format!("whsec_{}", b64.encode(b"round-trip-key-32-bytes-long!!!!"));
             (key.clone(), key)
         }
+        (_, crate::scheme::KeyFormat::Hex) => {
+            let key = hex::encode(b"round-trip-key");
+            (key.clone(), key)
+        }
+        (_, crate::scheme::KeyFormat::Base64) => {
+            let key = b64.encode(b"round-trip-key");
+            (key.clone(), key)
+        }
         _ => (
             "round-trip-secret".to_owned(),
             "round-trip-secret".to_owned(),
         ),
     }
+}
+
+#[test]
+fn a_token_in_the_query_is_read_decoded_and_compared() {
+    let v = verifier(preset("mailchimp"), &["s3cr+t"], None);
+    let h = headers(&[("content-type", "application/x-www-form-urlencoded")]);
+    let at = |query| {
+        let req = SignedRequest::new("POST", ("/h", Some(query)), &h, b"type=subscribe", URL);
+        v.verify(&req, 0).map(|_| ())
+    };
+    assert_eq!(at("a=1&secret=s3cr%2Bt"), Ok(()));
+    assert_eq!(at("secret=s3cr+t"), Err(Rejection::SignatureMismatch));
+    assert_eq!(at("secret=other"), Err(Rejection::SignatureMismatch));
+    assert_eq!(at("a=1"), Err(Rejection::SignatureMissing));
+}
+
+#[test]
+fn an_optional_signed_field_counts_as_empty_when_absent() {
+    let scheme = descriptor(
+        r#"
+algorithm = "hmac-sha256"
+signed = "{optional:json:/a}:{optional:json:/b}"
+signature = { header = "x-sig" }
+"#,
+    );
+    let mac = |text: &str| {
+        let mut mac = crate::verify::mac::KeyedMac::new(crate::verify::mac::HashAlg::Sha256, b"k");
+        mac.update(text.as_bytes());
+        hex::encode(mac.finalize())
+    };
+    let v = verifier(scheme, &["k"], None);
+    let sig = mac("1:");
+    assert!(check_at(&v, &[("x-sig", &sig)], r#"{"a":1}"#, 0).is_ok());
+    assert!(check_at(&v, &[("x-sig", &sig)], r#"{"a":1,"b":""}"#, 0).is_ok());
+    assert_eq!(
+        check_at(&v, &[("x-sig", &sig)], r#"{"a":1,"b":2}"#, 0).unwrap_err(),
+        Rejection::SignatureMismatch
+    );
+}
+
+#[test]
+fn a_scheme_signing_only_form_fields_refuses_other_bodies() {
+    let scheme = preset("mandrill");
+    assert!(scheme.signs_form_only() && !preset("twilio").signs_form_only());
+    let v = verifier(Arc::clone(&scheme), &["key"], None);
+    let form = Delivery {
+        method: "POST".into(),
+        url: "https://hooks.example.com/in?x=1".into(),
+        content_type: "application/x-www-form-urlencoded".into(),
+        body: b"mandrill_events=%5B%5D".to_vec(),
+        id: "evt_1".into(),
+        time: 0,
+        headers: Vec::new(),
+    };
+    let signed = sign(&scheme, b"key", &form).unwrap();
+    let (mut h, parts, query) = as_received(&signed);
+    let req = SignedRequest::new("POST", ("/in", Some(query)), &h, &signed.body, parts);
+    assert!(v.verify(&req, 0).is_ok());
+    // The same signature over no form fields, with a JSON body instead.
+    let json = signed_without_fields(&scheme, &form);
+    h.insert("content-type", "application/json".parse().unwrap());
+    h.insert("x-mandrill-signature", json.parse().unwrap());
+    let req = SignedRequest::new("POST", ("/in", Some(query)), &h, br#"{"a":1}"#, parts);
+    assert_eq!(v.verify(&req, 0).unwrap_err(), Rejection::BodyMismatch);
+    let empty = SignedRequest::new("POST", ("/in", Some(query)), &h, b"", parts);
+    assert!(v.verify(&empty, 0).is_ok());
+}
+
+/// Mandrill's signature of `delivery`'s URL with no form fields.
+fn signed_without_fields(scheme: &Scheme, delivery: &Delivery) -> String {
+    let empty = Delivery {
+        body: Vec::new(),
+        ..delivery.clone()
+    };
+    let signed = sign(scheme, b"key", &empty).unwrap();
+    signed
+        .headers
+        .into_iter()
+        .find(|(n, _)| n == "x-mandrill-signature")
+        .unwrap()
+        .1
 }
 
 #[test]
@@ -447,10 +539,15 @@ fn every_preset_verifies_what_it_signs() {
         let v = verifier(Arc::clone(scheme), &[&verify_key], None);
         let now = 1_700_000_000;
         let body = r#"{"id":"evt_1","type":"t","signature":{"token":"tok"},"value":[{"subscriptionId":"s"}]}"#;
+        let content_type = if scheme.signs_form_only() {
+            "application/x-www-form-urlencoded"
+        } else {
+            "application/json"
+        };
         let delivery = Delivery {
             method: "POST".into(),
             url: "https://hooks.example.com/in?x=1".into(),
-            content_type: "application/json".into(),
+            content_type: content_type.into(),
             body: body.as_bytes().to_vec(),
             id: "evt_1".into(),
             time: now,

@@ -249,6 +249,38 @@ async fn retries_follow_the_schedule_then_a_dead_letter_is_retried_from_the_admi
     );
 }
 
+#[tokio::test]
+async fn a_token_a_route_verifies_is_not_shown_by_the_admin_api() {
+    let upstream = Upstream::with_reply(Reply {
+        status: 400,
+        ..Reply::default()
+    })
+    .await;
+    let route = format!(
+        "[[routes]]\nname = \"hook\"\npath = \"/hook\"\nupstream = \"{}\"\ndelivery = \"async\"\n\
+         verify = {{ scheme = \"telegram\", secrets = [\"tg-token\"] }}\n",
+        upstream.url()
+    );
+    let gw = Gateway::with_admin(&route, "").await;
+    let a = post(
+        gw.addr,
+        "/hook",
+        &[("x-telegram-bot-api-secret-token", "tg-token")],
+        r#"{"update_id":1}"#,
+    )
+    .await;
+    let id = accepted(&a);
+    let shown = wait_admin(&gw, &format!("/deliveries/{id}"), |d| d["status"] == "dead").await;
+    let token = shown["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0] == "x-telegram-bot-api-secret-token")
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert_eq!(token[1], "[redacted]");
+    assert!(!shown.to_string().contains("tg-token"), "{shown}");
+}
+
 async fn a_final_answer_is_dead_at_once_and_can_be_deleted(backend: Backend) {
     let upstream = Upstream::with_reply(Reply {
         status: 422,

@@ -21,6 +21,9 @@ fn keys(scheme: &Scheme, seed: u8) -> (String, String) {
         (Algorithm::Ed25519, KeyFormat::Hex) => {
             (hex::encode(ed.public_key()), hex::encode([seed; 32]))
         }
+        (Algorithm::Ed25519, KeyFormat::Base64) => {
+            (b64.encode(ed.public_key()), b64.encode([seed; 32]))
+        }
         (Algorithm::Ed25519, _) => {
             let mut pair = vec![seed; 32];
             pair.extend_from_slice(ed.public_key().as_ref());
@@ -32,6 +35,14 @@ fn keys(scheme: &Scheme, seed: u8) -> (String, String) {
         (Algorithm::EcdsaP256Sha256, _) => ecdsa_keys()[usize::from(seed % 2)].clone(),
         (_, KeyFormat::Whsec) => {
             let key = format!("whsec_{}", b64.encode([seed; 24]));
+            (key.clone(), key)
+        }
+        (_, KeyFormat::Hex) => {
+            let key = hex::encode([seed; 24]);
+            (key.clone(), key)
+        }
+        (_, KeyFormat::Base64) => {
+            let key = b64.encode([seed; 24]);
             (key.clone(), key)
         }
         _ => (format!("secret-{seed}"), format!("secret-{seed}")),
@@ -72,6 +83,10 @@ fn sign(scheme: &str, secret: &str, url: &str, time: Option<i64>) -> Signed {
     cmd.args([
         "sign", "--scheme", scheme, "--secret", secret, "--body", BODY, "--url", url,
     ]);
+    if presets::get(scheme).is_some_and(|s| s.signs_form_only()) {
+        // Such a scheme (Mandrill) accepts form bodies only.
+        cmd.args(["--content-type", "application/x-www-form-urlencoded"]);
+    }
     if let Some(t) = time {
         cmd.args(["--time", &t.to_string()]);
     }
@@ -129,6 +144,14 @@ fn unsigned(scheme: &Scheme, d: &Signed) -> Signed {
             d.body = doc.to_string();
         }
         Location::Form(_) => unreachable!("no preset signs in a form field"),
+        Location::Query(name) => {
+            let (path, query) = d.path.split_once('?').unwrap();
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| !pair.starts_with(&format!("{name}=")))
+                .collect();
+            d.path = format!("{path}?{}", kept.join("&"));
+        }
     }
     d
 }

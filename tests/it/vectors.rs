@@ -3,6 +3,9 @@
 //! vector, the clock set to the vector's `now`, and the verdict, the handshake
 //! answer and what reached the upstream checked.
 
+use std::collections::BTreeSet;
+
+use hookgate::scheme::presets;
 use serde_json::Value;
 
 use crate::support::client::send;
@@ -12,8 +15,9 @@ use crate::support::upstream::Upstream;
 
 const VECTORS: &str = include_str!("../vectors/vectors.json");
 
-/// The built-in scheme (or test-defined one) that implements a vector's scheme.
-fn scheme_for(v: &Value) -> &'static str {
+/// The built-in scheme (or test-defined one) that implements a vector's scheme:
+/// the preset of that name, or the one the shared vectors' scheme names mean.
+fn scheme_for(v: &Value) -> &str {
     let scheme = v["scheme"].as_str().unwrap();
     let provider = v["provider"].as_str().unwrap();
     let key = v["secret_encoding"].as_str().unwrap();
@@ -64,6 +68,7 @@ fn scheme_for(v: &Value) -> &'static str {
         // `zoom` scheme refuses that (an unverified answer is a MAC oracle), so the
         // vector runs against a scheme written for it in the test config.
         ("zoom-url-validation", ..) => "zoom-unsigned-validation",
+        (name, ..) if presets::get(name).is_some() => name,
         other => panic!("no scheme for vector {other:?}"),
     }
 }
@@ -102,7 +107,9 @@ fn route_for(index: usize, v: &Value, upstream: &Upstream) -> String {
         route.push_str(&format!("verify_token = {}\n", toml_string(secret)));
         "unused-app-secret".to_owned()
     } else {
-        if scheme.starts_with("meta") {
+        let checks_token = presets::get(scheme)
+            .is_some_and(|s| s.handshakes.iter().any(|h| h.verify_token.is_some()));
+        if checks_token {
             // Every Meta route answers the subscription handshake, so it needs a token.
             route.push_str("verify_token = \"unused-verify-token\"\n");
         }
@@ -217,6 +224,49 @@ async fn run(index: usize, v: &Value, gw: &InProcess, upstream: &Upstream) -> Op
 
 fn expected_json(content_type: &Option<&str>) -> bool {
     content_type.is_some_and(|ct| ct.contains("json"))
+}
+
+#[test]
+fn every_preset_has_a_valid_and_an_invalid_vector() {
+    let vectors: Vec<Value> = serde_json::from_str(VECTORS).unwrap();
+    let covered = |expect: &str| -> BTreeSet<&str> {
+        vectors
+            .iter()
+            .filter(|v| v["expect"] == expect)
+            .map(scheme_for)
+            .collect()
+    };
+    let (valid, invalid) = (covered("valid"), covered("invalid"));
+    let missing: Vec<_> = presets::all()
+        .keys()
+        .filter(|name| !valid.contains(name.as_str()) || !invalid.contains(name.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "presets without both vectors: {missing:?}"
+    );
+}
+
+/// Every provider whose handshake the gateway answers has a vector of it.
+#[test]
+fn every_handshake_has_a_vector() {
+    let vectors: Vec<Value> = serde_json::from_str(VECTORS).unwrap();
+    let provider = |name: &str| presets::get(name).map(|s| s.provider_name().to_owned());
+    let answered: BTreeSet<Option<String>> = vectors
+        .iter()
+        .filter(|v| v["kind"] == "handshake" && v["expect"] == "valid")
+        .map(|v| provider(scheme_for(v)))
+        .collect();
+    let missing: BTreeSet<_> = presets::all()
+        .values()
+        .filter(|s| !s.handshakes.is_empty())
+        .map(|s| s.provider_name().to_owned())
+        .filter(|p| !answered.contains(&Some(p.clone())))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "handshakes without a vector: {missing:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
