@@ -18,6 +18,7 @@
 //!   [`shutdown`]: the pingora shell.
 //! - [`spool`]: async delivery: the durable store, group commit, the deliverer.
 //! - [`admin`], [`metrics`], [`access_log`], [`record`]: what an operator sees.
+//! - [`demo`]: `hookgate demo-app`, a stand-in app to try the gateway with.
 //!
 //! # Request lifecycle
 //!
@@ -44,6 +45,7 @@ pub mod body;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod demo;
 pub mod forward;
 pub mod handshake;
 pub mod headers;

@@ -14,6 +14,8 @@ mod body;
 mod check;
 /// Dedup and the replay cache in memory.
 mod delivery;
+/// `hookgate demo-app` as the upstream: what it prints and answers.
+mod demo_app;
 /// What the upstream receives and what the client gets back; 502/504.
 mod forwarding;
 /// Header deadlines, idle connections, connection and memory limits,
