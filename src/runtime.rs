@@ -36,6 +36,9 @@ pub struct RuntimeConfig {
     pub tls: Option<Certificates>,
     /// Networks whose `X-Forwarded-For` names the client (reloaded with the config).
     pub trusted_proxies: Vec<IpNet>,
+    /// Every file the config reads besides itself (`file:` secrets, CA files,
+    /// certificates and keys), watched with it.
+    pub files: Vec<PathBuf>,
 }
 
 /// `[server]` after validation and defaults.

@@ -635,13 +635,15 @@ fn outcome(loaded: Result<Loaded, Report>) -> Result<Vec<String>, Vec<String>> {
 }
 
 /// Loads `text` whole and in parts of about a route each: the same routes,
-/// fingerprints and problems either way.
+/// fingerprints, problems and files read either way.
 fn assert_same_in_parts(text: &str) {
     let path = Path::new("c.toml");
     let cuts = parts::cuts(text, 100);
     assert!(cuts.len() > 3, "{cuts:?}");
-    let in_parts = load_in_parts(path, text, &cuts).expect("every part parses");
-    assert_eq!(outcome(in_parts), outcome(load_str(path, text)));
+    let (in_parts, files) = load_in_parts(path, text, &cuts).expect("every part parses");
+    let (whole, whole_files) = super::load_str_reading(path, text);
+    assert_eq!(outcome(in_parts), outcome(whole));
+    assert_eq!(files, whole_files);
 }
 
 #[test]
@@ -958,4 +960,39 @@ fn retry_on_a_sync_route_is_a_warning() {
             "c.toml:4:9: warning: `[routes.retry]` only applies to a route with `delivery = \"async\"`"
         ]
     );
+}
+
+#[test]
+fn every_file_the_config_reads_is_listed_for_the_watch() {
+    let text = r#"
+[server]
+tls_listen = "127.0.0.1:8443"
+[[server.tls]]
+cert_file = "tls/cert.pem"
+key_file = "/etc/tls/key.pem"
+[server.state]
+redis_url = "file:redis-url"
+[[routes]]
+name = "a"
+path = "/a"
+upstream = "https://127.0.0.1:3000/in"
+upstream_ca_file = "ca.pem"
+require_headers = { "X-Token" = "file:token" }
+forward_signature = { scheme = "standard-webhooks", secret = "file:resign" }
+[routes.verify]
+scheme = "rye"
+secrets = ["file:secrets/rye", "env:HOOKGATE_SURELY_UNSET", "literal", "file:secrets/rye"]
+"#;
+    let (loaded, files) = super::load_str_reading(Path::new("/conf/c.toml"), text);
+    assert!(loaded.is_err(), "none of the files exist");
+    let want = [
+        "/conf/ca.pem",
+        "/conf/redis-url",
+        "/conf/resign",
+        "/conf/secrets/rye",
+        "/conf/tls/cert.pem",
+        "/conf/token",
+        "/etc/tls/key.pem",
+    ];
+    assert_eq!(files, want.map(std::path::PathBuf::from));
 }

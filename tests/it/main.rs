@@ -29,7 +29,7 @@ mod ops;
 mod policy;
 /// Every built-in scheme: `hookgate sign` output accepted, forgeries refused.
 mod presets;
-/// Live reload on SIGHUP and file change.
+/// Live reload on SIGHUP and file change; secret files rotated while it runs.
 mod reload;
 /// Routing, path rewriting, 404/405.
 mod routing;
