@@ -996,3 +996,52 @@ secrets = ["file:secrets/rye", "env:HOOKGATE_SURELY_UNSET", "literal", "file:sec
     ];
     assert_eq!(files, want.map(std::path::PathBuf::from));
 }
+
+#[test]
+fn packaged_config_is_the_example_with_paths_for_the_system_service() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = std::fs::read_to_string(root.join("conf/hookgate.toml")).unwrap();
+    let packaged = std::fs::read_to_string(root.join("packaging/deb/hookgate.toml")).unwrap();
+    // Every difference, so that a change to the example is made to both.
+    let edits = [
+        (
+            "# hookgate example config: works as shipped (`cargo run --release -- run`).\n",
+            "# hookgate config, installed by the hookgate package as /etc/hookgate/hookgate.toml:\n\
+             # the example of the source tree, its paths set for the system service.\n",
+        ),
+        (
+            "`hookgate check --config conf/hookgate.toml`; a running gateway reloads this\n\
+             # file on save, on SIGHUP and on",
+            "`hookgate check --config /etc/hookgate/hookgate.toml`; a running gateway reloads this\n\
+             # file on save, on SIGHUP (`systemctl reload hookgate`) and on",
+        ),
+        ("# [spool]\n", "[spool]\n"),
+        (
+            "# dir = \"spool\"            # relative to this file's directory\n",
+            "dir = \"/var/lib/hookgate/spool\"   # in the unit's StateDirectory \
+             (a relative path is relative to this file's directory)\n",
+        ),
+    ];
+    let mut expected = example;
+    for (from, to) in edits {
+        assert_eq!(expected.matches(from).count(), 1, "{from}");
+        expected = expected.replace(from, to);
+    }
+    assert_eq!(packaged, expected);
+
+    let loaded = load_str(Path::new("/etc/hookgate/hookgate.toml"), &packaged)
+        .unwrap_or_else(|r| panic!("{r}"));
+    assert!(loaded.warnings.lines().is_empty(), "{}", loaded.warnings);
+    assert_eq!(
+        loaded.config.server.spool.dir,
+        Path::new("/var/lib/hookgate/spool")
+    );
+    // systemd must wait out the drain before it kills the process.
+    let unit = std::fs::read_to_string(root.join("packaging/deb/hookgate.service")).unwrap();
+    let stop: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .and_then(|v| v.parse().ok())
+        .expect("TimeoutStopSec in seconds");
+    assert!(stop > loaded.config.server.shutdown_grace.as_secs());
+}
