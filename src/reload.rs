@@ -329,7 +329,8 @@ impl Reloader {
     }
 }
 
-/// The background service that reloads on SIGHUP and on file changes.
+/// The background service that reloads on SIGHUP and on changes to the
+/// config file and the files it reads.
 #[derive(Debug)]
 pub struct ReloadService {
     reloader: Arc<Reloader>,
@@ -339,7 +340,8 @@ pub struct ReloadService {
 
 impl ReloadService {
     /// Reloads through `reloader` when `sighup` is raised (by a signal handler
-    /// installed at startup) and, with `watch_file`, when the file changes.
+    /// installed at startup) and, with `watch_file`, when the config file or
+    /// a file it reads changes.
     pub fn new(reloader: Arc<Reloader>, sighup: Arc<AtomicBool>, watch_file: bool) -> Self {
         Self {
             reloader,

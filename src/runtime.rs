@@ -48,7 +48,8 @@ pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
     /// Worker threads (a change needs a restart).
     pub threads: usize,
-    /// Whether the config file is watched for changes (a change needs a restart).
+    /// Whether the config file and the files it reads are watched for
+    /// changes (a change needs a restart).
     pub watch_config: bool,
     /// The admin listener's address (a change needs a restart).
     pub admin_listen: Option<SocketAddr>,
