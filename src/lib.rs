@@ -14,10 +14,11 @@
 //! - [`policy`]: what a route asks besides the signature (allowlists, required
 //!   headers, rate limits, dedup, monitor mode, re-signing).
 //! - [`tls`]: certificates and TLS settings of the webhook listener.
-//! - [`serve`], [`proxy`], [`body`], [`forward`], [`reload`], [`server`],
-//!   [`shutdown`]: the pingora shell.
+//! - [`serve`], [`proxy`], [`body`], [`forward`], [`reload`], [`watch`],
+//!   [`server`], [`shutdown`]: the pingora shell.
 //! - [`spool`]: async delivery: the durable store, group commit, the deliverer.
 //! - [`admin`], [`metrics`], [`access_log`], [`record`]: what an operator sees.
+//! - [`demo`]: `hookgate demo-app`, a stand-in app to try the gateway with.
 //!
 //! # Request lifecycle
 //!
@@ -44,6 +45,7 @@ pub mod body;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod demo;
 pub mod forward;
 pub mod handshake;
 pub mod headers;
@@ -66,3 +68,4 @@ pub mod spool;
 pub mod state;
 pub mod tls;
 pub mod verify;
+pub mod watch;

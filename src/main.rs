@@ -1,6 +1,8 @@
 //! The `hookgate` command line: `run` serves a config, `check` validates one,
-//! `sign` signs a delivery as a provider would, `schemes` lists built-in schemes.
+//! `sign` signs a delivery as a provider would, `schemes` lists built-in schemes,
+//! `demo-app` stands in for the app behind the gateway.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -51,6 +53,12 @@ enum Command {
         /// Print the README's markdown table instead
         #[arg(long)]
         markdown: bool,
+    },
+    /// Serve a demo app that answers 200 to every request and prints it.
+    DemoApp {
+        /// Address to listen on
+        #[arg(long, default_value = hookgate::demo::DEFAULT_LISTEN)]
+        listen: SocketAddr,
     },
 }
 
@@ -109,6 +117,13 @@ fn main() -> ExitCode {
         Command::Sign(args) => print(sign(*args)),
         Command::Schemes { markdown: false } => print(Ok(commands::schemes())),
         Command::Schemes { markdown: true } => print(Ok(commands::schemes_markdown())),
+        Command::DemoApp { listen } => match hookgate::demo::run(listen) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("hookgate: {message}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

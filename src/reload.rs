@@ -1,17 +1,17 @@
 //! Live config: the shared [`ConfigStore`], the [`Reloader`] that SIGHUP, the
 //! file watch and `POST /reload` all go through, and the [`ReloadService`] that
-//! watches for SIGHUP and for changes in the config file's directory. A file that
-//! does not validate, secrets included, changes nothing.
+//! watches for SIGHUP and for changes to the config file and the files it reads
+//! (`file:` secrets, CA files, certificates and keys). A file that does not
+//! validate, secrets included, changes nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use notify::{EventKind, RecursiveMode, Watcher};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde::Serialize;
@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::routes::RouteTable;
 use crate::runtime::RuntimeConfig;
 use crate::state::State;
+use crate::watch::{Digests, DirWatch};
 
 /// How often the SIGHUP flag is looked at.
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
@@ -66,7 +67,7 @@ impl ConfigStore {
 pub enum Trigger {
     /// The SIGHUP signal.
     Sighup,
-    /// A change in the config file's directory.
+    /// A change to the config file or to a file it reads.
     File,
     /// `POST /reload` on the admin listener.
     Admin,
@@ -150,24 +151,33 @@ pub struct Reloader {
     access_log: AccessLog,
     /// Whose local rate limits of routes gone are forgotten after a reload.
     state: State,
-    /// Held for the whole of a reload; holds the digest of the file last read.
-    last_read: Mutex<Option<[u8; 32]>>,
+    /// Held for the whole of a reload; holds the digests of [`Self::files`]
+    /// as last read.
+    last_read: Mutex<Digests>,
+    /// The config file and every file the running config reads or the last
+    /// attempt to reload read: what is watched.
+    files: std::sync::Mutex<Arc<[PathBuf]>>,
 }
 
-fn read(path: &Path) -> (Option<[u8; 32]>, Result<Loaded, Report>) {
+/// Reads and loads the config file: the digest of what was read, the load,
+/// and the files the load reads.
+fn read(path: &Path) -> (Option<[u8; 32]>, Result<Loaded, Report>, Vec<PathBuf>) {
     match config::read(path) {
         Ok(text) => {
             let digest = Sha256::digest(text.as_bytes()).into();
-            (Some(digest), config::load_str(path, &text))
+            let (loaded, files) = config::load_str_reading(path, &text);
+            (Some(digest), loaded, files)
         }
-        Err(report) => (None, Err(report)),
+        Err(report) => (None, Err(report), Vec::new()),
     }
 }
 
-fn file_digest(path: &Path) -> Option<[u8; 32]> {
-    std::fs::read(path)
-        .ok()
-        .map(|bytes| Sha256::digest(bytes).into())
+/// The config file, and the files the running config and an attempt read.
+fn watched(config: &Path, running: &[PathBuf], attempted: &[PathBuf]) -> Arc<[PathBuf]> {
+    let all: BTreeSet<&PathBuf> = running.iter().chain(attempted).collect();
+    std::iter::once(config.to_owned())
+        .chain(all.into_iter().filter(|f| f.as_path() != config).cloned())
+        .collect()
 }
 
 impl Reloader {
@@ -181,15 +191,21 @@ impl Reloader {
         access_log: AccessLog,
         state: State,
     ) -> Self {
-        let digest = file_digest(&path);
+        let files = watched(&path, &store.snapshot().files, &[]);
         Self {
+            last_read: Mutex::new(Digests::read(&files)),
+            files: std::sync::Mutex::new(files),
             path,
             store,
             metrics,
             access_log,
             state,
-            last_read: Mutex::new(digest),
         }
+    }
+
+    /// The config file and the files it reads, as watched now.
+    pub fn files(&self) -> Arc<[PathBuf]> {
+        Arc::clone(&self.files.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Loads the file and swaps it in if it validates; otherwise logs every
@@ -199,17 +215,17 @@ impl Reloader {
         self.reload_locked(trigger, &mut last_read).await
     }
 
-    /// Reloads when the file's contents differ from those last read (a watched
-    /// directory also reports changes to other files, and editors touch files
-    /// without changing them). A missing file is left alone until it is back.
+    /// Reloads when the contents of the config file or of a file it reads
+    /// differ from those last read (a watched directory also reports changes
+    /// to other files, and editors touch files without changing them). A
+    /// missing config file is left alone until it is back.
     async fn reload_if_changed(&self) {
         let mut last_read = self.last_read.lock().await;
-        let path = self.path.clone();
-        let now = tokio::task::spawn_blocking(move || file_digest(&path))
-            .await
-            .ok()
-            .flatten();
-        if now.is_some() && now != *last_read {
+        let files = self.files();
+        let Ok(now) = tokio::task::spawn_blocking(move || Digests::read(&files)).await else {
+            return;
+        };
+        if now.get(&self.path).flatten().is_some() && now != *last_read {
             let _ = self.reload_locked(Trigger::File, &mut last_read).await;
         }
     }
@@ -217,24 +233,38 @@ impl Reloader {
     async fn reload_locked(
         &self,
         trigger: Trigger,
-        last_read: &mut Option<[u8; 32]>,
+        last_read: &mut Digests,
     ) -> Result<ReloadSummary, Report> {
         let start = Instant::now();
         let path = self.path.clone();
-        let (digest, loaded) = match tokio::task::spawn_blocking(move || read(&path)).await {
+        let files = self.files();
+        // The files are read before the config loads: a change made while it
+        // loads is then seen by the next check.
+        let read = tokio::task::spawn_blocking(move || (Digests::read(&files), read(&path))).await;
+        let (mut before, (digest, loaded, reading)) = match read {
             Ok(read) => read,
             Err(e) => {
                 let d = config::diagnostics::Diagnostic::error(
                     None,
                     format!("reload did not finish: {e}"),
                 );
-                (None, Err(Report::new(&self.path, "", &[d])))
+                let failed = (None, Err(Report::new(&self.path, "", &[d])), Vec::new());
+                (last_read.clone(), failed)
             }
         };
         if digest.is_some() {
-            *last_read = digest;
+            before.set(&self.path, digest);
         }
         let result = loaded.map(|loaded| self.install(trigger, loaded));
+        let files = watched(&self.path, &self.store.snapshot().files, &reading);
+        // A file the config reads from now on is read again here, just after
+        // the config read it.
+        let carried = Arc::clone(&files);
+        if let Ok(digests) = tokio::task::spawn_blocking(move || before.carried_to(&carried)).await
+        {
+            *last_read = digests;
+        }
+        *self.files.lock().unwrap_or_else(PoisonError::into_inner) = files;
         self.metrics
             .reload(trigger.as_str(), result.is_ok(), start.elapsed());
         if let Err(report) = &result {
@@ -299,7 +329,8 @@ impl Reloader {
     }
 }
 
-/// The background service that reloads on SIGHUP and on file changes.
+/// The background service that reloads on SIGHUP and on changes to the
+/// config file and the files it reads.
 #[derive(Debug)]
 pub struct ReloadService {
     reloader: Arc<Reloader>,
@@ -309,7 +340,8 @@ pub struct ReloadService {
 
 impl ReloadService {
     /// Reloads through `reloader` when `sighup` is raised (by a signal handler
-    /// installed at startup) and, with `watch_file`, when the file changes.
+    /// installed at startup) and, with `watch_file`, when the config file or
+    /// a file it reads changes.
     pub fn new(reloader: Arc<Reloader>, sighup: Arc<AtomicBool>, watch_file: bool) -> Self {
         Self {
             reloader,
@@ -318,27 +350,15 @@ impl ReloadService {
         }
     }
 
-    /// Watches the directory holding the config file: a rename over the file, an
-    /// editor's save-by-rename and a Kubernetes `..data` symlink swap all happen
-    /// there. Events are only a hint; the file's contents decide.
-    fn watch(&self, events: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-        let dir = match self.reloader.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        let handler = move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !matches!(e.kind, EventKind::Access(_))) {
-                let _ = events.try_send(());
-            }
-        };
-        let watched = notify::recommended_watcher(handler)
-            .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
-        match watched {
-            Ok(watcher) => Some(watcher),
+    /// Watches the directories holding the config file and the files it reads:
+    /// a rename over a file, an editor's save-by-rename and a Kubernetes
+    /// `..data` symlink swap all happen there.
+    fn watch(events: mpsc::Sender<()>) -> Option<DirWatch> {
+        match DirWatch::new(events) {
+            Ok(watch) => Some(watch),
             Err(e) => {
                 log::warn!(
-                    "cannot watch {} ({e}); checking the config file every {}s instead",
-                    dir.display(),
+                    "cannot watch files ({e}); comparing the config and its files every {}s instead",
                     FALLBACK_POLL.as_secs()
                 );
                 None
@@ -362,14 +382,23 @@ async fn settle(events: &mut mpsc::Receiver<()>) {
 impl BackgroundService for ReloadService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let (tx, mut events) = mpsc::channel(1);
-        let _watcher = if self.watch_file {
-            self.watch(tx)
+        let mut watch = if self.watch_file {
+            Self::watch(tx)
         } else {
             None
         };
+        let mut watching: Option<Arc<[PathBuf]>> = None;
         let mut signal_tick = tokio::time::interval(SIGNAL_POLL);
         let mut poll_tick = tokio::time::interval(FALLBACK_POLL);
         loop {
+            // Each reload (whatever set it off) may change the files read.
+            if let Some(watch) = &mut watch {
+                let files = self.reloader.files();
+                if !watching.as_ref().is_some_and(|w| Arc::ptr_eq(w, &files)) {
+                    watch.watch(&files);
+                    watching = Some(files);
+                }
+            }
             let file_changed = tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = signal_tick.tick() => false,

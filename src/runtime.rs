@@ -36,6 +36,9 @@ pub struct RuntimeConfig {
     pub tls: Option<Certificates>,
     /// Networks whose `X-Forwarded-For` names the client (reloaded with the config).
     pub trusted_proxies: Vec<IpNet>,
+    /// Every file the config reads besides itself (`file:` secrets, CA files,
+    /// certificates and keys), watched with it.
+    pub files: Vec<PathBuf>,
 }
 
 /// `[server]` after validation and defaults.
@@ -45,7 +48,8 @@ pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
     /// Worker threads (a change needs a restart).
     pub threads: usize,
-    /// Whether the config file is watched for changes (a change needs a restart).
+    /// Whether the config file and the files it reads are watched for
+    /// changes (a change needs a restart).
     pub watch_config: bool,
     /// The admin listener's address (a change needs a restart).
     pub admin_listen: Option<SocketAddr>,

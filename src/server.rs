@@ -107,11 +107,21 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
     )
     .map_err(|e| format!("cannot open the spool: {e}"))?;
     let store = ConfigStore::new(config);
+    // Made before a listener is bound: the reloader takes the contents of the
+    // config file and of the files it reads as its baseline, and a change made
+    // once the gateway answers must not be part of it.
+    let reloader = Arc::new(Reloader::new(
+        options.config_path,
+        store.clone(),
+        metrics,
+        access_log.clone(),
+        state.clone(),
+    ));
     let gateway = Gateway::new(
         store.clone(),
         options.clock,
         Forwarder::new(),
-        (state.clone(), spool.clone()),
+        (state, spool.clone()),
         observers.clone(),
     );
     let deliverer = Deliverer::new(
@@ -133,13 +143,6 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
     listener.threads = Some(1);
     server.add_service(listener);
 
-    let reloader = Arc::new(Reloader::new(
-        options.config_path,
-        store.clone(),
-        metrics,
-        access_log.clone(),
-        state,
-    ));
     if let Some(addr) = settings.admin_listen {
         let admin = Admin::new(store, Arc::clone(&reloader), observers.clone(), spool);
         let every_listener = [settings.listen.clone(), settings.tls_listen.clone()].concat();

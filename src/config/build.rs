@@ -3,7 +3,7 @@
 //! and upstream host names looked up here, once per load.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::{self, Write as _};
 use std::hash::Hash;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -122,6 +122,9 @@ pub(super) struct Builder<'a> {
     scheme_digests: HashMap<String, [u8; 32]>,
     /// `env:`/`file:` reference → the secret, or the problem: read once per load.
     pub(super) secrets: HashMap<String, Result<Secret, String>>,
+    /// Every file the config reads besides itself (`file:` secrets, CA files,
+    /// certificates and keys), whether or not it could be read.
+    pub(super) files: BTreeSet<PathBuf>,
 }
 
 /// A route's host, path rule and one of its methods, as written.
@@ -329,6 +332,7 @@ impl<'a> Builder<'a> {
             peer_digests: HashMap::new(),
             scheme_digests: HashMap::new(),
             secrets: HashMap::new(),
+            files: BTreeSet::new(),
         };
         b.user_schemes(&file.schemes);
         b.server = b.server(&file.server, file.spool.as_ref());
@@ -391,11 +395,14 @@ impl<'a> Builder<'a> {
 
     /// The runtime config, only when there is no error; warnings come back
     /// either way, in file order.
-    pub(super) fn finish(self) -> (Option<RuntimeConfig>, Vec<Diagnostic>) {
+    /// The config when it has no error, every problem, and every file it
+    /// reads besides itself.
+    pub(super) fn finish(self) -> (Option<RuntimeConfig>, Vec<Diagnostic>, Vec<PathBuf>) {
         let has_errors = self
             .diagnostics
             .iter()
             .any(|d| d.severity == Severity::Error);
+        let files: Vec<PathBuf> = self.files.into_iter().collect();
         let config = match self.server {
             Some(server) if !has_errors => Some(RuntimeConfig {
                 source: self.source.to_owned(),
@@ -405,12 +412,13 @@ impl<'a> Builder<'a> {
                 routes: RouteTable::from_shared(self.routes),
                 tls: self.tls,
                 trusted_proxies: self.trusted_proxies,
+                files: files.clone(),
             }),
             _ => None,
         };
         let mut diagnostics = self.diagnostics;
         diagnostics.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
-        (config, diagnostics)
+        (config, diagnostics, files)
     }
 
     pub(super) fn error(&mut self, at: Option<Range<usize>>, message: impl Into<String>) {
@@ -897,6 +905,7 @@ impl<'a> Builder<'a> {
             }
             Some(file) => {
                 let path = self.base_dir.join(file.get_ref());
+                self.files.insert(path.clone());
                 match cached(&mut self.ca_files, path.as_path(), read_ca_file) {
                     Ok(ca) => Some((path, ca)),
                     Err(message) => {

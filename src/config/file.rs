@@ -67,7 +67,8 @@ pub struct ServerSection {
     pub read_timeout_ms: Option<Spanned<i64>>,
     /// Deadline for the upstream's response header and each body read, in ms. Default 10000.
     pub upstream_timeout_ms: Option<Spanned<i64>>,
-    /// Reload when the config file changes. Default true; SIGHUP always reloads.
+    /// Reload when the config file or a file it reads changes. Default true;
+    /// SIGHUP always reloads.
     pub watch_config: Option<bool>,
     /// Address of the admin listener (`/healthz`, `/readyz`, `/metrics`,
     /// `/config`, `POST /reload`). Off when absent.

@@ -55,6 +55,13 @@ pub fn read(path: &Path) -> Result<String, Report> {
 /// Parses and validates `text` as if read from `path` (which anchors relative
 /// `file:` secrets and names the file in diagnostics).
 pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Report> {
+    load_str_reading(path, text).0
+}
+
+/// Like [`load_str`], with every file the config reads besides itself
+/// (`file:` secrets, CA files, certificates and keys), whether it loaded or
+/// not (none when it does not parse): what the reloader watches.
+pub fn load_str_reading(path: &Path, text: &str) -> (Result<Loaded, Report>, Vec<PathBuf>) {
     let cuts = parts::cuts(text, parts::PART_BYTES);
     if let Some(loaded) = load_in_parts(path, text, &cuts) {
         return loaded;
@@ -64,7 +71,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Report> {
         Err(e) => {
             let message = e.message().trim_end().replace('\n', " ");
             let d = Diagnostic::error(e.span(), message);
-            return Err(Report::new(path, text, &[d]));
+            return (Err(Report::new(path, text, &[d])), Vec::new());
         }
     };
     let mut builder = build::Builder::new(&file, path);
@@ -77,7 +84,11 @@ pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Report> {
 /// before parsing the next. `None` without cuts, or when a part does not
 /// parse: the whole file is then parsed, so that the problem is reported as
 /// it would be anyway.
-fn load_in_parts(path: &Path, text: &str, cuts: &[usize]) -> Option<Result<Loaded, Report>> {
+fn load_in_parts(
+    path: &Path,
+    text: &str,
+    cuts: &[usize],
+) -> Option<(Result<Loaded, Report>, Vec<PathBuf>)> {
     let file: file::ConfigFile = toml::from_str(&text[..*cuts.first()?]).ok()?;
     let mut builder = build::Builder::new(&file, path);
     // Each part starts with one, so this is about how many routes there are.
@@ -91,16 +102,21 @@ fn load_in_parts(path: &Path, text: &str, cuts: &[usize]) -> Option<Result<Loade
     Some(finish(path, text, builder))
 }
 
-fn finish(path: &Path, text: &str, builder: build::Builder<'_>) -> Result<Loaded, Report> {
-    let (config, diagnostics) = builder.finish();
+fn finish(
+    path: &Path,
+    text: &str,
+    builder: build::Builder<'_>,
+) -> (Result<Loaded, Report>, Vec<PathBuf>) {
+    let (config, diagnostics, files) = builder.finish();
     let report = Report::new(path, text, &diagnostics);
-    match config {
+    let loaded = match config {
         Some(config) => Ok(Loaded {
             config,
             warnings: report,
         }),
         None => Err(report),
-    }
+    };
+    (loaded, files)
 }
 
 #[cfg(test)]

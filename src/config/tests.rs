@@ -662,13 +662,15 @@ fn outcome(loaded: Result<Loaded, Report>) -> Result<Vec<String>, Vec<String>> {
 }
 
 /// Loads `text` whole and in parts of about a route each: the same routes,
-/// fingerprints and problems either way.
+/// fingerprints, problems and files read either way.
 fn assert_same_in_parts(text: &str) {
     let path = Path::new("c.toml");
     let cuts = parts::cuts(text, 100);
     assert!(cuts.len() > 3, "{cuts:?}");
-    let in_parts = load_in_parts(path, text, &cuts).expect("every part parses");
-    assert_eq!(outcome(in_parts), outcome(load_str(path, text)));
+    let (in_parts, files) = load_in_parts(path, text, &cuts).expect("every part parses");
+    let (whole, whole_files) = super::load_str_reading(path, text);
+    assert_eq!(outcome(in_parts), outcome(whole));
+    assert_eq!(files, whole_files);
 }
 
 #[test]
@@ -1040,4 +1042,88 @@ fn retry_on_a_sync_route_is_a_warning() {
             "c.toml:4:9: warning: `[routes.retry]` only applies to a route with `delivery = \"async\"`"
         ]
     );
+}
+
+#[test]
+fn every_file_the_config_reads_is_listed_for_the_watch() {
+    let text = r#"
+[server]
+tls_listen = "127.0.0.1:8443"
+[[server.tls]]
+cert_file = "tls/cert.pem"
+key_file = "/etc/tls/key.pem"
+[server.state]
+redis_url = "file:redis-url"
+[[routes]]
+name = "a"
+path = "/a"
+upstream = "https://127.0.0.1:3000/in"
+upstream_ca_file = "ca.pem"
+require_headers = { "X-Token" = "file:token" }
+forward_signature = { scheme = "standard-webhooks", secret = "file:resign" }
+[routes.verify]
+scheme = "rye"
+secrets = ["file:secrets/rye", "env:HOOKGATE_SURELY_UNSET", "literal", "file:secrets/rye"]
+"#;
+    let (loaded, files) = super::load_str_reading(Path::new("/conf/c.toml"), text);
+    assert!(loaded.is_err(), "none of the files exist");
+    let want = [
+        "/conf/ca.pem",
+        "/conf/redis-url",
+        "/conf/resign",
+        "/conf/secrets/rye",
+        "/conf/tls/cert.pem",
+        "/conf/token",
+        "/etc/tls/key.pem",
+    ];
+    assert_eq!(files, want.map(PathBuf::from));
+}
+
+#[test]
+fn packaged_config_is_the_example_with_paths_for_the_system_service() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = std::fs::read_to_string(root.join("conf/hookgate.toml")).unwrap();
+    let packaged = std::fs::read_to_string(root.join("packaging/deb/hookgate.toml")).unwrap();
+    // Every difference, so that a change to the example is made to both.
+    let edits = [
+        (
+            "# hookgate example config: works as shipped (`cargo run --release -- run`).\n",
+            "# hookgate config, installed by the hookgate package as /etc/hookgate/hookgate.toml:\n\
+             # the example of the source tree, its paths set for the system service.\n",
+        ),
+        (
+            "`hookgate check --config conf/hookgate.toml`; a running gateway reloads this\n\
+             # file on save, on SIGHUP and on",
+            "`hookgate check --config /etc/hookgate/hookgate.toml`; a running gateway reloads this\n\
+             # file on save, on SIGHUP (`systemctl reload hookgate`) and on",
+        ),
+        ("# [spool]\n", "[spool]\n"),
+        (
+            "# dir = \"spool\"            # relative to this file's directory\n",
+            "dir = \"/var/lib/hookgate/spool\"   # in the unit's StateDirectory \
+             (a relative path is relative to this file's directory)\n",
+        ),
+    ];
+    let mut expected = example;
+    for (from, to) in edits {
+        assert_eq!(expected.matches(from).count(), 1, "{from}");
+        expected = expected.replace(from, to);
+    }
+    assert_eq!(packaged, expected);
+
+    let loaded = load_str(Path::new("/etc/hookgate/hookgate.toml"), &packaged)
+        .unwrap_or_else(|r| panic!("{r}"));
+    assert!(loaded.warnings.lines().is_empty(), "{}", loaded.warnings);
+    assert_eq!(
+        loaded.config.server.spool.backend,
+        SpoolBackend::Local(PathBuf::from("/var/lib/hookgate/spool"))
+    );
+    // systemd must wait out the drain before it kills the process.
+    let unit = std::fs::read_to_string(root.join("packaging/deb/hookgate.service")).unwrap();
+    let stop: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .and_then(|v| v.parse().ok())
+        .expect("TimeoutStopSec in seconds");
+    assert!(stop > loaded.config.server.shutdown_grace.as_secs());
 }

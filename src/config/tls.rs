@@ -57,6 +57,7 @@ impl Builder<'_> {
             let pair = pair.get_ref();
             let cert = self.base_dir.join(pair.cert_file.get_ref());
             let key = self.base_dir.join(pair.key_file.get_ref());
+            self.files.extend([cert.clone(), key.clone()]);
             match Certificate::load(Path::new(&cert), Path::new(&key)) {
                 Ok(certificate) => loaded.push(certificate),
                 Err(Problem::Certificate(message)) => self.error(span(&pair.cert_file), message),

@@ -143,13 +143,19 @@ impl Builder<'_> {
         ok.then_some(resolved)
     }
 
-    /// Resolves a secret reference; each `env:` or `file:` one is read once per load.
+    /// Resolves a secret reference; each `env:` or `file:` one is read once
+    /// per load, and each `file:` one is recorded among the files to watch.
     pub(super) fn resolve_secret(&mut self, reference: &str) -> Result<Secret, String> {
         let base_dir = self.base_dir;
+        let files = &mut self.files;
         match SecretRef::parse(reference) {
             literal @ SecretRef::Literal(_) => literal.resolve(base_dir),
             _ => cached(&mut self.secrets, reference, |r| {
-                SecretRef::parse(r).resolve(base_dir)
+                let parsed = SecretRef::parse(r);
+                if let SecretRef::File(path) = parsed {
+                    files.insert(base_dir.join(path));
+                }
+                parsed.resolve(base_dir)
             }),
         }
     }

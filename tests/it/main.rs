@@ -14,6 +14,8 @@ mod body;
 mod check;
 /// Dedup and the replay cache in memory.
 mod delivery;
+/// `hookgate demo-app` as the upstream: what it prints and answers.
+mod demo_app;
 /// What the upstream receives and what the client gets back; 502/504.
 mod forwarding;
 /// Header deadlines, idle connections, connection and memory limits,
@@ -27,7 +29,7 @@ mod ops;
 mod policy;
 /// Every built-in scheme: `hookgate sign` output accepted, forgeries refused.
 mod presets;
-/// Live reload on SIGHUP and file change.
+/// Live reload on SIGHUP and file change; secret files rotated while it runs.
 mod reload;
 /// Routing, path rewriting, 404/405.
 mod routing;

@@ -1,3 +1,5 @@
+use std::os::unix::fs::symlink;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::support::client::{Raw, post, send};
@@ -247,4 +249,150 @@ async fn a_reload_to_10_000_routes_serves_every_kind_and_names_what_changed() {
             &serde_json::json!(9_999)
         )
     );
+}
+
+/// A route verifying `aryeo` with `file:` secrets.
+fn route_with_files(upstream: &Upstream, files: &[&Path]) -> String {
+    let list: Vec<String> = files
+        .iter()
+        .map(|f| format!("\"file:{}\"", f.display()))
+        .collect();
+    let verify = format!("scheme = \"aryeo\"\nsecrets = [{}]\n", list.join(", "));
+    route("r", "/hook", &upstream.url(), &verify)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_file_replaced_by_rename_is_picked_up_without_a_signal() {
+    let upstream = Upstream::start().await;
+    // The secret lives in a directory of its own, as a mounted secret does.
+    let secrets = tempfile::tempdir().unwrap();
+    let file = secrets.path().join("aryeo");
+    std::fs::write(&file, "first\n").unwrap();
+    let gw = Gateway::start(&route_with_files(&upstream, &[&file])).await;
+    assert_eq!(status_with(&gw, "first").await, 200);
+
+    let tmp = secrets.path().join(".aryeo.tmp");
+    std::fs::write(&tmp, "second\n").unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    gw.wait_log("config reloaded (file)", 1).await;
+    assert_eq!(status_with(&gw, "second").await, 200);
+    assert_eq!(status_with(&gw, "first").await, 401);
+
+    // Written in place too.
+    std::fs::write(&file, "third").unwrap();
+    gw.wait_log("config reloaded (file)", 2).await;
+    assert_eq!(status_with(&gw, "third").await, 200);
+    assert_eq!(status_with(&gw, "second").await, 401);
+    let log = gw.log();
+    assert!(log.contains("changed [r]"), "{log}");
+    assert!(
+        !["first", "second", "third"].iter().any(|s| log.contains(s)),
+        "a secret reached the log:\n{log}"
+    );
+}
+
+/// Publishes `keys` as Kubernetes does a Secret volume: a new timestamped
+/// directory, `..data` switched to it by renaming a new symlink over it,
+/// the old directory removed; each key is a symlink through `..data`.
+fn publish(dir: &Path, version: u32, keys: &[(&str, &str)]) {
+    let data = dir.join(format!("..2026_11_30_{version:02}"));
+    std::fs::create_dir(&data).unwrap();
+    for (key, value) in keys {
+        std::fs::write(data.join(key), value).unwrap();
+        let link = dir.join(key);
+        if !link.exists() {
+            symlink(Path::new("..data").join(key), link).unwrap();
+        }
+    }
+    let tmp = dir.join("..data_tmp");
+    symlink(data.file_name().unwrap(), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    if version > 1 {
+        std::fs::remove_dir_all(dir.join(format!("..2026_11_30_{:02}", version - 1))).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_secret_swap_rotates_through_two_secrets() {
+    let upstream = Upstream::start().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let dir = secrets.path();
+    publish(dir, 1, &[("current", "one\n"), ("previous", "zero\n")]);
+    let (current, previous) = (dir.join("current"), dir.join("previous"));
+    let gw = Gateway::start(&route_with_files(&upstream, &[&current, &previous])).await;
+    assert_eq!(status_with(&gw, "one").await, 200);
+
+    // Rotation starts: the new secret signs, the old one still passes.
+    publish(dir, 2, &[("current", "two\n"), ("previous", "one\n")]);
+    gw.wait_log("config reloaded (file)", 1).await;
+    assert_eq!(status_with(&gw, "two").await, 200);
+    assert_eq!(status_with(&gw, "one").await, 200);
+    assert_eq!(status_with(&gw, "zero").await, 401);
+
+    // Rotation ends: the old secret is gone.
+    publish(dir, 3, &[("current", "two\n"), ("previous", "two\n")]);
+    gw.wait_log("config reloaded (file)", 2).await;
+    assert_eq!(status_with(&gw, "two").await, 200);
+    assert_eq!(status_with(&gw, "one").await, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_secret_file_keeps_the_old_config_serving_and_is_counted() {
+    let upstream = Upstream::start().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let file = secrets.path().join("aryeo");
+    std::fs::write(&file, "kept\n").unwrap();
+    let gw = Gateway::with_admin(&route_with_files(&upstream, &[&file]), "").await;
+
+    std::fs::write(&file, "").unwrap();
+    gw.wait_log("config reload (file) failed", 1).await;
+    let log = gw.log();
+    let config = gw.config_path.display().to_string();
+    assert!(
+        log.contains(&format!("{config}:"))
+            && log.contains(&format!("secret file `{}` is empty", file.display())),
+        "{log}"
+    );
+    gw.metrics_with(&[r#"hookgate_config_reloads_total{result="error",trigger="file"} 1"#])
+        .await;
+    assert_eq!(status_with(&gw, "kept").await, 200, "the old config serves");
+
+    std::fs::write(&file, "fixed\n").unwrap();
+    gw.wait_log("config reloaded (file)", 1).await;
+    assert_eq!(status_with(&gw, "fixed").await, 200);
+    assert_eq!(status_with(&gw, "kept").await, 401);
+    gw.metrics_with(&[
+        r#"hookgate_config_reloads_total{result="error",trigger="file"} 1"#,
+        r#"hookgate_config_reloads_total{result="ok",trigger="file"} 1"#,
+    ])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_file_named_before_it_exists_is_loaded_when_it_appears() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&route(
+        "r",
+        "/hook",
+        &upstream.url(),
+        &scheme("aryeo", &["old"]),
+    ))
+    .await;
+    let secrets = tempfile::tempdir().unwrap();
+    let file = secrets.path().join("aryeo");
+    let current = std::fs::read_to_string(&gw.config_path).unwrap();
+    let server = current.split("[[routes]]").next().unwrap();
+    std::fs::write(
+        &gw.config_path,
+        format!("{server}{}", route_with_files(&upstream, &[&file])),
+    )
+    .unwrap();
+    gw.wait_log("config reload (file) failed", 1).await;
+    assert!(gw.log().contains("cannot read secret file"), "{}", gw.log());
+    assert_eq!(status_with(&gw, "old").await, 200);
+
+    std::fs::write(&file, "new\n").unwrap();
+    gw.wait_log("config reloaded (file)", 1).await;
+    assert_eq!(status_with(&gw, "new").await, 200);
+    assert_eq!(status_with(&gw, "old").await, 401);
 }

@@ -163,18 +163,19 @@ async fn certificates_are_chosen_by_sni_and_requests_go_upstream_as_https() {
     assert_eq!(upstream.requests()[4].header("x-forwarded-proto"), "http");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reload_swaps_certificates_and_a_broken_pair_keeps_the_old_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new();
-    ca.issue(dir.path(), "a", &["a.example"]);
+/// A gateway (with an admin listener and `server_extra`) serving a new
+/// certificate for `a.example` from `dir`, and a client of `ca`'s; checks the
+/// certificate is served.
+async fn serving_a(
+    dir: &Path,
+    ca: &Ca,
+    server_extra: &str,
+) -> (Gateway, Upstream, SocketAddr, TlsConnector) {
+    ca.issue(dir, "a", &["a.example"]);
     let upstream = Upstream::start().await;
     let port = free_port();
     let routes = route("tls", "/hook", &upstream.url(), &scheme("aryeo", &[SECRET]));
-    let server = format!(
-        "watch_config = false\n{}",
-        tls_server(dir.path(), port, &["a"])
-    );
+    let server = format!("{server_extra}\n{}", tls_server(dir, port, &["a"]));
     let gw = Gateway::with_admin(&routes, &server).await;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let client = ca.client(&[&rustls::version::TLS13]);
@@ -182,6 +183,14 @@ async fn a_reload_swaps_certificates_and_a_broken_pair_keeps_the_old_ones() {
         over_tls(&client, addr, dns("a.example")).await.names,
         ["a.example"]
     );
+    (gw, upstream, addr, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_swaps_certificates_and_a_broken_pair_keeps_the_old_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let (gw, _upstream, addr, client) = serving_a(dir.path(), &ca, "watch_config = false").await;
 
     // A new certificate in the same files is served after a reload.
     ca.issue(dir.path(), "a", &["a.example", "new.example"]);
@@ -218,4 +227,18 @@ async fn a_reload_swaps_certificates_and_a_broken_pair_keeps_the_old_ones() {
     assert!(!check.status.success());
     let out = String::from_utf8_lossy(&check.stdout);
     assert!(out.contains("is not the key of the certificate"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_without_a_signal() {
+    // The certificates live outside the config's directory, as under /etc/letsencrypt.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let (gw, _upstream, addr, client) = serving_a(dir.path(), &ca, "").await;
+
+    ca.issue(dir.path(), "a", &["a.example", "renewed.example"]);
+    gw.wait_log("config reloaded (file)", 1).await;
+    let seen = over_tls(&client, addr, dns("a.example")).await;
+    assert_eq!(seen.names, ["a.example", "renewed.example"]);
+    assert_eq!(seen.status, 200);
 }

@@ -2,6 +2,7 @@
 //! provider-style signing.
 
 pub mod client;
+pub mod demo_app;
 pub mod gateway;
 pub mod inprocess;
 pub mod raw_upstream;
