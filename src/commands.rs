@@ -64,7 +64,10 @@ pub fn schemes() -> String {
             out,
             "{:<24} {:<18} {:<42} {}",
             name,
-            scheme.algorithm.as_str(),
+            match scheme.remote {
+                Some(_) => format!("{} (remote keys)", scheme.algorithm.as_str()),
+                None => scheme.algorithm.as_str().to_owned(),
+            },
             signature_place(scheme),
             scheme.docs.as_deref().unwrap_or("")
         );
@@ -88,7 +91,7 @@ pub fn schemes_markdown() -> String {
             (Some(ts), None) => format!("`{}`", ts.source),
             (None, _) => "–".to_owned(),
         };
-        let handshakes: Vec<String> = scheme
+        let mut handshakes: Vec<String> = scheme
             .handshakes
             .iter()
             .map(|h| {
@@ -99,16 +102,28 @@ pub fn schemes_markdown() -> String {
                 }
             })
             .collect();
+        let confirm = scheme.remote.as_ref().and_then(|r| r.confirm.as_ref());
+        handshakes.extend(confirm.map(|c| {
+            format!(
+                "`{}` = `{}`: the gateway fetches `{}`",
+                c.when, c.equals, c.url
+            )
+        }));
+        let algorithm = match &scheme.remote {
+            Some(remote) => format!("{} ({})", scheme.algorithm.as_str(), remote.source),
+            None => scheme.algorithm.as_str().to_owned(),
+        };
         let signed = if scheme.algorithm == crate::scheme::Algorithm::Token {
             "(the secret itself)".to_owned()
         } else {
-            format!("`{}`", scheme.signed)
+            // A `|` would end the table cell, even inside a code span.
+            format!("`{}`", scheme.signed.to_string().replace('|', "\\|"))
         };
         let _ = writeln!(
             out,
             "| {named} | `{}` | {} | {signed} | {timestamp} | {} |",
             signature_grammar(scheme),
-            scheme.algorithm.as_str(),
+            algorithm,
             if handshakes.is_empty() {
                 "–".to_owned()
             } else {

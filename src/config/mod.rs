@@ -9,6 +9,7 @@ pub mod diagnostics;
 pub mod file;
 pub mod parts;
 pub mod policy;
+pub mod remote;
 pub mod secret;
 pub mod tls;
 pub mod verifiers;

@@ -30,6 +30,14 @@ pub enum Part {
     FormParams,
     /// `{header:NAME}`, `{json:/p}`, `{query:NAME}`, `{form:NAME}`, `{signature:KEY}`.
     Field(Source),
+    /// `{aws_sns}`: the string AWS SNS signs, built from the JSON message's
+    /// fields by its `Type` (AWS's rule; code, as a template cannot skip an
+    /// absent `Subject`).
+    AwsSns,
+    /// `{crc32}`: the CRC-32 of the raw body as an unsigned decimal (PayPal).
+    Crc32,
+    /// `{webhook_id}`: the route's `webhook_id` (PayPal).
+    WebhookId,
     /// `{hmac:SOURCE}`: lowercase hex HMAC of the source's value under the route's
     /// secret (handshake answers only).
     Hmac(Source),
@@ -112,6 +120,9 @@ impl std::fmt::Display for Template {
                 Part::Query => f.write_str("{query}")?,
                 Part::Secret => f.write_str("{secret}")?,
                 Part::FormParams => f.write_str("{form_params}")?,
+                Part::AwsSns => f.write_str("{aws_sns}")?,
+                Part::Crc32 => f.write_str("{crc32}")?,
+                Part::WebhookId => f.write_str("{webhook_id}")?,
                 Part::Field(source) => write!(f, "{{{source}}}")?,
                 Part::Hmac(source) => write!(f, "{{hmac:{source}}}")?,
             }
@@ -131,6 +142,9 @@ fn placeholder(name: &str) -> Result<Part, String> {
         "query" => Part::Query,
         "secret" => Part::Secret,
         "form_params" => Part::FormParams,
+        "aws_sns" => Part::AwsSns,
+        "crc32" => Part::Crc32,
+        "webhook_id" => Part::WebhookId,
         _ => match name.strip_prefix("hmac:") {
             Some(source) => Part::Hmac(Source::parse(source)?),
             None if name.contains(':') => Part::Field(Source::parse(name)?),
@@ -138,7 +152,7 @@ fn placeholder(name: &str) -> Result<Part, String> {
                 return Err(format!(
                     "unknown placeholder `{{{name}}}`; use {{body}}, {{timestamp}}, {{id}}, \
                      {{method}}, {{url}}, {{path}}, {{query}}, {{secret}}, {{form_params}}, \
-                     or a source such as {{header:NAME}} or {{json:/pointer}}"
+                     {{aws_sns}}, {{crc32}}, {{webhook_id}}, or a source such as {{header:NAME}} or {{json:/pointer}}"
                 ));
             }
         },

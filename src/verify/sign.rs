@@ -237,6 +237,11 @@ fn compute(
                 .map_err(|_| "ECDSA signing failed".to_owned())?;
             Ok(sig.as_ref().to_vec())
         }
+        Algorithm::RsaSha1 | Algorithm::RsaSha256 => Err(format!(
+            "scheme `{}` is signed with the provider's private key (its keys are fetched at run time); \
+             `hookgate sign` cannot sign for it",
+            scheme.name
+        )),
     }
 }
 
