@@ -105,4 +105,4 @@ fn finish(path: &Path, text: &str, builder: build::Builder<'_>) -> Result<Loaded
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -266,3 +266,6 @@ fn valid_tenant(tenant: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
+
+#[cfg(test)]
+mod tests;

@@ -88,8 +88,10 @@ impl Builder<'_> {
                 .ok()
         });
         let Some(scheme) = scheme else {
-            // Still report the table's secrets' problems.
-            let _ = self.secrets(v);
+            // Still report the problems of the secrets it lists.
+            if v.secrets.is_some() {
+                let _ = self.secrets(v);
+            }
             return None;
         };
         if let (Some(t), false) = (&v.tolerance_secs, scheme.timestamp_is_signed()) {

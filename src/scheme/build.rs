@@ -412,7 +412,7 @@ impl<'d> SchemeBuilder<'d> {
                 ),
             }
         }
-        if values.is_empty() {
+        if file.values.get_ref().is_empty() {
             self.error(span(&file.values), "`values` needs at least one entry");
         }
         Some(AlgorithmFrom {
@@ -528,7 +528,7 @@ impl<'d> SchemeBuilder<'d> {
                 "a JWKS verifies JWTs: `jwks_url` and the jwt signature format go together",
             );
         }
-        if jwks && algorithm != Algorithm::RsaSha256 {
+        if jwks && algorithm == Algorithm::RsaSha1 {
             self.error(at, "JWTs from a JWKS are verified with rsa-sha256 (RS256)");
         }
     }
