@@ -67,16 +67,26 @@ impl KeyServer {
     /// `[server.remote_keys]` trusting the test CA; `min_ttl_secs` 0, so a
     /// document's own lifetime is the one kept.
     pub fn server_toml(&self) -> String {
-        format!(
-            "[server.remote_keys]\nca_file = \"{}\"\nmin_ttl_secs = 0\n",
-            self.ca_file.display()
-        )
+        trusting(&self.ca_file)
+    }
+
+    /// The test CA's certificate, PEM.
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(&self.ca_file).unwrap()
     }
 
     /// The paths requested so far.
     pub fn fetched(&self) -> Vec<String> {
         self.server.requests().into_iter().map(|r| r.uri).collect()
     }
+}
+
+/// `[server.remote_keys]` trusting the CAs in `ca_file`, `min_ttl_secs` 0.
+pub fn trusting(ca_file: &std::path::Path) -> String {
+    format!(
+        "[server.remote_keys]\nca_file = \"{}\"\nmin_ttl_secs = 0\n",
+        ca_file.display()
+    )
 }
 
 fn key_pair() -> RsaKeyPair {
