@@ -8,7 +8,7 @@ pub mod fetch;
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use lru::LruCache;
@@ -19,7 +19,9 @@ use crate::verify::remote::{Document, PublicKeys};
 
 /// Lifetime of a document whose server sent no `Cache-Control: max-age`.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
-/// After a failed background refresh, how long before the next try.
+/// After a failed background refresh, how long before the next try; also the
+/// longest a failed fetch is remembered (at most `min_ttl`), so a flood of
+/// requests naming a failing URL does not become a flood of fetches.
 const RETRY_REFRESH: Duration = Duration::from_secs(10);
 
 /// `[server.remote_keys]` after validation.
@@ -51,15 +53,82 @@ struct Entry {
     refreshing: bool,
 }
 
+/// What a cached document is good for at one instant.
+#[derive(Debug)]
 enum Lookup {
+    /// Use it.
     Fresh(Arc<PublicKeys>),
+    /// Use it, and refresh it in the background (the caller does).
     Stale(Arc<PublicKeys>),
+    /// Fetch it before use.
     Missing,
+}
+
+impl Entry {
+    /// A document fetched at `fetched_at`, kept for `ttl`: refreshed after
+    /// three quarters of it.
+    fn new(keys: Arc<PublicKeys>, fetched_at: Instant, ttl: Duration) -> Self {
+        Self {
+            keys,
+            fetched_at,
+            refresh_at: fetched_at + ttl * 3 / 4,
+            expires_at: fetched_at + ttl,
+            refreshing: false,
+        }
+    }
+
+    /// What the entry is good for at `now`, for a token naming `kid`. The
+    /// first caller to find it stale is told so (and marks it refreshing).
+    fn lookup(&mut self, now: Instant, kid: Option<&str>, min_ttl: Duration) -> Lookup {
+        let rotated = kid.is_some_and(|k| !self.keys.has_kid(k))
+            && now.duration_since(self.fetched_at) >= min_ttl;
+        if now >= self.expires_at || rotated {
+            Lookup::Missing
+        } else if now >= self.refresh_at && !self.refreshing {
+            self.refreshing = true;
+            Lookup::Stale(Arc::clone(&self.keys))
+        } else {
+            Lookup::Fresh(Arc::clone(&self.keys))
+        }
+    }
+}
+
+/// Locks `lru`, first resizing it to `max_entries`.
+fn bounded<'a, V>(
+    lru: &'a Mutex<LruCache<CacheKey, V>>,
+    settings: &KeySettings,
+) -> MutexGuard<'a, LruCache<CacheKey, V>> {
+    let mut lru = lru.lock().unwrap_or_else(PoisonError::into_inner);
+    let cap = NonZeroUsize::new(settings.max_entries).unwrap_or(NonZeroUsize::MIN);
+    if lru.cap() != cap {
+        lru.resize(cap);
+    }
+    lru
+}
+
+/// How long a document is kept: its `max_age` (an hour when absent), never
+/// past a certificate's `not_after`, within the settings' bounds.
+fn lifetime(
+    max_age: Option<u64>,
+    not_after: Option<i64>,
+    now_unix: i64,
+    settings: &KeySettings,
+) -> Duration {
+    let mut ttl = max_age
+        .map_or(DEFAULT_TTL, Duration::from_secs)
+        .min(settings.max_ttl);
+    if let Some(not_after) = not_after {
+        let left = u64::try_from(not_after.saturating_sub(now_unix)).unwrap_or(0);
+        ttl = ttl.min(Duration::from_secs(left));
+    }
+    ttl.max(settings.min_ttl)
 }
 
 #[derive(Debug)]
 struct Inner {
     cache: Mutex<LruCache<CacheKey, Entry>>,
+    /// Documents whose last fetch failed, and until when that stands.
+    failures: Mutex<LruCache<CacheKey, Instant>>,
     flights: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -75,6 +144,7 @@ impl Default for KeyStore {
         Self {
             inner: Arc::new(Inner {
                 cache: Mutex::new(LruCache::new(NonZeroUsize::MIN)),
+                failures: Mutex::new(LruCache::new(NonZeroUsize::MIN)),
                 flights: Mutex::new(HashMap::new()),
             }),
         }
@@ -132,37 +202,20 @@ impl KeyStore {
 
     fn lookup(&self, settings: &KeySettings, key: &CacheKey, kid: Option<&str>) -> Lookup {
         let mut cache = self.cache(settings);
-        let now = Instant::now();
-        let Some(entry) = cache.get_mut(key) else {
-            return Lookup::Missing;
-        };
-        let rotated = kid.is_some_and(|k| !entry.keys.has_kid(k))
-            && now.duration_since(entry.fetched_at) >= settings.min_ttl;
-        if now >= entry.expires_at || rotated {
-            Lookup::Missing
-        } else if now >= entry.refresh_at && !entry.refreshing {
-            entry.refreshing = true;
-            Lookup::Stale(Arc::clone(&entry.keys))
-        } else {
-            Lookup::Fresh(Arc::clone(&entry.keys))
+        match cache.get_mut(key) {
+            Some(entry) => entry.lookup(Instant::now(), kid, settings.min_ttl),
+            None => Lookup::Missing,
         }
     }
 
     /// The cache, resized to the settings in force.
-    fn cache(
-        &self,
-        settings: &KeySettings,
-    ) -> std::sync::MutexGuard<'_, LruCache<CacheKey, Entry>> {
-        let mut cache = self
-            .inner
-            .cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let cap = NonZeroUsize::new(settings.max_entries).unwrap_or(NonZeroUsize::MIN);
-        if cache.cap() != cap {
-            cache.resize(cap);
-        }
-        cache
+    fn cache(&self, settings: &KeySettings) -> MutexGuard<'_, LruCache<CacheKey, Entry>> {
+        bounded(&self.inner.cache, settings)
+    }
+
+    /// The failed fetches, resized to the settings in force.
+    fn failures(&self, settings: &KeySettings) -> MutexGuard<'_, LruCache<CacheKey, Instant>> {
+        bounded(&self.inner.failures, settings)
     }
 
     fn flight(&self, key: &CacheKey) -> Arc<tokio::sync::Mutex<()>> {
@@ -194,6 +247,33 @@ impl KeyStore {
         now_unix: i64,
     ) -> Result<Arc<PublicKeys>, String> {
         let (url, kind) = key;
+        let result = self.fetch_document(settings, key, now_unix).await;
+        let mut failures = self.failures(settings);
+        match &result {
+            Ok(_) => {
+                failures.pop(key);
+            }
+            Err(_) => {
+                let until = Instant::now() + settings.min_ttl.min(RETRY_REFRESH);
+                failures.put(key.clone(), until);
+            }
+        }
+        drop(failures);
+        result.map_err(|e| format!("{url} ({kind:?}): {e}"))
+    }
+
+    /// Fetches and parses a document, unless its last fetch failed moments ago.
+    async fn fetch_document(
+        &self,
+        settings: &KeySettings,
+        key: &CacheKey,
+        now_unix: i64,
+    ) -> Result<Arc<PublicKeys>, String> {
+        let (url, kind) = key;
+        let failed = self.failures(settings).get(key).copied();
+        if failed.is_some_and(|until| Instant::now() < until) {
+            return Err("its last fetch failed moments ago".to_owned());
+        }
         let fetched = fetch::get(
             Arc::clone(&settings.tls),
             url,
@@ -201,27 +281,10 @@ impl KeyStore {
             settings.max_bytes,
         )
         .await
-        .map_err(|e| format!("cannot fetch {url}: {e}"))?;
-        let keys = PublicKeys::parse(*kind, &fetched.body)
-            .map(Arc::new)
-            .map_err(|e| format!("{url}: {e}"))?;
-        let mut ttl = fetched
-            .max_age
-            .map_or(DEFAULT_TTL, Duration::from_secs)
-            .min(settings.max_ttl);
-        if let Some(not_after) = keys.not_after() {
-            let left = u64::try_from(not_after.saturating_sub(now_unix)).unwrap_or(0);
-            ttl = ttl.min(Duration::from_secs(left));
-        }
-        let ttl = ttl.max(settings.min_ttl);
-        let now = Instant::now();
-        let entry = Entry {
-            keys: Arc::clone(&keys),
-            fetched_at: now,
-            refresh_at: now + ttl * 3 / 4,
-            expires_at: now + ttl,
-            refreshing: false,
-        };
+        .map_err(|e| format!("cannot fetch: {e}"))?;
+        let keys = PublicKeys::parse(*kind, &fetched.body).map(Arc::new)?;
+        let ttl = lifetime(fetched.max_age, keys.not_after(), now_unix, settings);
+        let entry = Entry::new(Arc::clone(&keys), Instant::now(), ttl);
         self.cache(settings).put(key.clone(), entry);
         log::info!("remote keys: fetched {url} (kept {} s)", ttl.as_secs());
         Ok(keys)
@@ -240,5 +303,119 @@ impl KeyStore {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JWKS: &str = r#"{"keys":[{"kty":"RSA","kid":"k1","n":"AQAB","e":"AQAB"}]}"#;
+
+    fn settings(min_ttl: u64, max_ttl: u64) -> KeySettings {
+        let roots = rustls::RootCertStore::empty();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        KeySettings {
+            tls: Arc::new(tls),
+            timeout: Duration::from_secs(1),
+            max_bytes: 1024,
+            max_entries: 2,
+            min_ttl: Duration::from_secs(min_ttl),
+            max_ttl: Duration::from_secs(max_ttl),
+        }
+    }
+
+    #[test]
+    fn lifetimes_follow_the_document_within_bounds() {
+        let s = settings(60, 86400);
+        let secs = |d: Duration| d.as_secs();
+        assert_eq!(secs(lifetime(Some(19845), None, 0, &s)), 19845);
+        assert_eq!(secs(lifetime(None, None, 0, &s)), 3600);
+        assert_eq!(secs(lifetime(Some(0), None, 0, &s)), 60);
+        assert_eq!(secs(lifetime(Some(10_000_000), None, 0, &s)), 86400);
+        // Never past the certificate's notAfter (but at least min_ttl).
+        assert_eq!(secs(lifetime(Some(3600), Some(1000), 400, &s)), 600);
+        assert_eq!(secs(lifetime(Some(3600), Some(1000), 5000, &s)), 60);
+        assert_eq!(secs(lifetime(Some(0), None, 0, &settings(0, 10))), 0);
+    }
+
+    #[test]
+    fn entries_are_fresh_then_stale_once_then_missing() {
+        let keys = Arc::new(PublicKeys::from_jwks(JWKS.as_bytes()).unwrap());
+        let start = Instant::now();
+        let min_ttl = Duration::from_secs(60);
+        let mut entry = Entry::new(keys, start, Duration::from_secs(400));
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        assert!(matches!(
+            entry.lookup(at(299), None, min_ttl),
+            Lookup::Fresh(_)
+        ));
+        // From three quarters of the lifetime, one caller refreshes, the others use it.
+        assert!(matches!(
+            entry.lookup(at(300), None, min_ttl),
+            Lookup::Stale(_)
+        ));
+        assert!(matches!(
+            entry.lookup(at(301), None, min_ttl),
+            Lookup::Fresh(_)
+        ));
+        assert!(matches!(
+            entry.lookup(at(400), None, min_ttl),
+            Lookup::Missing
+        ));
+        // A kid it lacks: fetched again, but not within min_ttl of the last fetch.
+        assert!(matches!(
+            entry.lookup(at(59), Some("k2"), min_ttl),
+            Lookup::Fresh(_)
+        ));
+        assert!(matches!(
+            entry.lookup(at(60), Some("k2"), min_ttl),
+            Lookup::Missing
+        ));
+        assert!(matches!(
+            entry.lookup(at(60), Some("k1"), min_ttl),
+            Lookup::Fresh(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn urls_nobody_serves_are_errors_and_the_cache_stays_bounded() {
+        let store = KeyStore::default();
+        let s = Arc::new(settings(0, 10));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = HttpsUrl::parse(&format!("https://127.0.0.1:{port}/keys")).unwrap();
+        let error = store
+            .get(&s, &url, Document::Jwks, None, 0)
+            .await
+            .unwrap_err();
+        assert!(error.contains("cannot fetch"), "{error}");
+        assert_eq!(store.cache(&s).cap().get(), 2);
+        // With min_ttl_secs 0, a failure is not remembered; otherwise it is, briefly.
+        let error = store
+            .get(&s, &url, Document::Jwks, None, 0)
+            .await
+            .unwrap_err();
+        assert!(error.contains("cannot fetch"), "{error}");
+        let remembering = Arc::new(settings(60, 100));
+        let error = store
+            .get(&remembering, &url, Document::Jwks, None, 0)
+            .await
+            .unwrap_err();
+        assert!(error.contains("cannot fetch"), "{error}");
+        let error = store
+            .get(&remembering, &url, Document::Jwks, None, 0)
+            .await
+            .unwrap_err();
+        assert!(error.contains("moments ago"), "{error}");
+        assert!(store.inner.flights.lock().unwrap().is_empty());
     }
 }
