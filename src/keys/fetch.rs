@@ -2,7 +2,6 @@
 //! body bytes, no redirects, only a 200 is a document.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
@@ -11,6 +10,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::KeySettings;
 use crate::scheme::remote::HttpsUrl;
 
 /// A fetched document.
@@ -23,17 +23,17 @@ pub struct Fetched {
     pub max_age: Option<u64>,
 }
 
-/// Fetches `url` with `tls`, within `timeout`, refusing bodies over `max_bytes`.
-/// The error says what went wrong, for the log.
-pub async fn get(
-    tls: Arc<rustls::ClientConfig>,
-    url: &HttpsUrl,
-    timeout: Duration,
-    max_bytes: usize,
-) -> Result<Fetched, String> {
-    match tokio::time::timeout(timeout, exchange(tls, url, max_bytes)).await {
+/// Fetches `url` with the settings' TLS roots, within their `timeout`,
+/// refusing bodies over their `max_bytes`. The error says what went wrong,
+/// for the log.
+pub async fn get(settings: &KeySettings, url: &HttpsUrl) -> Result<Fetched, String> {
+    let exchange = exchange(Arc::clone(&settings.tls), url, settings.max_bytes);
+    match tokio::time::timeout(settings.timeout, exchange).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        Err(_) => Err(format!(
+            "no answer within {} ms",
+            settings.timeout.as_millis()
+        )),
     }
 }
 

@@ -190,14 +190,7 @@ impl KeyStore {
     /// Fetches a confirmation URL (AWS SNS `SubscribeURL`); the answer's body is
     /// read (bounded) and dropped.
     pub async fn confirm(&self, settings: &KeySettings, url: &HttpsUrl) -> Result<(), String> {
-        fetch::get(
-            Arc::clone(&settings.tls),
-            url,
-            settings.timeout,
-            settings.max_bytes,
-        )
-        .await
-        .map(drop)
+        fetch::get(settings, url).await.map(drop)
     }
 
     fn lookup(&self, settings: &KeySettings, key: &CacheKey, kid: Option<&str>) -> Lookup {
@@ -247,6 +240,12 @@ impl KeyStore {
         now_unix: i64,
     ) -> Result<Arc<PublicKeys>, String> {
         let (url, kind) = key;
+        let failed = self.failures(settings).get(key).copied();
+        if failed.is_some_and(|until| Instant::now() < until) {
+            return Err(format!(
+                "{url} ({kind:?}): its last fetch failed moments ago"
+            ));
+        }
         let result = self.fetch_document(settings, key, now_unix).await;
         let mut failures = self.failures(settings);
         match &result {
@@ -262,7 +261,7 @@ impl KeyStore {
         result.map_err(|e| format!("{url} ({kind:?}): {e}"))
     }
 
-    /// Fetches and parses a document, unless its last fetch failed moments ago.
+    /// Fetches, parses and caches a document.
     async fn fetch_document(
         &self,
         settings: &KeySettings,
@@ -270,18 +269,9 @@ impl KeyStore {
         now_unix: i64,
     ) -> Result<Arc<PublicKeys>, String> {
         let (url, kind) = key;
-        let failed = self.failures(settings).get(key).copied();
-        if failed.is_some_and(|until| Instant::now() < until) {
-            return Err("its last fetch failed moments ago".to_owned());
-        }
-        let fetched = fetch::get(
-            Arc::clone(&settings.tls),
-            url,
-            settings.timeout,
-            settings.max_bytes,
-        )
-        .await
-        .map_err(|e| format!("cannot fetch: {e}"))?;
+        let fetched = fetch::get(settings, url)
+            .await
+            .map_err(|e| format!("cannot fetch: {e}"))?;
         let keys = PublicKeys::parse(*kind, &fetched.body).map(Arc::new)?;
         let ttl = lifetime(fetched.max_age, keys.not_after(), now_unix, settings);
         let entry = Entry::new(Arc::clone(&keys), Instant::now(), ttl);
