@@ -76,8 +76,8 @@ impl Gateway {
             forwarder,
             state,
             spool,
+            keys: KeyStore::new(observers.metrics.clone()),
             observers,
-            keys: KeyStore::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use lru::LruCache;
 use tokio::time::Instant;
 
+use crate::metrics::Metrics;
 use crate::scheme::remote::HttpsUrl;
 use crate::verify::remote::{Document, PublicKeys};
 
@@ -137,21 +138,22 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct KeyStore {
     inner: Arc<Inner>,
+    metrics: Metrics,
 }
 
-impl Default for KeyStore {
-    fn default() -> Self {
+impl KeyStore {
+    /// An empty store counting its fetches in `metrics`.
+    pub fn new(metrics: Metrics) -> Self {
         Self {
             inner: Arc::new(Inner {
                 cache: Mutex::new(LruCache::new(NonZeroUsize::MIN)),
                 failures: Mutex::new(LruCache::new(NonZeroUsize::MIN)),
                 flights: Mutex::new(HashMap::new()),
             }),
+            metrics,
         }
     }
-}
 
-impl KeyStore {
     /// The keys at `url`, from the cache or fetched now. A document past three
     /// quarters of its lifetime is served while a background task refreshes
     /// it; an expired or missing one is fetched before answering (one fetch
@@ -190,7 +192,9 @@ impl KeyStore {
     /// Fetches a confirmation URL (AWS SNS `SubscribeURL`); the answer's body is
     /// read (bounded) and dropped.
     pub async fn confirm(&self, settings: &KeySettings, url: &HttpsUrl) -> Result<(), String> {
-        fetch::get(settings, url).await.map(drop)
+        let result = fetch::get(settings, url).await.map(drop);
+        self.metrics.key_fetch("confirmation", result.is_ok());
+        result
     }
 
     fn lookup(&self, settings: &KeySettings, key: &CacheKey, kid: Option<&str>) -> Lookup {
@@ -247,6 +251,11 @@ impl KeyStore {
             ));
         }
         let result = self.fetch_document(settings, key, now_unix).await;
+        let label = match kind {
+            Document::Certificate => "certificate",
+            Document::Jwks => "jwks",
+        };
+        self.metrics.key_fetch(label, result.is_ok());
         let mut failures = self.failures(settings);
         match &result {
             Ok(_) => {
@@ -375,7 +384,8 @@ mod tests {
 
     #[tokio::test]
     async fn urls_nobody_serves_are_errors_and_the_cache_stays_bounded() {
-        let store = KeyStore::default();
+        let metrics = Metrics::new();
+        let store = KeyStore::new(metrics.clone());
         let s = Arc::new(settings(0, 10));
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -406,6 +416,10 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.contains("moments ago"), "{error}");
+        // Three fetches were tried; the remembered failure was not one.
+        let text = String::from_utf8(metrics.render().1).unwrap();
+        let line = r#"hookgate_remote_key_fetches_total{kind="jwks",result="error"} 3"#;
+        assert!(text.contains(line), "{text}");
         assert!(store.inner.flights.lock().unwrap().is_empty());
     }
 }

@@ -151,7 +151,9 @@ async fn a_key_server_that_fails_or_is_down_never_lets_a_request_through() {
 async fn a_document_is_fetched_again_after_its_lifetime() {
     let keys = KeyServer::serving(remote::CERT, "max-age=0").await;
     let upstream = Upstream::start().await;
-    let gw = sns_gateway(&keys, &upstream, "").await;
+    let verify = format!("scheme = \"aws-sns\"\nkey_hosts = [\"{}\"]\n", keys.host());
+    let routes = route("sns", "/sns", &upstream.url(), &verify);
+    let gw = Gateway::with_admin(&routes, &keys.server_toml()).await;
     let body = remote::sns_v2("Notification", &keys.url(CERT_PATH), &json!({}));
     for _ in 0..3 {
         assert_eq!(post(&gw, "/sns", &[], &body).await.0, 200);
@@ -164,6 +166,8 @@ async fn a_document_is_fetched_again_after_its_lifetime() {
     }
     assert_eq!(keys.fetched().len(), 4);
     assert_eq!(upstream.requests().len(), 6);
+    gw.metrics_with(&[r#"hookgate_remote_key_fetches_total{kind="certificate",result="ok"} 4"#])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
