@@ -416,3 +416,19 @@ async fn paypal_deliveries_verify_with_the_certificate_and_the_webhook_id() {
     assert_eq!(upstream.requests().len(), 1);
     assert_eq!(keys.fetched().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_one_fetch() {
+    let keys = KeyServer::serving(remote::CERT, "max-age=3600").await;
+    let upstream = Upstream::start().await;
+    let gw = sns_gateway(&keys, &upstream, "").await;
+    let body = remote::sns_v2("Notification", &keys.url(CERT_PATH), &json!({}));
+    let sends: Vec<_> = (0..16)
+        .map(|_| tokio::spawn(send(gw.addr, "POST", "/sns", &[], body.clone())))
+        .collect();
+    for sent in sends {
+        assert_eq!(sent.await.unwrap().status, 200);
+    }
+    assert_eq!(keys.fetched(), [CERT_PATH]);
+    assert_eq!(upstream.requests().len(), 16);
+}
