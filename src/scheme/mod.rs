@@ -237,10 +237,15 @@ impl Scheme {
         // A JWT's claims are inside the signed part of the token.
         let covered_by_jwt = matches!(ts.source, Source::Signature(_))
             && self.signature.format == signature::Format::Jwt;
+        // AWS SNS signs its `Timestamp` field.
+        let covered_by_sns = self.signed.uses(&Part::AwsSns)
+            && matches!(&ts.source, Source::Json(p)
+                if remote::AWS_SNS_MEMBERS.iter().any(|m| p.as_str().strip_prefix('/') == Some(*m)));
         self.signed.uses(&Part::Timestamp)
             || self.signed.fields().any(|f| *f == ts.source)
             || covered_by_body
             || covered_by_jwt
+            || covered_by_sns
     }
 
     /// Whether the signature covers the body (through `{body}`, the form

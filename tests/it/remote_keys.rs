@@ -432,3 +432,24 @@ async fn concurrent_requests_share_one_fetch() {
     assert_eq!(keys.fetched(), [CERT_PATH]);
     assert_eq!(upstream.requests().len(), 16);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tolerance_bounds_the_signed_sns_timestamp() {
+    let keys = KeyServer::serving(remote::CERT, "max-age=3600").await;
+    let upstream = Upstream::start().await;
+    let gw = sns_gateway(&keys, &upstream, "tolerance_secs = 300\n").await;
+    let cert_url = keys.url(CERT_PATH);
+    let fresh = time::OffsetDateTime::from_unix_timestamp(now())
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let current = remote::sns_v2("Notification", &cert_url, &json!({"Timestamp": fresh}));
+    assert_eq!(post(&gw, "/sns", &[], &current).await.0, 200);
+    let old = remote::sns_v2("Notification", &cert_url, &json!({}));
+    let (status, text) = post(&gw, "/sns", &[], &old).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (401, r#"{"error":"timestamp_out_of_tolerance"}"#)
+    );
+    assert_eq!(upstream.requests().len(), 1);
+}
