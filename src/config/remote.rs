@@ -29,6 +29,8 @@ pub const DEFAULT_MAX_ENTRIES: u64 = 256;
 pub const DEFAULT_MIN_TTL_SECS: u64 = 60;
 /// Default longest lifetime of a cached document, in seconds.
 pub const DEFAULT_MAX_TTL_SECS: u64 = 86400;
+/// The most `min_ttl_secs` and `max_ttl_secs` may say: a year.
+const MAX_TTL_LIMIT: u64 = 365 * 86400;
 
 /// The system's trust roots, read once per process.
 fn system_roots() -> Arc<RootCertStore> {
@@ -74,6 +76,16 @@ impl Builder<'_> {
             }),
         };
         let max_ttl = self.positive_or(&section.max_ttl_secs, "max_ttl_secs", DEFAULT_MAX_TTL_SECS);
+        let max_ttl = if max_ttl > MAX_TTL_LIMIT {
+            let at = section.max_ttl_secs.as_ref().and_then(span);
+            self.error(
+                at,
+                format!("`max_ttl_secs` must be at most {MAX_TTL_LIMIT} (a year)"),
+            );
+            DEFAULT_MAX_TTL_SECS
+        } else {
+            max_ttl
+        };
         if min_ttl > max_ttl {
             let at = section.min_ttl_secs.as_ref().and_then(span);
             self.error(at, "`min_ttl_secs` must not be over `max_ttl_secs`");

@@ -74,6 +74,14 @@ fn remote_key_settings_are_checked_with_positions() {
             "c.toml:4:16: `min_ttl_secs` must not be over `max_ttl_secs`",
         ]
     );
+    let huge = format!(
+        "[server.remote_keys]\nmax_ttl_secs = 99999999999\n{}",
+        route("scheme = \"aws-sns\"\n")
+    );
+    assert_eq!(
+        errors(&huge),
+        ["c.toml:2:16: `max_ttl_secs` must be at most 31536000 (a year)"]
+    );
 }
 
 #[test]
