@@ -207,9 +207,10 @@ impl Builder<'_> {
             );
         }
         let issuers = match &v.issuer {
-            Some(list) => list.get_ref().0.clone(),
-            None => spec.issuers.iter().map(|i| fill(i)).collect(),
+            Some(list) => &list.get_ref().0,
+            None => &spec.issuers,
         };
+        let issuers = issuers.iter().map(|i| fill(i)).collect();
         let hosts = match &v.key_hosts {
             None => spec.hosts.clone(),
             Some(list) => {
