@@ -71,6 +71,11 @@ pub fn schemes_by_provider() -> Vec<(&'static str, Vec<&'static Arc<Scheme>>)> {
         .collect()
 }
 
+/// Whether the gateway confirms a subscription for the scheme (AWS SNS).
+fn confirms(scheme: &Scheme) -> bool {
+    scheme.remote.as_ref().is_some_and(|r| r.confirm.is_some())
+}
+
 fn marker(yes: bool) -> &'static str {
     if yes { "yes" } else { "–" }
 }
@@ -92,7 +97,7 @@ pub fn schemes() -> String {
                 scheme.name,
                 scheme.algorithm.as_str(),
                 signature_place(scheme),
-                marker(!scheme.handshakes.is_empty()),
+                marker(!scheme.handshakes.is_empty() || confirms(scheme)),
                 marker(scheme.fetches_keys()),
                 scheme.docs.as_deref().unwrap_or("")
             );
@@ -114,7 +119,7 @@ fn summary(groups: &[(&str, Vec<&Arc<Scheme>>)]) -> String {
         "{} schemes from {} providers; {} providers' handshakes answered by the gateway; {} with remote keys",
         groups.iter().map(|(_, s)| s.len()).sum::<usize>(),
         groups.len(),
-        count(|s| !s.handshakes.is_empty()),
+        count(|s| !s.handshakes.is_empty() || confirms(s)),
         count(Scheme::fetches_keys),
     )
 }
@@ -138,7 +143,7 @@ pub fn schemes_markdown() -> String {
                 (Some(ts), None) => format!("`{}`", ts.source),
                 (None, _) => "–".to_owned(),
             };
-            let handshakes: Vec<String> = scheme
+            let mut handshakes: Vec<String> = scheme
                 .handshakes
                 .iter()
                 .map(|h| {
@@ -150,17 +155,28 @@ pub fn schemes_markdown() -> String {
                     }
                 })
                 .collect();
+            let confirm = scheme.remote.as_ref().and_then(|r| r.confirm.as_ref());
+            handshakes.extend(confirm.map(|c| {
+                format!(
+                    "`{}` = `{}`: the gateway fetches `{}`",
+                    c.when, c.equals, c.url
+                )
+            }));
+            let algorithm = match &scheme.remote {
+                Some(remote) => format!("{} ({})", scheme.algorithm.as_str(), remote.source),
+                None => scheme.algorithm.as_str().to_owned(),
+            };
             let signed = if scheme.algorithm == crate::scheme::Algorithm::Token {
                 "(the secret itself)".to_owned()
             } else {
-                format!("`{}`", scheme.signed)
+                // A `|` would end the table cell, even inside a code span.
+                format!("`{}`", scheme.signed.to_string().replace('|', "\\|"))
             };
             let _ = writeln!(
                 out,
-                "| {} | {named} | `{}` | {} | {signed} | {timestamp} | {} | {} |",
+                "| {} | {named} | `{}` | {algorithm} | {signed} | {timestamp} | {} | {} |",
                 if i == 0 { provider } else { "" },
                 signature_grammar(scheme).replace('|', "\\|"),
-                scheme.algorithm.as_str(),
                 if handshakes.is_empty() {
                     "–".to_owned()
                 } else {

@@ -7,6 +7,8 @@
 //! - [`routes`]: host / path / method matching.
 //! - [`scheme`]: scheme descriptors (the built-in presets and `[schemes.NAME]`).
 //! - [`verify`]: signature verification and signing (pure, no I/O).
+//! - [`keys`]: remote keys (certificates, JWKS): fetched over HTTPS from
+//!   allowlisted hosts, cached, refreshed; handed to [`verify`].
 //! - [`handshake`]: provider endpoint-verification challenges.
 //! - [`headers`]: upstream header normalization.
 //! - [`reject`]: error codes and their responses.
@@ -50,6 +52,7 @@ pub mod forward;
 pub mod handshake;
 pub mod headers;
 pub mod json;
+pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod policy;

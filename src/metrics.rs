@@ -51,6 +51,7 @@ pub struct Metrics {
     spool_dead: IntGaugeVec,
     spool_oldest: IntGaugeVec,
     spool_bytes: IntGauge,
+    key_fetches: IntCounterVec,
 }
 
 /// Registers a metric the constructor built. The names and options are fixed
@@ -135,6 +136,12 @@ impl Metrics {
             register(r, IntGaugeVec::new(Opts::new(name, help), &["route"]))
         };
         Self {
+            key_fetches: counter(
+                r,
+                "hookgate_remote_key_fetches_total",
+                "Fetches of remote keys and of SNS subscription confirmations, by kind (certificate, jwks, confirmation) and result (ok, error).",
+                &["kind", "result"],
+            ),
             delivery_attempts: counter(
                 r,
                 "hookgate_delivery_attempts_total",
@@ -418,6 +425,14 @@ impl Metrics {
         self.reload_duration.observe(took.as_secs_f64());
     }
 
+    /// Counts a fetch of a remote key document (`certificate`, `jwks`) or of a
+    /// subscription confirmation (`confirmation`).
+    pub fn key_fetch(&self, kind: &'static str, ok: bool) {
+        self.key_fetches
+            .with_label_values(&[kind, if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
     /// Counts an access log line that could not be queued.
     pub fn access_log_dropped(&self) {
         self.access_log_dropped.inc();
@@ -462,6 +477,7 @@ mod tests {
         m.connection_refused();
         m.reload("sighup", false, Duration::from_millis(3));
         m.config_loaded(2, 1_700_000_000);
+        m.key_fetch("jwks", false);
         let text = String::from_utf8(m.render().1).unwrap();
         for line in [
             r#"hookgate_requests_total{outcome="invalid_signature",route="rye"} 1"#,
@@ -477,6 +493,7 @@ mod tests {
             r#"hookgate_config_reloads_total{result="error",trigger="sighup"} 1"#,
             "hookgate_config_generation 2",
             "hookgate_config_last_reload_success_timestamp_seconds 1700000000",
+            r#"hookgate_remote_key_fetches_total{kind="jwks",result="error"} 1"#,
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

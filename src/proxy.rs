@@ -21,6 +21,7 @@ use crate::clock::Clock;
 use crate::forward::{ForwardError, Forwarder};
 use crate::handshake::{AnswerKeys, Handshake};
 use crate::headers::{self, Forwarding, Resign, Verdict};
+use crate::keys::KeyStore;
 use crate::limits::BodyReservation;
 use crate::policy::{self, HeaderRefusal, OnStateError, Policy};
 use crate::record::{self, Dedup, Observers, Outcome, RequestRecord};
@@ -29,12 +30,14 @@ use crate::reload::ConfigStore;
 use crate::response::LocalResponse;
 use crate::routes::{self, Match};
 use crate::runtime::{Route, RuntimeConfig};
+use crate::scheme::remote::HttpsUrl;
 use crate::spool::request::StoredRequest;
 use crate::spool::{KeptClaim, Refused, Spool};
 use crate::state::{Claim, DedupKey, Hold, Rate, State};
 use crate::verify::mac::KeyedMac;
+use crate::verify::remote::RemoteKeys;
 use crate::verify::request::{SignedRequest, UrlParts};
-use crate::verify::{Rejection, Verified, Verifier, verify_any};
+use crate::verify::{KeyNeed, Rejection, Verified, Verifier, verify_any_with_keys};
 
 /// Room reserved for the upstream request's head besides the body.
 const HEAD_CAPACITY: usize = 1024;
@@ -53,6 +56,7 @@ pub struct Gateway {
     state: State,
     spool: Spool,
     observers: Observers,
+    keys: KeyStore,
 }
 
 impl Gateway {
@@ -72,6 +76,7 @@ impl Gateway {
             forwarder,
             state,
             spool,
+            keys: KeyStore::new(observers.metrics.clone()),
             observers,
         }
     }
@@ -153,6 +158,8 @@ impl Decision<'_> {
 enum Judgement {
     Reject(Rejection),
     Answer(LocalResponse, Outcome),
+    /// A verified subscription confirmation (AWS SNS): fetch the URL, answer.
+    Confirm(HttpsUrl),
     Forward(Verified),
 }
 
@@ -616,8 +623,11 @@ impl Gateway {
         };
         record.body_bytes = body.len();
         let req = session.req_header();
+        let remote_keys = self
+            .remote_keys(config, req, route, &remainder, &body)
+            .await;
         let monitor = route.policy.as_ref().is_some_and(|p| p.monitor);
-        let passed = match self.judge(req, route, &remainder, &body, record) {
+        let passed = match self.judge(req, route, &remainder, &body, &remote_keys, record) {
             Judgement::Reject(rejection) if monitor => {
                 log::info!(
                     "route {}: would refuse ({}); monitor mode forwards it",
@@ -640,6 +650,7 @@ impl Gateway {
                     close: false,
                 };
             }
+            Judgement::Confirm(url) => return self.confirm(config, route, &url).await,
             Judgement::Forward(verified) => Passed::Verified(verified),
         };
         Decision::Forward(Admitted {
@@ -705,6 +716,89 @@ impl Gateway {
         }
     }
 
+    /// The keys the route's remote-key verifiers need for this request, fetched
+    /// (or from the cache); one entry per verifier, none when the route has no
+    /// remote-key scheme. A key URL off the allowlist is refused unfetched.
+    async fn remote_keys(
+        &self,
+        config: &RuntimeConfig,
+        req: &RequestHeader,
+        route: &Route,
+        remainder: &str,
+        body: &[u8],
+    ) -> Vec<RemoteKeys> {
+        if route.verifiers.iter().all(|v| v.remote_params().is_none()) {
+            return Vec::new();
+        }
+        let needs: Vec<KeyNeed> = {
+            let signed = signed_request(req, route, remainder, body);
+            route
+                .verifiers
+                .iter()
+                .map(|v| v.key_need(&signed))
+                .collect()
+        };
+        let mut keys = Vec::with_capacity(needs.len());
+        for need in needs {
+            keys.push(match need {
+                KeyNeed::None => RemoteKeys::None,
+                KeyNeed::Refused => {
+                    log::info!(
+                        "route {}: the request names a key URL off the allowlist",
+                        route.name
+                    );
+                    RemoteKeys::Failed(Rejection::KeyUrlRefused)
+                }
+                KeyNeed::Fetch(url, kind, kid) => {
+                    let now = self.clock.now_unix();
+                    let got = self
+                        .keys
+                        .get(&config.remote_keys, &url, kind, kid.as_deref(), now);
+                    match got.await {
+                        Ok(keys) => RemoteKeys::Ready(keys),
+                        Err(e) => {
+                            log::warn!("route {}: {e}", route.name);
+                            RemoteKeys::Failed(Rejection::KeyUnavailable)
+                        }
+                    }
+                }
+            });
+        }
+        keys
+    }
+
+    /// Confirms a verified subscription by fetching its URL, and answers the
+    /// provider: 200 `{"status":"confirmed"}`, or 502 `confirmation_failed`.
+    async fn confirm(
+        &self,
+        config: &RuntimeConfig,
+        route: &Route,
+        url: &HttpsUrl,
+    ) -> Decision<'static> {
+        match self.keys.confirm(&config.remote_keys, url).await {
+            Ok(()) => {
+                log::info!(
+                    "route {}: subscription confirmed at {}",
+                    route.name,
+                    url.host
+                );
+                Decision::Respond {
+                    response: confirmed(),
+                    outcome: Outcome::Handshake,
+                    close: false,
+                }
+            }
+            Err(e) => {
+                log::warn!(
+                    "route {}: cannot confirm the subscription at {}: {e}",
+                    route.name,
+                    url.host
+                );
+                Decision::error(ErrorCode::ConfirmationFailed, false)
+            }
+        }
+    }
+
     /// Verifies a fully read request and decides between refusing, answering a
     /// handshake, and forwarding. Synchronous: the borrowed request view never
     /// lives across an await.
@@ -714,24 +808,18 @@ impl Gateway {
         route: &Route,
         remainder: &str,
         body: &[u8],
+        remote_keys: &[RemoteKeys],
         record: &mut RequestRecord,
     ) -> Judgement {
-        let url = UrlParts {
-            public_url: route.public_url.as_deref(),
-            remainder,
-            host: host_of(req).unwrap_or_default(),
-        };
-        let path_and_query = (req.uri.path(), req.uri.query());
-        let signed =
-            SignedRequest::new(req.method.as_str(), path_and_query, &req.headers, body, url)
-                .with_json_members(&route.json_members);
+        let signed = signed_request(req, route, remainder, body);
         // Handshakes whose requests are not signed are answered before verification.
         let unverified = handshakes(route).find(|(h, _)| !h.verify_first && h.matches(&signed));
         if let Some((handshake, verifier)) = unverified {
             let mac = verifier.and_then(|v| v.mac_key(0));
             return answer(route, handshake, &signed, mac);
         }
-        let verified = match verify_any(&route.verifiers, &signed, self.clock.now_unix()) {
+        let now = self.clock.now_unix();
+        let verified = match verify_any_with_keys(&route.verifiers, &signed, now, remote_keys) {
             Ok(verified) => verified,
             Err(rejection) => return Judgement::Reject(rejection),
         };
@@ -739,6 +827,11 @@ impl Gateway {
         record.secret_index = Some(verified.secret_index());
         record.event_id = verified.id().map(record::bounded);
         let matched = &route.verifiers[verified.verifier_index()];
+        match matched.confirmation(&signed) {
+            Ok(Some(url)) => return Judgement::Confirm(url),
+            Ok(None) => {}
+            Err(rejection) => return Judgement::Reject(rejection),
+        }
         let own = verified.scheme().handshakes.iter().chain(&route.handshakes);
         match own.filter(|h| h.verify_first).find(|h| h.matches(&signed)) {
             Some(handshake) => answer(
@@ -750,6 +843,23 @@ impl Gateway {
             None => Judgement::Forward(verified),
         }
     }
+}
+
+/// The request as verifiers see it.
+fn signed_request<'a>(
+    req: &'a RequestHeader,
+    route: &'a Route,
+    remainder: &'a str,
+    body: &'a [u8],
+) -> SignedRequest<'a> {
+    let url = UrlParts {
+        public_url: route.public_url.as_deref(),
+        remainder,
+        host: host_of(req).unwrap_or_default(),
+    };
+    let path_and_query = (req.uri.path(), req.uri.query());
+    SignedRequest::new(req.method.as_str(), path_and_query, &req.headers, body, url)
+        .with_json_members(&route.json_members)
 }
 
 /// Every handshake a route answers, with the verifier whose key `{hmac:…}` uses:
@@ -816,11 +926,20 @@ fn accepted(id: u64) -> LocalResponse {
 
 /// 200 `{"status":"duplicate"}`: the event was delivered already.
 fn duplicate() -> LocalResponse {
+    status_200(br#"{"status":"duplicate"}"#)
+}
+
+/// 200 `{"status":"confirmed"}`: the gateway confirmed a subscription.
+fn confirmed() -> LocalResponse {
+    status_200(br#"{"status":"confirmed"}"#)
+}
+
+fn status_200(json: &[u8]) -> LocalResponse {
     LocalResponse {
         status: 200,
         content_type: Some("application/json".to_owned()),
         headers: Vec::new(),
-        body: br#"{"status":"duplicate"}"#.to_vec(),
+        body: json.to_vec(),
     }
 }
 

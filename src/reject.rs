@@ -52,6 +52,10 @@ pub enum ErrorCode {
     StateUnavailable,
     /// 503: an async route's spool is full (`max_bytes`) or cannot store.
     SpoolFull,
+    /// 503: the provider's published key (certificate, JWKS) could not be fetched.
+    KeyUnavailable,
+    /// 502: the gateway could not confirm a subscription (AWS SNS `SubscribeURL`).
+    ConfirmationFailed,
     /// 502: the upstream refused the connection or broke it.
     UpstreamUnavailable,
     /// 504: the upstream did not answer within `upstream_timeout_ms`.
@@ -76,8 +80,10 @@ impl ErrorCode {
             Self::PayloadTooLarge => 413,
             Self::RateLimited => 429,
             Self::HeadersTooLarge => 431,
-            Self::Overloaded | Self::StateUnavailable | Self::SpoolFull => 503,
-            Self::UpstreamUnavailable => 502,
+            Self::Overloaded | Self::StateUnavailable | Self::SpoolFull | Self::KeyUnavailable => {
+                503
+            }
+            Self::UpstreamUnavailable | Self::ConfirmationFailed => 502,
             Self::UpstreamTimeout => 504,
         }
     }
@@ -104,18 +110,21 @@ impl ErrorCode {
             Self::Overloaded => "overloaded",
             Self::StateUnavailable => "state_unavailable",
             Self::SpoolFull => "spool_full",
+            Self::KeyUnavailable => "key_unavailable",
+            Self::ConfirmationFailed => "confirmation_failed",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
         }
     }
 
     /// The response for this error. An overloaded gateway, one whose state
-    /// store failed and one whose spool is full ask the client to come back in [`RETRY_AFTER_SECS`].
+    /// store failed, one whose spool is full and one that cannot fetch a
+    /// provider's key ask the client to come back in [`RETRY_AFTER_SECS`].
     pub fn response(self) -> LocalResponse {
         let mut response = self.bare_response();
         if matches!(
             self,
-            Self::Overloaded | Self::StateUnavailable | Self::SpoolFull
+            Self::Overloaded | Self::StateUnavailable | Self::SpoolFull | Self::KeyUnavailable
         ) {
             response
                 .headers
@@ -159,7 +168,12 @@ impl From<Rejection> for ErrorCode {
             Rejection::SignatureMissing | Rejection::SignedHeaderMissing => Self::MissingSignature,
             Rejection::SignatureMalformed
             | Rejection::SignatureMismatch
-            | Rejection::BodyMismatch => Self::InvalidSignature,
+            | Rejection::BodyMismatch
+            | Rejection::KeyUrlRefused
+            | Rejection::KeyExpired
+            | Rejection::UnknownKey
+            | Rejection::ClaimMismatch => Self::InvalidSignature,
+            Rejection::KeyUnavailable => Self::KeyUnavailable,
             Rejection::TimestampUnreadable
             | Rejection::TimestampTooOld
             | Rejection::TimestampTooNew => Self::TimestampOutOfTolerance,
@@ -210,6 +224,19 @@ mod tests {
         assert_eq!(
             ErrorCode::from(Rejection::TimestampTooNew),
             ErrorCode::TimestampOutOfTolerance
+        );
+        assert_eq!(
+            ErrorCode::from(Rejection::KeyUrlRefused),
+            ErrorCode::InvalidSignature
+        );
+        let unavailable = ErrorCode::from(Rejection::KeyUnavailable).response();
+        assert_eq!(unavailable.status, 503);
+        assert_eq!(unavailable.body, br#"{"error":"key_unavailable"}"#);
+        assert!(
+            unavailable
+                .headers
+                .iter()
+                .any(|(name, _)| name == http::header::RETRY_AFTER)
         );
         let mismatch = ErrorCode::from(&HandshakeError::VerifyTokenMismatch);
         assert_eq!(

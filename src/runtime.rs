@@ -34,6 +34,8 @@ pub struct RuntimeConfig {
     pub routes: RouteTable,
     /// The certificates of `[[server.tls]]` (reloaded with the config).
     pub tls: Option<Certificates>,
+    /// `[server.remote_keys]`: how provider keys are fetched (reloaded with the config).
+    pub remote_keys: Arc<crate::keys::KeySettings>,
     /// Networks whose `X-Forwarded-For` names the client (reloaded with the config).
     pub trusted_proxies: Vec<IpNet>,
     /// Every file the config reads besides itself (`file:` secrets, CA files,

@@ -12,6 +12,8 @@ use time::format_description::well_known::Rfc3339;
 use crate::access_log::Target;
 use crate::policy::Policy;
 use crate::runtime::{PathMatch, RetryPolicy, Route, RuntimeConfig, ServerSettings, SpoolBackend};
+use crate::scheme::remote::HostPattern;
+use crate::verify::remote::RemoteParams;
 
 /// Shown in place of anything secret.
 pub const REDACTED: &str = "[redacted]";
@@ -90,6 +92,22 @@ fn policy(p: &Policy) -> Value {
     })
 }
 
+/// A remote-key verifier's settings; none of them is secret.
+fn remote_view(p: &RemoteParams) -> Value {
+    json!({
+        "key_hosts": p.hosts.iter().map(HostPattern::as_str).collect::<Vec<_>>(),
+        "jwks_url": p.jwks_url.as_ref().map(ToString::to_string),
+        "audience": p.audiences,
+        "issuer": p.issuers,
+        "email": p.email,
+        "webhook_id": p.webhook_id,
+        "expect": p.expect.iter().map(|(source, values)| json!({
+            "field": source.to_string(),
+            "values": values,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 fn route(r: &Route) -> Value {
     let mut out = json!({
         "name": r.name,
@@ -101,11 +119,17 @@ fn route(r: &Route) -> Value {
         "upstream_timeout_ms": r.upstream_timeout.as_millis(),
         "public_url": r.public_url,
         "strip_headers": r.strip_headers.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
-        "verify": r.verifiers.iter().zip(r.secret_sources.iter()).map(|(v, secrets)| json!({
-            "scheme": v.scheme().name,
-            "secrets": secrets,
-            "tolerance_secs": v.tolerance_secs(),
-        })).collect::<Vec<_>>(),
+        "verify": r.verifiers.iter().zip(r.secret_sources.iter()).map(|(v, secrets)| {
+            let mut view = json!({
+                "scheme": v.scheme().name,
+                "secrets": secrets,
+                "tolerance_secs": v.tolerance_secs(),
+            });
+            if let Some(remote) = v.remote_params() {
+                view["remote_keys"] = remote_view(remote);
+            }
+            view
+        }).collect::<Vec<_>>(),
         "verify_token": r.verify_token.as_ref().map(|_| REDACTED),
         "handshakes": r.handshakes.len(),
         "delivery": if r.delivery.is_some() { "async" } else { "sync" },
@@ -194,5 +218,45 @@ mod tests {
         assert_eq!(route["upstream"], "http://127.0.0.1:9/in?[redacted]");
         assert_eq!(view["generation"], 1);
         assert_eq!(view["source"], path.display().to_string());
+    }
+
+    #[test]
+    fn shows_what_remote_key_routes_accept() {
+        let text = r#"
+            [[routes]]
+            name = "sns"
+            path = "/sns"
+            upstream = "http://127.0.0.1:9/in"
+            [routes.verify]
+            scheme = "aws-sns"
+            topic_arns = ["arn:aws:sns:us-east-1:1:t"]
+            [[routes]]
+            name = "push"
+            path = "/push"
+            upstream = "http://127.0.0.1:9/in"
+            [routes.verify]
+            scheme = "google-pubsub-push"
+            audience = "https://h/push"
+        "#;
+        let config = crate::config::load_str(std::path::Path::new("c.toml"), text)
+            .unwrap()
+            .config;
+        let view = render(&config);
+        let sns = &view["routes"][0]["verify"][0]["remote_keys"];
+        assert_eq!(
+            sns["key_hosts"],
+            json!(["sns.*.amazonaws.com", "sns.*.amazonaws.com.cn"])
+        );
+        assert_eq!(
+            sns["expect"],
+            json!([{"field": "json:/TopicArn", "values": ["arn:aws:sns:us-east-1:1:t"]}])
+        );
+        let push = &view["routes"][1]["verify"][0];
+        assert_eq!(push["secrets"], json!([]));
+        assert_eq!(push["remote_keys"]["audience"], json!(["https://h/push"]));
+        assert_eq!(
+            push["remote_keys"]["jwks_url"],
+            "https://www.googleapis.com/oauth2/v3/certs"
+        );
     }
 }

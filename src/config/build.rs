@@ -95,6 +95,8 @@ pub(super) struct Builder<'a> {
     tls: Option<Certificates>,
     /// `[server] trusted_proxies`.
     trusted_proxies: Vec<ipnet::IpNet>,
+    /// `[server.remote_keys]`.
+    remote_keys: Option<Arc<crate::keys::KeySettings>>,
     defaults: RouteDefaults,
     /// The routes built so far (those without problems).
     routes: Vec<Arc<Route>>,
@@ -287,9 +289,14 @@ fn resolve(host: &str) -> Result<SocketAddr, String> {
     }
 }
 
-/// Reads a PEM file of CA certificates, each checked to be a parseable X.509
-/// certificate (the TLS stack would otherwise fail on it at connect time).
+/// Reads a PEM file of CA certificates for an upstream.
 fn read_ca_file(path: &Path) -> Result<TrustedCas, String> {
+    read_pem_certificates(path).map(|certs| TrustedCas::new(&certs))
+}
+
+/// Reads a PEM file of certificates (DER each), each checked to be a parseable
+/// X.509 certificate (the TLS stack would otherwise fail on it at connect time).
+pub(super) fn read_pem_certificates(path: &Path) -> Result<Vec<Vec<u8>>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     let mut certs = Vec::new();
     for cert in CertificateDer::pem_slice_iter(&pem) {
@@ -303,7 +310,7 @@ fn read_ca_file(path: &Path) -> Result<TrustedCas, String> {
     if certs.is_empty() {
         return Err(format!("`{}` holds no PEM certificate", path.display()));
     }
-    Ok(TrustedCas::new(&certs))
+    Ok(certs)
 }
 
 impl<'a> Builder<'a> {
@@ -318,6 +325,7 @@ impl<'a> Builder<'a> {
             server: None,
             tls: None,
             trusted_proxies: Vec::new(),
+            remote_keys: None,
             defaults: RouteDefaults::BUILT_IN,
             routes: Vec::new(),
             names: HashSet::new(),
@@ -338,6 +346,7 @@ impl<'a> Builder<'a> {
         b.server = b.server(&file.server, file.spool.as_ref());
         b.tls = b.tls_certificates(&file.server);
         b.trusted_proxies = b.trusted_proxies(&file.server);
+        b.remote_keys = Some(b.remote_keys(&file.server));
         b.defaults = b.route_defaults(&file.server);
         b
     }
@@ -403,8 +412,8 @@ impl<'a> Builder<'a> {
             .iter()
             .any(|d| d.severity == Severity::Error);
         let files: Vec<PathBuf> = self.files.into_iter().collect();
-        let config = match self.server {
-            Some(server) if !has_errors => Some(RuntimeConfig {
+        let config = match (self.server, self.remote_keys) {
+            (Some(server), Some(remote_keys)) if !has_errors => Some(RuntimeConfig {
                 source: self.source.to_owned(),
                 generation: 1,
                 loaded_at: std::time::SystemTime::now(),
@@ -413,6 +422,7 @@ impl<'a> Builder<'a> {
                 tls: self.tls,
                 trusted_proxies: self.trusted_proxies,
                 files: files.clone(),
+                remote_keys,
             }),
             _ => None,
         };
@@ -654,8 +664,8 @@ impl<'a> Builder<'a> {
                     .iter()
                     .map(|v| {
                         v.secrets
-                            .get_ref()
                             .iter()
+                            .flat_map(|s| s.get_ref())
                             .map(|s| SecretRef::parse(s.get_ref()).describe())
                             .collect()
                     })
@@ -731,6 +741,7 @@ impl<'a> Builder<'a> {
             digest.update(scheme_digest);
             let _ = write!(DigestWriter(&mut digest), "{:?}", verifier.tolerance_secs());
             digest.update(verifier.secrets_digest());
+            let _ = write!(DigestWriter(&mut digest), "{:?}", verifier.remote_params());
         }
         if let Some(token) = verify_token {
             digest.update(Sha256::digest(token.expose()));

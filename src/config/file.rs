@@ -96,6 +96,26 @@ pub struct ServerSection {
     pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
     /// `[server.state]`: where dedup keys and shared rate limits live.
     pub state: Option<Spanned<StateSection>>,
+    /// `[server.remote_keys]`: how provider keys are fetched and cached.
+    pub remote_keys: Option<Spanned<RemoteKeysSection>>,
+}
+
+/// `[server.remote_keys]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteKeysSection {
+    /// PEM file of the CAs trusted when fetching keys, instead of the system's.
+    pub ca_file: Option<Spanned<String>>,
+    /// Deadline of one fetch, in ms. Default 5000.
+    pub timeout_ms: Option<Spanned<i64>>,
+    /// Largest document, in bytes. Default 65536.
+    pub max_bytes: Option<Spanned<i64>>,
+    /// Documents cached at most. Default 256.
+    pub max_entries: Option<Spanned<i64>>,
+    /// Shortest lifetime of a cached document, in seconds. Default 60; 0 allowed.
+    pub min_ttl_secs: Option<Spanned<i64>>,
+    /// Longest lifetime of a cached document, in seconds. Default 86400.
+    pub max_ttl_secs: Option<Spanned<i64>>,
 }
 
 /// `[server.state]`.
@@ -232,8 +252,26 @@ pub struct ForwardSignatureSection {
 pub struct VerifySection {
     /// The scheme's name.
     pub scheme: Spanned<String>,
-    /// Secret references; any of them may have signed a delivery.
-    pub secrets: Spanned<Vec<Spanned<String>>>,
+    /// Secret references; any of them may have signed a delivery. Required,
+    /// except for remote-key schemes, which take none.
+    pub secrets: Option<Spanned<Vec<Spanned<String>>>>,
+    /// JWT schemes: the accepted `aud` value(s).
+    pub audience: Option<Spanned<OneOrMany<String>>>,
+    /// JWT schemes: the accepted `iss` value(s), instead of the scheme's.
+    pub issuer: Option<Spanned<OneOrMany<String>>>,
+    /// JWT schemes whose issuer or JWKS URL names a tenant (`{tenant}`).
+    pub tenant: Option<Spanned<String>>,
+    /// JWT schemes: the JWKS URL, instead of the scheme's.
+    pub jwks_url: Option<Spanned<String>>,
+    /// JWT schemes: the `email` claim required (with `email_verified`).
+    pub email: Option<Spanned<String>>,
+    /// PayPal: the webhook's id, part of the signed content.
+    pub webhook_id: Option<Spanned<String>>,
+    /// Certificate schemes: the hosts allowed to serve certificates (and
+    /// confirmation URLs), instead of the scheme's.
+    pub key_hosts: Option<Spanned<Vec<String>>>,
+    /// AWS SNS: the accepted `TopicArn` values; any topic when absent.
+    pub topic_arns: Option<Spanned<Vec<String>>>,
     /// `hmac`: the signature header.
     pub header: Option<Spanned<String>>,
     /// `hmac`: `sha1`, `sha256` (default) or `sha512`.

@@ -9,6 +9,7 @@ pub mod diagnostics;
 pub mod file;
 pub mod parts;
 pub mod policy;
+pub mod remote;
 pub mod secret;
 pub mod tls;
 pub mod verifiers;
@@ -120,4 +121,4 @@ fn finish(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -26,7 +26,8 @@ fn named(name: &str, extra: &str) -> String {
         .replace("\"/a\"", &format!("\"/{name}\""))
 }
 
-fn errors(text: &str) -> Vec<String> {
+/// The diagnostics of `text`, which must not load.
+pub(crate) fn errors(text: &str) -> Vec<String> {
     match load_str(Path::new("c.toml"), text) {
         Ok(_) => panic!("expected errors in:\n{text}"),
         Err(report) => report.lines().to_vec(),

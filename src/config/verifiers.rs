@@ -82,13 +82,18 @@ impl Builder<'_> {
             self.error(span(&v.scheme), message);
             None
         };
-        let secrets = self.secrets(v);
         let tolerance = v.tolerance_secs.as_ref().and_then(|t| {
             u64::try_from(*t.get_ref())
                 .map_err(|_| self.error(span(t), "`tolerance_secs` must not be negative"))
                 .ok()
         });
-        let scheme = scheme?;
+        let Some(scheme) = scheme else {
+            // Still report the problems of the secrets it lists.
+            if v.secrets.is_some() {
+                let _ = self.secrets(v);
+            }
+            return None;
+        };
         if let (Some(t), false) = (&v.tolerance_secs, scheme.timestamp_is_signed()) {
             if *t.get_ref() > 0 {
                 self.warning(
@@ -100,7 +105,13 @@ impl Builder<'_> {
                 );
             }
         }
-        let secrets = secrets?;
+        if scheme.remote.is_some() {
+            let params = self.remote_params(v, &scheme)?;
+            return Some(Verifier::remote(scheme, params, tolerance));
+        }
+        // Reports keys of remote-key schemes set on this one.
+        let _ = self.remote_params(v, &scheme);
+        let secrets = self.secrets(v)?;
         // Routes with the same scheme, secrets and window share one verifier
         // (its keys are prepared once).
         let shared = (
@@ -117,7 +128,11 @@ impl Builder<'_> {
                 Some(verifier)
             }
             Err((index, why)) => {
-                let at = v.secrets.get_ref().get(index).map(Spanned::span);
+                let at = v
+                    .secrets
+                    .as_ref()
+                    .and_then(|s| s.get_ref().get(index))
+                    .map(Spanned::span);
                 self.error(at, format!("{why} for scheme `{name}`"));
                 None
             }
@@ -125,13 +140,14 @@ impl Builder<'_> {
     }
 
     fn secrets(&mut self, v: &VerifySection) -> Option<Vec<Secret>> {
-        if v.secrets.get_ref().is_empty() {
-            self.error(span(&v.secrets), "`secrets` needs at least one secret");
+        let Some(secrets) = v.secrets.as_ref().filter(|s| !s.get_ref().is_empty()) else {
+            let at = v.secrets.as_ref().map_or_else(|| span(&v.scheme), span);
+            self.error(at, "`secrets` needs at least one secret");
             return None;
-        }
+        };
         let mut resolved = Vec::new();
         let mut ok = true;
-        for reference in v.secrets.get_ref() {
+        for reference in secrets.get_ref() {
             match self.resolve_secret(reference.get_ref()) {
                 Ok(secret) => resolved.push(secret),
                 Err(message) => {
@@ -234,6 +250,8 @@ impl Builder<'_> {
             |h: &Spanned<String>| Spanned::new(h.span(), format!("header:{}", h.get_ref().trim()));
         let file = SchemeFile {
             algorithm,
+            algorithm_from: None,
+            keys: None,
             key: None,
             signed: v.payload.clone(),
             tolerance_secs: None,

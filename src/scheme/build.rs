@@ -6,11 +6,12 @@ use std::ops::Range;
 use http::{HeaderName, Method};
 use toml::Spanned;
 
-use super::file::{HandshakeFile, SchemeFile, SignatureFile};
+use super::file::{HandshakeFile, KeysFile, SchemeFile, SignatureFile};
+use super::remote::{Confirm, HostPattern, HttpsUrl, KeySource, RemoteSpec, TENANT};
 use super::signature::{Encoding, Format, Location, SignatureSpec};
 use super::source::Source;
 use super::template::{Part, Template};
-use super::{Algorithm, KeyFormat, Scheme, TimeFormat, TimestampSpec};
+use super::{Algorithm, AlgorithmFrom, KeyFormat, Scheme, TimeFormat, TimestampSpec};
 use crate::config::diagnostics::Diagnostic;
 use crate::config::file::OneOrMany;
 use crate::handshake::{AnswerBody, Handshake, JsonAnswer};
@@ -74,20 +75,32 @@ impl<'d> SchemeBuilder<'d> {
             .ok()
     }
 
-    /// Builds scheme `name` from its descriptor.
-    pub fn scheme(&mut self, name: &str, file: &SchemeFile) -> Option<Scheme> {
-        let before = self.errors;
-        let algorithm = Algorithm::parse(file.algorithm.get_ref()).or_else(|| {
+    fn algorithm(&mut self, text: &Spanned<String>) -> Option<Algorithm> {
+        Algorithm::parse(text.get_ref()).or_else(|| {
             self.error(
-                span(&file.algorithm),
+                span(text),
                 format!(
                     "unknown algorithm `{}`; use hmac-sha1, hmac-sha256, hmac-sha512, sha256, \
-                     ed25519, ecdsa-p256-sha256 or token",
-                    file.algorithm.get_ref()
+                     ed25519, ecdsa-p256-sha256, token, rsa-sha1 or rsa-sha256",
+                    text.get_ref()
                 ),
             );
             None
-        });
+        })
+    }
+
+    /// Builds scheme `name` from its descriptor.
+    pub fn scheme(&mut self, name: &str, file: &SchemeFile) -> Option<Scheme> {
+        let before = self.errors;
+        let algorithm = self.algorithm(&file.algorithm);
+        let algorithm_from = file
+            .algorithm_from
+            .as_ref()
+            .and_then(|a| self.algorithm_from(a, algorithm));
+        let remote = match &file.keys {
+            Some(keys) => self.remote(keys),
+            None => None,
+        };
         let key = self.key_format(file, algorithm);
         let signed = match &file.signed {
             Some(text) => self.template(text),
@@ -129,6 +142,7 @@ impl<'d> SchemeBuilder<'d> {
         };
         if let (Some(algorithm), Some(signed)) = (algorithm, &signed) {
             self.check_signed(file, algorithm, signed);
+            self.check_remote(file, algorithm, signed, signature.as_ref());
         }
         if let (Some(signature), Some(signed)) = (&signature, &signed) {
             self.check_signature_fields(file, signature, signed, timestamp.as_ref(), &id);
@@ -151,6 +165,8 @@ impl<'d> SchemeBuilder<'d> {
             url_ports: file.url_ports,
             body_sha256,
             handshakes,
+            algorithm_from,
+            remote,
         };
         if tolerance.is_some_and(|t| t > 0) && !scheme.timestamp_is_signed() {
             self.warning(
@@ -182,6 +198,7 @@ impl<'d> SchemeBuilder<'d> {
                 matches!(format, KeyFormat::Hex | KeyFormat::Base64 | KeyFormat::Whpk)
             }
             Algorithm::EcdsaP256Sha256 => format == KeyFormat::SpkiBase64,
+            Algorithm::RsaSha1 | Algorithm::RsaSha256 => format == KeyFormat::Raw,
             Algorithm::Hmac(_) | Algorithm::Sha256 | Algorithm::Token => {
                 matches!(
                     format,
@@ -368,9 +385,155 @@ impl<'d> SchemeBuilder<'d> {
         let covers_body = algorithm != Algorithm::Token
             && (signed.uses(&Part::Body)
                 || signed.uses(&Part::FormParams)
+                || signed.uses(&Part::AwsSns)
+                || signed.uses(&Part::Crc32)
                 || file.body_sha256.is_some());
         if self.warn_weak && !covers_body {
             self.warning(at, "the signature does not cover the body: a captured signature can carry another body");
+        }
+    }
+
+    fn algorithm_from(
+        &mut self,
+        a: &Spanned<super::file::AlgorithmFromFile>,
+        algorithm: Option<Algorithm>,
+    ) -> Option<AlgorithmFrom> {
+        let file = a.get_ref();
+        let source = self.source(&file.from);
+        let mut values = Vec::new();
+        for (value, name) in file.values.get_ref() {
+            match Algorithm::parse(name) {
+                Some(alg) if alg.is_remote() == algorithm.is_some_and(Algorithm::is_remote) => {
+                    values.push((value.clone(), alg));
+                }
+                Some(_) => self.error(
+                    span(&file.values),
+                    format!("`{name}` and `algorithm` must both use remote keys, or neither"),
+                ),
+                None => self.error(
+                    span(&file.values),
+                    format!("unknown algorithm `{name}` in `algorithm_from`"),
+                ),
+            }
+        }
+        if file.values.get_ref().is_empty() {
+            self.error(span(&file.values), "`values` needs at least one entry");
+        }
+        Some(AlgorithmFrom {
+            source: source?,
+            values,
+        })
+    }
+
+    fn remote(&mut self, keys: &Spanned<KeysFile>) -> Option<RemoteSpec> {
+        let at = span(keys);
+        let file = keys.get_ref();
+        let source = match (&file.certificate_url, &file.jwks_url) {
+            (Some(url), None) => KeySource::Certificate {
+                url: self.source(url)?,
+                path_suffix: file.path_suffix.as_ref().map(|p| p.get_ref().clone()),
+            },
+            (None, Some(url)) => {
+                if HttpsUrl::parse(&url.get_ref().replace(TENANT, "tenant")).is_none() {
+                    self.error(span(url), "`jwks_url` must be an https:// URL");
+                    return None;
+                }
+                if let Some(p) = &file.path_suffix {
+                    self.error(span(p), "`path_suffix` applies to `certificate_url`");
+                }
+                KeySource::Jwks {
+                    url: url.get_ref().clone(),
+                }
+            }
+            _ => {
+                self.error(
+                    at,
+                    "`keys` needs exactly one of `certificate_url` or `jwks_url`",
+                );
+                return None;
+            }
+        };
+        let mut hosts = Vec::new();
+        for text in file.hosts.iter().flat_map(|h| h.get_ref()) {
+            match HostPattern::parse(text) {
+                Ok(h) => hosts.push(h),
+                Err(e) => self.error(file.hosts.as_ref().and_then(span), e),
+            }
+        }
+        let needs_hosts = matches!(source, KeySource::Certificate { .. }) || file.confirm.is_some();
+        if needs_hosts && file.hosts.is_none() {
+            self.error(
+                at.clone(),
+                "`keys` needs `hosts`: the hosts allowed to serve what the request names",
+            );
+        }
+        let issuers = file
+            .issuers
+            .as_ref()
+            .map(|i| i.get_ref().clone())
+            .unwrap_or_default();
+        if matches!(source, KeySource::Jwks { .. }) && issuers.is_empty() {
+            self.error(at, "`jwks_url` needs `issuers`: the accepted `iss` claims");
+        }
+        let confirm = file.confirm.as_ref().and_then(|c| {
+            let c = c.get_ref();
+            Some(Confirm {
+                when: self.source(&c.when)?,
+                equals: c.equals.get_ref().clone(),
+                url: self.source(&c.url)?,
+            })
+        });
+        Some(RemoteSpec {
+            source,
+            hosts,
+            issuers,
+            confirm,
+        })
+    }
+
+    /// Remote-key algorithms and `[keys]` go together, and so do the parts of
+    /// signed content only they use.
+    fn check_remote(
+        &mut self,
+        file: &SchemeFile,
+        algorithm: Algorithm,
+        signed: &Template,
+        signature: Option<&SignatureSpec>,
+    ) {
+        let at = span(&file.algorithm);
+        match (algorithm.is_remote(), &file.keys) {
+            (true, None) => self.error(
+                at.clone(),
+                format!(
+                    "algorithm `{}` verifies with keys the provider publishes: add `[keys]`",
+                    algorithm.as_str()
+                ),
+            ),
+            (false, Some(keys)) => self.error(
+                span(keys),
+                "`keys` applies to the rsa-sha1 and rsa-sha256 algorithms",
+            ),
+            _ => {}
+        }
+        if signed.uses(&Part::WebhookId) && !algorithm.is_remote() {
+            self.error(
+                at.clone(),
+                "{webhook_id} applies to remote-key schemes (PayPal)",
+            );
+        }
+        let jwks = file
+            .keys
+            .as_ref()
+            .is_some_and(|k| k.get_ref().jwks_url.is_some());
+        let jwt = signature.is_some_and(|s| s.format == Format::Jwt);
+        if jwks != jwt && algorithm.is_remote() {
+            self.error(
+                span(&file.signature),
+                "a JWKS verifies JWTs: `jwks_url` and the jwt signature format go together",
+            );
+        }
+        if jwks && algorithm == Algorithm::RsaSha1 {
+            self.error(at, "JWTs from a JWKS are verified with rsa-sha256 (RS256)");
         }
     }
 

@@ -14,8 +14,13 @@ use crate::config::file::OneOrMany;
 #[serde(deny_unknown_fields)]
 pub struct SchemeFile {
     /// `hmac-sha1`, `hmac-sha256`, `hmac-sha512`, `sha256`, `ed25519`,
-    /// `ecdsa-p256-sha256` or `token`.
+    /// `ecdsa-p256-sha256`, `token`, `rsa-sha1` or `rsa-sha256` (the last two
+    /// with `keys`).
     pub algorithm: Spanned<String>,
+    /// A request field whose value picks the algorithm.
+    pub algorithm_from: Option<Spanned<AlgorithmFromFile>>,
+    /// Where the keys are published, for schemes verified with remote keys.
+    pub keys: Option<Spanned<KeysFile>>,
     /// How a secret becomes a key: `raw` (default), `base64`, `hex`, `whsec`,
     /// `whpk`, `spki-base64`.
     pub key: Option<Spanned<String>>,
@@ -42,6 +47,47 @@ pub struct SchemeFile {
     pub event: EventFile,
     /// Handshakes: one table, or several `[[schemes.NAME.handshake]]`.
     pub handshake: Option<Spanned<OneOrMany<HandshakeFile>>>,
+}
+
+/// `algorithm_from = { from = "json:/SignatureVersion", values = { "1" = "rsa-sha1" } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlgorithmFromFile {
+    /// The field, e.g. `json:/SignatureVersion`.
+    pub from: Spanned<String>,
+    /// Each accepted value and the algorithm it names.
+    pub values: Spanned<BTreeMap<String, String>>,
+}
+
+/// `[schemes.NAME.keys]`: remote keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysFile {
+    /// Source of the URL of a PEM certificate, e.g. `json:/SigningCertURL`.
+    pub certificate_url: Option<Spanned<String>>,
+    /// Text the certificate URL's path must end with, e.g. `.pem`.
+    pub path_suffix: Option<Spanned<String>>,
+    /// `https://` URL of a JWKS; `{tenant}` is the route's `tenant`.
+    pub jwks_url: Option<Spanned<String>>,
+    /// Hosts (`*` for one label, optional `:port`) that may serve certificates
+    /// and confirmation URLs.
+    pub hosts: Option<Spanned<Vec<String>>>,
+    /// Accepted JWT issuers (`iss`).
+    pub issuers: Option<Spanned<Vec<String>>>,
+    /// A subscription the gateway confirms by fetching a URL.
+    pub confirm: Option<Spanned<ConfirmFile>>,
+}
+
+/// `confirm = { when = "json:/Type", equals = "SubscriptionConfirmation", url = "json:/SubscribeURL" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmFile {
+    /// The field that marks a confirmation request.
+    pub when: Spanned<String>,
+    /// Its value.
+    pub equals: Spanned<String>,
+    /// The field holding the URL to fetch.
+    pub url: Spanned<String>,
 }
 
 /// `[schemes.NAME.signature]`.

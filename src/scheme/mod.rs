@@ -7,6 +7,7 @@
 pub mod build;
 pub mod file;
 pub mod presets;
+pub mod remote;
 pub mod signature;
 pub mod source;
 pub mod template;
@@ -32,6 +33,10 @@ pub enum Algorithm {
     EcdsaP256Sha256,
     /// `token`: the signature field carries the secret itself (compared in constant time).
     Token,
+    /// `rsa-sha1`: RSASSA-PKCS1-v1_5 with SHA-1, checked with a remote key (AWS SNS v1).
+    RsaSha1,
+    /// `rsa-sha256`: RSASSA-PKCS1-v1_5 with SHA-256 (RS256), checked with a remote key.
+    RsaSha256,
 }
 
 impl Algorithm {
@@ -45,6 +50,8 @@ impl Algorithm {
             "ed25519" => Self::Ed25519,
             "ecdsa-p256-sha256" => Self::EcdsaP256Sha256,
             "token" => Self::Token,
+            "rsa-sha1" => Self::RsaSha1,
+            "rsa-sha256" => Self::RsaSha256,
             _ => return None,
         })
     }
@@ -59,12 +66,22 @@ impl Algorithm {
             Self::Ed25519 => "ed25519",
             Self::EcdsaP256Sha256 => "ecdsa-p256-sha256",
             Self::Token => "token",
+            Self::RsaSha1 => "rsa-sha1",
+            Self::RsaSha256 => "rsa-sha256",
         }
     }
 
     /// Whether verification uses a public key (so the configured secret is public).
     pub fn is_asymmetric(self) -> bool {
-        matches!(self, Self::Ed25519 | Self::EcdsaP256Sha256)
+        matches!(
+            self,
+            Self::Ed25519 | Self::EcdsaP256Sha256 | Self::RsaSha1 | Self::RsaSha256
+        )
+    }
+
+    /// Whether the key is fetched from the provider at run time (never configured).
+    pub fn is_remote(self) -> bool {
+        matches!(self, Self::RsaSha1 | Self::RsaSha256)
     }
 }
 
@@ -205,6 +222,20 @@ pub struct Scheme {
     pub body_sha256: Option<Source>,
     /// Endpoint-verification handshakes the gateway answers itself.
     pub handshakes: Vec<Handshake>,
+    /// A request field that picks the algorithm (AWS SNS's `SignatureVersion`).
+    pub algorithm_from: Option<AlgorithmFrom>,
+    /// Where the verification keys come from, for schemes whose keys the
+    /// provider publishes (`[schemes.NAME.keys]`).
+    pub remote: Option<remote::RemoteSpec>,
+}
+
+/// `algorithm_from`: the algorithm named by a request field's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlgorithmFrom {
+    /// The field, e.g. `json:/SignatureVersion`.
+    pub source: Source,
+    /// Each accepted value and its algorithm.
+    pub values: Vec<(String, Algorithm)>,
 }
 
 impl Scheme {
@@ -219,10 +250,15 @@ impl Scheme {
         // A JWT's claims are inside the signed part of the token.
         let covered_by_jwt = matches!(ts.source, Source::Signature(_))
             && self.signature.format == signature::Format::Jwt;
+        // AWS SNS signs its `Timestamp` field.
+        let covered_by_sns = self.signed.uses(&Part::AwsSns)
+            && matches!(&ts.source, Source::Json(p)
+                if remote::AWS_SNS_MEMBERS.iter().any(|m| p.as_str().strip_prefix('/') == Some(*m)));
         self.signed.uses(&Part::Timestamp)
             || self.signed.fields().any(|f| *f == ts.source)
             || covered_by_body
             || covered_by_jwt
+            || covered_by_sns
     }
 
     /// Whether the signature covers only the decoded form fields of the body,
@@ -240,6 +276,8 @@ impl Scheme {
         self.algorithm != Algorithm::Token
             && (self.signed.uses(&Part::Body)
                 || self.signed.uses(&Part::FormParams)
+                || self.signed.uses(&Part::AwsSns)
+                || self.signed.uses(&Part::Crc32)
                 || self.body_sha256.is_some())
     }
 
@@ -269,6 +307,8 @@ impl Scheme {
         sources.extend(self.signed.fields());
         sources.extend(&self.body_sha256);
         sources.extend(self.handshakes.iter().flat_map(Handshake::sources));
+        sources.extend(self.algorithm_from.as_ref().map(|a| &a.source));
+        sources.extend(self.remote.iter().flat_map(remote::RemoteSpec::sources));
         let signature = match &self.signature.location {
             Location::Json(pointer) => pointer.first_segment(),
             _ => None,
@@ -277,6 +317,14 @@ impl Scheme {
             .iter()
             .filter_map(|s| s.json_member())
             .chain(signature)
+            .chain(
+                self.signed
+                    .uses(&Part::AwsSns)
+                    .then_some(remote::AWS_SNS_MEMBERS)
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+            )
             .map(str::to_owned)
             .collect();
         members.sort();
@@ -292,7 +340,7 @@ impl Scheme {
     /// Whether the scheme verifies with keys fetched at run time (the
     /// "remote keys" marker of `hookgate schemes`).
     pub fn fetches_keys(&self) -> bool {
-        self.key.is_remote()
+        self.key.is_remote() || self.remote.is_some()
     }
 
     /// Methods the scheme's handshakes use besides POST (e.g. GET for Meta).
@@ -353,6 +401,8 @@ mod tests {
             "ed25519",
             "ecdsa-p256-sha256",
             "token",
+            "rsa-sha1",
+            "rsa-sha256",
         ] {
             assert_eq!(Algorithm::parse(name).unwrap().as_str(), name);
         }

@@ -65,6 +65,12 @@ pub fn all() -> &'static BTreeMap<String, Arc<Scheme>> {
     })
 }
 
+/// The built-in schemes `hookgate sign` can sign for: all but those signed
+/// with a provider's private key (remote keys).
+pub fn signable() -> impl Iterator<Item = (&'static String, &'static Arc<Scheme>)> {
+    all().iter().filter(|(_, scheme)| scheme.remote.is_none())
+}
+
 /// The built-in scheme called `name`.
 pub fn get(name: &str) -> Option<Arc<Scheme>> {
     all().get(name).cloned()

@@ -37,6 +37,14 @@ pub enum Part {
     /// `{hmac:SOURCE}` (lowercase hex) or `{hmac-base64:SOURCE}`: the HMAC of
     /// the source's value under the route's secret (handshake answers only).
     Hmac(Source, Encoding),
+    /// `{aws_sns}`: the string AWS SNS signs, built from the JSON message's
+    /// fields by its `Type` (AWS's rule; code, as a template cannot skip an
+    /// absent `Subject`).
+    AwsSns,
+    /// `{crc32}`: the CRC-32 of the raw body as an unsigned decimal (PayPal).
+    Crc32,
+    /// `{webhook_id}`: the route's `webhook_id` (PayPal).
+    WebhookId,
 }
 
 /// A parsed template.
@@ -116,6 +124,9 @@ impl std::fmt::Display for Template {
                 Part::Query => f.write_str("{query}")?,
                 Part::Secret => f.write_str("{secret}")?,
                 Part::FormParams => f.write_str("{form_params}")?,
+                Part::AwsSns => f.write_str("{aws_sns}")?,
+                Part::Crc32 => f.write_str("{crc32}")?,
+                Part::WebhookId => f.write_str("{webhook_id}")?,
                 Part::Field(source) => write!(f, "{{{source}}}")?,
                 Part::Optional(source) => write!(f, "{{optional:{source}}}")?,
                 Part::Hmac(source, Encoding::Base64) => write!(f, "{{hmac-base64:{source}}}")?,
@@ -137,6 +148,9 @@ fn placeholder(name: &str) -> Result<Part, String> {
         "query" => Part::Query,
         "secret" => Part::Secret,
         "form_params" => Part::FormParams,
+        "aws_sns" => Part::AwsSns,
+        "crc32" => Part::Crc32,
+        "webhook_id" => Part::WebhookId,
         _ => match name.split_once(':') {
             Some(("hmac", source)) => Part::Hmac(Source::parse(source)?, Encoding::Hex),
             Some(("hmac-base64", source)) => Part::Hmac(Source::parse(source)?, Encoding::Base64),
@@ -146,7 +160,8 @@ fn placeholder(name: &str) -> Result<Part, String> {
                 return Err(format!(
                     "unknown placeholder `{{{name}}}`; use {{body}}, {{timestamp}}, {{id}}, \
                      {{method}}, {{url}}, {{path}}, {{query}}, {{secret}}, {{form_params}}, \
-                     a source such as {{header:NAME}} or {{json:/pointer}}, or {{optional:SOURCE}}"
+                     {{aws_sns}}, {{crc32}}, {{webhook_id}}, a source such as {{header:NAME}} or \
+                     {{json:/pointer}}, or {{optional:SOURCE}}"
                 ));
             }
         },

@@ -8,6 +8,7 @@ use crate::scheme::Scheme;
 use crate::scheme::signature::Received;
 use crate::scheme::template::Part;
 use crate::verify::Rejection;
+use crate::verify::remote::aws_sns_string;
 use crate::verify::request::SignedRequest;
 
 /// One resolved piece of the content.
@@ -60,6 +61,15 @@ impl<'r> Content<'r> {
                 }
                 Part::Secret => Piece::Secret,
                 Part::FormParams => Piece::Bytes(Cow::Owned(req.form_params())),
+                Part::AwsSns => {
+                    Piece::Bytes(Cow::Owned(aws_sns_string(req.json()).ok_or(missing)?))
+                }
+                Part::Crc32 => Piece::Bytes(Cow::Owned(
+                    crc32fast::hash(req.body).to_string().into_bytes(),
+                )),
+                // The builder allows it only in remote-key schemes, whose
+                // verifier feeds the route's `webhook_id` in the secret's place.
+                Part::WebhookId => Piece::Secret,
                 Part::Field(source) => {
                     Piece::Bytes(text(req.field(source, received).ok_or(missing)?))
                 }

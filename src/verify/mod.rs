@@ -6,6 +6,7 @@
 pub mod content;
 pub mod key;
 pub mod mac;
+pub mod remote;
 pub mod request;
 pub mod sign;
 
@@ -14,12 +15,14 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::config::secret::Secret;
-use crate::scheme::Scheme;
-use crate::scheme::signature::{Location, Received};
+use crate::scheme::remote::{HttpsUrl, KeySource};
+use crate::scheme::signature::{JWT_INPUT, Location, Received};
 use crate::scheme::template::Part;
+use crate::scheme::{Algorithm, Scheme};
 use content::Content;
 use key::Key;
 use mac::{KeyedMac, constant_time_eq};
+use remote::{Document, RemoteKeys, RemoteParams};
 use request::{SignedRequest, port_variants};
 
 /// Longest event id or type forwarded upstream as a header; longer values are dropped.
@@ -52,6 +55,21 @@ pub enum Rejection {
     /// The timestamp is further in the future than the tolerance allows.
     #[error("timestamp too new")]
     TimestampTooNew,
+    /// The request names a key URL that is not HTTPS on an allowed host.
+    #[error("key URL not allowed")]
+    KeyUrlRefused,
+    /// The provider's key could not be fetched or read.
+    #[error("key unavailable")]
+    KeyUnavailable,
+    /// The certificate is outside its validity period.
+    #[error("key expired")]
+    KeyExpired,
+    /// The JWT names a key (`kid`) the issuer does not publish.
+    #[error("unknown key")]
+    UnknownKey,
+    /// A claim or field the route requires (`aud`, `iss`, `email`, `TopicArn`) does not match.
+    #[error("claim mismatch")]
+    ClaimMismatch,
 }
 
 impl Rejection {
@@ -66,6 +84,11 @@ impl Rejection {
             Self::TimestampUnreadable => "timestamp_unreadable",
             Self::TimestampTooOld => "timestamp_too_old",
             Self::TimestampTooNew => "timestamp_too_new",
+            Self::KeyUrlRefused => "key_url_not_allowed",
+            Self::KeyUnavailable => "key_unavailable",
+            Self::KeyExpired => "key_expired",
+            Self::UnknownKey => "unknown_key",
+            Self::ClaimMismatch => "claim_mismatch",
         }
     }
 
@@ -75,8 +98,18 @@ impl Rejection {
         match self {
             Self::SignatureMissing => 0,
             Self::SignedHeaderMissing => 1,
-            Self::SignatureMalformed | Self::SignatureMismatch | Self::BodyMismatch => 2,
-            Self::TimestampUnreadable | Self::TimestampTooOld | Self::TimestampTooNew => 3,
+            Self::SignatureMalformed
+            | Self::SignatureMismatch
+            | Self::BodyMismatch
+            | Self::KeyUrlRefused
+            | Self::KeyExpired
+            | Self::UnknownKey => 2,
+            Self::TimestampUnreadable
+            | Self::TimestampTooOld
+            | Self::TimestampTooNew
+            | Self::ClaimMismatch => 3,
+            // Nothing can be said about the signature: that explains most.
+            Self::KeyUnavailable => 4,
         }
     }
 }
@@ -144,6 +177,19 @@ pub struct Verifier {
     keys: Arc<[Key]>,
     tolerance_secs: Option<u64>,
     secrets_digest: [u8; 32],
+    remote: Option<Arc<RemoteParams>>,
+}
+
+/// The key document one verifier needs for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyNeed {
+    /// None: the scheme has no remote keys, or the request carries no signature.
+    None,
+    /// Fetch this document (and parse it as `Document`); for a JWKS, `kid`
+    /// names the key the token wants.
+    Fetch(HttpsUrl, Document, Option<String>),
+    /// The request names a key that may not be fetched (not HTTPS, host not allowed).
+    Refused,
 }
 
 impl Verifier {
@@ -168,7 +214,76 @@ impl Verifier {
             keys,
             tolerance_secs,
             secrets_digest: secrets_digest(secrets),
+            remote: None,
         })
+    }
+
+    /// A verifier for a remote-key scheme: no secrets, the route's `params`.
+    pub fn remote(scheme: Arc<Scheme>, params: RemoteParams, tolerance_secs: Option<u64>) -> Self {
+        let mut verifier = Self::new(scheme, &[], tolerance_secs)
+            .unwrap_or_else(|_| unreachable!("no secret to prepare"));
+        verifier.remote = Some(Arc::new(params));
+        verifier
+    }
+
+    /// The route's settings of a remote-key scheme.
+    pub fn remote_params(&self) -> Option<&RemoteParams> {
+        self.remote.as_deref()
+    }
+
+    /// Which key document verifying `req` needs. Read before verification, so
+    /// the document can be fetched; a URL the request names is checked against
+    /// the allowlist here, and never fetched when refused.
+    pub fn key_need(&self, req: &SignedRequest<'_>) -> KeyNeed {
+        let (Some(params), Some(spec)) = (&self.remote, &self.scheme.remote) else {
+            return KeyNeed::None;
+        };
+        let received = receive(&self.scheme, req);
+        if received.signatures.is_empty() {
+            return KeyNeed::None;
+        }
+        match &spec.source {
+            KeySource::Certificate { url, path_suffix } => {
+                let Some(text) = req.field(url, Some(&received)) else {
+                    return KeyNeed::None;
+                };
+                match HttpsUrl::allowed(&text, &params.hosts, path_suffix.as_deref()) {
+                    Some(url) => KeyNeed::Fetch(url, Document::Certificate, None),
+                    None => KeyNeed::Refused,
+                }
+            }
+            KeySource::Jwks { .. } => match &params.jwks_url {
+                Some(url) => {
+                    let kid = received
+                        .field(JWT_INPUT)
+                        .and_then(|input| input.split('.').next())
+                        .and_then(remote::jwt_kid);
+                    KeyNeed::Fetch(url.clone(), Document::Jwks, kid)
+                }
+                None => KeyNeed::Refused,
+            },
+        }
+    }
+
+    /// The URL a verified request asks the gateway to fetch to confirm a
+    /// subscription (AWS SNS), when it is that request. `Err` when the URL is
+    /// not HTTPS on an allowed host.
+    pub fn confirmation(&self, req: &SignedRequest<'_>) -> Result<Option<HttpsUrl>, Rejection> {
+        let (Some(params), Some(spec)) = (&self.remote, &self.scheme.remote) else {
+            return Ok(None);
+        };
+        let Some(confirm) = &spec.confirm else {
+            return Ok(None);
+        };
+        if req.field(&confirm.when, None).as_deref() != Some(confirm.equals.as_str()) {
+            return Ok(None);
+        }
+        let text = req
+            .field(&confirm.url, None)
+            .ok_or(Rejection::SignedHeaderMissing)?;
+        HttpsUrl::allowed(&text, &params.hosts, None)
+            .map(Some)
+            .ok_or(Rejection::KeyUrlRefused)
     }
 
     /// The scheme this verifier checks.
@@ -197,6 +312,17 @@ impl Verifier {
 
     /// Checks one delivery at time `now` (unix seconds).
     pub fn verify(&self, req: &SignedRequest<'_>, now: i64) -> Result<Verified, Rejection> {
+        self.verify_with_keys(req, now, &RemoteKeys::None)
+    }
+
+    /// Checks one delivery at time `now` (unix seconds), with the remote keys
+    /// fetched for it (see [`Verifier::key_need`]).
+    pub fn verify_with_keys(
+        &self,
+        req: &SignedRequest<'_>,
+        now: i64,
+        remote_keys: &RemoteKeys,
+    ) -> Result<Verified, Rejection> {
         let scheme = &*self.scheme;
         let received = receive(scheme, req);
         if !received.present {
@@ -216,16 +342,22 @@ impl Verifier {
         } else {
             ""
         };
-        let secret_index = self
-            .keys
-            .iter()
-            .position(|key| {
-                matches(key, &content, url, &received.signatures)
-                    || variants
-                        .iter()
-                        .any(|v| matches(key, &content, v, &received.signatures))
-            })
-            .ok_or(Rejection::SignatureMismatch)?;
+        let secret_index = match &self.remote {
+            Some(params) => {
+                self.check_remote(req, &content, &received, params, remote_keys, now)?;
+                0
+            }
+            None => self
+                .keys
+                .iter()
+                .position(|key| {
+                    matches(key, &content, url, &received.signatures)
+                        || variants
+                            .iter()
+                            .any(|v| matches(key, &content, v, &received.signatures))
+                })
+                .ok_or(Rejection::SignatureMismatch)?,
+        };
         check_body_hash(scheme, req, &received)?;
 
         let timestamp = scheme.timestamp.as_ref().and_then(|spec| {
@@ -249,6 +381,69 @@ impl Verifier {
                     .map(String::from),
             ),
         })
+    }
+}
+
+impl Verifier {
+    fn check_remote(
+        &self,
+        req: &SignedRequest<'_>,
+        content: &Content<'_>,
+        received: &Received,
+        params: &RemoteParams,
+        remote_keys: &RemoteKeys,
+        now: i64,
+    ) -> Result<(), Rejection> {
+        let keys = match remote_keys {
+            RemoteKeys::Ready(keys) => keys,
+            RemoteKeys::Failed(rejection) => return Err(*rejection),
+            // Nothing to fetch: the request does not name its key.
+            RemoteKeys::None => return Err(Rejection::SignedHeaderMissing),
+        };
+        let algorithm = algorithm_for(&self.scheme, req, received)?;
+        let webhook_id = params.webhook_id.as_deref().unwrap_or_default();
+        let message = content.to_vec("", webhook_id.as_bytes());
+        let jwt = match self.scheme.signature.format {
+            crate::scheme::signature::Format::Jwt => received.field(JWT_INPUT),
+            _ => None,
+        };
+        remote::check(
+            algorithm,
+            keys,
+            &message,
+            &received.signatures,
+            jwt,
+            params,
+            now,
+        )?;
+        for (source, allowed) in &params.expect {
+            let value = req.field(source, Some(received));
+            if !value.is_some_and(|v| allowed.iter().any(|a| *a == v)) {
+                return Err(Rejection::ClaimMismatch);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The algorithm a request was signed with: the scheme's, or the one its
+/// `algorithm_from` field names (an unlisted value is malformed).
+fn algorithm_for(
+    scheme: &Scheme,
+    req: &SignedRequest<'_>,
+    received: &Received,
+) -> Result<Algorithm, Rejection> {
+    let Some(from) = &scheme.algorithm_from else {
+        return Ok(scheme.algorithm);
+    };
+    match req.field(&from.source, Some(received)) {
+        None => Ok(scheme.algorithm),
+        Some(value) => from
+            .values
+            .iter()
+            .find(|(v, _)| *v == value)
+            .map(|(_, alg)| *alg)
+            .ok_or(Rejection::SignatureMalformed),
     }
 }
 
@@ -359,9 +554,21 @@ pub fn verify_any(
     req: &SignedRequest<'_>,
     now: i64,
 ) -> Result<Verified, Rejection> {
+    verify_any_with_keys(verifiers, req, now, &[])
+}
+
+/// [`verify_any`] with the remote keys fetched for the request:
+/// `remote_keys[i]` holds verifier `i`'s (a missing entry means nothing was).
+pub fn verify_any_with_keys(
+    verifiers: &[Verifier],
+    req: &SignedRequest<'_>,
+    now: i64,
+    remote_keys: &[RemoteKeys],
+) -> Result<Verified, Rejection> {
     let mut worst: Option<Rejection> = None;
     for (index, verifier) in verifiers.iter().enumerate() {
-        match verifier.verify(req, now) {
+        let keys = remote_keys.get(index).unwrap_or(&RemoteKeys::None);
+        match verifier.verify_with_keys(req, now, keys) {
             Ok(mut verified) => {
                 verified.verifier_index = index;
                 return Ok(verified);

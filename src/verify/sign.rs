@@ -102,6 +102,9 @@ struct Placed {
 /// private key: Ed25519 as a hex or base64 seed, or `whsk_…`; ECDSA as base64
 /// PKCS#8).
 pub fn sign(scheme: &Scheme, secret: &[u8], delivery: &Delivery) -> Result<SignedDelivery, String> {
+    if scheme.algorithm.is_remote() {
+        return Err(unsignable(scheme));
+    }
     let mut placed = Placed {
         url: delivery.url.clone(),
         headers: Vec::new(),
@@ -200,6 +203,14 @@ pub fn sign(scheme: &Scheme, secret: &[u8], delivery: &Delivery) -> Result<Signe
     })
 }
 
+fn unsignable(scheme: &Scheme) -> String {
+    format!(
+        "scheme `{}` is signed with the provider's private key (its keys are fetched at run time); \
+         `hookgate sign` cannot sign for it",
+        scheme.name
+    )
+}
+
 fn compute(
     scheme: &Scheme,
     secret: &[u8],
@@ -238,6 +249,7 @@ fn compute(
                 .map_err(|_| "ECDSA signing failed".to_owned())?;
             Ok(sig.as_ref().to_vec())
         }
+        Algorithm::RsaSha1 | Algorithm::RsaSha256 => Err(unsignable(scheme)),
     }
 }
 

@@ -534,7 +534,7 @@ fn signed_without_fields(scheme: &Scheme, delivery: &Delivery) -> String {
 
 #[test]
 fn every_preset_verifies_what_it_signs() {
-    for (name, scheme) in presets::all() {
+    for (name, scheme) in presets::signable() {
         let (verify_key, sign_key) = keys_for(scheme);
         let v = verifier(Arc::clone(scheme), &[&verify_key], None);
         let now = 1_700_000_000;

@@ -31,6 +31,9 @@ mod policy;
 mod presets;
 /// Live reload on SIGHUP and file change; secret files rotated while it runs.
 mod reload;
+/// Remote keys: AWS SNS, PayPal and OIDC pushes verified with keys from a
+/// local HTTPS key server; allowlist, caching, failures, SNS confirmation.
+mod remote_keys;
 /// Routing, path rewriting, 404/405.
 mod routing;
 /// Dedup and rate limits in a real Redis shared by two gateways; Redis down.

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::support::client::send;
 use crate::support::inprocess::InProcess;
+use crate::support::remote::{self, KeyServer};
 use crate::support::sign::now;
 use crate::support::upstream::Upstream;
 
@@ -23,6 +24,10 @@ fn scheme_for(v: &Value) -> &str {
     let key = v["secret_encoding"].as_str().unwrap();
     match (scheme, provider, key) {
         ("aryeo", ..) => "aryeo",
+        ("aws-sns", ..) => "aws-sns",
+        ("azure-event-grid-entra", ..) => "azure-event-grid-entra",
+        ("google-pubsub-push", ..) => "google-pubsub-push",
+        ("paypal", ..) => "paypal",
         ("asana", ..) => "asana",
         ("docusign", ..) => "docusign",
         ("monday", ..) => "monday",
@@ -91,7 +96,77 @@ fn toml_string(text: &str) -> String {
     Value::String(text.to_owned()).to_string()
 }
 
-fn route_for(index: usize, v: &Value, upstream: &Upstream) -> String {
+/// The key servers of the vectors signed with remote keys: one per document
+/// served (`keys.document`), each with its own test CA.
+struct KeyServers {
+    servers: Vec<(String, KeyServer)>,
+    /// `[server.remote_keys]` trusting every server's CA.
+    toml: String,
+    _dir: tempfile::TempDir,
+}
+
+impl KeyServers {
+    async fn start(vectors: &[Value]) -> Self {
+        let mut servers: Vec<(String, KeyServer)> = Vec::new();
+        for keys in vectors.iter().filter_map(|v| v.get("keys")) {
+            let document = keys["document"].as_str().unwrap();
+            if servers.iter().all(|(d, _)| d != document) {
+                let cache = keys["cache_control"].as_str().unwrap();
+                servers.push((
+                    document.to_owned(),
+                    KeyServer::serving(document, cache).await,
+                ));
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("cas.pem");
+        let cas: String = servers.iter().map(|(_, s)| s.ca_pem()).collect();
+        std::fs::write(&ca_file, cas).unwrap();
+        Self {
+            servers,
+            toml: remote::trusting(&ca_file),
+            _dir: dir,
+        }
+    }
+
+    /// The server of vector `v`'s keys, if it has any.
+    fn of(&self, v: &Value) -> Option<&KeyServer> {
+        let document = v.get("keys")?["document"].as_str()?;
+        self.servers
+            .iter()
+            .find(|(d, _)| d == document)
+            .map(|(_, s)| s)
+    }
+}
+
+/// `text` with `https://KEYSERVER` pointing at the vector's key server.
+fn placed(text: &str, keys: Option<&KeyServer>) -> String {
+    match keys {
+        Some(server) => text.replace("https://KEYSERVER", &server.url("")),
+        None => text.to_owned(),
+    }
+}
+
+/// The verify-table keys of a remote-key vector: its own (`route`), and where
+/// its keys are served.
+fn remote_keys_for(v: &Value, server: &KeyServer) -> String {
+    let mut keys = String::new();
+    for (key, value) in v["route"].as_object().into_iter().flatten() {
+        keys.push_str(&format!("{key} = {value}\n"));
+    }
+    if v["keys"]["document"]
+        .as_str()
+        .unwrap()
+        .contains("BEGIN CERTIFICATE")
+    {
+        keys.push_str(&format!("key_hosts = [\"{}\"]\n", server.host()));
+    } else {
+        keys.push_str(&format!("jwks_url = \"{}\"\n", server.url("/jwks")));
+    }
+    keys
+}
+
+fn route_for(index: usize, v: &Value, upstream: &Upstream, keys: &KeyServers) -> String {
     let scheme = scheme_for(v);
     let method = v["method"].as_str().unwrap();
     let secret = v["secret"].as_str().unwrap_or("unused-secret");
@@ -115,10 +190,16 @@ fn route_for(index: usize, v: &Value, upstream: &Upstream) -> String {
         }
         secret.to_owned()
     };
-    route.push_str(&format!(
-        "[routes.verify]\nscheme = \"{scheme}\"\nsecrets = [{}]\n",
-        toml_string(&secrets)
-    ));
+    match keys.of(v) {
+        Some(server) => route.push_str(&format!(
+            "[routes.verify]\nscheme = \"{scheme}\"\n{}",
+            remote_keys_for(v, server)
+        )),
+        None => route.push_str(&format!(
+            "[routes.verify]\nscheme = \"{scheme}\"\nsecrets = [{}]\n",
+            toml_string(&secrets)
+        )),
+    }
     if scheme == "hmac" {
         route.push_str("header = \"X-Webhook-Signature\"\n");
     }
@@ -130,7 +211,13 @@ fn route_for(index: usize, v: &Value, upstream: &Upstream) -> String {
 }
 
 /// What went wrong with one vector, if anything.
-async fn run(index: usize, v: &Value, gw: &InProcess, upstream: &Upstream) -> Option<String> {
+async fn run(
+    index: usize,
+    v: &Value,
+    gw: &InProcess,
+    upstream: &Upstream,
+    keys: Option<&KeyServer>,
+) -> Option<String> {
     gw.clock.set(v["now"].as_i64().unwrap_or_else(now));
     let before = upstream.requests().len();
     let query = v["url"]
@@ -141,13 +228,14 @@ async fn run(index: usize, v: &Value, gw: &InProcess, upstream: &Upstream) -> Op
         Some(q) => format!("/v/{index}?{q}"),
         None => format!("/v/{index}"),
     };
-    let headers: Vec<(&str, &str)> = v["headers"]
+    let headers: Vec<(&str, String)> = v["headers"]
         .as_object()
         .unwrap()
         .iter()
-        .map(|(k, val)| (k.as_str(), val.as_str().unwrap()))
+        .map(|(k, val)| (k.as_str(), placed(val.as_str().unwrap(), keys)))
         .collect();
-    let body = v["body"].as_str().unwrap().as_bytes().to_vec();
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, val)| (*k, val.as_str())).collect();
+    let body = placed(v["body"].as_str().unwrap(), keys).into_bytes();
     let answer = send(
         gw.addr,
         v["method"].as_str().unwrap(),
@@ -273,15 +361,16 @@ fn every_handshake_has_a_vector() {
 async fn every_shared_vector_passes_or_fails_as_it_says() {
     let vectors: Vec<Value> = serde_json::from_str(VECTORS).unwrap();
     let upstream = Upstream::start().await;
+    let keys = KeyServers::start(&vectors).await;
     let routes: String = vectors
         .iter()
         .enumerate()
-        .map(|(i, v)| route_for(i, v, &upstream))
+        .map(|(i, v)| route_for(i, v, &upstream, &keys))
         .collect();
-    let gw = InProcess::start(&format!("{ZOOM_UNSIGNED}\n{routes}")).await;
+    let gw = InProcess::start(&format!("{}{ZOOM_UNSIGNED}\n{routes}", keys.toml)).await;
     let mut failures = Vec::new();
     for (index, vector) in vectors.iter().enumerate() {
-        if let Some(why) = run(index, vector, &gw, &upstream).await {
+        if let Some(why) = run(index, vector, &gw, &upstream, keys.of(vector)).await {
             failures.push(format!(
                 "{} ({}): {why}",
                 vector["id"].as_str().unwrap(),

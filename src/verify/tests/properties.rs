@@ -69,8 +69,7 @@ struct Signer {
 fn signers() -> &'static [Signer] {
     static SIGNERS: OnceLock<Vec<Signer>> = OnceLock::new();
     SIGNERS.get_or_init(|| {
-        presets::all()
-            .iter()
+        presets::signable()
             .map(|(name, scheme)| {
                 let (verify_key, sign_key) = keys_for(scheme);
                 Signer {

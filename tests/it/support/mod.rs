@@ -7,6 +7,7 @@ pub mod gateway;
 pub mod inprocess;
 pub mod raw_upstream;
 pub mod redis;
+pub mod remote;
 pub mod sign;
 pub mod upstream;
 

@@ -1,0 +1,288 @@
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+use serde_json::json;
+
+use super::*;
+use crate::scheme::signature::decode_base64;
+
+const SIGNING_KEY: &str = include_str!("../../../tests/fixtures/remote_keys/signing.key");
+const SIGNING_CERT: &[u8] = include_bytes!("../../../tests/fixtures/remote_keys/signing.pem");
+const OTHER_CERT: &[u8] = include_bytes!("../../../tests/fixtures/remote_keys/other.pem");
+const EXPIRED_CERT: &[u8] = include_bytes!("../../../tests/fixtures/remote_keys/expired.pem");
+const SNS_V1: &str = include_str!("../../../tests/fixtures/remote_keys/sns-v1.json");
+/// 2024-01-01T00:00:00Z: inside the fixtures' validity (2020..2100).
+const NOW: i64 = 1_704_067_200;
+
+fn key_pair() -> RsaKeyPair {
+    let der: String = SIGNING_KEY
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    RsaKeyPair::from_pkcs8(&decode_base64(&der).unwrap()).unwrap()
+}
+
+fn sns_string(message: &Value) -> Option<Vec<u8>> {
+    let body = message.to_string();
+    aws_sns_string(&JsonBody::new(body.as_bytes()))
+}
+
+#[test]
+fn aws_sns_strings_follow_the_documented_field_lists() {
+    let mut notification = json!({
+        "Type": "Notification", "MessageId": "m1", "TopicArn": "arn:t", "Subject": "S",
+        "Message": "line\nbreak", "Timestamp": "2012-05-02T00:54:06.655Z",
+        "SignatureVersion": "1", "Signature": "x", "SigningCertURL": "https://x/y.pem",
+    });
+    let with_subject = "Message\nline\nbreak\nMessageId\nm1\nSubject\nS\nTimestamp\n\
+        2012-05-02T00:54:06.655Z\nTopicArn\narn:t\nType\nNotification\n";
+    assert_eq!(sns_string(&notification).unwrap(), with_subject.as_bytes());
+    notification.as_object_mut().unwrap().remove("Subject");
+    let without = with_subject.replace("Subject\nS\n", "");
+    assert_eq!(sns_string(&notification).unwrap(), without.as_bytes());
+    notification["Subject"] = Value::Null;
+    assert_eq!(sns_string(&notification).unwrap(), without.as_bytes());
+
+    let confirmation = json!({
+        "Type": "SubscriptionConfirmation", "MessageId": "m2", "Token": "tok",
+        "TopicArn": "arn:t", "Message": "You have chosen…", "Timestamp": "t",
+        "SubscribeURL": "https://sns.us-west-2.amazonaws.com/?Action=ConfirmSubscription",
+    });
+    let expected = "Message\nYou have chosen…\nMessageId\nm2\nSubscribeURL\n\
+        https://sns.us-west-2.amazonaws.com/?Action=ConfirmSubscription\nTimestamp\nt\n\
+        Token\ntok\nTopicArn\narn:t\nType\nSubscriptionConfirmation\n";
+    assert_eq!(sns_string(&confirmation).unwrap(), expected.as_bytes());
+    let mut unsubscribe = confirmation.clone();
+    unsubscribe["Type"] = json!("UnsubscribeConfirmation");
+    assert!(sns_string(&unsubscribe).is_some());
+
+    let mut no_token = confirmation;
+    no_token.as_object_mut().unwrap().remove("Token");
+    assert_eq!(sns_string(&no_token), None);
+    assert_eq!(sns_string(&json!({"Type": "Other", "Message": "m"})), None);
+    assert_eq!(aws_sns_string(&JsonBody::new(b"not json")), None);
+}
+
+#[test]
+fn sns_v1_fixtures_verify_with_their_certificate_only() {
+    let keys = PublicKeys::from_certificate_pem(SIGNING_CERT).unwrap();
+    let other = PublicKeys::from_certificate_pem(OTHER_CERT).unwrap();
+    let expired = PublicKeys::from_certificate_pem(EXPIRED_CERT).unwrap();
+    let params = RemoteParams::default();
+    let messages: Vec<Value> = serde_json::from_str(SNS_V1).unwrap();
+    for message in messages {
+        let signed = sns_string(&message).unwrap();
+        let sig = vec![decode_base64(message["Signature"].as_str().unwrap()).unwrap()];
+        let check =
+            |keys: &PublicKeys, alg, msg: &[u8]| check(alg, keys, msg, &sig, None, &params, NOW);
+        assert_eq!(check(&keys, Algorithm::RsaSha1, &signed), Ok(()));
+        assert_eq!(
+            check(&keys, Algorithm::RsaSha256, &signed),
+            Err(Rejection::SignatureMismatch)
+        );
+        let mut tampered = signed.clone();
+        tampered[8] ^= 1;
+        assert_eq!(
+            check(&keys, Algorithm::RsaSha1, &tampered),
+            Err(Rejection::SignatureMismatch)
+        );
+        assert_eq!(
+            check(&other, Algorithm::RsaSha1, &signed),
+            Err(Rejection::SignatureMismatch)
+        );
+        assert_eq!(
+            check(&expired, Algorithm::RsaSha1, &signed),
+            Err(Rejection::KeyExpired)
+        );
+    }
+    assert_eq!(keys.not_after(), Some(4_102_444_800));
+}
+
+#[test]
+fn malformed_documents_are_errors() {
+    for bad in [
+        &b""[..],
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        b"{}",
+    ] {
+        assert!(PublicKeys::from_certificate_pem(bad).is_err());
+        assert!(PublicKeys::from_jwks(bad).is_err());
+    }
+    let no_rsa = json!({"keys": [{"kty": "EC", "kid": "a", "crv": "P-256", "x": "AA", "y": "AA"}]});
+    assert!(PublicKeys::from_jwks(no_rsa.to_string().as_bytes()).is_err());
+    assert!(PublicKeys::parse(Document::Jwks, SIGNING_CERT).is_err());
+}
+
+/// A JWKS holding the signing key as `kid`.
+fn jwks(kid: &str) -> PublicKeys {
+    let pair = key_pair();
+    let public = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
+    let b64 = |bytes: &[u8]| Encoding::Base64Url.encode(bytes);
+    let doc = json!({"keys": [
+        {"kty": "EC", "kid": "ec", "crv": "P-256", "x": "AA", "y": "AA"},
+        {"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
+         "n": b64(&public.n),
+         "e": b64(&public.e)},
+    ]});
+    PublicKeys::from_jwks(doc.to_string().as_bytes()).unwrap()
+}
+
+/// A token signed with the signing key: its signed part and signature.
+fn token(header: &Value, claims: &Value) -> (String, Vec<u8>) {
+    let b64 = |v: &Value| Encoding::Base64Url.encode(v.to_string().as_bytes());
+    let input = format!("{}.{}", b64(header), b64(claims));
+    let mut sig = vec![0; key_pair().public().modulus_len()];
+    key_pair()
+        .sign(
+            &RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            input.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
+    (input, sig)
+}
+
+fn google() -> RemoteParams {
+    RemoteParams {
+        audiences: vec!["https://hooks.example.com/push".into()],
+        issuers: vec![
+            "https://accounts.google.com".into(),
+            "accounts.google.com".into(),
+        ],
+        ..RemoteParams::default()
+    }
+}
+
+fn claims() -> Value {
+    json!({
+        "iss": "https://accounts.google.com", "aud": "https://hooks.example.com/push",
+        "iat": NOW - 10, "exp": NOW + 3590, "sub": "1", "email": "push@p.iam.gserviceaccount.com",
+        "email_verified": true,
+    })
+}
+
+fn check_jwt(
+    header: &Value,
+    claims: &Value,
+    params: &RemoteParams,
+    now: i64,
+) -> Result<(), Rejection> {
+    let (input, sig) = token(header, claims);
+    check(
+        Algorithm::RsaSha256,
+        &jwks("k1"),
+        input.as_bytes(),
+        &[sig],
+        Some(&input),
+        params,
+        now,
+    )
+}
+
+#[test]
+fn jwts_verify_against_the_jwks_and_the_route_claims() {
+    let header = json!({"alg": "RS256", "kid": "k1", "typ": "JWT"});
+    assert_eq!(check_jwt(&header, &claims(), &google(), NOW), Ok(()));
+    // No kid: every key is tried.
+    assert_eq!(
+        check_jwt(&json!({"alg": "RS256"}), &claims(), &google(), NOW),
+        Ok(())
+    );
+    let mut audiences = claims();
+    audiences["aud"] = json!(["other", "https://hooks.example.com/push"]);
+    assert_eq!(check_jwt(&header, &audiences, &google(), NOW), Ok(()));
+
+    let with = |name: &str, value: Value| {
+        let mut c = claims();
+        c[name] = value;
+        check_jwt(&header, &c, &google(), NOW)
+    };
+    assert_eq!(
+        with("aud", json!("https://other")),
+        Err(Rejection::ClaimMismatch)
+    );
+    assert_eq!(
+        with("aud", json!(["https://other"])),
+        Err(Rejection::ClaimMismatch)
+    );
+    assert_eq!(
+        with("iss", json!("https://evil.example")),
+        Err(Rejection::ClaimMismatch)
+    );
+    assert_eq!(
+        with("exp", json!(NOW - JWT_LEEWAY_SECS - 1)),
+        Err(Rejection::TimestampTooOld)
+    );
+    assert_eq!(with("exp", json!(NOW - JWT_LEEWAY_SECS)), Ok(()));
+    assert_eq!(
+        with("exp", json!("soon")),
+        Err(Rejection::TimestampUnreadable)
+    );
+    assert_eq!(
+        with("nbf", json!(NOW + JWT_LEEWAY_SECS + 1)),
+        Err(Rejection::TimestampTooNew)
+    );
+    assert_eq!(
+        with("iat", json!(NOW + 3600)),
+        Err(Rejection::TimestampTooNew)
+    );
+
+    let unknown = json!({"alg": "RS256", "kid": "k2"});
+    assert_eq!(
+        check_jwt(&unknown, &claims(), &google(), NOW),
+        Err(Rejection::UnknownKey)
+    );
+    for alg in ["HS256", "none", "RS512", "ES256"] {
+        let header = json!({"alg": alg, "kid": "k1"});
+        assert_eq!(
+            check_jwt(&header, &claims(), &google(), NOW),
+            Err(Rejection::SignatureMalformed),
+            "{alg}"
+        );
+    }
+    // A signature over other claims does not carry these.
+    let (input, _) = token(&header, &claims());
+    let (_, other_sig) = token(&header, &json!({"iss": "x"}));
+    let keys = jwks("k1");
+    let checked = check(
+        Algorithm::RsaSha256,
+        &keys,
+        input.as_bytes(),
+        &[other_sig],
+        Some(&input),
+        &google(),
+        NOW,
+    );
+    assert_eq!(checked, Err(Rejection::SignatureMismatch));
+}
+
+#[test]
+fn a_required_email_must_be_verified() {
+    let header = json!({"alg": "RS256", "kid": "k1"});
+    let params = RemoteParams {
+        email: Some("push@p.iam.gserviceaccount.com".into()),
+        ..google()
+    };
+    assert_eq!(check_jwt(&header, &claims(), &params, NOW), Ok(()));
+    let mut unverified = claims();
+    unverified["email_verified"] = json!(false);
+    assert_eq!(
+        check_jwt(&header, &unverified, &params, NOW),
+        Err(Rejection::ClaimMismatch)
+    );
+    let mut other = claims();
+    other["email"] = json!("someone@else.com");
+    assert_eq!(
+        check_jwt(&header, &other, &params, NOW),
+        Err(Rejection::ClaimMismatch)
+    );
+}
+
+#[test]
+fn jwt_kids_are_read_from_the_header() {
+    let header = Encoding::Base64Url.encode(br#"{"alg":"RS256","kid":"abc"}"#);
+    assert_eq!(jwt_kid(&header).as_deref(), Some("abc"));
+    assert_eq!(jwt_kid("!!"), None);
+    let long = Encoding::Base64Url.encode(json!({"kid": "k".repeat(300)}).to_string().as_bytes());
+    assert_eq!(jwt_kid(&long), None);
+}
