@@ -29,8 +29,10 @@ pub enum Format {
         /// Text before the encoded signature, e.g. `sha256=`.
         prefix: String,
     },
-    /// `k=v` pairs split by `separator`; every value of `key` is a signature
-    /// (several are alternatives); the other pairs are readable as `signature:K`.
+    /// `k=v` pairs split by `separator` or whitespace (Persona sends two sets of
+    /// pairs side by side while a secret rotates); every value of `key` is a
+    /// signature (several are alternatives); the other pairs are readable as
+    /// `signature:K`.
     KeyValue {
         /// Between pairs: `,` (Stripe) or `;` (Paddle).
         separator: char,
@@ -194,7 +196,8 @@ impl Format {
                 }
             }
             Self::KeyValue { separator, key } => {
-                for pair in value.split(*separator) {
+                let separator = *separator;
+                for pair in value.split(|c: char| c == separator || c.is_ascii_whitespace()) {
                     let Some((k, v)) = pair.split_once('=') else {
                         continue;
                     };
@@ -363,6 +366,24 @@ mod tests {
         };
         let r = read(&paddle, Encoding::Hex, "ts=1696195954;h1=dummy;h1=d9");
         assert_eq!((r.signatures.len(), r.field("ts")), (1, Some("1696195954")));
+    }
+
+    #[test]
+    fn key_value_reads_sets_side_by_side() {
+        // Persona while a secret rotates: two sets, space-separated.
+        let f = Format::KeyValue {
+            separator: ',',
+            key: "v1".into(),
+        };
+        let r = read(&f, Encoding::Hex, "t=1700000000,v1=aa t=1700000000,v1=bb");
+        assert_eq!(r.signatures, [vec![0xaa], vec![0xbb]]);
+        assert_eq!(r.field("t"), Some("1700000000"));
+        // WorkOS and Ghost put a space after each comma.
+        let r = read(&f, Encoding::Hex, "t=5, v1=cc");
+        assert_eq!(
+            (&r.signatures, r.field("t")),
+            (&vec![vec![0xcc]], Some("5"))
+        );
     }
 
     #[test]

@@ -192,7 +192,8 @@ fn change_header(
     Some(out)
 }
 
-/// `signed` with one byte of `part` of its body changed.
+/// `signed` with one byte of `part` of its body changed; `None` when only the
+/// case of a letter flips.
 fn change_in_body(
     signed: &SignedDelivery,
     part: &str,
@@ -204,6 +205,10 @@ fn change_in_body(
         .windows(part.len())
         .position(|w| w == part.as_bytes())?;
     let changed = change(part.as_bytes(), at, byte)?;
+    // As for headers: a hex signature reads the same in either case.
+    if changed.eq_ignore_ascii_case(part.as_bytes()) {
+        return None;
+    }
     let mut out = signed.clone();
     out.body[start..start + part.len()].copy_from_slice(&changed);
     Some(out)
