@@ -22,7 +22,7 @@ use crate::record::Observers;
 use crate::reload::{ConfigStore, ReloadService, Reloader};
 use crate::runtime::RuntimeConfig;
 use crate::serve::Listener;
-use crate::shutdown::{Draining, InFlight, SignalWatch};
+use crate::shutdown::{Draining, EarlySignal, InFlight, SignalWatch};
 use crate::spool::deliver::Deliverer;
 use crate::spool::{self, Spool};
 use crate::state::State;
@@ -63,6 +63,8 @@ impl std::fmt::Debug for Assembled {
 /// Builds a ready-to-run server for `config`. Fails, with a message naming the
 /// address or file, when a listener cannot be bound or the access log opened.
 pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, String> {
+    // Before any listener accepts: a SIGTERM from then on drains.
+    let early = EarlySignal::catch()?;
     let settings = config.server.clone();
     // pingora's runtimes only carry the background services (the webhook
     // listener runs its own worker threads), one thread each.
@@ -160,6 +162,7 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
     let signals = SignalWatch {
         observers,
         grace: settings.shutdown_grace,
+        early,
     };
     Ok(Assembled {
         server,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
+use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::access_log::AccessLog;
@@ -63,6 +64,36 @@ impl Draining {
     }
 }
 
+/// The first SIGTERM, SIGINT or SIGQUIT that arrives before pingora listens for
+/// them (it does once every service has started, and the listeners accept
+/// before that): without it such a signal would kill the process at once.
+#[derive(Debug, Clone)]
+pub struct EarlySignal(Arc<AtomicUsize>);
+
+impl EarlySignal {
+    /// Catches the three signals from now on (the last one to arrive counts).
+    pub fn catch() -> Result<Self, String> {
+        let caught = Arc::new(AtomicUsize::new(0));
+        for sig in [SIGTERM, SIGINT, SIGQUIT] {
+            let value = usize::try_from(sig).unwrap_or_default();
+            signal_hook::flag::register_usize(sig, Arc::clone(&caught), value)
+                .map_err(|e| format!("cannot catch signal {sig}: {e}"))?;
+        }
+        Ok(Self(caught))
+    }
+
+    /// What the signal caught asks for, if one was.
+    fn asked(&self) -> Option<ShutdownSignal> {
+        let sig = i32::try_from(self.0.load(Ordering::Acquire)).ok()?;
+        match sig {
+            SIGTERM => Some(ShutdownSignal::GracefulTerminate),
+            SIGINT => Some(ShutdownSignal::FastShutdown),
+            SIGQUIT => Some(ShutdownSignal::GracefulUpgrade),
+            _ => None,
+        }
+    }
+}
+
 /// pingora's shutdown signal source, replacing its own: SIGTERM drains, SIGINT
 /// stops at once, SIGQUIT hands the listeners to an upgraded process.
 #[derive(Debug)]
@@ -71,6 +102,8 @@ pub struct SignalWatch {
     pub observers: Observers,
     /// The longest the drain waits.
     pub grace: Duration,
+    /// A signal that came before the watch began.
+    pub early: EarlySignal,
 }
 
 #[async_trait]
@@ -84,10 +117,14 @@ impl ShutdownSignalWatch for SignalWatch {
             log::error!("cannot install the SIGTERM/SIGINT/SIGQUIT handlers");
             return ShutdownSignal::FastShutdown;
         };
-        let shutdown = tokio::select! {
-            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
-            _ = term.recv() => ShutdownSignal::GracefulTerminate,
-            _ = int.recv() => ShutdownSignal::FastShutdown,
+        // Listening now: a signal from before is acted on, as any later one.
+        let shutdown = match self.early.asked() {
+            Some(early) => early,
+            None => tokio::select! {
+                _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+                _ = term.recv() => ShutdownSignal::GracefulTerminate,
+                _ = int.recv() => ShutdownSignal::FastShutdown,
+            },
         };
         self.observers.draining.start();
         if matches!(shutdown, ShutdownSignal::GracefulTerminate) {
@@ -114,7 +151,7 @@ impl ShutdownSignalWatch for SignalWatch {
 fn drain(in_flight: &[InFlight; 2], access_log: &AccessLog, grace: Duration) {
     let count = || in_flight.iter().map(InFlight::count).sum::<usize>();
     let again = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+    for signal in [SIGTERM, SIGINT] {
         if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&again)) {
             log::warn!("cannot watch for a second signal during the drain: {e}");
         }

@@ -608,6 +608,59 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_while_the_gateway_starts_drains_and_exits_0() {
+    // The listeners accept before pingora listens for signals (it does once
+    // every service has started): a SIGTERM in between must still drain.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hookgate.toml");
+    let routes = route("r", "/hook", "http://127.0.0.1:9", &scheme("aryeo", &["k"]));
+    for attempt in 0..10 {
+        let listen = format!("127.0.0.1:{}", free_port());
+        std::fs::write(
+            &config,
+            format!("[server]\nlisten = \"{listen}\"\nthreads = 2\n{routes}"),
+        )
+        .unwrap();
+        let log = dir.path().join(format!("{attempt}.log"));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("Starting service: BG webhook listener")
+        {
+            assert!(Instant::now() < deadline, "the gateway did not start");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "still running after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{status}: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_gateway_exits_0_at_once_on_sigterm() {
     let upstream = Upstream::start().await;
     let mut gw = Gateway::start(&route(
