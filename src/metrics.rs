@@ -139,7 +139,7 @@ impl Metrics {
             key_fetches: counter(
                 r,
                 "hookgate_remote_key_fetches_total",
-                "Fetches of remote keys and of SNS subscription confirmations, by kind (certificate, jwks, confirmation) and result (ok, error).",
+                "Fetches of remote keys and of SNS subscription confirmations, by kind (certificate, jwks, jwk, confirmation) and result (ok, error).",
                 &["kind", "result"],
             ),
             delivery_attempts: counter(

@@ -35,7 +35,7 @@ use crate::spool::request::StoredRequest;
 use crate::spool::{KeptClaim, Refused, Spool};
 use crate::state::{Claim, DedupKey, Hold, Rate, State};
 use crate::verify::mac::KeyedMac;
-use crate::verify::remote::RemoteKeys;
+use crate::verify::remote::{PublicKeys, RemoteKeys};
 use crate::verify::request::{SignedRequest, UrlParts};
 use crate::verify::{KeyNeed, Rejection, Verified, Verifier, verify_any_with_keys};
 
@@ -754,17 +754,33 @@ impl Gateway {
                     let got = self
                         .keys
                         .get(&config.remote_keys, &url, kind, kid.as_deref(), now);
-                    match got.await {
-                        Ok(keys) => RemoteKeys::Ready(keys),
-                        Err(e) => {
-                            log::warn!("route {}: {e}", route.name);
-                            RemoteKeys::Failed(Rejection::KeyUnavailable)
-                        }
-                    }
+                    Self::fetched(route, got.await)
+                }
+                KeyNeed::Jwk {
+                    url,
+                    kid,
+                    credentials,
+                } => {
+                    let now = self.clock.now_unix();
+                    let got = self
+                        .keys
+                        .get_jwk(&config.remote_keys, &url, &kid, &credentials, now);
+                    Self::fetched(route, got.await)
                 }
             });
         }
         keys
+    }
+
+    /// The keys a fetch gave, or the refusal its failure makes (logged).
+    fn fetched(route: &Route, got: Result<Arc<PublicKeys>, String>) -> RemoteKeys {
+        match got {
+            Ok(keys) => RemoteKeys::Ready(keys),
+            Err(e) => {
+                log::warn!("route {}: {e}", route.name);
+                RemoteKeys::Failed(Rejection::KeyUnavailable)
+            }
+        }
     }
 
     /// Confirms a verified subscription by fetching its URL, and answers the

@@ -92,11 +92,14 @@ fn policy(p: &Policy) -> Value {
     })
 }
 
-/// A remote-key verifier's settings; none of them is secret.
+/// A remote-key verifier's settings; none of them is secret (a key
+/// endpoint's API secret is among the verifier's `secrets`, shown as those are).
 fn remote_view(p: &RemoteParams) -> Value {
     json!({
         "key_hosts": p.hosts.iter().map(HostPattern::as_str).collect::<Vec<_>>(),
         "jwks_url": p.jwks_url.as_ref().map(ToString::to_string),
+        "key_endpoint": p.key_endpoint.as_ref().map(ToString::to_string),
+        "client_id": p.credentials.as_ref().map(|c| c.client_id.as_str()),
         "audience": p.audiences,
         "issuer": p.issuers,
         "email": p.email,

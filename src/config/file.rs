@@ -253,7 +253,8 @@ pub struct VerifySection {
     /// The scheme's name.
     pub scheme: Spanned<String>,
     /// Secret references; any of them may have signed a delivery. Required,
-    /// except for remote-key schemes, which take none.
+    /// except for remote-key schemes, which take none (a key-endpoint scheme
+    /// takes one: the API secret it asks for keys with).
     pub secrets: Option<Spanned<Vec<Spanned<String>>>>,
     /// JWT schemes: the accepted `aud` value(s).
     pub audience: Option<Spanned<OneOrMany<String>>>,
@@ -272,6 +273,12 @@ pub struct VerifySection {
     pub key_hosts: Option<Spanned<Vec<String>>>,
     /// AWS SNS: the accepted `TopicArn` values; any topic when absent.
     pub topic_arns: Option<Spanned<Vec<String>>>,
+    /// Key-endpoint schemes (Plaid): the API client id the key endpoint is
+    /// asked with (with the one `secrets` entry).
+    pub client_id: Option<Spanned<String>>,
+    /// Key-endpoint schemes: the endpoint's `https://` URL, instead of the
+    /// scheme's (on one of its hosts, or of `key_hosts`).
+    pub key_endpoint: Option<Spanned<String>>,
     /// `hmac`: the signature header.
     pub header: Option<Spanned<String>>,
     /// `hmac`: `sha1`, `sha256` (default) or `sha512`.

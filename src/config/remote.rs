@@ -1,7 +1,8 @@
 //! Remote keys in the config: `[server.remote_keys]` (trust roots, fetch
 //! limits, cache lifetimes) and the `[routes.verify]` keys of remote-key
 //! schemes (`audience`, `issuer`, `tenant`, `jwks_url`, `email`, `webhook_id`,
-//! `key_hosts`, `topic_arns`).
+//! `key_hosts`, `topic_arns`, and a key endpoint's `client_id`, `key_endpoint`
+//! and one `secrets` entry).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -17,7 +18,7 @@ use crate::scheme::Scheme;
 use crate::scheme::remote::{HostPattern, HttpsUrl, KeySource, TENANT};
 use crate::scheme::source::Source;
 use crate::scheme::template::Part;
-use crate::verify::remote::RemoteParams;
+use crate::verify::remote::{Credentials, JwtClaims, RemoteParams};
 
 /// Default deadline of one key fetch, in ms.
 pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
@@ -146,13 +147,15 @@ impl Builder<'_> {
             return None;
         };
         let before = self.mark();
-        if let Some(secrets) = &v.secrets {
-            self.error(
+        let endpoint = matches!(spec.source, KeySource::KeyEndpoint { .. });
+        match &v.secrets {
+            Some(secrets) if !endpoint => self.error(
                 span(secrets),
                 format!(
                     "scheme `{name}` verifies with keys the provider publishes; remove `secrets`"
                 ),
-            );
+            ),
+            _ => {}
         }
         let jwt = matches!(spec.source, KeySource::Jwks { .. });
         let sns = scheme.signed.uses(&Part::AwsSns);
@@ -167,6 +170,8 @@ impl Builder<'_> {
             webhook,
             !spec.hosts.is_empty(),
             sns,
+            endpoint,
+            endpoint,
         ];
         for ((key, at), fits) in remote_keys_of(v).into_iter().zip(fits) {
             if let (Some(at), false) = (at, fits) {
@@ -197,7 +202,7 @@ impl Builder<'_> {
                 None
             }),
             (KeySource::Jwks { url }, None) => HttpsUrl::parse(&fill(url)),
-            (KeySource::Certificate { .. }, _) => None,
+            (KeySource::Certificate { .. } | KeySource::KeyEndpoint { .. }, _) => None,
         };
         let audiences = list(v.audience.as_ref());
         if jwt && audiences.is_empty() {
@@ -239,6 +244,13 @@ impl Builder<'_> {
             let source = Source::parse("json:/TopicArn").ok()?;
             expect.push((source, topics.get_ref().clone()));
         }
+        let (key_endpoint, credentials) = match &spec.source {
+            KeySource::KeyEndpoint { url } => {
+                let endpoint = self.key_endpoint(v, url, &hosts);
+                (endpoint, self.credentials(v).map(Arc::new))
+            }
+            KeySource::Certificate { .. } | KeySource::Jwks { .. } => (None, None),
+        };
         if self.errors_since(before) {
             return None;
         }
@@ -250,12 +262,105 @@ impl Builder<'_> {
             email: v.email.as_ref().map(|e| e.get_ref().clone()),
             webhook_id,
             expect,
+            key_endpoint,
+            credentials,
+            claims: if endpoint {
+                JwtClaims::Scheme
+            } else {
+                JwtClaims::Oidc
+            },
+        })
+    }
+
+    /// A key-endpoint route's endpoint: its `key_endpoint`, else the
+    /// scheme's `url`; either must be HTTPS on one of `hosts`.
+    fn key_endpoint(
+        &mut self,
+        v: &VerifySection,
+        url: &str,
+        hosts: &[HostPattern],
+    ) -> Option<HttpsUrl> {
+        let (text, at) = match &v.key_endpoint {
+            Some(own) => (own.get_ref().as_str(), span(own)),
+            None => (url, span(&v.scheme)),
+        };
+        let allowed = HttpsUrl::allowed(text, hosts, None);
+        if allowed.is_none() {
+            let hosts: Vec<&str> = hosts.iter().map(HostPattern::as_str).collect();
+            self.error(
+                at,
+                format!(
+                    "`key_endpoint` must be an https:// URL on an allowed host ({}); `key_hosts` sets them",
+                    hosts.join(", ")
+                ),
+            );
+        }
+        allowed
+    }
+
+    /// A key-endpoint route's credentials: `client_id` and the one `secrets`
+    /// entry (the API secret, as text).
+    fn credentials(&mut self, v: &VerifySection) -> Option<Credentials> {
+        let name = v.scheme.get_ref();
+        let client_id = match &v.client_id {
+            Some(id) if valid_client_id(id.get_ref()) => Some(id.get_ref().clone()),
+            Some(id) => {
+                self.error(
+                    span(id),
+                    "`client_id` must be 1 to 256 printable ASCII characters",
+                );
+                None
+            }
+            None => {
+                self.error(
+                    span(&v.scheme),
+                    format!("scheme `{name}` needs `client_id`, the API client id its keys are asked with"),
+                );
+                None
+            }
+        };
+        let secret = match v.secrets.as_ref().map(|s| (s, s.get_ref().as_slice())) {
+            Some((_, [one])) => match self.resolve_secret(one.get_ref()) {
+                Ok(secret) if std::str::from_utf8(secret.expose()).is_ok() => Some(secret),
+                Ok(_) => {
+                    self.error(span(one), "the API secret is not text");
+                    None
+                }
+                Err(message) => {
+                    self.error(span(one), message);
+                    None
+                }
+            },
+            Some((list, _)) => {
+                self.error(
+                    span(list),
+                    format!(
+                        "scheme `{name}` takes one secret: the API secret its keys are asked with"
+                    ),
+                );
+                None
+            }
+            None => {
+                self.error(
+                    span(&v.scheme),
+                    format!("scheme `{name}` needs `secrets` with one entry: the API secret its keys are asked with"),
+                );
+                None
+            }
+        };
+        Some(Credentials {
+            client_id: client_id?,
+            secret: secret?,
         })
     }
 }
 
+fn valid_client_id(id: &str) -> bool {
+    (1..=256).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// The remote-key keys of a verify table, with where each is set.
-fn remote_keys_of(v: &VerifySection) -> [(&'static str, Option<std::ops::Range<usize>>); 8] {
+fn remote_keys_of(v: &VerifySection) -> [(&'static str, Option<std::ops::Range<usize>>); 10] {
     [
         ("audience", v.audience.as_ref().map(Spanned::span)),
         ("issuer", v.issuer.as_ref().map(Spanned::span)),
@@ -265,6 +370,8 @@ fn remote_keys_of(v: &VerifySection) -> [(&'static str, Option<std::ops::Range<u
         ("webhook_id", v.webhook_id.as_ref().map(Spanned::span)),
         ("key_hosts", v.key_hosts.as_ref().map(Spanned::span)),
         ("topic_arns", v.topic_arns.as_ref().map(Spanned::span)),
+        ("client_id", v.client_id.as_ref().map(Spanned::span)),
+        ("key_endpoint", v.key_endpoint.as_ref().map(Spanned::span)),
     ]
 }
 

@@ -1,9 +1,10 @@
-//! One HTTPS GET to a checked URL (hyper over rustls): bounded in time and in
-//! body bytes, no redirects, only a 200 is a document.
+//! One HTTPS exchange with a checked URL (hyper over rustls): a GET, or a
+//! POST of JSON that may carry credentials (never logged); bounded in time and
+//! in body bytes, no redirects, only a 200 is a document.
 
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -27,7 +28,25 @@ pub struct Fetched {
 /// refusing bodies over their `max_bytes`. The error says what went wrong,
 /// for the log.
 pub async fn get(settings: &KeySettings, url: &HttpsUrl) -> Result<Fetched, String> {
-    let exchange = exchange(Arc::clone(&settings.tls), url, settings.max_bytes);
+    send(settings, url, None).await
+}
+
+/// POSTs `json` to `url`, as [`get`] fetches. The body may hold credentials:
+/// it appears in no error.
+pub async fn post_json(
+    settings: &KeySettings,
+    url: &HttpsUrl,
+    json: Vec<u8>,
+) -> Result<Fetched, String> {
+    send(settings, url, Some(json)).await
+}
+
+async fn send(
+    settings: &KeySettings,
+    url: &HttpsUrl,
+    json: Option<Vec<u8>>,
+) -> Result<Fetched, String> {
+    let exchange = exchange(Arc::clone(&settings.tls), url, json, settings.max_bytes);
     match tokio::time::timeout(settings.timeout, exchange).await {
         Ok(result) => result,
         Err(_) => Err(format!(
@@ -40,6 +59,7 @@ pub async fn get(settings: &KeySettings, url: &HttpsUrl) -> Result<Fetched, Stri
 async fn exchange(
     tls: Arc<rustls::ClientConfig>,
     url: &HttpsUrl,
+    json: Option<Vec<u8>>,
     max_bytes: usize,
 ) -> Result<Fetched, String> {
     let name = ServerName::try_from(url.host.clone()).map_err(|e| format!("bad host: {e}"))?;
@@ -55,12 +75,17 @@ async fn exchange(
         .map_err(|e| format!("HTTP: {e}"))?;
     // The connection task ends with the exchange (or when `get`'s timeout drops it).
     let driver = tokio::spawn(connection);
-    let request = http::Request::get(url.path_and_query.as_str())
+    let request = match &json {
+        None => http::Request::get(url.path_and_query.as_str()),
+        Some(_) => http::Request::post(url.path_and_query.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json"),
+    };
+    let request = request
         .header(http::header::HOST, url.authority())
         .header(http::header::USER_AGENT, "hookgate")
         .header(http::header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("request: {e}"))?;
+        .body(Full::new(Bytes::from(json.unwrap_or_default())))
+        .map_err(|_| "request: cannot build it".to_owned())?;
     let result = async {
         let response = sender
             .send_request(request)

@@ -1,8 +1,9 @@
-//! Remote keys: fetches, caches and refreshes the certificates and JWKS that
-//! remote-key schemes (AWS SNS, PayPal, OIDC pushes) verify with, and confirms
-//! AWS SNS subscriptions. The only part of verification that does I/O: it
-//! hands parsed keys to [`crate::verify`], which never fetches. Only URLs that
-//! passed the scheme's allowlist reach it, and only over HTTPS.
+//! Remote keys: fetches, caches and refreshes the certificates, JWKS and
+//! per-`kid` JWKs that remote-key schemes (AWS SNS, PayPal, OIDC pushes, Plaid)
+//! verify with, and confirms AWS SNS subscriptions. The only part of
+//! verification that does I/O: it hands parsed keys to [`crate::verify`],
+//! which never fetches. Only URLs that passed the scheme's allowlist reach it,
+//! and only over HTTPS.
 
 pub mod fetch;
 
@@ -16,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::scheme::remote::HttpsUrl;
-use crate::verify::remote::{Document, PublicKeys};
+use crate::verify::remote::{Credentials, Document, PublicKeys};
 
 /// Lifetime of a document whose server sent no `Cache-Control: max-age`.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
@@ -42,7 +43,43 @@ pub struct KeySettings {
     pub max_ttl: Duration,
 }
 
-type CacheKey = (HttpsUrl, Document);
+/// What a cached document is: its URL, its kind, and for a key endpoint's JWK
+/// the `kid` it was asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    url: HttpsUrl,
+    kind: Document,
+    kid: Option<String>,
+}
+
+impl CacheKey {
+    /// The key endpoint a JWK comes from, as a key of its own: where a failed
+    /// fetch of any `kid` is remembered.
+    fn endpoint(&self) -> Option<Self> {
+        (self.kind == Document::Jwk).then(|| Self {
+            kid: None,
+            ..self.clone()
+        })
+    }
+}
+
+impl std::fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kid {
+            // Debug-quoted: the `kid` comes from the request.
+            Some(kid) => write!(f, "{} ({:?} {kid:?})", self.url, self.kind),
+            None => write!(f, "{} ({:?})", self.url, self.kind),
+        }
+    }
+}
+
+/// A document to obtain, and what to ask for it with (a key endpoint's
+/// credentials; a plain GET without).
+#[derive(Debug, Clone)]
+struct Query {
+    key: CacheKey,
+    credentials: Option<Arc<Credentials>>,
+}
 
 /// A cached document.
 #[derive(Debug)]
@@ -168,24 +205,66 @@ impl KeyStore {
         kid: Option<&str>,
         now_unix: i64,
     ) -> Result<Arc<PublicKeys>, String> {
-        let key = (url.clone(), kind);
-        match self.lookup(settings, &key, kid) {
+        let query = Query {
+            key: CacheKey {
+                url: url.clone(),
+                kind,
+                kid: None,
+            },
+            credentials: None,
+        };
+        self.obtain(settings, query, kid, now_unix).await
+    }
+
+    /// The JWK `kid` names, from the cache or asked of the key endpoint at
+    /// `url` now (a POST of `credentials` and `kid`), cached and refreshed as
+    /// [`KeyStore::get`] does, until the key's `expired_at` at the latest. A
+    /// `kid` never fetched before is not asked for while a failed fetch at the
+    /// endpoint is remembered, so forged `kid`s cannot make a flood of fetches.
+    pub async fn get_jwk(
+        &self,
+        settings: &Arc<KeySettings>,
+        url: &HttpsUrl,
+        kid: &str,
+        credentials: &Arc<Credentials>,
+        now_unix: i64,
+    ) -> Result<Arc<PublicKeys>, String> {
+        let query = Query {
+            key: CacheKey {
+                url: url.clone(),
+                kind: Document::Jwk,
+                kid: Some(kid.to_owned()),
+            },
+            credentials: Some(Arc::clone(credentials)),
+        };
+        self.obtain(settings, query, None, now_unix).await
+    }
+
+    async fn obtain(
+        &self,
+        settings: &Arc<KeySettings>,
+        query: Query,
+        kid: Option<&str>,
+        now_unix: i64,
+    ) -> Result<Arc<PublicKeys>, String> {
+        let key = &query.key;
+        match self.lookup(settings, key, kid) {
             Lookup::Fresh(keys) => return Ok(keys),
             Lookup::Stale(keys) => {
-                self.refresh_in_background(settings, key, now_unix);
+                self.refresh_in_background(settings, query, now_unix);
                 return Ok(keys);
             }
             Lookup::Missing => {}
         }
-        let flight = self.flight(&key);
+        let flight = self.flight(key);
         let guard = flight.lock().await;
         // Another request may have fetched it while this one waited.
-        let result = match self.lookup(settings, &key, kid) {
+        let result = match self.lookup(settings, key, kid) {
             Lookup::Fresh(keys) | Lookup::Stale(keys) => Ok(keys),
-            Lookup::Missing => self.fetch(settings, &key, now_unix).await,
+            Lookup::Missing => self.fetch(settings, &query, now_unix).await,
         };
         drop(guard);
-        self.land(&key, &flight);
+        self.land(key, &flight);
         result
     }
 
@@ -237,23 +316,36 @@ impl KeyStore {
         }
     }
 
+    /// Whether a failed fetch of `key` is still remembered.
+    fn failed_recently(&self, settings: &KeySettings, key: &CacheKey) -> bool {
+        let failed = self.failures(settings).get(key).copied();
+        failed.is_some_and(|until| Instant::now() < until)
+    }
+
     async fn fetch(
         &self,
         settings: &KeySettings,
-        key: &CacheKey,
+        query: &Query,
         now_unix: i64,
     ) -> Result<Arc<PublicKeys>, String> {
-        let (url, kind) = key;
-        let failed = self.failures(settings).get(key).copied();
-        if failed.is_some_and(|until| Instant::now() < until) {
-            return Err(format!(
-                "{url} ({kind:?}): its last fetch failed moments ago"
-            ));
+        let key = &query.key;
+        if self.failed_recently(settings, key) {
+            return Err(format!("{key}: its last fetch failed moments ago"));
         }
-        let result = self.fetch_document(settings, key, now_unix).await;
-        let label = match kind {
+        let endpoint = key.endpoint();
+        if let Some(endpoint) = &endpoint {
+            let known = self.cache(settings).contains(key);
+            if !known && self.failed_recently(settings, endpoint) {
+                return Err(format!(
+                    "{key}: a fetch from this endpoint failed moments ago"
+                ));
+            }
+        }
+        let result = self.fetch_document(settings, query, now_unix).await;
+        let label = match key.kind {
             Document::Certificate => "certificate",
             Document::Jwks => "jwks",
+            Document::Jwk => "jwk",
         };
         self.metrics.key_fetch(label, result.is_ok());
         let mut failures = self.failures(settings);
@@ -264,45 +356,66 @@ impl KeyStore {
             Err(_) => {
                 let until = Instant::now() + settings.min_ttl.min(RETRY_REFRESH);
                 failures.put(key.clone(), until);
+                if let Some(endpoint) = endpoint {
+                    failures.put(endpoint, until);
+                }
             }
         }
         drop(failures);
-        result.map_err(|e| format!("{url} ({kind:?}): {e}"))
+        result.map_err(|e| format!("{key}: {e}"))
     }
 
     /// Fetches, parses and caches a document.
     async fn fetch_document(
         &self,
         settings: &KeySettings,
-        key: &CacheKey,
+        query: &Query,
         now_unix: i64,
     ) -> Result<Arc<PublicKeys>, String> {
-        let (url, kind) = key;
-        let fetched = fetch::get(settings, url)
-            .await
-            .map_err(|e| format!("cannot fetch: {e}"))?;
-        let keys = PublicKeys::parse(*kind, &fetched.body).map(Arc::new)?;
+        let key = &query.key;
+        let url = &key.url;
+        let fetched = match &query.credentials {
+            None => fetch::get(settings, url).await,
+            Some(credentials) => {
+                let kid = key.kid.as_deref().unwrap_or_default();
+                fetch::post_json(settings, url, key_request(credentials, kid)).await
+            }
+        };
+        let fetched = fetched.map_err(|e| format!("cannot fetch: {e}"))?;
+        let keys = PublicKeys::parse(key.kind, &fetched.body).map(Arc::new)?;
         let ttl = lifetime(fetched.max_age, keys.not_after(), now_unix, settings);
         let entry = Entry::new(Arc::clone(&keys), Instant::now(), ttl);
         self.cache(settings).put(key.clone(), entry);
-        log::info!("remote keys: fetched {url} (kept {} s)", ttl.as_secs());
+        log::info!("remote keys: fetched {key} (kept {} s)", ttl.as_secs());
         Ok(keys)
     }
 
-    fn refresh_in_background(&self, settings: &Arc<KeySettings>, key: CacheKey, now_unix: i64) {
+    fn refresh_in_background(&self, settings: &Arc<KeySettings>, query: Query, now_unix: i64) {
         let store = self.clone();
         let settings = Arc::clone(settings);
         tokio::spawn(async move {
-            if let Err(e) = store.fetch(&settings, &key, now_unix).await {
+            if let Err(e) = store.fetch(&settings, &query, now_unix).await {
                 log::warn!("remote keys: refresh failed, keeping the cached keys: {e}");
                 let mut cache = store.cache(&settings);
-                if let Some(entry) = cache.get_mut(&key) {
+                if let Some(entry) = cache.get_mut(&query.key) {
                     entry.refreshing = false;
                     entry.refresh_at = (Instant::now() + RETRY_REFRESH).min(entry.expires_at);
                 }
             }
         });
     }
+}
+
+/// What a key endpoint is asked: `{"client_id", "secret", "key_id"}` (Plaid's
+/// `/webhook_verification_key/get`). It holds the secret: it is sent, never shown.
+fn key_request(credentials: &Credentials, kid: &str) -> Vec<u8> {
+    serde_json::json!({
+        "client_id": credentials.client_id,
+        "secret": String::from_utf8_lossy(credentials.secret.expose()),
+        "key_id": kid,
+    })
+    .to_string()
+    .into_bytes()
 }
 
 #[cfg(test)]

@@ -168,6 +168,14 @@ async fn key_server(document: &'static str) -> (u16, Arc<KeySettings>, Arc<Atomi
     (port, Arc::new(settings_trusting(roots, 0, 3600)), hits)
 }
 
+fn jwks_key(url: &HttpsUrl) -> CacheKey {
+    CacheKey {
+        url: url.clone(),
+        kind: Document::Jwks,
+        kid: None,
+    }
+}
+
 /// Puts a document of `JWKS` (kid `k1`) due for refresh but not expired.
 fn put_stale(store: &KeyStore, settings: &KeySettings, key: &CacheKey) {
     let now = Instant::now();
@@ -198,7 +206,7 @@ async fn a_stale_document_is_served_while_a_background_fetch_replaces_it() {
     let (port, settings, hits) = key_server(new).await;
     let store = KeyStore::new(Metrics::new());
     let url = HttpsUrl::parse(&format!("https://127.0.0.1:{port}/keys")).unwrap();
-    let key = (url.clone(), Document::Jwks);
+    let key = jwks_key(&url);
     put_stale(&store, &settings, &key);
     let served = store.get(&settings, &url, Document::Jwks, None, 0).await;
     assert!(
@@ -218,7 +226,7 @@ async fn a_failed_background_refresh_keeps_the_cached_keys() {
     let (port, settings, hits) = key_server("not a JWKS").await;
     let store = KeyStore::new(Metrics::new());
     let url = HttpsUrl::parse(&format!("https://127.0.0.1:{port}/keys")).unwrap();
-    let key = (url.clone(), Document::Jwks);
+    let key = jwks_key(&url);
     put_stale(&store, &settings, &key);
     let served = store.get(&settings, &url, Document::Jwks, None, 0).await;
     assert!(served.unwrap().has_kid("k1"));
@@ -229,4 +237,55 @@ async fn a_failed_background_refresh_keeps_the_cached_keys() {
     let served = store.get(&settings, &url, Document::Jwks, None, 0).await;
     assert!(served.unwrap().has_kid("k1"));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_key_endpoint_is_not_asked_about_new_kids_for_a_while() {
+    let (port, quick, hits) = key_server("not a key answer").await;
+    // A failure is remembered for min(min_ttl, 10 s): 10 s here.
+    let settings = Arc::new(KeySettings {
+        tls: Arc::clone(&quick.tls),
+        min_ttl: Duration::from_secs(60),
+        ..settings(60, 3600)
+    });
+    let store = KeyStore::new(Metrics::new());
+    let url = HttpsUrl::parse(&format!(
+        "https://127.0.0.1:{port}/webhook_verification_key/get"
+    ))
+    .unwrap();
+    let credentials = Arc::new(Credentials {
+        client_id: "client".into(),
+        secret: crate::config::secret::Secret::new(b"s3cret".to_vec()),
+    });
+    for kid in ["forged-1", "forged-1", "forged-2", "forged-3"] {
+        let got = store.get_jwk(&settings, &url, kid, &credentials, 0).await;
+        let err = got.unwrap_err();
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "one fetch, then none");
+    // Without a remembered failure (min_ttl 0), each kid is asked for.
+    let store = KeyStore::new(Metrics::new());
+    for kid in ["forged-1", "forged-2"] {
+        assert!(
+            store
+                .get_jwk(&quick, &url, kid, &credentials, 0)
+                .await
+                .is_err()
+        );
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn key_requests_carry_the_credentials_and_the_kid() {
+    let credentials = Credentials {
+        client_id: "cid\"".into(),
+        secret: crate::config::secret::Secret::new(b"sec".to_vec()),
+    };
+    let body: serde_json::Value =
+        serde_json::from_slice(&key_request(&credentials, "k\u{1}")).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"client_id": "cid\"", "secret": "sec", "key_id": "k\u{1}"})
+    );
 }

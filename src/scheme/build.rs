@@ -81,7 +81,7 @@ impl<'d> SchemeBuilder<'d> {
                 span(text),
                 format!(
                     "unknown algorithm `{}`; use hmac-sha1, hmac-sha256, hmac-sha512, sha256, \
-                     ed25519, ecdsa-p256-sha256, token, rsa-sha1 or rsa-sha256",
+                     ed25519, ecdsa-p256-sha256, token, rsa-sha1, rsa-sha256 or es256",
                     text.get_ref()
                 ),
             );
@@ -198,7 +198,9 @@ impl<'d> SchemeBuilder<'d> {
                 matches!(format, KeyFormat::Hex | KeyFormat::Base64 | KeyFormat::Whpk)
             }
             Algorithm::EcdsaP256Sha256 => format == KeyFormat::SpkiBase64,
-            Algorithm::RsaSha1 | Algorithm::RsaSha256 => format == KeyFormat::Raw,
+            Algorithm::RsaSha1 | Algorithm::RsaSha256 | Algorithm::Es256 => {
+                format == KeyFormat::Raw
+            }
             Algorithm::Hmac(_) | Algorithm::Sha256 | Algorithm::Token => {
                 matches!(
                     format,
@@ -428,27 +430,21 @@ impl<'d> SchemeBuilder<'d> {
     fn remote(&mut self, keys: &Spanned<KeysFile>) -> Option<RemoteSpec> {
         let at = span(keys);
         let file = keys.get_ref();
-        let source = match (&file.certificate_url, &file.jwks_url) {
-            (Some(url), None) => KeySource::Certificate {
+        let source = match (&file.certificate_url, &file.jwks_url, &file.key_endpoint) {
+            (Some(url), None, None) => KeySource::Certificate {
                 url: self.source(url)?,
                 path_suffix: file.path_suffix.as_ref().map(|p| p.get_ref().clone()),
             },
-            (None, Some(url)) => {
-                if HttpsUrl::parse(&url.get_ref().replace(TENANT, "tenant")).is_none() {
-                    self.error(span(url), "`jwks_url` must be an https:// URL");
-                    return None;
-                }
-                if let Some(p) = &file.path_suffix {
-                    self.error(span(p), "`path_suffix` applies to `certificate_url`");
-                }
-                KeySource::Jwks {
-                    url: url.get_ref().clone(),
-                }
-            }
+            (None, None, Some(url)) => KeySource::KeyEndpoint {
+                url: self.key_url(file, url, "key_endpoint")?,
+            },
+            (None, Some(url), None) => KeySource::Jwks {
+                url: self.key_url(file, url, "jwks_url")?,
+            },
             _ => {
                 self.error(
                     at,
-                    "`keys` needs exactly one of `certificate_url` or `jwks_url`",
+                    "`keys` needs exactly one of `certificate_url`, `jwks_url` or `key_endpoint`",
                 );
                 return None;
             }
@@ -460,7 +456,10 @@ impl<'d> SchemeBuilder<'d> {
                 Err(e) => self.error(file.hosts.as_ref().and_then(span), e),
             }
         }
-        let needs_hosts = matches!(source, KeySource::Certificate { .. }) || file.confirm.is_some();
+        let needs_hosts = matches!(
+            source,
+            KeySource::Certificate { .. } | KeySource::KeyEndpoint { .. }
+        ) || file.confirm.is_some();
         if needs_hosts && file.hosts.is_none() {
             self.error(
                 at.clone(),
@@ -474,6 +473,15 @@ impl<'d> SchemeBuilder<'d> {
             .unwrap_or_default();
         if matches!(source, KeySource::Jwks { .. }) && issuers.is_empty() {
             self.error(at, "`jwks_url` needs `issuers`: the accepted `iss` claims");
+        }
+        if let (KeySource::KeyEndpoint { url }, false) = (&source, hosts.is_empty()) {
+            if HttpsUrl::allowed(url, &hosts, None).is_none() {
+                let at = file.key_endpoint.as_ref().and_then(span);
+                self.error(at, "`key_endpoint` must be on one of `hosts`");
+            }
+            if let Some(i) = &file.issuers {
+                self.error(span(i), "`issuers` applies to `jwks_url`");
+            }
         }
         let confirm = file.confirm.as_ref().and_then(|c| {
             let c = c.get_ref();
@@ -489,6 +497,19 @@ impl<'d> SchemeBuilder<'d> {
             issuers,
             confirm,
         })
+    }
+
+    /// `[keys]`' fixed URL `name` (`jwks_url`, `key_endpoint`): HTTPS (where
+    /// `{tenant}` stands for a label), without a `path_suffix` beside it.
+    fn key_url(&mut self, file: &KeysFile, url: &Spanned<String>, name: &str) -> Option<String> {
+        if HttpsUrl::parse(&url.get_ref().replace(TENANT, "tenant")).is_none() {
+            self.error(span(url), format!("`{name}` must be an https:// URL"));
+            return None;
+        }
+        if let Some(p) = &file.path_suffix {
+            self.error(span(p), "`path_suffix` applies to `certificate_url`");
+        }
+        Some(url.get_ref().clone())
     }
 
     /// Remote-key algorithms and `[keys]` go together, and so do the parts of
@@ -511,7 +532,7 @@ impl<'d> SchemeBuilder<'d> {
             ),
             (false, Some(keys)) => self.error(
                 span(keys),
-                "`keys` applies to the rsa-sha1 and rsa-sha256 algorithms",
+                "`keys` applies to the rsa-sha1, rsa-sha256 and es256 algorithms",
             ),
             _ => {}
         }
@@ -521,19 +542,36 @@ impl<'d> SchemeBuilder<'d> {
                 "{webhook_id} applies to remote-key schemes (PayPal)",
             );
         }
-        let jwks = file
-            .keys
-            .as_ref()
-            .is_some_and(|k| k.get_ref().jwks_url.is_some());
+        let keys = file.keys.as_ref().map(Spanned::get_ref);
+        let jwks = keys.is_some_and(|k| k.jwks_url.is_some());
+        let endpoint = keys.is_some_and(|k| k.key_endpoint.is_some());
         let jwt = signature.is_some_and(|s| s.format == Format::Jwt);
-        if jwks != jwt && algorithm.is_remote() {
+        if !algorithm.is_remote() {
+            return;
+        }
+        if jwks != jwt && !endpoint {
             self.error(
                 span(&file.signature),
                 "a JWKS verifies JWTs: `jwks_url` and the jwt signature format go together",
             );
         }
-        if jwks && algorithm == Algorithm::RsaSha1 {
-            self.error(at, "JWTs from a JWKS are verified with rsa-sha256 (RS256)");
+        if endpoint && !jwt {
+            self.error(
+                span(&file.signature),
+                "a key endpoint's keys verify JWTs: `key_endpoint` and the jwt signature format go together",
+            );
+        }
+        if jwks && algorithm != Algorithm::RsaSha256 {
+            self.error(
+                at.clone(),
+                "JWTs from a JWKS are verified with rsa-sha256 (RS256)",
+            );
+        }
+        if endpoint != (algorithm == Algorithm::Es256) && keys.is_some() {
+            self.error(
+                at,
+                "a key endpoint serves EC P-256 keys: `key_endpoint` and algorithm `es256` go together",
+            );
         }
     }
 

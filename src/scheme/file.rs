@@ -14,8 +14,8 @@ use crate::config::file::OneOrMany;
 #[serde(deny_unknown_fields)]
 pub struct SchemeFile {
     /// `hmac-sha1`, `hmac-sha256`, `hmac-sha512`, `sha256`, `ed25519`,
-    /// `ecdsa-p256-sha256`, `token`, `rsa-sha1` or `rsa-sha256` (the last two
-    /// with `keys`).
+    /// `ecdsa-p256-sha256`, `token`, `rsa-sha1`, `rsa-sha256` or `es256` (the
+    /// last three with `keys`).
     pub algorithm: Spanned<String>,
     /// A request field whose value picks the algorithm.
     pub algorithm_from: Option<Spanned<AlgorithmFromFile>>,
@@ -69,6 +69,9 @@ pub struct KeysFile {
     pub path_suffix: Option<Spanned<String>>,
     /// `https://` URL of a JWKS; `{tenant}` is the route's `tenant`.
     pub jwks_url: Option<Spanned<String>>,
+    /// `https://` URL answering a POST `{client_id, secret, key_id}` with
+    /// `{"key": JWK}`, one key per `kid` (Plaid's `/webhook_verification_key/get`).
+    pub key_endpoint: Option<Spanned<String>>,
     /// Hosts (`*` for one label, optional `:port`) that may serve certificates
     /// and confirmation URLs.
     pub hosts: Option<Spanned<Vec<String>>>,

@@ -37,6 +37,9 @@ pub enum Algorithm {
     RsaSha1,
     /// `rsa-sha256`: RSASSA-PKCS1-v1_5 with SHA-256 (RS256), checked with a remote key.
     RsaSha256,
+    /// `es256`: ECDSA P-256 with SHA-256 and a fixed-width `r || s` signature
+    /// (a JWT's ES256), checked with a remote key (Plaid).
+    Es256,
 }
 
 impl Algorithm {
@@ -52,6 +55,7 @@ impl Algorithm {
             "token" => Self::Token,
             "rsa-sha1" => Self::RsaSha1,
             "rsa-sha256" => Self::RsaSha256,
+            "es256" => Self::Es256,
             _ => return None,
         })
     }
@@ -68,6 +72,7 @@ impl Algorithm {
             Self::Token => "token",
             Self::RsaSha1 => "rsa-sha1",
             Self::RsaSha256 => "rsa-sha256",
+            Self::Es256 => "es256",
         }
     }
 
@@ -75,13 +80,13 @@ impl Algorithm {
     pub fn is_asymmetric(self) -> bool {
         matches!(
             self,
-            Self::Ed25519 | Self::EcdsaP256Sha256 | Self::RsaSha1 | Self::RsaSha256
+            Self::Ed25519 | Self::EcdsaP256Sha256 | Self::RsaSha1 | Self::RsaSha256 | Self::Es256
         )
     }
 
     /// Whether the key is fetched from the provider at run time (never configured).
     pub fn is_remote(self) -> bool {
-        matches!(self, Self::RsaSha1 | Self::RsaSha256)
+        matches!(self, Self::RsaSha1 | Self::RsaSha256 | Self::Es256)
     }
 }
 
@@ -403,6 +408,7 @@ mod tests {
             "token",
             "rsa-sha1",
             "rsa-sha256",
+            "es256",
         ] {
             assert_eq!(Algorithm::parse(name).unwrap().as_str(), name);
         }

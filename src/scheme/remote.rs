@@ -1,7 +1,7 @@
 //! Remote keys in a descriptor (`[schemes.NAME.keys]`): where a scheme's
 //! verification keys are published (an X.509 certificate named by the request,
-//! or an issuer's JWKS), which hosts may serve them, and the URLs' rules. Pure:
-//! the fetching lives in `crate::keys`.
+//! an issuer's JWKS, or a key endpoint answering for one `kid`), which hosts
+//! may serve them, and the URLs' rules. Pure: the fetching lives in `crate::keys`.
 
 use crate::scheme::source::Source;
 
@@ -37,6 +37,13 @@ pub enum KeySource {
         /// The JWKS URL; `{tenant}` is replaced by the route's `tenant`.
         url: String,
     },
+    /// One JWK per `kid`, from an endpoint asked by a POST of the route's API
+    /// credentials (Plaid's `/webhook_verification_key/get`); the signature is
+    /// an ES256 JWT whose `kid` names the key.
+    KeyEndpoint {
+        /// The endpoint's URL (on one of the spec's `hosts`).
+        url: String,
+    },
 }
 
 impl std::fmt::Display for KeySource {
@@ -45,6 +52,7 @@ impl std::fmt::Display for KeySource {
         match self {
             Self::Certificate { url, .. } => write!(f, "remote keys: X.509 certificate at `{url}`"),
             Self::Jwks { url } => write!(f, "remote keys: JWKS at {url}"),
+            Self::KeyEndpoint { url } => write!(f, "remote keys: a JWK per `kid` from {url}"),
         }
     }
 }
@@ -79,7 +87,7 @@ impl RemoteSpec {
     pub fn sources(&self) -> impl Iterator<Item = &Source> {
         let url = match &self.source {
             KeySource::Certificate { url, .. } => Some(url),
-            KeySource::Jwks { .. } => None,
+            KeySource::Jwks { .. } | KeySource::KeyEndpoint { .. } => None,
         };
         let confirm = self.confirm.iter().flat_map(|c| [&c.when, &c.url]);
         url.into_iter().chain(confirm)
@@ -89,7 +97,7 @@ impl RemoteSpec {
     pub fn needs_tenant(&self) -> bool {
         let url = match &self.source {
             KeySource::Jwks { url } => url.contains(TENANT),
-            KeySource::Certificate { .. } => false,
+            KeySource::Certificate { .. } | KeySource::KeyEndpoint { .. } => false,
         };
         url || self.issuers.iter().any(|i| i.contains(TENANT))
     }

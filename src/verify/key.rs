@@ -78,7 +78,7 @@ impl Key {
             Algorithm::EcdsaP256Sha256 => {
                 Err("the secret is not an uncompressed P-256 public key".to_owned())
             }
-            Algorithm::RsaSha1 | Algorithm::RsaSha256 => Err(
+            Algorithm::RsaSha1 | Algorithm::RsaSha256 | Algorithm::Es256 => Err(
                 "the scheme verifies with keys the provider publishes; it takes no secret"
                     .to_owned(),
             ),

@@ -17,12 +17,13 @@ use sha2::{Digest, Sha256};
 use crate::config::secret::Secret;
 use crate::scheme::remote::{HttpsUrl, KeySource};
 use crate::scheme::signature::{JWT_INPUT, Location, Received};
+use crate::scheme::source::Source;
 use crate::scheme::template::Part;
 use crate::scheme::{Algorithm, Scheme};
 use content::Content;
 use key::Key;
 use mac::{KeyedMac, constant_time_eq};
-use remote::{Document, RemoteKeys, RemoteParams};
+use remote::{Credentials, Document, RemoteKeys, RemoteParams};
 use request::{SignedRequest, port_variants};
 
 /// Longest event id or type forwarded upstream as a header; longer values are dropped.
@@ -188,6 +189,16 @@ pub enum KeyNeed {
     /// Fetch this document (and parse it as `Document`); for a JWKS, `kid`
     /// names the key the token wants.
     Fetch(HttpsUrl, Document, Option<String>),
+    /// Ask the key endpoint at the URL for the JWK `kid` names, with the
+    /// route's credentials.
+    Jwk {
+        /// The key endpoint.
+        url: HttpsUrl,
+        /// The JWT's `kid`.
+        kid: String,
+        /// What the endpoint is asked with.
+        credentials: Arc<Credentials>,
+    },
     /// The request names a key that may not be fetched (not HTTPS, host not allowed).
     Refused,
 }
@@ -219,9 +230,14 @@ impl Verifier {
     }
 
     /// A verifier for a remote-key scheme: no secrets, the route's `params`.
+    /// A key endpoint's credentials count among its secrets (for
+    /// [`Verifier::secrets_digest`]).
     pub fn remote(scheme: Arc<Scheme>, params: RemoteParams, tolerance_secs: Option<u64>) -> Self {
         let mut verifier = Self::new(scheme, &[], tolerance_secs)
             .unwrap_or_else(|_| unreachable!("no secret to prepare"));
+        if let Some(credentials) = &params.credentials {
+            verifier.secrets_digest = secrets_digest(std::slice::from_ref(&credentials.secret));
+        }
         verifier.remote = Some(Arc::new(params));
         verifier
     }
@@ -253,15 +269,25 @@ impl Verifier {
                 }
             }
             KeySource::Jwks { .. } => match &params.jwks_url {
-                Some(url) => {
-                    let kid = received
-                        .field(JWT_INPUT)
-                        .and_then(|input| input.split('.').next())
-                        .and_then(remote::jwt_kid);
-                    KeyNeed::Fetch(url.clone(), Document::Jwks, kid)
-                }
+                Some(url) => KeyNeed::Fetch(url.clone(), Document::Jwks, jwt_kid(&received)),
                 None => KeyNeed::Refused,
             },
+            KeySource::KeyEndpoint { .. } => {
+                match (
+                    &params.key_endpoint,
+                    &params.credentials,
+                    jwt_kid(&received),
+                ) {
+                    // A token naming no key cannot be checked; nothing to fetch.
+                    (_, _, None) => KeyNeed::None,
+                    (Some(url), Some(credentials), Some(kid)) => KeyNeed::Jwk {
+                        url: url.clone(),
+                        kid,
+                        credentials: Arc::clone(credentials),
+                    },
+                    _ => KeyNeed::Refused,
+                }
+            }
         }
     }
 
@@ -426,6 +452,14 @@ impl Verifier {
     }
 }
 
+/// The `kid` a received JWT's header names.
+fn jwt_kid(received: &Received) -> Option<String> {
+    received
+        .field(JWT_INPUT)
+        .and_then(|input| input.split('.').next())
+        .and_then(remote::jwt_kid)
+}
+
 /// The algorithm a request was signed with: the scheme's, or the one its
 /// `algorithm_from` field names (an unlisted value is malformed).
 fn algorithm_for(
@@ -502,7 +536,8 @@ fn matches(key: &Key, content: &Content<'_>, url: &str, signatures: &[Vec<u8>]) 
 }
 
 /// Twilio's rule: a body the signature does not cover (anything but a form) must
-/// match the SHA-256 carried in the signed URL. A scheme that signs the form
+/// match the SHA-256 carried in the signed URL; a hash carried in the
+/// signature itself (Plaid's JWT claim) is required of every body. A scheme that signs the form
 /// fields and carries no such hash (Mandrill) covers nothing else: any other
 /// non-empty body is refused.
 fn check_body_hash(
@@ -525,6 +560,8 @@ fn check_body_hash(
                 .then_some(())
                 .ok_or(Rejection::BodyMismatch)
         }
+        // A hash the signature carries itself (a JWT claim) is always required.
+        None if matches!(source, Source::Signature(_)) => Err(Rejection::BodyMismatch),
         None if req.is_form() || req.body.is_empty() => Ok(()),
         None => Err(Rejection::BodyMismatch),
     }

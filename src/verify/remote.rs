@@ -1,17 +1,19 @@
-//! Verification with remote keys (AWS SNS, PayPal, OIDC-signed pushes): the
-//! keys arrive parsed from a certificate or a JWKS that `crate::keys` fetched;
-//! this module checks RSA signatures with them, and a JWT's claims against the
-//! route's audience and issuers with the injected clock. Pure: no I/O.
+//! Verification with remote keys (AWS SNS, PayPal, OIDC-signed pushes, Plaid):
+//! the keys arrive parsed from a certificate, a JWKS or a single JWK that
+//! `crate::keys` fetched; this module checks RSA and ES256 signatures with
+//! them, and a JWT's claims against the route's audience and issuers with the
+//! injected clock. Pure: no I/O.
 
 use std::sync::Arc;
 
 use ring::signature::{
-    RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, RSA_PKCS1_2048_8192_SHA256, RsaParameters,
-    RsaPublicKeyComponents, UnparsedPublicKey,
+    ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+    RSA_PKCS1_2048_8192_SHA256, RsaParameters, RsaPublicKeyComponents, UnparsedPublicKey,
 };
 use serde_json::Value;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::config::secret::Secret;
 use crate::json::{JsonBody, JsonPointer};
 use crate::scheme::Algorithm;
 use crate::scheme::remote::{HostPattern, HttpsUrl};
@@ -33,22 +35,53 @@ pub enum Document {
     Certificate,
     /// A JSON Web Key Set.
     Jwks,
+    /// A key endpoint's answer for one `kid`: `{"key": JWK}` (Plaid).
+    Jwk,
 }
 
-/// One RSA public key.
+/// One public key.
 #[derive(Debug)]
-enum RsaKey {
+enum PublicKey {
     /// DER `RSAPublicKey` (from a certificate).
-    Der(Vec<u8>),
-    /// Modulus and exponent, big-endian (from a JWK).
-    Components { n: Vec<u8>, e: Vec<u8> },
+    RsaDer(Vec<u8>),
+    /// RSA modulus and exponent, big-endian (from a JWK).
+    RsaComponents { n: Vec<u8>, e: Vec<u8> },
+    /// An EC P-256 point, uncompressed (`04 || x || y`, from a JWK).
+    EcP256(Vec<u8>),
+}
+
+impl PublicKey {
+    /// Whether this key signed `message` with `algorithm` (a key of another
+    /// type never did).
+    fn verify(&self, algorithm: Algorithm, message: &[u8], sig: &[u8]) -> bool {
+        let rsa: &RsaParameters = match (algorithm, self) {
+            (Algorithm::Es256, Self::EcP256(point)) => {
+                return UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+                    .verify(message, sig)
+                    .is_ok();
+            }
+            (Algorithm::RsaSha1, _) => &RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+            (Algorithm::RsaSha256, _) => &RSA_PKCS1_2048_8192_SHA256,
+            _ => return false,
+        };
+        match self {
+            Self::RsaDer(der) => UnparsedPublicKey::new(rsa, der)
+                .verify(message, sig)
+                .is_ok(),
+            Self::RsaComponents { n, e } => RsaPublicKeyComponents { n, e }
+                .verify(rsa, message, sig)
+                .is_ok(),
+            Self::EcP256(_) => false,
+        }
+    }
 }
 
 /// Public keys parsed from one fetched document.
 #[derive(Debug)]
 pub struct PublicKeys {
-    keys: Vec<(Option<String>, RsaKey)>,
-    /// A certificate's validity, unix seconds (`notBefore`, `notAfter`).
+    keys: Vec<(Option<String>, PublicKey)>,
+    /// When the keys may be used, unix seconds (`notBefore`, `notAfter`): a
+    /// certificate's validity, or up to a JWK's `expired_at`.
     validity: Option<(i64, i64)>,
 }
 
@@ -58,6 +91,7 @@ impl PublicKeys {
         match kind {
             Document::Certificate => Self::from_certificate_pem(bytes),
             Document::Jwks => Self::from_jwks(bytes),
+            Document::Jwk => Self::from_key_answer(bytes),
         }
     }
 
@@ -73,7 +107,10 @@ impl PublicKeys {
         }
         let validity = cert.validity();
         Ok(Self {
-            keys: vec![(None, RsaKey::Der(spki.subject_public_key.data.to_vec()))],
+            keys: vec![(
+                None,
+                PublicKey::RsaDer(spki.subject_public_key.data.to_vec()),
+            )],
             validity: Some((
                 validity.not_before.timestamp(),
                 validity.not_after.timestamp(),
@@ -97,7 +134,7 @@ impl PublicKeys {
             .filter_map(|k| {
                 let n = Encoding::Base64Url.decode(&text(k, "n")?)?;
                 let e = Encoding::Base64Url.decode(&text(k, "e")?)?;
-                Some((text(k, "kid"), RsaKey::Components { n, e }))
+                Some((text(k, "kid"), PublicKey::RsaComponents { n, e }))
             })
             .take(MAX_JWKS_KEYS)
             .collect();
@@ -110,7 +147,48 @@ impl PublicKeys {
         })
     }
 
-    /// A certificate's `notAfter`, unix seconds.
+    /// The EC P-256 signing key of a key endpoint's answer
+    /// (`{"key":{"kty":"EC","crv":"P-256","kid","x","y","expired_at"},…}`, as
+    /// Plaid's `/webhook_verification_key/get` answers). A key with an
+    /// `expired_at` is usable until then.
+    pub fn from_key_answer(json: &[u8]) -> Result<Self, String> {
+        let doc: Value =
+            serde_json::from_slice(json).map_err(|_| "the key answer is not JSON".to_owned())?;
+        let key = doc
+            .get("key")
+            .filter(|k| k.is_object())
+            .ok_or_else(|| "the key answer has no `key` object".to_owned())?;
+        let text = |name: &str| key.get(name).and_then(Value::as_str);
+        if text("kty") != Some("EC") || text("crv") != Some("P-256") {
+            return Err("the key is not an EC P-256 key".to_owned());
+        }
+        if text("use").is_some_and(|u| u != "sig") || text("alg").is_some_and(|a| a != "ES256") {
+            return Err("the key is not an ES256 signing key".to_owned());
+        }
+        let coordinate = |name: &str| {
+            text(name)
+                .and_then(|c| Encoding::Base64Url.decode(c))
+                .filter(|c| c.len() == 32)
+        };
+        let (Some(x), Some(y)) = (coordinate("x"), coordinate("y")) else {
+            return Err("the key's `x` and `y` are not 32-byte base64url coordinates".to_owned());
+        };
+        let expired_at = match key.get("expired_at") {
+            None | Some(Value::Null) => None,
+            Some(t) => Some(
+                t.as_i64()
+                    .ok_or_else(|| "the key's `expired_at` is not a unix time".to_owned())?,
+            ),
+        };
+        let point = [&[4][..], &x, &y].concat();
+        Ok(Self {
+            keys: vec![(text("kid").map(str::to_owned), PublicKey::EcP256(point))],
+            // Expired at `at`: usable through the second before.
+            validity: expired_at.map(|at| (i64::MIN, at.saturating_sub(1))),
+        })
+    }
+
+    /// A certificate's `notAfter` or a JWK's `expired_at`, unix seconds.
     pub fn not_after(&self) -> Option<i64> {
         self.validity.map(|(_, after)| after)
     }
@@ -122,22 +200,10 @@ impl PublicKeys {
 
     /// Whether a key (the one named `kid`, when given) signed `message`.
     fn verify(&self, algorithm: Algorithm, kid: Option<&str>, message: &[u8], sig: &[u8]) -> bool {
-        let params: &RsaParameters = match algorithm {
-            Algorithm::RsaSha1 => &RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
-            Algorithm::RsaSha256 => &RSA_PKCS1_2048_8192_SHA256,
-            _ => return false,
-        };
         self.keys
             .iter()
             .filter(|(k, _)| kid.is_none() || k.as_deref() == kid)
-            .any(|(_, key)| match key {
-                RsaKey::Der(der) => UnparsedPublicKey::new(params, der)
-                    .verify(message, sig)
-                    .is_ok(),
-                RsaKey::Components { n, e } => RsaPublicKeyComponents { n, e }
-                    .verify(params, message, sig)
-                    .is_ok(),
-            })
+            .any(|(_, key)| key.verify(algorithm, message, sig))
     }
 }
 
@@ -158,6 +224,34 @@ pub struct RemoteParams {
     pub webhook_id: Option<String>,
     /// Fields that must hold one of the listed values (SNS `TopicArn`).
     pub expect: Vec<(Source, Vec<String>)>,
+    /// The key endpoint to ask (key-endpoint schemes).
+    pub key_endpoint: Option<HttpsUrl>,
+    /// What the key endpoint is asked with (key-endpoint schemes).
+    pub credentials: Option<Arc<Credentials>>,
+    /// Which of a JWT's claims [`check`] enforces.
+    pub claims: JwtClaims,
+}
+
+/// The API credentials a key endpoint is asked with (Plaid's `client_id` and
+/// `secret`). The secret is redacted from `Debug`, like every [`Secret`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The API client id; not secret.
+    pub client_id: String,
+    /// The API secret (text).
+    pub secret: Secret,
+}
+
+/// Which of a JWT's claims the remote-key check itself enforces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JwtClaims {
+    /// An OIDC token's: `iss`, `aud` and `exp` (required), `nbf`, `iat`, and
+    /// `email` when the route names one.
+    #[default]
+    Oidc,
+    /// None: the scheme's own timestamp window and body hash check the claims
+    /// it names (Plaid's `iat` and `request_body_sha256`).
+    Scheme,
 }
 
 /// The keys fetched for one verifier and request, as handed to [`crate::verify`].
@@ -249,9 +343,10 @@ fn parse_jwt(input: &str) -> Option<Jwt> {
     })
 }
 
-/// Checks an RSA signature over `message` with `keys`. For a JWT (`jwt` holds
-/// its signed part), the header must say RS256, its `kid` picks the key, and
-/// the claims must match `params` at time `now`.
+/// Checks a signature over `message` with `keys`. For a JWT (`jwt` holds its
+/// signed part), the header must name the algorithm (RS256 or ES256), its
+/// `kid` picks the key, and (for OIDC tokens) the claims must match `params`
+/// at time `now`.
 pub fn check(
     algorithm: Algorithm,
     keys: &PublicKeys,
@@ -274,7 +369,12 @@ pub fn check(
             .ok_or(Rejection::SignatureMismatch);
     };
     let token = parse_jwt(input).ok_or(Rejection::SignatureMalformed)?;
-    if token.alg != "RS256" {
+    let alg = match algorithm {
+        Algorithm::RsaSha256 => "RS256",
+        Algorithm::Es256 => "ES256",
+        _ => return Err(Rejection::SignatureMalformed),
+    };
+    if token.alg != alg {
         return Err(Rejection::SignatureMalformed);
     }
     if let Some(kid) = &token.kid {
@@ -288,7 +388,10 @@ pub fn check(
     if !signed {
         return Err(Rejection::SignatureMismatch);
     }
-    check_claims(&token.claims, params, now)
+    match params.claims {
+        JwtClaims::Oidc => check_claims(&token.claims, params, now),
+        JwtClaims::Scheme => Ok(()),
+    }
 }
 
 fn check_claims(

@@ -249,7 +249,7 @@ fn compute(
                 .map_err(|_| "ECDSA signing failed".to_owned())?;
             Ok(sig.as_ref().to_vec())
         }
-        Algorithm::RsaSha1 | Algorithm::RsaSha256 => Err(unsignable(scheme)),
+        Algorithm::RsaSha1 | Algorithm::RsaSha256 | Algorithm::Es256 => Err(unsignable(scheme)),
     }
 }
 

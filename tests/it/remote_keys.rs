@@ -453,3 +453,198 @@ async fn a_tolerance_bounds_the_signed_sns_timestamp() {
     );
     assert_eq!(upstream.requests().len(), 1);
 }
+
+const PLAID_SECRET: &str = "plaid-secret-7f3e9a1c0b5d-never-shown";
+const PLAID_KEY_PATH: &str = "/webhook_verification_key/get";
+
+/// A Plaid webhook body, pretty-printed as Plaid sends them.
+fn plaid_body(code: &str) -> String {
+    format!(
+        "{{\n  \"environment\": \"sandbox\",\n  \"item_id\": \"wz666MBjYWTp2PDzzggYhM6oWWmBb\",\n  \"webhook_code\": \"{code}\",\n  \"webhook_type\": \"TRANSACTIONS\"\n}}"
+    )
+}
+
+/// The verify table of a Plaid route asking `endpoint` (on `host`) for keys.
+fn plaid_verify(host: &str, endpoint: &str) -> String {
+    format!(
+        "scheme = \"plaid\"\nclient_id = \"client-123\"\nsecrets = [\"env:PLAID_SECRET\"]\nkey_hosts = [\"{host}\"]\nkey_endpoint = \"{endpoint}\"\n"
+    )
+}
+
+/// A gateway (with an admin listener, logging at debug) with Plaid routes.
+async fn plaid_gateway(keys: &KeyServer, routes: &str) -> Gateway {
+    let env = [("PLAID_SECRET", PLAID_SECRET), ("RUST_LOG", "debug")];
+    Gateway::with_env(routes, &keys.server_toml(), &env).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaid_webhooks_verify_with_the_key_their_kid_names() {
+    let keys =
+        KeyServer::serving(&remote::plaid_key_answer("plaid-k1", None), "max-age=3600").await;
+    let upstream = Upstream::start().await;
+    let verify = plaid_verify(&keys.host(), &keys.url(PLAID_KEY_PATH));
+    let gw = plaid_gateway(&keys, &route("plaid", "/plaid", &upstream.url(), &verify)).await;
+    let now = now();
+    let bodies: Vec<String> = ["SYNC_UPDATES_AVAILABLE", "DEFAULT_UPDATE", "INITIAL_UPDATE"]
+        .iter()
+        .map(|code| plaid_body(code))
+        .collect();
+    for body in &bodies {
+        let token = remote::plaid_jwt("plaid-k1", body, now - 5);
+        let answer = post(&gw, "/plaid", &[("Plaid-Verification", &token)], body).await;
+        assert_eq!(answer, (200, "upstream ok".into()));
+    }
+    let got = upstream.requests();
+    assert_eq!(got.len(), bodies.len());
+    for (request, body) in got.iter().zip(&bodies) {
+        assert_eq!(request.body, body.as_bytes(), "forwarded byte for byte");
+        assert_eq!(request.header("x-webhook-verified"), "plaid");
+    }
+    assert_eq!(
+        got[0].header("x-webhook-event-type"),
+        "SYNC_UPDATES_AVAILABLE"
+    );
+    // One fetch served every delivery: a POST of the route's credentials and the kid.
+    let fetches = keys.server.requests();
+    assert_eq!(fetches.len(), 1);
+    assert_eq!(
+        (fetches[0].method.as_str(), fetches[0].uri.as_str()),
+        ("POST", PLAID_KEY_PATH)
+    );
+    assert_eq!(fetches[0].header("content-type"), "application/json");
+    let asked: serde_json::Value = serde_json::from_slice(&fetches[0].body).unwrap();
+    assert_eq!(
+        asked,
+        json!({"client_id": "client-123", "secret": PLAID_SECRET, "key_id": "plaid-k1"})
+    );
+
+    // A valid token carries only its own body, and only for 5 minutes.
+    let token = remote::plaid_jwt("plaid-k1", &bodies[0], now - 5);
+    let tampered = bodies[0].replace("sandbox", "production");
+    let (status, text) = post(&gw, "/plaid", &[("Plaid-Verification", &token)], &tampered).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (401, r#"{"error":"invalid_signature"}"#)
+    );
+    let (status, _) = post(&gw, "/plaid", &[("Plaid-Verification", &token)], "").await;
+    assert_eq!(status, 401);
+    let old = remote::plaid_jwt("plaid-k1", &bodies[0], now - 301);
+    let (status, text) = post(&gw, "/plaid", &[("Plaid-Verification", &old)], &bodies[0]).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (401, r#"{"error":"timestamp_out_of_tolerance"}"#)
+    );
+    // An RS256 token, a forged signature, or none at all.
+    let rs256 = remote::jwt("plaid-k1", &json!({"iat": now}));
+    let (head, _) = token.rsplit_once('.').unwrap();
+    let forged = format!("{head}.{}", "A".repeat(86));
+    for bad in [rs256.as_str(), forged.as_str()] {
+        let (status, _) = post(&gw, "/plaid", &[("Plaid-Verification", bad)], &bodies[0]).await;
+        assert_eq!(status, 401, "{bad}");
+    }
+    assert_eq!(post(&gw, "/plaid", &[], &bodies[0]).await.0, 401);
+    assert_eq!(upstream.requests().len(), bodies.len());
+    assert_eq!(keys.server.requests().len(), 1);
+
+    // The API secret never shows: /config names its reference, logs and metrics nothing.
+    let config = send(gw.admin(), "GET", "/config", &[], String::new()).await;
+    let view = config.json();
+    let verify = &view["routes"][0]["verify"][0];
+    assert_eq!(verify["secrets"], json!(["env:PLAID_SECRET"]));
+    assert_eq!(verify["remote_keys"]["client_id"], "client-123");
+    assert_eq!(
+        verify["remote_keys"]["key_endpoint"],
+        keys.url(PLAID_KEY_PATH)
+    );
+    assert!(!config.text().contains(PLAID_SECRET));
+    let metrics = gw
+        .metrics_with(&[r#"hookgate_remote_key_fetches_total{kind="jwk",result="ok"} 1"#])
+        .await;
+    assert!(!metrics.contains(PLAID_SECRET));
+    let log = gw.log();
+    assert!(log.contains("plaid-k1"), "the fetch is logged:\n{log}");
+    assert!(!log.contains(PLAID_SECRET), "the secret was logged:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaid_keys_that_are_unknown_expired_or_unreachable_never_let_a_request_through() {
+    let keys = KeyServer::serving(
+        r#"{"error_code":"INVALID_WEBHOOK_VERIFICATION_KEY_ID","error_type":"INVALID_INPUT"}"#,
+        "no-store",
+    )
+    .await;
+    keys.answer(
+        400,
+        r#"{"error_code":"INVALID_WEBHOOK_VERIFICATION_KEY_ID","error_type":"INVALID_INPUT"}"#,
+        "no-store",
+    );
+    let upstream = Upstream::start().await;
+    let down = format!("127.0.0.1:{}", free_port());
+    let routes = [
+        route(
+            "plaid",
+            "/plaid",
+            &upstream.url(),
+            &plaid_verify(&keys.host(), &keys.url(PLAID_KEY_PATH)),
+        ),
+        route(
+            "down",
+            "/down",
+            &upstream.url(),
+            &plaid_verify(&down, &format!("https://{down}{PLAID_KEY_PATH}")),
+        ),
+    ]
+    .concat();
+    let gw = plaid_gateway(&keys, &routes).await;
+    let now = now();
+    let body = plaid_body("DEFAULT_UPDATE");
+    let token = |kid: &str| remote::plaid_jwt(kid, &body, now);
+
+    // Plaid refuses the kid (a forged one): 503, so a real Plaid retries; nothing forwarded.
+    let unknown = token("forged-kid");
+    for path in ["/plaid", "/down"] {
+        let answer = send(
+            gw.addr,
+            "POST",
+            path,
+            &[("Plaid-Verification", &unknown)],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(answer.status, 503, "{path}");
+        assert_eq!(answer.text(), r#"{"error":"key_unavailable"}"#);
+        assert!(answer.headers.contains_key("retry-after"));
+    }
+    // A key other than the one the token names, a key Plaid has expired, no key at all.
+    let invalid = r#"{"error":"invalid_signature"}"#;
+    let cases = [
+        (
+            "plaid-k2",
+            remote::plaid_key_answer("plaid-k1", None),
+            401,
+            invalid,
+        ),
+        (
+            "plaid-old",
+            remote::plaid_key_answer("plaid-old", Some(now - 60)),
+            401,
+            invalid,
+        ),
+        (
+            "plaid-k3",
+            "<html>maintenance</html>".to_owned(),
+            503,
+            r#"{"error":"key_unavailable"}"#,
+        ),
+    ];
+    for (kid, answer, status, text) in cases {
+        keys.answer(200, &answer, "max-age=3600");
+        let token = token(kid);
+        let got = post(&gw, "/plaid", &[("Plaid-Verification", &token)], &body).await;
+        assert_eq!(got, (status, text.to_owned()), "{kid}");
+    }
+    upstream.assert_untouched();
+    assert_eq!(keys.server.requests().len(), 4);
+    let log = gw.log();
+    assert!(!log.contains(PLAID_SECRET), "the secret was logged:\n{log}");
+}

@@ -28,6 +28,7 @@ fn scheme_for(v: &Value) -> &str {
         ("azure-event-grid-entra", ..) => "azure-event-grid-entra",
         ("google-pubsub-push", ..) => "google-pubsub-push",
         ("paypal", ..) => "paypal",
+        ("plaid", ..) => "plaid",
         ("asana", ..) => "asana",
         ("docusign", ..) => "docusign",
         ("monday", ..) => "monday",
@@ -148,18 +149,23 @@ fn placed(text: &str, keys: Option<&KeyServer>) -> String {
 }
 
 /// The verify-table keys of a remote-key vector: its own (`route`), and where
-/// its keys are served.
+/// its keys are served (a certificate's host, a key endpoint, or a JWKS URL).
 fn remote_keys_for(v: &Value, server: &KeyServer) -> String {
     let mut keys = String::new();
     for (key, value) in v["route"].as_object().into_iter().flatten() {
         keys.push_str(&format!("{key} = {value}\n"));
     }
-    if v["keys"]["document"]
-        .as_str()
-        .unwrap()
-        .contains("BEGIN CERTIFICATE")
-    {
+    let document = v["keys"]["document"].as_str().unwrap();
+    let key_answer = serde_json::from_str::<Value>(document)
+        .is_ok_and(|d| d.get("key").is_some_and(Value::is_object));
+    if document.contains("BEGIN CERTIFICATE") {
         keys.push_str(&format!("key_hosts = [\"{}\"]\n", server.host()));
+    } else if key_answer {
+        keys.push_str(&format!(
+            "key_hosts = [\"{}\"]\nkey_endpoint = \"{}\"\n",
+            server.host(),
+            server.url("/webhook_verification_key/get")
+        ));
     } else {
         keys.push_str(&format!("jwks_url = \"{}\"\n", server.url("/jwks")));
     }

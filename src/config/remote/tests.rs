@@ -157,7 +157,7 @@ fn descriptors_of_remote_key_schemes_are_checked() {
         errors(&scheme(
             "algorithm = \"hmac-sha256\"\nsignature = { header = \"S\" }\nkeys = { jwks_url = \"https://k/\", issuers = [\"i\"] }"
         )),
-        ["c.toml:4:8: `keys` applies to the rsa-sha1 and rsa-sha256 algorithms"]
+        ["c.toml:4:8: `keys` applies to the rsa-sha1, rsa-sha256 and es256 algorithms"]
     );
     assert_eq!(
         errors(&scheme(
@@ -176,5 +176,118 @@ fn descriptors_of_remote_key_schemes_are_checked() {
             "algorithm = \"rsa-sha256\"\nalgorithm_from = { from = \"header:V\", values = { \"1\" = \"hmac-sha1\" } }\nsignature = { header = \"S\" }\nkeys = { certificate_url = \"header:U\", hosts = [\"k.example\"] }"
         )),
         ["c.toml:3:48: `hmac-sha1` and `algorithm` must both use remote keys, or neither"]
+    );
+    let jwt = "signed = \"{signature:jwt}\"\nbody_sha256 = \"signature:h\"\nsignature = { header = \"S\", format = \"jwt\", encoding = \"base64url\" }";
+    assert_eq!(
+        errors(&scheme(&format!(
+            "algorithm = \"es256\"\n{jwt}\nkeys = {{ key_endpoint = \"https://keys.example/get\" }}"
+        ))),
+        ["c.toml:6:8: `keys` needs `hosts`: the hosts allowed to serve what the request names"]
+    );
+    assert_eq!(
+        errors(&scheme(&format!(
+            "algorithm = \"es256\"\n{jwt}\nkeys = {{ key_endpoint = \"https://keys.example/get\", hosts = [\"other.example\"], issuers = [\"i\"] }}"
+        ))),
+        [
+            "c.toml:6:25: `key_endpoint` must be on one of `hosts`",
+            "c.toml:6:90: `issuers` applies to `jwks_url`"
+        ]
+    );
+    assert_eq!(
+        errors(&scheme(&format!(
+            "algorithm = \"rsa-sha256\"\n{jwt}\nkeys = {{ key_endpoint = \"https://k.example/get\", hosts = [\"k.example\"] }}"
+        ))),
+        [
+            "c.toml:2:13: a key endpoint serves EC P-256 keys: `key_endpoint` and algorithm `es256` go together"
+        ]
+    );
+    assert_eq!(
+        errors(&scheme(
+            "algorithm = \"es256\"\nbody_sha256 = \"header:H\"\nsignature = { header = \"S\" }\nkeys = { key_endpoint = \"https://k.example/get\", hosts = [\"k.example\"] }"
+        )),
+        [
+            "c.toml:4:13: a key endpoint's keys verify JWTs: `key_endpoint` and the jwt signature format go together"
+        ]
+    );
+    assert_eq!(
+        errors(&scheme(&format!(
+            "algorithm = \"es256\"\n{jwt}\nkeys = {{ jwks_url = \"https://k.example/get\", issuers = [\"i\"] }}"
+        ))),
+        [
+            "c.toml:2:13: JWTs from a JWKS are verified with rsa-sha256 (RS256)",
+            "c.toml:2:13: a key endpoint serves EC P-256 keys: `key_endpoint` and algorithm `es256` go together"
+        ]
+    );
+}
+
+#[test]
+fn key_endpoint_routes_take_a_client_id_and_one_secret() {
+    let ok = route(
+        "scheme = \"plaid\"\nclient_id = \"5f3a\"\nsecrets = [\"plaid-secret\"]\nkey_endpoint = \"https://sandbox.plaid.com/webhook_verification_key/get\"\n",
+    );
+    let config = load_str(Path::new("c.toml"), &ok)
+        .unwrap_or_else(|r| panic!("{r}"))
+        .config;
+    let verifier = &config.routes.iter().next().unwrap().verifiers[0];
+    let params = verifier.remote_params().unwrap();
+    let credentials = params.credentials.as_ref().unwrap();
+    assert_eq!(credentials.client_id, "5f3a");
+    assert_eq!(credentials.secret.expose(), b"plaid-secret");
+    assert!(!format!("{params:?}").contains("plaid-secret"));
+    assert_eq!(
+        params.key_endpoint.as_ref().unwrap().to_string(),
+        "https://sandbox.plaid.com/webhook_verification_key/get"
+    );
+    assert_eq!(verifier.tolerance_secs(), Some(300));
+    // The scheme's endpoint when the route names none.
+    let production = route("scheme = \"plaid\"\nclient_id = \"c\"\nsecrets = [\"s\"]\n");
+    let config = load_str(Path::new("c.toml"), &production).unwrap().config;
+    let params = config.routes.iter().next().unwrap().verifiers[0]
+        .remote_params()
+        .unwrap();
+    assert_eq!(
+        params.key_endpoint.as_ref().unwrap().to_string(),
+        "https://production.plaid.com/webhook_verification_key/get"
+    );
+
+    assert_eq!(
+        errors(&route("scheme = \"plaid\"\n")),
+        [
+            "c.toml:6:10: scheme `plaid` needs `client_id`, the API client id its keys are asked with",
+            "c.toml:6:10: scheme `plaid` needs `secrets` with one entry: the API secret its keys are asked with",
+        ]
+    );
+    assert_eq!(
+        errors(&route(
+            "scheme = \"plaid\"\nclient_id = \"has space\"\nsecrets = [\"a\", \"b\"]\nkey_endpoint = \"https://evil.example/webhook_verification_key/get\"\n"
+        )),
+        [
+            "c.toml:7:13: `client_id` must be 1 to 256 printable ASCII characters",
+            "c.toml:8:11: scheme `plaid` takes one secret: the API secret its keys are asked with",
+            "c.toml:9:16: `key_endpoint` must be an https:// URL on an allowed host (production.plaid.com, sandbox.plaid.com, development.plaid.com); `key_hosts` sets them",
+        ]
+    );
+    assert_eq!(
+        errors(&route(
+            "scheme = \"plaid\"\nclient_id = \"c\"\nsecrets = [\"env:HOOKGATE_TEST_UNSET_PLAID\"]\nkey_endpoint = \"http://sandbox.plaid.com/webhook_verification_key/get\"\n"
+        )),
+        [
+            "c.toml:8:12: environment variable `HOOKGATE_TEST_UNSET_PLAID` is not set",
+            "c.toml:9:16: `key_endpoint` must be an https:// URL on an allowed host (production.plaid.com, sandbox.plaid.com, development.plaid.com); `key_hosts` sets them",
+        ]
+    );
+    // `key_hosts` replaces the allowlist; the keys apply to key-endpoint schemes only.
+    let local = route(
+        "scheme = \"plaid\"\nclient_id = \"c\"\nsecrets = [\"s\"]\nkey_hosts = [\"127.0.0.1:8443\"]\nkey_endpoint = \"https://127.0.0.1:8443/k\"\n",
+    );
+    assert!(load_str(Path::new("c.toml"), &local).is_ok());
+    assert_eq!(
+        errors(&route(
+            "scheme = \"paypal\"\nwebhook_id = \"w\"\nclient_id = \"c\"\nkey_endpoint = \"https://api.paypal.com/k\"\n"
+        )),
+        [
+            "c.toml:8:13: `client_id` does not apply to scheme `paypal`",
+            "c.toml:9:16: `key_endpoint` does not apply to scheme `paypal`",
+        ]
     );
 }

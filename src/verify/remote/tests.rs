@@ -286,3 +286,264 @@ fn jwt_kids_are_read_from_the_header() {
     let long = Encoding::Base64Url.encode(json!({"kid": "k".repeat(300)}).to_string().as_bytes());
     assert_eq!(jwt_kid(&long), None);
 }
+
+const PLAID_KEY: &str = include_str!("../../../tests/fixtures/remote_keys/plaid-signing.key");
+
+fn ec_key_pair_for(
+    alg: &'static ring::signature::EcdsaSigningAlgorithm,
+) -> ring::signature::EcdsaKeyPair {
+    let der: String = PLAID_KEY
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    ring::signature::EcdsaKeyPair::from_pkcs8(
+        alg,
+        &decode_base64(&der).unwrap(),
+        &SystemRandom::new(),
+    )
+    .unwrap()
+}
+
+fn ec_key_pair() -> ring::signature::EcdsaKeyPair {
+    ec_key_pair_for(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+}
+
+/// A key endpoint's answer publishing the fixture P-256 key as `kid`.
+fn key_answer(kid: &str, expired_at: Option<i64>) -> Value {
+    use ring::signature::KeyPair as _;
+    let pair = ec_key_pair();
+    let point = pair.public_key().as_ref();
+    json!({"key": {
+        "alg": "ES256", "crv": "P-256", "kid": kid, "kty": "EC", "use": "sig",
+        "x": Encoding::Base64Url.encode(&point[1..33]),
+        "y": Encoding::Base64Url.encode(&point[33..]),
+        "created_at": 1_560_466_150, "expired_at": expired_at,
+    }, "request_id": "RZ6Omi1bzzwDaLo"})
+}
+
+fn es256_token(header: &Value, claims: &Value) -> (String, Vec<u8>) {
+    let b64 = |v: &Value| Encoding::Base64Url.encode(v.to_string().as_bytes());
+    let input = format!("{}.{}", b64(header), b64(claims));
+    let sig = ec_key_pair()
+        .sign(&SystemRandom::new(), input.as_bytes())
+        .unwrap();
+    (input, sig.as_ref().to_vec())
+}
+
+fn plaid_params() -> RemoteParams {
+    RemoteParams {
+        claims: JwtClaims::Scheme,
+        ..RemoteParams::default()
+    }
+}
+
+fn check_es256(header: &Value, keys: &PublicKeys, now: i64) -> Result<(), Rejection> {
+    let claims = json!({"iat": NOW, "request_body_sha256": "ab"});
+    let (input, sig) = es256_token(header, &claims);
+    check(
+        Algorithm::Es256,
+        keys,
+        input.as_bytes(),
+        &[sig],
+        Some(&input),
+        &plaid_params(),
+        now,
+    )
+}
+
+#[test]
+fn es256_jwts_verify_with_a_key_endpoints_jwk() {
+    let answer = key_answer("k1", None).to_string();
+    let keys = PublicKeys::parse(Document::Jwk, answer.as_bytes()).unwrap();
+    assert!(keys.has_kid("k1"));
+    assert_eq!(keys.not_after(), None);
+    let header = json!({"alg": "ES256", "kid": "k1", "typ": "JWT"});
+    // No OIDC claims are required: the scheme checks `iat` and the body hash.
+    assert_eq!(check_es256(&header, &keys, NOW), Ok(()));
+    assert_eq!(
+        check_es256(&json!({"alg": "ES256", "kid": "k2"}), &keys, NOW),
+        Err(Rejection::UnknownKey)
+    );
+    for alg in ["RS256", "HS256", "none", "ES384"] {
+        assert_eq!(
+            check_es256(&json!({"alg": alg, "kid": "k1"}), &keys, NOW),
+            Err(Rejection::SignatureMalformed),
+            "{alg}"
+        );
+    }
+    // A signature over other claims, a DER signature, or zeros does not verify.
+    let (input, _) = es256_token(&header, &json!({"iat": NOW}));
+    let (_, other) = es256_token(&header, &json!({"iat": NOW + 1}));
+    let der = ec_key_pair_for(&ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING)
+        .sign(&SystemRandom::new(), input.as_bytes())
+        .unwrap();
+    for sig in [other, der.as_ref().to_vec(), vec![0; 64], Vec::new()] {
+        let checked = check(
+            Algorithm::Es256,
+            &keys,
+            input.as_bytes(),
+            &[sig],
+            Some(&input),
+            &plaid_params(),
+            NOW,
+        );
+        assert_eq!(checked, Err(Rejection::SignatureMismatch));
+    }
+    // An RSA key never verifies ES256, nor an EC key RS256.
+    assert_eq!(
+        check_es256(&header, &jwks("k1"), NOW),
+        Err(Rejection::SignatureMismatch)
+    );
+    let (input, sig) = token(&json!({"alg": "RS256", "kid": "k1"}), &claims());
+    let rs256 = check(
+        Algorithm::RsaSha256,
+        &keys,
+        input.as_bytes(),
+        &[sig],
+        Some(&input),
+        &google(),
+        NOW,
+    );
+    assert_eq!(rs256, Err(Rejection::SignatureMismatch));
+}
+
+#[test]
+fn a_key_with_an_expired_at_serves_until_then() {
+    let answer = key_answer("k1", Some(NOW + 60)).to_string();
+    let keys = PublicKeys::from_key_answer(answer.as_bytes()).unwrap();
+    assert_eq!(keys.not_after(), Some(NOW + 59));
+    let header = json!({"alg": "ES256", "kid": "k1"});
+    assert_eq!(check_es256(&header, &keys, NOW + 59), Ok(()));
+    assert_eq!(
+        check_es256(&header, &keys, NOW + 60),
+        Err(Rejection::KeyExpired)
+    );
+}
+
+#[test]
+fn key_answers_must_hold_one_p256_signing_key() {
+    let with = |name: &str, value: Value| {
+        let mut answer = key_answer("k1", None);
+        answer["key"][name] = value;
+        PublicKeys::from_key_answer(answer.to_string().as_bytes())
+    };
+    assert!(with("use", json!("sig")).is_ok());
+    for (name, value) in [
+        ("kty", json!("RSA")),
+        ("crv", json!("P-384")),
+        ("use", json!("enc")),
+        ("alg", json!("RS256")),
+        ("x", json!("AA")),
+        ("y", json!(null)),
+        ("x", json!("!!")),
+        ("expired_at", json!("soon")),
+    ] {
+        assert!(with(name, value.clone()).is_err(), "{name} = {value}");
+    }
+    for bad in [
+        &b"not json"[..],
+        b"{}",
+        b"{\"key\": \"k\"}",
+        b"[]",
+        SIGNING_CERT,
+    ] {
+        assert!(PublicKeys::from_key_answer(bad).is_err());
+    }
+}
+
+/// Plaid's scheme end to end in the core: the `kid` to fetch, then the
+/// signature, the body hash and the `iat` window.
+#[test]
+fn plaid_jwts_bind_the_body_and_a_recent_time() {
+    use crate::verify::request::{SignedRequest, UrlParts};
+    use crate::verify::{KeyNeed, Verifier};
+    use sha2::Digest as _;
+
+    let scheme = crate::scheme::presets::get("plaid").unwrap();
+    let credentials = Arc::new(Credentials {
+        client_id: "client".into(),
+        secret: Secret::new(b"secret".to_vec()),
+    });
+    let endpoint = HttpsUrl::parse("https://sandbox.plaid.com/webhook_verification_key/get");
+    let params = RemoteParams {
+        key_endpoint: endpoint.clone(),
+        credentials: Some(Arc::clone(&credentials)),
+        ..plaid_params()
+    };
+    let verifier = Verifier::remote(scheme, params, None);
+    let body = br#"{"webhook_type":"TRANSACTIONS","webhook_code":"SYNC_UPDATES_AVAILABLE"}"#;
+    let jwt = |claims: &Value| {
+        let (input, sig) = es256_token(&json!({"alg": "ES256", "kid": "k1", "typ": "JWT"}), claims);
+        format!("{input}.{}", Encoding::Base64Url.encode(&sig))
+    };
+    let hash = hex::encode(sha2::Sha256::digest(body));
+    let good = jwt(&json!({"iat": NOW - 10, "request_body_sha256": hash}));
+    let keys = RemoteKeys::Ready(Arc::new(
+        PublicKeys::from_key_answer(key_answer("k1", None).to_string().as_bytes()).unwrap(),
+    ));
+    let url = UrlParts {
+        public_url: None,
+        remainder: "",
+        host: "gw",
+    };
+    let verify = |token: &str, body: &[u8], now: i64| {
+        let headers = crate::verify::tests::headers(&[("Plaid-Verification", token)]);
+        let req = SignedRequest::new("POST", ("/plaid", None), &headers, body, url);
+        (
+            verifier.key_need(&req),
+            verifier.verify_with_keys(&req, now, &keys),
+        )
+    };
+    let (need, verdict) = verify(&good, body, NOW);
+    assert_eq!(
+        need,
+        KeyNeed::Jwk {
+            url: endpoint.unwrap(),
+            kid: "k1".into(),
+            credentials,
+        }
+    );
+    let verified = verdict.unwrap();
+    assert_eq!(verified.event_type(), Some("SYNC_UPDATES_AVAILABLE"));
+    assert_eq!(verified.timestamp(), Some(NOW - 10));
+
+    let other = br#"{"webhook_type":"TRANSACTIONS","webhook_code":"DEFAULT_UPDATE"}"#;
+    assert_eq!(
+        verify(&good, other, NOW).1.unwrap_err(),
+        Rejection::BodyMismatch
+    );
+    assert_eq!(
+        verify(&good, b"", NOW).1.unwrap_err(),
+        Rejection::BodyMismatch
+    );
+    assert_eq!(
+        verify(&good, body, NOW + 291).1.unwrap_err(),
+        Rejection::TimestampTooOld
+    );
+    assert!(verify(&good, body, NOW + 290).1.is_ok());
+    let no_iat = jwt(&json!({"request_body_sha256": hash}));
+    assert_eq!(
+        verify(&no_iat, body, NOW).1.unwrap_err(),
+        Rejection::TimestampUnreadable
+    );
+    let no_hash = jwt(&json!({"iat": NOW}));
+    for body in [&b""[..], b"a=1", body] {
+        assert_eq!(
+            verify(&no_hash, body, NOW).1.unwrap_err(),
+            Rejection::BodyMismatch
+        );
+    }
+    let upper = jwt(&json!({"iat": NOW, "request_body_sha256": hash.to_uppercase()}));
+    assert!(verify(&upper, body, NOW).1.is_ok());
+    let garbled = jwt(&json!({"iat": NOW, "request_body_sha256": "zz"}));
+    assert_eq!(
+        verify(&garbled, body, NOW).1.unwrap_err(),
+        Rejection::BodyMismatch
+    );
+    // A token naming no key needs no fetch and is refused.
+    let (input, sig) = es256_token(&json!({"alg": "ES256"}), &json!({"iat": NOW}));
+    let kidless = format!("{input}.{}", Encoding::Base64Url.encode(&sig));
+    let (need, verdict) = verify(&kidless, body, NOW);
+    assert_eq!(need, KeyNeed::None);
+    assert!(verdict.is_err());
+}

@@ -1,13 +1,18 @@
 //! Remote keys for tests: a key server speaking HTTPS with a certificate from a
-//! fresh test CA, and signing with the fixture RSA key
-//! (tests/fixtures/remote_keys) the way AWS SNS, PayPal and OIDC issuers sign.
+//! fresh test CA, and signing with the fixture RSA and P-256 keys
+//! (tests/fixtures/remote_keys) the way AWS SNS, PayPal, OIDC issuers and
+//! Plaid sign.
 
 use std::path::PathBuf;
 
 use base64::Engine as _;
 use ring::rand::SystemRandom;
-use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair, RsaPublicKeyComponents};
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair,
+    RsaPublicKeyComponents,
+};
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 use crate::support::upstream::{Reply, Upstream};
 
@@ -19,6 +24,7 @@ pub const OTHER_CERT: &str = include_str!("../../fixtures/remote_keys/other.pem"
 /// `https://KEYSERVER/…` stands for the key server.
 pub const SNS_V1: &str = include_str!("../../fixtures/remote_keys/sns-v1.json");
 const SIGNING_KEY: &str = include_str!("../../fixtures/remote_keys/signing.key");
+const PLAID_KEY: &str = include_str!("../../fixtures/remote_keys/plaid-signing.key");
 
 /// An HTTPS server answering every request with one document, counting them.
 #[derive(Debug)]
@@ -89,15 +95,58 @@ pub fn trusting(ca_file: &std::path::Path) -> String {
     )
 }
 
-fn key_pair() -> RsaKeyPair {
-    let der: String = SIGNING_KEY
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
+/// The DER of a PEM private key.
+fn pem_der(pem: &str) -> Vec<u8> {
+    let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
         .decode(der)
+        .unwrap()
+}
+
+fn key_pair() -> RsaKeyPair {
+    RsaKeyPair::from_pkcs8(&pem_der(SIGNING_KEY)).unwrap()
+}
+
+fn plaid_key_pair() -> EcdsaKeyPair {
+    EcdsaKeyPair::from_pkcs8(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &pem_der(PLAID_KEY),
+        &SystemRandom::new(),
+    )
+    .unwrap()
+}
+
+/// Plaid's answer to `/webhook_verification_key/get`: the fixture P-256 key
+/// as `kid`, expired at `expired_at` when given.
+pub fn plaid_key_answer(kid: &str, expired_at: Option<i64>) -> String {
+    let pair = plaid_key_pair();
+    let point = pair.public_key().as_ref();
+    json!({
+        "key": {
+            "alg": "ES256", "created_at": 1_560_466_150, "crv": "P-256",
+            "expired_at": expired_at, "kid": kid, "kty": "EC", "use": "sig",
+            "x": base64url(&point[1..33]), "y": base64url(&point[33..]),
+        },
+        "request_id": "RZ6Omi1bzzwDaLo",
+    })
+    .to_string()
+}
+
+/// A `Plaid-Verification` JWT for `body` issued at `iat`, naming `kid`,
+/// signed (ES256) with the fixture P-256 key.
+pub fn plaid_jwt(kid: &str, body: &str, iat: i64) -> String {
+    let hash = hex::encode(sha2::Sha256::digest(body.as_bytes()));
+    let header = json!({"alg": "ES256", "kid": kid, "typ": "JWT"});
+    let claims = json!({"iat": iat, "request_body_sha256": hash});
+    let input = format!(
+        "{}.{}",
+        base64url(header.to_string().as_bytes()),
+        base64url(claims.to_string().as_bytes())
+    );
+    let sig = plaid_key_pair()
+        .sign(&SystemRandom::new(), input.as_bytes())
         .unwrap();
-    RsaKeyPair::from_pkcs8(&der).unwrap()
+    format!("{input}.{}", base64url(sig.as_ref()))
 }
 
 /// RSASSA-PKCS1-v1_5 SHA-256 of `message` with the signing key.
