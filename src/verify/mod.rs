@@ -561,14 +561,17 @@ fn check_body_hash(
 }
 
 /// A scheme that signs named form fields (Braintree's `bt_payload`) covers the
-/// body only when the form holds nothing else but its signature field, and
-/// each of them once: a repeated field could be read one way here and another
-/// way by the app.
+/// body only when it is a form holding nothing else but its signature field,
+/// and each of them once: a repeated field could be read one way here and
+/// another way by the app.
 fn check_form_fields(scheme: &Scheme, req: &SignedRequest<'_>) -> Result<(), Rejection> {
     let signature = match &scheme.signature.location {
         Location::Form(name) => Some(name.as_str()),
         Location::Headers(_) | Location::Json(_) | Location::Query(_) => None,
     };
+    if !req.is_form() && !req.body.is_empty() {
+        return Err(Rejection::BodyMismatch);
+    }
     let allowed: Vec<&str> = scheme.signed_form_fields().chain(signature).collect();
     let mut seen: Vec<&str> = Vec::with_capacity(allowed.len());
     for (name, _) in req.form() {

@@ -658,6 +658,33 @@ fn braintree_refuses_a_form_with_more_than_its_two_fields() {
 }
 
 #[test]
+fn a_scheme_signing_optional_form_fields_refuses_other_bodies() {
+    let scheme = descriptor(
+        r#"
+algorithm = "hmac-sha256"
+signed = "{optional:form:payload}"
+signature = { header = "x-sig" }
+"#,
+    );
+    let v = verifier(scheme, &["k"], None);
+    let mut mac = super::mac::KeyedMac::new(super::mac::HashAlg::Sha256, b"k");
+    mac.update(b"");
+    let sig = hex::encode(mac.finalize());
+    let form = "application/x-www-form-urlencoded";
+    let at = |content_type: &str, body: &str| {
+        let pairs = [("x-sig", sig.as_str()), ("content-type", content_type)];
+        check_at(&v, &pairs, body, 0).map(|_| ())
+    };
+    assert_eq!(at(form, ""), Ok(()));
+    assert_eq!(at(form, "payload="), Ok(()));
+    assert_eq!(at(form, "other=1"), Err(Rejection::BodyMismatch));
+    assert_eq!(
+        at("application/json", r#"{"a":1}"#),
+        Err(Rejection::BodyMismatch)
+    );
+}
+
+#[test]
 fn braintree_secrets_must_carry_their_public_key() {
     let error = Verifier::new(preset("braintree"), &secrets(&["SECRETVALUE"]), None).unwrap_err();
     assert_eq!(error.0, 0);
