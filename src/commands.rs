@@ -162,15 +162,23 @@ pub fn schemes_markdown() -> String {
                     c.when, c.equals, c.url
                 )
             }));
-            let algorithm = match &scheme.remote {
-                Some(remote) => format!("{} ({})", scheme.algorithm.as_str(), remote.source),
-                None => scheme.algorithm.as_str().to_owned(),
+            let algorithm = match (&scheme.remote, scheme.key) {
+                (Some(remote), _) => format!("{} ({})", scheme.algorithm.as_str(), remote.source),
+                (None, crate::scheme::KeyFormat::Sha1) => {
+                    format!("{} (key: SHA-1 of the secret)", scheme.algorithm.as_str())
+                }
+                (None, _) => scheme.algorithm.as_str().to_owned(),
             };
             let signed = if scheme.algorithm == crate::scheme::Algorithm::Token {
                 "(the secret itself)".to_owned()
             } else {
                 // A `|` would end the table cell, even inside a code span.
-                format!("`{}`", scheme.signed.to_string().replace('|', "\\|"))
+                let signed = format!("`{}`", scheme.signed.to_string().replace('|', "\\|"));
+                if scheme.optional_newline {
+                    format!("{signed}, with or without a trailing `\\n`")
+                } else {
+                    signed
+                }
             };
             let _ = writeln!(
                 out,
@@ -210,6 +218,7 @@ pub fn signature_grammar(scheme: &Scheme) -> String {
         }
         Format::Versioned { version, .. } => format!("{version},{encoded}"),
         Format::Jwt => format!("<JWT signed {encoded}>"),
+        Format::Pairs { separator } => format!("<label>|{encoded}{separator}…"),
     };
     match &scheme.signature.location {
         Location::Json(pointer) => format!("json:{} = {value}", pointer.as_str()),

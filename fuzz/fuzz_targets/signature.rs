@@ -1,4 +1,4 @@
-//! Signature field grammars (plain, kv, versioned, jwt) in every encoding:
+//! Signature field grammars (plain, kv, versioned, pairs, jwt) in every encoding:
 //! each line of the input is one value of the field, read the way a request
 //! with several such headers is. Checks the caps on what one request can make
 //! the verifier do, and that what a format writes it reads back.
@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use hookgate::scheme::presets;
 use hookgate::scheme::signature::{
-    Encoding, Format, JWT_INPUT, MAX_SIGNATURES, Received, jwt_signing_input,
+    Encoding, Format, JWT_INPUT, MAX_SIGNATURES, PAIR_LABEL, Received, jwt_signing_input,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -85,6 +85,7 @@ fn round_trip(format: &Format, encoding: Encoding, data: &[u8]) {
             jwt_signing_input(&[("iat".to_owned(), "1700000000".to_owned())]),
         )],
         Format::KeyValue { .. } => vec![("t".to_owned(), "1700000000".to_owned())],
+        Format::Pairs { .. } => vec![(PAIR_LABEL.to_owned(), "public_key".to_owned())],
         Format::Plain { .. } | Format::Versioned { .. } => Vec::new(),
     };
     let written = format.write(&encoded, &fields);
@@ -96,5 +97,8 @@ fn round_trip(format: &Format, encoding: Encoding, data: &[u8]) {
     assert_eq!(received.signatures, [data], "{format:?} wrote {written:?}");
     if let Format::KeyValue { .. } = format {
         assert_eq!(received.field("t"), Some("1700000000"));
+    }
+    if let Format::Pairs { .. } = format {
+        assert_eq!(received.labels, ["public_key"]);
     }
 }

@@ -526,6 +526,50 @@ signature = { header = "X-Sig", format = "kv", key = "v1", separator = "=" }
 }
 
 #[test]
+fn labelled_pairs_sha1_keys_and_optional_newlines_are_checked() {
+    let text = r#"
+[schemes.pairs-bar]
+algorithm = "hmac-sha1"
+signature = { form = "sig", format = "pairs", separator = "|" }
+
+[schemes.pairs-key]
+algorithm = "hmac-sha1"
+signature = { form = "sig", format = "pairs", key = "pub" }
+
+[schemes.sha1-token]
+algorithm = "token"
+key = "sha1"
+signature = { header = "X-Token" }
+
+[schemes.newline-ed25519]
+algorithm = "ed25519"
+key = "hex"
+optional_newline = true
+signature = { header = "X-Sig" }
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "c.toml:4:59: `separator` cannot be `|`: the pairs format writes it inside each entry",
+            "c.toml:8:53: `key` does not apply to the pairs format: each secret carries its label, as `label|secret`",
+            "c.toml:11:13: warning: the signature does not cover the body: a captured signature can carry another body",
+            "c.toml:12:7: key format does not fit algorithm `token`",
+            "c.toml:18:20: `optional_newline` applies to the hmac-sha1, hmac-sha256 and hmac-sha512 algorithms",
+        ]
+    );
+    let braintree = ROUTE
+        .replace("scheme = \"rye\"", "scheme = \"braintree\"")
+        .replace("[\"s\"]", "[\"s3cret-without-its-public-key\"]");
+    assert_eq!(
+        errors(&braintree),
+        [
+            "c.toml:8:12: the secret must be written LABEL|SECRET (for Braintree: \
+             public_key|private_key), both non-empty for scheme `braintree`"
+        ]
+    );
+}
+
+#[test]
 fn handshakes_without_when_and_signatures_in_the_query_are_checked() {
     let text = r#"
 [schemes.any-post]

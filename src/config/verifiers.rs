@@ -256,6 +256,7 @@ impl Builder<'_> {
             signed: v.payload.clone(),
             tolerance_secs: None,
             url_ports: false,
+            optional_newline: None,
             body_sha256: None,
             docs: None,
             provider: None,

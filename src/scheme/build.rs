@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::file::{HandshakeFile, KeysFile, SchemeFile, SignatureFile};
 use super::remote::{Confirm, HostPattern, HttpsUrl, KeySource, RemoteSpec, TENANT};
-use super::signature::{Encoding, Format, Location, SignatureSpec};
+use super::signature::{Encoding, Format, LABEL_SEPARATOR, Location, SignatureSpec};
 use super::source::Source;
 use super::template::{Part, Template};
 use super::{Algorithm, AlgorithmFrom, KeyFormat, Scheme, TimeFormat, TimestampSpec};
@@ -140,6 +140,14 @@ impl<'d> SchemeBuilder<'d> {
             Some(list) => self.handshakes(list, algorithm).unwrap_or_default(),
             None => Vec::new(),
         };
+        if let (Some(n), Some(algorithm)) = (&file.optional_newline, algorithm) {
+            if !matches!(algorithm, Algorithm::Hmac(_)) {
+                self.error(
+                    span(n),
+                    "`optional_newline` applies to the hmac-sha1, hmac-sha256 and hmac-sha512 algorithms",
+                );
+            }
+        }
         if let (Some(algorithm), Some(signed)) = (algorithm, &signed) {
             self.check_signed(file, algorithm, signed);
             self.check_remote(file, algorithm, signed, signature.as_ref());
@@ -163,6 +171,7 @@ impl<'d> SchemeBuilder<'d> {
             event_type,
             default_tolerance_secs: tolerance,
             url_ports: file.url_ports,
+            optional_newline: file.optional_newline.as_ref().is_some_and(|n| *n.get_ref()),
             body_sha256,
             handshakes,
             algorithm_from,
@@ -187,7 +196,7 @@ impl<'d> SchemeBuilder<'d> {
                 None => {
                     self.error(
                         span(k),
-                        format!("unknown key format `{}`; use raw, base64, hex, whsec, whpk or spki-base64", k.get_ref()),
+                        format!("unknown key format `{}`; use raw, base64, hex, whsec, whpk, spki-base64 or sha1", k.get_ref()),
                     );
                     return None;
                 }
@@ -201,7 +210,15 @@ impl<'d> SchemeBuilder<'d> {
             Algorithm::RsaSha1 | Algorithm::RsaSha256 | Algorithm::Es256 => {
                 format == KeyFormat::Raw
             }
-            Algorithm::Hmac(_) | Algorithm::Sha256 | Algorithm::Token => {
+            Algorithm::Hmac(_) => matches!(
+                format,
+                KeyFormat::Raw
+                    | KeyFormat::Base64
+                    | KeyFormat::Hex
+                    | KeyFormat::Whsec
+                    | KeyFormat::Sha1
+            ),
+            Algorithm::Sha256 | Algorithm::Token => {
                 matches!(
                     format,
                     KeyFormat::Raw | KeyFormat::Base64 | KeyFormat::Hex | KeyFormat::Whsec
@@ -334,10 +351,23 @@ impl<'d> SchemeBuilder<'d> {
                 separator: separator(self, ' ', ',')?,
                 version: needs_key(self, "the version to use, e.g. v1")?,
             },
+            "pairs" => {
+                if let Some(k) = &s.key {
+                    self.error(
+                        span(k),
+                        "`key` does not apply to the pairs format: each secret carries its label, as `label|secret`",
+                    );
+                }
+                Format::Pairs {
+                    separator: separator(self, '&', LABEL_SEPARATOR)?,
+                }
+            }
             other => {
                 self.error(
                     s.format.as_ref().map(Spanned::span),
-                    format!("unknown signature format `{other}`; use plain, kv, versioned or jwt"),
+                    format!(
+                        "unknown signature format `{other}`; use plain, kv, versioned, pairs or jwt"
+                    ),
                 );
                 return None;
             }
@@ -384,12 +414,15 @@ impl<'d> SchemeBuilder<'d> {
                 "algorithm `token` compares the secret itself; remove `signed`",
             );
         }
+        // Named form fields are covered with the rest of the form refused.
+        let form_fields = signed.fields().any(|f| matches!(f, Source::Form(_)));
         let covers_body = algorithm != Algorithm::Token
             && (signed.uses(&Part::Body)
                 || signed.uses(&Part::FormParams)
                 || signed.uses(&Part::AwsSns)
                 || signed.uses(&Part::Crc32)
-                || file.body_sha256.is_some());
+                || file.body_sha256.is_some()
+                || form_fields);
         if self.warn_weak && !covers_body {
             self.warning(at, "the signature does not cover the body: a captured signature can carry another body");
         }

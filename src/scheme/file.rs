@@ -22,7 +22,7 @@ pub struct SchemeFile {
     /// Where the keys are published, for schemes verified with remote keys.
     pub keys: Option<Spanned<KeysFile>>,
     /// How a secret becomes a key: `raw` (default), `base64`, `hex`, `whsec`,
-    /// `whpk`, `spki-base64`.
+    /// `whpk`, `spki-base64`, `sha1`.
     pub key: Option<Spanned<String>>,
     /// Template of the signed content. Default `{body}`.
     pub signed: Option<Spanned<String>>,
@@ -31,6 +31,9 @@ pub struct SchemeFile {
     /// Also try `{url}` without its port and with the default port (Twilio).
     #[serde(default)]
     pub url_ports: bool,
+    /// Also accept an HMAC of the signed content followed by one `\n` (Braintree).
+    #[serde(default)]
+    pub optional_newline: Option<Spanned<bool>>,
     /// Source of a hex SHA-256 of the body that must match when the body is not a
     /// form (Twilio's `query:bodySHA256`).
     pub body_sha256: Option<Spanned<String>>,
@@ -106,9 +109,11 @@ pub struct SignatureFile {
     /// Name of a query parameter that carries it (a secret put in the URL, for
     /// providers that sign nothing).
     pub query: Option<Spanned<String>>,
-    /// `plain` (default), `kv` (`t=…,v1=…`) or `versioned` (`v1,<sig> v1,<sig>`).
+    /// `plain` (default), `kv` (`t=…,v1=…`), `versioned` (`v1,<sig> v1,<sig>`)
+    /// or `pairs` (`label|<sig>&label|<sig>`).
     pub format: Option<Spanned<String>>,
-    /// `kv`: between pairs (default `,`); `versioned`: between entries (default a space).
+    /// `kv`: between pairs (default `,`); `versioned`: between entries (default
+    /// a space); `pairs`: between entries (default `&`).
     pub separator: Option<Spanned<String>>,
     /// `kv`: the key of the signatures; `versioned`: the version to use.
     pub key: Option<Spanned<String>>,

@@ -105,6 +105,8 @@ pub enum KeyFormat {
     Whpk,
     /// A base64 DER SubjectPublicKeyInfo (e.g. SendGrid's verification key).
     SpkiBase64,
+    /// The SHA-1 digest of the secret's bytes, 20 raw bytes (Braintree's HMAC key).
+    Sha1,
 }
 
 impl KeyFormat {
@@ -113,9 +115,13 @@ impl KeyFormat {
     /// one must say.
     pub fn is_remote(self) -> bool {
         match self {
-            Self::Raw | Self::Base64 | Self::Hex | Self::Whsec | Self::Whpk | Self::SpkiBase64 => {
-                false
-            }
+            Self::Raw
+            | Self::Base64
+            | Self::Hex
+            | Self::Whsec
+            | Self::Whpk
+            | Self::SpkiBase64
+            | Self::Sha1 => false,
         }
     }
 
@@ -128,6 +134,7 @@ impl KeyFormat {
             "whsec" => Self::Whsec,
             "whpk" => Self::Whpk,
             "spki-base64" => Self::SpkiBase64,
+            "sha1" => Self::Sha1,
             _ => return None,
         })
     }
@@ -222,6 +229,9 @@ pub struct Scheme {
     pub default_tolerance_secs: Option<u64>,
     /// Also try `{url}` without its port and with the scheme's default port.
     pub url_ports: bool,
+    /// Also accept a signature of the signed content followed by one `\n`
+    /// (Braintree's SDKs try both).
+    pub optional_newline: bool,
     /// A source holding the hex SHA-256 of the body; a body that is not a form
     /// must match it (it is then covered by the signed URL).
     pub body_sha256: Option<Source>,
@@ -266,13 +276,28 @@ impl Scheme {
             || covered_by_sns
     }
 
-    /// Whether the signature covers only the decoded form fields of the body,
-    /// with no body hash for other bodies: such a scheme accepts form bodies
-    /// only (Mandrill).
+    /// Whether the signature covers only the decoded form fields of the body
+    /// (all of them, or named ones), with no body hash for other bodies: such
+    /// a scheme accepts form bodies only (Mandrill, Braintree).
     pub fn signs_form_only(&self) -> bool {
-        self.signed.uses(&Part::FormParams)
+        (self.signed.uses(&Part::FormParams) || self.signed_form_fields().next().is_some())
             && !self.signed.uses(&Part::Body)
             && self.body_sha256.is_none()
+    }
+
+    /// The form fields the signed content names (`{form:NAME}`).
+    pub fn signed_form_fields(&self) -> impl Iterator<Item = &str> {
+        self.signed.fields().filter_map(|s| match s {
+            Source::Form(name) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Whether the signature covers named form fields rather than the body
+    /// (Braintree's `{form:bt_payload}`): the body must then be a form of
+    /// those fields and the signature's, each once, and nothing else.
+    pub fn signs_named_form_fields(&self) -> bool {
+        self.signs_form_only() && !self.signed.uses(&Part::FormParams)
     }
 
     /// Whether the signature covers the body (through `{body}`, the form
@@ -283,7 +308,8 @@ impl Scheme {
                 || self.signed.uses(&Part::FormParams)
                 || self.signed.uses(&Part::AwsSns)
                 || self.signed.uses(&Part::Crc32)
-                || self.body_sha256.is_some())
+                || self.body_sha256.is_some()
+                || self.signs_named_form_fields())
     }
 
     /// Headers that carry signature material (the signature, and a header

@@ -1,6 +1,6 @@
 //! The signature field's grammar: where signatures are (headers, a JSON field,
 //! a form field, a query parameter), how a value lists them (`sha256=<hex>`; `t=…,v1=…`;
-//! `v1,<b64> v1,<b64>`), and how each is encoded.
+//! `v1,<b64> v1,<b64>`; `pub1|<hex>&pub2|<hex>`), and how each is encoded.
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -51,7 +51,21 @@ pub enum Format {
         /// The version to use, e.g. `v1`.
         version: String,
     },
+    /// Entries `label|signature` split by `separator` (Braintree's
+    /// `public_key|signature` pairs joined by `&`): each signature counts only
+    /// for the secret written with the same label (`label|secret`).
+    Pairs {
+        /// Between entries.
+        separator: char,
+    },
 }
+
+/// Between a label and what it labels, in [`Format::Pairs`] entries and in the
+/// secrets of such schemes.
+pub const LABEL_SEPARATOR: char = '|';
+
+/// The field holding the label to write, when signing in [`Format::Pairs`].
+pub const PAIR_LABEL: &str = "label";
 
 /// How a signature is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,9 +170,26 @@ pub struct Received {
     pub signatures: Vec<Vec<u8>>,
     /// The other `k=v` pairs of a key-value value, for `signature:K` sources.
     pub fields: Vec<(String, String)>,
+    /// In the pairs format, the label of each signature (same order).
+    pub labels: Vec<String>,
 }
 
 impl Received {
+    /// The signatures a secret labelled `label` may have made: those with that
+    /// label, or every one for a secret without a label.
+    pub fn labelled(&self, label: Option<&[u8]>) -> Vec<&[u8]> {
+        match label {
+            None => self.signatures.iter().map(Vec::as_slice).collect(),
+            Some(label) => self
+                .signatures
+                .iter()
+                .zip(&self.labels)
+                .filter(|(_, l)| l.as_bytes() == label)
+                .map(|(s, _)| s.as_slice())
+                .collect(),
+        }
+    }
+
     /// The first value of pair `key`.
     pub fn field(&self, key: &str) -> Option<&str> {
         self.fields
@@ -178,7 +209,7 @@ impl Format {
     /// Reads one value of the signature field into `out`.
     pub fn read(&self, value: &str, encoding: Encoding, out: &mut Received) {
         out.present = true;
-        let mut push = |text: &str| {
+        let push = |out: &mut Received, text: &str| {
             let text = text.trim();
             if !text.is_empty()
                 && text.len() <= MAX_ENTRY_LEN
@@ -186,13 +217,15 @@ impl Format {
             {
                 if let Some(sig) = encoding.decode(text) {
                     out.signatures.push(sig);
+                    return true;
                 }
             }
+            false
         };
         match self {
             Self::Plain { prefix } => {
                 if let Some(rest) = value.trim().strip_prefix(prefix.as_str()) {
-                    push(rest);
+                    push(out, rest);
                 }
             }
             Self::KeyValue { separator, key } => {
@@ -203,13 +236,24 @@ impl Format {
                     };
                     let (k, v) = (k.trim(), v.trim());
                     if k == key {
-                        push(v);
+                        push(out, v);
                     } else if out.fields.len() < 16 {
                         out.fields.push((k.to_owned(), v.to_owned()));
                     }
                 }
             }
             Self::Jwt => read_jwt(value, encoding, out),
+            Self::Pairs { separator } => {
+                for entry in value.split(*separator) {
+                    let Some((label, sig)) = entry.split_once(LABEL_SEPARATOR) else {
+                        continue;
+                    };
+                    // Compared as sent, as Braintree's SDKs do: no space around.
+                    if label.len() <= MAX_ENTRY_LEN && sig.trim() == sig && push(out, sig) {
+                        out.labels.push(label.to_owned());
+                    }
+                }
+            }
             Self::Versioned { separator, version } => {
                 let entries: Box<dyn Iterator<Item = &str>> = if *separator == ' ' {
                     Box::new(value.split_whitespace())
@@ -219,7 +263,7 @@ impl Format {
                 for entry in entries {
                     if let Some((v, sig)) = entry.trim().split_once(',') {
                         if v == version {
-                            push(sig);
+                            push(out, sig);
                         }
                     }
                 }
@@ -239,6 +283,13 @@ impl Format {
                 pairs.join(&separator.to_string())
             }
             Self::Versioned { version, .. } => format!("{version},{encoded}"),
+            Self::Pairs { .. } => {
+                let label = fields
+                    .iter()
+                    .find(|(k, _)| k == PAIR_LABEL)
+                    .map_or("", |(_, v)| v.as_str());
+                format!("{label}{LABEL_SEPARATOR}{encoded}")
+            }
             Self::Jwt => {
                 let input = fields
                     .iter()
@@ -403,6 +454,29 @@ mod tests {
     }
 
     #[test]
+    fn pairs_keep_each_signature_with_its_label() {
+        let f = Format::Pairs { separator: '&' };
+        let r = read(
+            &f,
+            Encoding::Hex,
+            "pub_a|aa&junk&pub_b|zz&pub_b|bb&|cc&pub_a|dd|ee&pub_a|ee ",
+        );
+        assert_eq!(r.signatures, [vec![0xaa], vec![0xbb], vec![0xcc]]);
+        assert_eq!(r.labels, ["pub_a", "pub_b", ""]);
+        assert_eq!(r.labelled(Some(b"pub_b")), [&[0xbb][..]]);
+        assert_eq!(r.labelled(Some(b"pub_c")), Vec::<&[u8]>::new());
+        assert_eq!(r.labelled(None).len(), 3);
+        assert!(
+            read(&f, Encoding::Hex, "no pair here")
+                .signatures
+                .is_empty()
+        );
+        let written = f.write("ab", &[(PAIR_LABEL.into(), "pub_a".into())]);
+        assert_eq!(written, "pub_a|ab");
+        assert_eq!(read(&f, Encoding::Hex, &written).labels, ["pub_a"]);
+    }
+
+    #[test]
     fn encodings_decode_and_encode() {
         assert_eq!(Encoding::Base64Url.decode("-_8"), Some(vec![0xfb, 0xff]));
         assert_eq!(Encoding::Base64Url.encode(&[0xfb, 0xff]), "-_8");
@@ -485,9 +559,11 @@ mod tests {
                 separator: ' ',
                 version: "v1".into(),
             },
+            Format::Pairs { separator: '&' },
         ];
         let long = "a".repeat(100_000);
         let many = "v1=aa,".repeat(10_000);
+        let many_pairs = "k|aa&".repeat(10_000);
         for f in &formats {
             for e in [
                 Encoding::Hex,
@@ -506,9 +582,13 @@ mod tests {
                     "é=ü",
                     long.as_str(),
                     many.as_str(),
+                    many_pairs.as_str(),
+                    "|",
+                    "&|&",
                 ] {
                     let r = read(f, e, v);
                     assert!(r.fields.len() <= 16 && r.signatures.len() <= MAX_SIGNATURES);
+                    assert!(r.labels.len() <= r.signatures.len());
                 }
             }
         }

@@ -5,8 +5,10 @@ use ring::signature::{ECDSA_P256_SHA256_ASN1, ED25519, UnparsedPublicKey};
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
+use sha1::{Digest, Sha1};
+
 use crate::config::secret::Secret;
-use crate::scheme::signature::decode_base64;
+use crate::scheme::signature::{LABEL_SEPARATOR, decode_base64};
 use crate::scheme::{Algorithm, KeyFormat};
 use crate::verify::mac::{KeyedMac, constant_time_eq};
 
@@ -51,7 +53,29 @@ pub fn decode(format: KeyFormat, secret: &[u8]) -> Result<Vec<u8>, String> {
                 .map_err(|_| "is not a DER SubjectPublicKeyInfo".to_owned())?;
             Ok(spki.subject_public_key.data.to_vec())
         }
+        KeyFormat::Sha1 => Ok(Sha1::digest(secret).to_vec()),
     }
+}
+
+/// Splits a secret written `label|secret` (for the pairs signature format,
+/// e.g. Braintree's `public_key|private_key`) at its first `|`. The error
+/// says what is wrong with the secret's form, never what it contains.
+pub fn split_label(secret: &[u8]) -> Result<(Secret, Secret), String> {
+    let mut separator = [0; 4];
+    let separator = LABEL_SEPARATOR.encode_utf8(&mut separator).as_bytes();
+    let at = secret
+        .windows(separator.len())
+        .position(|w| w == separator)
+        .filter(|at| *at > 0 && at + separator.len() < secret.len())
+        .ok_or_else(|| {
+            format!(
+                "must be written LABEL{LABEL_SEPARATOR}SECRET (for Braintree: public_key{LABEL_SEPARATOR}private_key), both non-empty"
+            )
+        })?;
+    Ok((
+        Secret::new(&secret[..at]),
+        Secret::new(&secret[at + separator.len()..]),
+    ))
 }
 
 impl Key {
@@ -148,6 +172,34 @@ mod tests {
         }
         let e = Key::prepare(Algorithm::EcdsaP256Sha256, KeyFormat::Raw, &secret("x")).unwrap_err();
         assert!(e.contains("P-256"), "{e}");
+    }
+
+    #[test]
+    fn sha1_keys_are_the_raw_digest() {
+        // FIPS 180 example: SHA-1("abc").
+        assert_eq!(
+            hex::encode(decode(KeyFormat::Sha1, b"abc").unwrap()),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+    }
+
+    #[test]
+    fn labelled_secrets_split_at_the_first_bar() {
+        let (label, rest) = split_label(b"pub|priv|more").unwrap();
+        assert_eq!(
+            (label.expose(), rest.expose()),
+            (&b"pub"[..], &b"priv|more"[..])
+        );
+        for bad in [
+            &b"SECRETVALUE"[..],
+            b"|SECRETVALUE",
+            b"SECRETVALUE|",
+            b"",
+            b"|",
+        ] {
+            let e = split_label(bad).unwrap_err();
+            assert!(!e.contains("SECRETVALUE"), "{e}");
+        }
     }
 
     #[test]

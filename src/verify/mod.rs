@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::secret::Secret;
 use crate::scheme::remote::{HttpsUrl, KeySource};
-use crate::scheme::signature::{JWT_INPUT, Location, Received};
+use crate::scheme::signature::{Format, JWT_INPUT, Location, Received};
 use crate::scheme::source::Source;
 use crate::scheme::template::Part;
 use crate::scheme::{Algorithm, Scheme};
@@ -176,6 +176,8 @@ pub fn secrets_digest(secrets: &[Secret]) -> [u8; 32] {
 pub struct Verifier {
     scheme: Arc<Scheme>,
     keys: Arc<[Key]>,
+    /// Each key's label, for the pairs signature format (`label|secret`).
+    labels: Arc<[Option<Secret>]>,
     tolerance_secs: Option<u64>,
     secrets_digest: [u8; 32],
     remote: Option<Arc<RemoteParams>>,
@@ -212,17 +214,27 @@ impl Verifier {
         secrets: &[Secret],
         tolerance_secs: Option<u64>,
     ) -> Result<Self, (usize, String)> {
-        let keys = secrets
-            .iter()
-            .enumerate()
-            .map(|(i, s)| Key::prepare(scheme.algorithm, scheme.key, s).map_err(|e| (i, e)))
-            .collect::<Result<_, _>>()?;
+        let labelled = matches!(scheme.signature.format, Format::Pairs { .. });
+        let mut keys = Vec::with_capacity(secrets.len());
+        let mut labels = Vec::with_capacity(secrets.len());
+        for (i, secret) in secrets.iter().enumerate() {
+            let (label, secret) = if labelled {
+                let (label, rest) = key::split_label(secret.expose())
+                    .map_err(|e| (i, format!("the secret {e}")))?;
+                (Some(label), rest)
+            } else {
+                (None, secret.clone())
+            };
+            keys.push(Key::prepare(scheme.algorithm, scheme.key, &secret).map_err(|e| (i, e))?);
+            labels.push(label);
+        }
         let tolerance_secs = tolerance_secs
             .or(scheme.default_tolerance_secs)
             .filter(|t| *t > 0 && scheme.timestamp_is_signed());
         Ok(Self {
             scheme,
-            keys,
+            keys: keys.into(),
+            labels: labels.into(),
             tolerance_secs,
             secrets_digest: secrets_digest(secrets),
             remote: None,
@@ -376,11 +388,14 @@ impl Verifier {
             None => self
                 .keys
                 .iter()
-                .position(|key| {
-                    matches(key, &content, url, &received.signatures)
+                .zip(self.labels.iter())
+                .position(|(key, label)| {
+                    let signatures = received.labelled(label.as_ref().map(Secret::expose));
+                    let newline = scheme.optional_newline;
+                    matches(key, &content, url, &signatures, newline)
                         || variants
                             .iter()
-                            .any(|v| matches(key, &content, v, &received.signatures))
+                            .any(|v| matches(key, &content, v, &signatures, newline))
                 })
                 .ok_or(Rejection::SignatureMismatch)?,
         };
@@ -430,7 +445,7 @@ impl Verifier {
         let webhook_id = params.webhook_id.as_deref().unwrap_or_default();
         let message = content.to_vec("", webhook_id.as_bytes());
         let jwt = match self.scheme.signature.format {
-            crate::scheme::signature::Format::Jwt => received.field(JWT_INPUT),
+            Format::Jwt => received.field(JWT_INPUT),
             _ => None,
         };
         remote::check(
@@ -513,14 +528,26 @@ fn receive(scheme: &Scheme, req: &SignedRequest<'_>) -> Received {
     received
 }
 
-/// Whether `key` produces one of `signatures` over `content` with `url`.
-fn matches(key: &Key, content: &Content<'_>, url: &str, signatures: &[Vec<u8>]) -> bool {
+/// Whether `key` produces one of `signatures` over `content` with `url` (or,
+/// with `optional_newline`, over `content` followed by `\n`: HMAC keys only).
+fn matches(
+    key: &Key,
+    content: &Content<'_>,
+    url: &str,
+    signatures: &[&[u8]],
+    optional_newline: bool,
+) -> bool {
     let any_equal = |computed: &[u8]| signatures.iter().any(|s| constant_time_eq(computed, s));
     match key {
         Key::Mac(mac) => {
             let mut mac = KeyedMac::clone(mac);
             content.feed(url, &[], &mut |b| mac.update(b));
+            let with_newline = optional_newline.then(|| mac.clone());
             mac.finalize_with(|computed| any_equal(computed))
+                || with_newline.is_some_and(|mut mac| {
+                    mac.update(b"\n");
+                    mac.finalize_with(|computed| any_equal(computed))
+                })
         }
         Key::Hashed(secret) => {
             let mut hash = Sha256::new();
@@ -546,6 +573,9 @@ fn check_body_hash(
     received: &Received,
 ) -> Result<(), Rejection> {
     let Some(source) = &scheme.body_sha256 else {
+        if scheme.signs_named_form_fields() {
+            return check_form_fields(scheme, req);
+        }
         return if scheme.signs_form_only() && !req.is_form() && !req.body.is_empty() {
             Err(Rejection::BodyMismatch)
         } else {
@@ -565,6 +595,29 @@ fn check_body_hash(
         None if req.is_form() || req.body.is_empty() => Ok(()),
         None => Err(Rejection::BodyMismatch),
     }
+}
+
+/// A scheme that signs named form fields (Braintree's `bt_payload`) covers the
+/// body only when it is a form holding nothing else but its signature field,
+/// and each of them once: a repeated field could be read one way here and
+/// another way by the app.
+fn check_form_fields(scheme: &Scheme, req: &SignedRequest<'_>) -> Result<(), Rejection> {
+    let signature = match &scheme.signature.location {
+        Location::Form(name) => Some(name.as_str()),
+        Location::Headers(_) | Location::Json(_) | Location::Query(_) => None,
+    };
+    if !req.is_form() && !req.body.is_empty() {
+        return Err(Rejection::BodyMismatch);
+    }
+    let allowed: Vec<&str> = scheme.signed_form_fields().chain(signature).collect();
+    let mut seen: Vec<&str> = Vec::with_capacity(allowed.len());
+    for (name, _) in req.form() {
+        if !allowed.contains(&name.as_str()) || seen.contains(&name.as_str()) {
+            return Err(Rejection::BodyMismatch);
+        }
+        seen.push(name);
+    }
+    Ok(())
 }
 
 fn check_window(timestamp: Option<i64>, now: i64, tolerance: u64) -> Result<(), Rejection> {

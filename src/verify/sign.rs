@@ -7,7 +7,7 @@ use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPa
 use sha2::{Digest, Sha256};
 
 use crate::scheme::signature::{
-    Format, JWT_INPUT, Location, Received, decode_base64, jwt_signing_input,
+    Format, JWT_INPUT, Location, PAIR_LABEL, Received, decode_base64, jwt_signing_input,
 };
 use crate::scheme::source::Source;
 use crate::scheme::{Algorithm, KeyFormat, Scheme};
@@ -111,6 +111,18 @@ pub fn sign(scheme: &Scheme, secret: &[u8], delivery: &Delivery) -> Result<Signe
         fields: Vec::new(),
         body: delivery.body.clone(),
     };
+    // The pairs format labels the signature with the secret's label.
+    let labelled;
+    let secret = if matches!(scheme.signature.format, Format::Pairs { .. }) {
+        let (label, rest) = key::split_label(secret).map_err(|why| format!("the secret {why}"))?;
+        let label = String::from_utf8(label.expose().to_vec())
+            .map_err(|_| "the secret's label is not text".to_owned())?;
+        placed.fields.push((PAIR_LABEL.to_owned(), label));
+        labelled = rest;
+        labelled.expose()
+    } else {
+        secret
+    };
     let content_type = HeaderName::from_static("content-type");
     placed
         .headers
@@ -168,6 +180,7 @@ pub fn sign(scheme: &Scheme, secret: &[u8], delivery: &Delivery) -> Result<Signe
         present: true,
         signatures: Vec::new(),
         fields: placed.fields.clone(),
+        labels: Vec::new(),
     };
     let content = Content::gather(scheme, &request, Some(&received))
         .map_err(|_| "the delivery lacks a field the scheme signs".to_owned())?;

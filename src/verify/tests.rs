@@ -401,6 +401,10 @@ fn twilio_json_body_must_match_the_signed_body_hash() {
 
 /// Key material for a preset: the secret to verify with and the one to sign with.
 fn keys_for(scheme: &Scheme) -> (String, String) {
+    if let crate::scheme::signature::Format::Pairs { .. } = scheme.signature.format {
+        let key = "round-trip-public|round-trip-secret".to_owned();
+        return (key.clone(), key);
+    }
     use base64::Engine as _;
     use ring::signature::KeyPair as _;
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -532,6 +536,179 @@ fn signed_without_fields(scheme: &Scheme, delivery: &Delivery) -> String {
         .1
 }
 
+// Braintree's SDK tests (braintree_ruby, braintree_python, braintree_node):
+// `verify("20f9f8ed05f77439fe955c977e4c8a53")` under the integration keys is
+// `integration_public_key|d9b899556c966b3f06945ec21311865d35df3ce4`, made by
+// the same digest as a payload's signature.
+const BT_KEYS: &str = "integration_public_key|integration_private_key";
+const BT_PAYLOAD: &str = "20f9f8ed05f77439fe955c977e4c8a53";
+const BT_SIGNATURE: &str = "integration_public_key|d9b899556c966b3f06945ec21311865d35df3ce4";
+
+/// Braintree's form body of `fields`, checked with `keys`.
+fn braintree(keys: &[&str], fields: &[(&str, &str)]) -> Result<usize, Rejection> {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.extend_pairs(fields);
+    let form_type = [("content-type", "application/x-www-form-urlencoded")];
+    check("braintree", keys, &form_type, &form.finish())
+}
+
+#[test]
+fn braintree_picks_the_pair_of_its_public_key() {
+    let pair = |keys: &[&str], signature: &str, payload: &str| {
+        braintree(
+            keys,
+            &[("bt_signature", signature), ("bt_payload", payload)],
+        )
+    };
+    let mismatch = Err(Rejection::SignatureMismatch);
+    assert_eq!(pair(&[BT_KEYS], BT_SIGNATURE, BT_PAYLOAD), Ok(0));
+    let wrong_private = "integration_public_key|other_private_key";
+    assert_eq!(pair(&[wrong_private], BT_SIGNATURE, BT_PAYLOAD), mismatch);
+    // The right signature under another public key counts for nothing.
+    let other_key = BT_SIGNATURE.replace("integration_public_key", "other_public_key");
+    assert_eq!(pair(&[BT_KEYS], &other_key, BT_PAYLOAD), mismatch);
+    // Several pairs: the route's is found among them; rotation across key pairs.
+    let both = format!("other_public_key|{}&{BT_SIGNATURE}", "ab".repeat(20));
+    assert_eq!(
+        pair(&["other_public_key|x", BT_KEYS], &both, BT_PAYLOAD),
+        Ok(1)
+    );
+    let tampered = "20f9f8ed05f77439fe955c977e4c8a54";
+    assert_eq!(pair(&[BT_KEYS], BT_SIGNATURE, tampered), mismatch);
+    // Compared as sent: a space around the signature is not Braintree's.
+    let spaced = format!("{BT_SIGNATURE} ");
+    assert_eq!(
+        pair(&[BT_KEYS], &spaced, BT_PAYLOAD),
+        Err(Rejection::SignatureMalformed)
+    );
+}
+
+#[test]
+fn braintree_accepts_the_payload_signed_with_a_trailing_newline() {
+    // The SDKs try the payload, then the payload followed by "\n" (a framework
+    // may have trimmed it); never the payload without its own last newline.
+    let key = super::key::decode(crate::scheme::KeyFormat::Sha1, b"private").unwrap();
+    let mut mac = super::mac::KeyedMac::new(super::mac::HashAlg::Sha1, &key);
+    mac.update(b"PD94\n");
+    let signature = format!("public|{}", hex::encode(mac.finalize()));
+    let keys = ["public|private"];
+    assert_eq!(
+        braintree(
+            &keys,
+            &[("bt_signature", &signature), ("bt_payload", "PD94\n")]
+        ),
+        Ok(0)
+    );
+    assert_eq!(
+        braintree(
+            &keys,
+            &[("bt_signature", &signature), ("bt_payload", "PD94")]
+        ),
+        Ok(0)
+    );
+    assert_eq!(
+        braintree(
+            &keys,
+            &[("bt_signature", &signature), ("bt_payload", "PD94\n\n")]
+        ),
+        Err(Rejection::SignatureMismatch)
+    );
+}
+
+#[test]
+fn braintree_refuses_a_form_with_more_than_its_two_fields() {
+    // A second `bt_payload` could be the one the app reads.
+    let repeated = [
+        ("bt_signature", BT_SIGNATURE),
+        ("bt_payload", BT_PAYLOAD),
+        ("bt_payload", "PGV2aWw+"),
+    ];
+    assert_eq!(
+        braintree(&[BT_KEYS], &repeated),
+        Err(Rejection::BodyMismatch)
+    );
+    let extra = [
+        ("bt_signature", BT_SIGNATURE),
+        ("bt_payload", BT_PAYLOAD),
+        ("kind", "x"),
+    ];
+    assert_eq!(braintree(&[BT_KEYS], &extra), Err(Rejection::BodyMismatch));
+    let twice = [
+        ("bt_signature", BT_SIGNATURE),
+        ("bt_signature", BT_SIGNATURE),
+        ("bt_payload", BT_PAYLOAD),
+    ];
+    assert_eq!(braintree(&[BT_KEYS], &twice), Err(Rejection::BodyMismatch));
+    let no_payload = [("bt_signature", BT_SIGNATURE)];
+    assert_eq!(
+        braintree(&[BT_KEYS], &no_payload),
+        Err(Rejection::SignedHeaderMissing)
+    );
+    // The same fields as a JSON body are not a form.
+    let json = format!(r#"{{"bt_signature":"{BT_SIGNATURE}","bt_payload":"{BT_PAYLOAD}"}}"#);
+    assert_eq!(
+        check(
+            "braintree",
+            &[BT_KEYS],
+            &[("content-type", "application/json")],
+            &json
+        ),
+        Err(Rejection::SignatureMissing)
+    );
+}
+
+#[test]
+fn a_scheme_signing_optional_form_fields_refuses_other_bodies() {
+    let scheme = descriptor(
+        r#"
+algorithm = "hmac-sha256"
+signed = "{optional:form:payload}"
+signature = { header = "x-sig" }
+"#,
+    );
+    let v = verifier(scheme, &["k"], None);
+    let mut mac = super::mac::KeyedMac::new(super::mac::HashAlg::Sha256, b"k");
+    mac.update(b"");
+    let sig = hex::encode(mac.finalize());
+    let form = "application/x-www-form-urlencoded";
+    let at = |content_type: &str, body: &str| {
+        let pairs = [("x-sig", sig.as_str()), ("content-type", content_type)];
+        check_at(&v, &pairs, body, 0).map(|_| ())
+    };
+    assert_eq!(at(form, ""), Ok(()));
+    assert_eq!(at(form, "payload="), Ok(()));
+    assert_eq!(at(form, "other=1"), Err(Rejection::BodyMismatch));
+    assert_eq!(
+        at("application/json", r#"{"a":1}"#),
+        Err(Rejection::BodyMismatch)
+    );
+}
+
+#[test]
+fn braintree_secrets_must_carry_their_public_key() {
+    let error = Verifier::new(preset("braintree"), &secrets(&["SECRETVALUE"]), None).unwrap_err();
+    assert_eq!(error.0, 0);
+    assert!(
+        error.1.contains("public_key|private_key") && !error.1.contains("SECRETVALUE"),
+        "{}",
+        error.1
+    );
+}
+
+/// The body to sign for `scheme`: `body` itself, or for a scheme that signs
+/// named form fields (Braintree), a form carrying `body` in each of them.
+fn body_for(scheme: &Scheme, body: &[u8]) -> Vec<u8> {
+    if !scheme.signs_named_form_fields() {
+        return body.to_vec();
+    }
+    let text = String::from_utf8_lossy(body);
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for field in scheme.signed_form_fields() {
+        form.append_pair(field, &text);
+    }
+    form.finish().into_bytes()
+}
+
 #[test]
 fn every_preset_verifies_what_it_signs() {
     for (name, scheme) in presets::signable() {
@@ -548,7 +725,7 @@ fn every_preset_verifies_what_it_signs() {
             method: "POST".into(),
             url: "https://hooks.example.com/in?x=1".into(),
             content_type: content_type.into(),
-            body: body.as_bytes().to_vec(),
+            body: body_for(scheme, body.as_bytes()),
             id: "evt_1".into(),
             time: now,
             headers: Vec::new(),

@@ -2,7 +2,7 @@ use std::process::Command;
 
 use base64::Engine as _;
 use hookgate::scheme::presets;
-use hookgate::scheme::signature::Location;
+use hookgate::scheme::signature::{Format, Location};
 use hookgate::scheme::{Algorithm, KeyFormat, Scheme};
 use ring::signature::KeyPair as _;
 
@@ -15,6 +15,11 @@ const BODY: &str =
 
 /// Key material for a scheme: what the route verifies with and what signs.
 fn keys(scheme: &Scheme, seed: u8) -> (String, String) {
+    if let Format::Pairs { .. } = scheme.signature.format {
+        // Braintree's secrets carry their public key: `public_key|private_key`.
+        let key = format!("public-{seed}|secret-{seed}");
+        return (key.clone(), key);
+    }
     let b64 = base64::engine::general_purpose::STANDARD;
     let ed = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[seed; 32]).unwrap();
     match (scheme.algorithm, scheme.key) {
@@ -78,10 +83,24 @@ struct Signed {
     body: String,
 }
 
+/// The body to sign: [`BODY`], or for a scheme that signs named form fields
+/// (Braintree's `bt_payload`), a form carrying it in each of them.
+fn body_for(scheme: &Scheme) -> String {
+    if !scheme.signs_named_form_fields() {
+        return BODY.to_owned();
+    }
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for field in scheme.signed_form_fields() {
+        form.append_pair(field, BODY);
+    }
+    form.finish()
+}
+
 fn sign(scheme: &str, secret: &str, url: &str, time: Option<i64>) -> Signed {
+    let unsigned = body_for(&presets::get(scheme).unwrap());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookgate"));
     cmd.args([
-        "sign", "--scheme", scheme, "--secret", secret, "--body", BODY, "--url", url,
+        "sign", "--scheme", scheme, "--secret", secret, "--body", &unsigned, "--url", url,
     ]);
     if presets::get(scheme).is_some_and(|s| s.signs_form_only()) {
         // Such a scheme (Mandrill) accepts form bodies only.
@@ -99,7 +118,7 @@ fn sign(scheme: &str, secret: &str, url: &str, time: Option<i64>) -> Signed {
     let mut signed = Signed {
         path: url.to_owned(),
         headers: Vec::new(),
-        body: BODY.to_owned(),
+        body: unsigned,
     };
     for line in head.lines() {
         if let Some(url) = line.strip_prefix("# url: ") {
@@ -143,7 +162,14 @@ fn unsigned(scheme: &Scheme, d: &Signed) -> Signed {
                 .remove(key);
             d.body = doc.to_string();
         }
-        Location::Form(_) => unreachable!("no preset signs in a form field"),
+        Location::Form(name) => {
+            let kept: Vec<&str> = d
+                .body
+                .split('&')
+                .filter(|pair| !pair.starts_with(&format!("{name}=")))
+                .collect();
+            d.body = kept.join("&");
+        }
         Location::Query(name) => {
             let (path, query) = d.path.split_once('?').unwrap();
             let kept: Vec<&str> = query

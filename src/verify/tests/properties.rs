@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
-use super::{as_received, keys_for, verifier};
+use super::{as_received, body_for, keys_for, verifier};
 use crate::scheme::signature::{Format, Location};
 use crate::scheme::source::Source;
 use crate::scheme::{Scheme, presets};
@@ -146,7 +146,12 @@ fn delivery(body: &[u8], content_type: &str) -> Delivery {
 }
 
 fn signed(signer: &Signer, delivery: &Delivery) -> SignedDelivery {
-    sign(&signer.scheme, signer.sign_key.as_bytes(), delivery)
+    let delivery = Delivery {
+        body: body_for(&signer.scheme, &delivery.body),
+        content_type: content_type(&signer.scheme, &delivery.content_type).to_owned(),
+        ..delivery.clone()
+    };
+    sign(&signer.scheme, signer.sign_key.as_bytes(), &delivery)
         .unwrap_or_else(|e| panic!("{}: {e}", signer.name))
 }
 
@@ -227,7 +232,12 @@ fn change_signature(
             let value = crate::json::JsonBody::new(&signed.body).text_at(pointer)?;
             change_in_body(signed, &value, at, byte)
         }
-        Location::Form(_) => unreachable!("{}: no preset signs in a form field", signer.name),
+        Location::Form(name) => {
+            let prefix = format!("{name}=");
+            let body = std::str::from_utf8(&signed.body).ok()?;
+            let value = body.split('&').find_map(|p| p.strip_prefix(&prefix))?;
+            change_in_body(signed, value, at, byte)
+        }
         Location::Query(name) => change_query(signed, name, at, byte),
     }
 }
