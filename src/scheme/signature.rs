@@ -304,7 +304,13 @@ impl Format {
 /// The `signature:` field holding a JWT's signed part, `header.payload`.
 pub const JWT_INPUT: &str = "jwt";
 
+/// Reads a JWT: the first one a request carries is its token; any further
+/// value is ignored (a token's signature is checked against its own signed
+/// part and claims, which one request cannot hold twice).
 fn read_jwt(value: &str, encoding: Encoding, out: &mut Received) {
+    if out.field(JWT_INPUT).is_some() {
+        return;
+    }
     let value = value.trim();
     let token = match value.get(..7) {
         Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => value[7..].trim(),
@@ -542,6 +548,23 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_request_has_one_jwt_however_many_values_it_sends() {
+        // Found by the `signature` fuzz target: every value added a signature
+        // (each an RSA or ECDSA check), past MAX_SIGNATURES.
+        let first = jwt_signing_input(&[("aud".into(), "first".into())]);
+        let other = jwt_signing_input(&[("aud".into(), "other".into())]);
+        let mut r = Received::default();
+        Format::Jwt.read(&format!("Bearer {first}.AQI"), Encoding::Base64Url, &mut r);
+        for _ in 0..100 {
+            Format::Jwt.read(&format!("Bearer {other}.AwQ"), Encoding::Base64Url, &mut r);
+        }
+        assert_eq!(r.signatures, [vec![1, 2]]);
+        assert_eq!(r.field(JWT_INPUT), Some(first.as_str()));
+        assert_eq!(r.field("aud"), Some("first"));
+        assert_eq!(r.fields.len(), 2);
     }
 
     #[test]
