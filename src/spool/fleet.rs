@@ -153,7 +153,8 @@ return 1
 /// The `redis` backend.
 pub struct Fleet {
     link: Link,
-    settings: FleetSettings,
+    /// How long an owner may stay silent before others take its entries.
+    claim_after: Duration,
     max_bytes: u64,
     consumer: String,
     scripts: Scripts,
@@ -239,7 +240,7 @@ impl Fleet {
         );
         Ok(Self {
             link: Link::new(&settings.redis.url, settings.timeout)?,
-            settings: settings.clone(),
+            claim_after: settings.claim_after,
             max_bytes,
             consumer,
             scripts: Scripts {
@@ -582,7 +583,7 @@ impl Fleet {
 
     /// Holds (or renews) the lease of a `fifo` route; `true` when held.
     async fn lease(&self, route: &str) -> Result<bool, StoreError> {
-        let ms = u64::try_from(self.settings.claim_after.as_millis()).unwrap_or(u64::MAX);
+        let ms = u64::try_from(self.claim_after.as_millis()).unwrap_or(u64::MAX);
         let held: i64 = self
             .call(|mut c| async move {
                 self.scripts
@@ -643,7 +644,7 @@ impl Fleet {
     /// taken over), so the group does not grow with every restart.
     async fn forget_consumers(&self, route: &str) -> Result<(), StoreError> {
         let key = queue_key(route);
-        let idle = self.settings.claim_after.as_millis();
+        let idle = self.claim_after.as_millis();
         let key = &key;
         let info: StreamInfoConsumersReply = self
             .call(|mut c| async move {
@@ -812,7 +813,7 @@ async fn turn(
     reader: &mut Reader,
     mut blocking: ConnectionManager,
 ) -> Result<(), StoreError> {
-    let beat = fleet.settings.claim_after / 3;
+    let beat = fleet.claim_after / 3;
     let snapshot = config.snapshot();
     let routes: Vec<Reading> = snapshot
         .routes
@@ -851,7 +852,7 @@ async fn turn(
                 }
             } else {
                 fleet
-                    .take_over(spool, &route.name, fleet.settings.claim_after)
+                    .take_over(spool, &route.name, fleet.claim_after)
                     .await?;
             }
             fleet.forget_consumers(&route.name).await?;

@@ -201,7 +201,6 @@ pub struct Spool(Arc<Inner>);
 
 struct Inner {
     backend: Backend,
-    max_bytes: u64,
     queue: Mutex<Queue>,
     wake: Notify,
     state: State,
@@ -220,6 +219,7 @@ struct LocalBackend {
     store: Mutex<Option<Arc<dyn Store>>>,
     commits: mpsc::Sender<Job>,
     used: AtomicU64,
+    max_bytes: u64,
     next_id: AtomicU64,
 }
 
@@ -309,6 +309,7 @@ impl Spool {
                 store: Mutex::new(None),
                 commits,
                 used: AtomicU64::new(0),
+                max_bytes: settings.max_bytes,
                 next_id: AtomicU64::new(0),
             }),
             SpoolBackend::Redis(fleet) => {
@@ -317,7 +318,6 @@ impl Spool {
         };
         let spool = Self(Arc::new(Inner {
             backend,
-            max_bytes: settings.max_bytes,
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
             state,
@@ -438,7 +438,7 @@ impl Spool {
             return Err(Refused::Failed(e));
         }
         let cost = meta.cost();
-        let max = self.0.max_bytes;
+        let max = local.max_bytes;
         let reserved = local
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
