@@ -107,14 +107,17 @@ pub fn schemes() -> String {
     out
 }
 
+/// How many providers have a scheme that `pick` says yes to.
+fn providers_with(groups: &[(&str, Vec<&Arc<Scheme>>)], pick: fn(&Scheme) -> bool) -> usize {
+    groups
+        .iter()
+        .filter(|(_, schemes)| schemes.iter().any(|s| pick(s)))
+        .count()
+}
+
 /// `N schemes from M providers; H providers' handshakes answered; R with remote keys`.
 fn summary(groups: &[(&str, Vec<&Arc<Scheme>>)]) -> String {
-    let count = |pick: fn(&Scheme) -> bool| {
-        groups
-            .iter()
-            .filter(|(_, schemes)| schemes.iter().any(|s| pick(s)))
-            .count()
-    };
+    let count = |pick| providers_with(groups, pick);
     format!(
         "{} schemes from {} providers; {} providers' handshakes answered by the gateway; {} with remote keys",
         groups.iter().map(|(_, s)| s.len()).sum::<usize>(),
@@ -376,6 +379,16 @@ fn curl(request: &SignRequest, signed: &SignedDelivery, target: &str) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_catalog_has_120_providers_and_30_handshakes() {
+        let groups = schemes_by_provider();
+        let with = |pick| providers_with(&groups, pick);
+        assert!(groups.len() >= 120, "{} providers", groups.len());
+        let handshakes = with(|s| !s.handshakes.is_empty() || confirms(s));
+        assert!(handshakes >= 30, "{handshakes} providers' handshakes");
+        assert!(with(Scheme::fetches_keys) >= 5);
+    }
 
     #[test]
     fn readme_lists_every_built_in_scheme_as_generated() {

@@ -68,6 +68,7 @@ on_each_backend!(
     accepted_while_the_upstream_is_down_and_delivered_once_it_is_up,
     retries_follow_the_schedule_then_a_dead_letter_is_retried_from_the_admin_api,
     a_final_answer_is_dead_at_once_and_can_be_deleted,
+    past_max_age_a_delivery_is_dead,
     with_dedup_the_delivered_event_is_a_duplicate_and_handshakes_are_answered_at_once,
     a_full_spool_answers_503_and_sync_routes_are_unaffected,
     kill_9_in_a_burst_loses_no_acknowledged_delivery,
@@ -303,10 +304,50 @@ async fn a_final_answer_is_dead_at_once_and_can_be_deleted(backend: Backend) {
         (Some(1), Some(422))
     );
     assert_eq!(upstream.requests().len(), 1);
+    // With Redis, a dead letter has left the route's queue for a stream of its own.
+    let streams = || {
+        let Backend::Redis(redis) = &backend else {
+            return None;
+        };
+        let len = |key: &str| redis.cli(&["XLEN", key]);
+        Some((
+            len("hookgate:spool:q:hook"),
+            len("hookgate:spool:dead:hook"),
+        ))
+    };
+    if let Some(lens) = streams() {
+        assert_eq!(lens, ("0".to_owned(), "1".to_owned()));
+    }
     let deleted = admin(&gw, "DELETE", &format!("/deliveries/{id}")).await;
     assert_eq!(deleted.status, 200, "{}", deleted.text());
     assert_eq!(admin(&gw, "GET", "/deliveries").await.json(), json!([]));
+    if let Some(lens) = streams() {
+        assert_eq!(lens, ("0".to_owned(), "0".to_owned()));
+    }
     gw.metrics_with(&[r#"hookgate_dead_letters_total{reason="final",route="hook"} 1"#])
+        .await;
+}
+
+async fn past_max_age_a_delivery_is_dead(backend: Backend) {
+    let upstream = Upstream::with_reply(Reply {
+        status: 503,
+        ..Reply::default()
+    })
+    .await;
+    // The second attempt would fall past the delivery's age limit.
+    let retry = "max_age_secs = 1\nmin_backoff_ms = 1500\nmax_backoff_ms = 1500";
+    let gw = backend
+        .gateway(&async_route(&upstream.url(), retry, ""), "")
+        .await;
+    accepted(&event(&gw, "evt_aged").await);
+    let dead = wait_admin(&gw, "/deliveries?status=dead", |l| {
+        l.as_array().is_some_and(|l| l.len() == 1)
+    })
+    .await;
+    assert_eq!(dead[0]["attempts"], 1, "{dead}");
+    assert_eq!(dead[0]["last_error"], "status 503", "{dead}");
+    assert_eq!(upstream.requests().len(), 1);
+    gw.metrics_with(&[r#"hookgate_dead_letters_total{reason="max_age",route="hook"} 1"#])
         .await;
 }
 
