@@ -26,7 +26,7 @@ work=$(mktemp -d)
 trap 'cleanup_all' EXIT
 bin=$(hookgate_bin)
 rye_body 1024 > "$work/body"
-sig=$(openssl dgst -sha256 -hmac "$secret" < "$work/body" | sed 's/^.* //')
+sig=$(body_signature)
 
 up_port=$(free_port); gw_port=$(free_port)
 nginx_start up 1 "" "server { listen 127.0.0.1:$up_port; location / { return 200 \"ok\n\"; } }"

@@ -36,7 +36,7 @@ trap 'cleanup_all' EXIT
 bin=$(hookgate_bin)
 
 rye_body "$body_bytes" > "$work/body"
-sig=$(openssl dgst -sha256 -hmac "$secret" < "$work/body" | sed 's/^.* //')
+sig=$(body_signature)
 
 up_port=$(free_port); redis_port=$(free_port)
 nginx_start up "$threads" "" "server { listen 127.0.0.1:$up_port; location / { return 200 \"ok\n\"; } }"

@@ -30,7 +30,7 @@ work=$(mktemp -d)
 trap 'cleanup_all' EXIT
 bin=$(hookgate_bin)
 rye_body "$body_bytes" > "$work/body"
-sig=$(openssl dgst -sha256 -hmac "$secret" < "$work/body" | sed 's/^.* //')
+sig=$(body_signature)
 
 up_port=$(free_port)
 nginx_start up 1 "" "server { listen 127.0.0.1:$up_port; location / { return 200 \"ok\n\"; } }"

@@ -82,6 +82,11 @@ rye_body() {
   printf '"}'
 }
 
+# The hex HMAC-SHA256 of $work/body under $secret (rye's `v0=`).
+body_signature() {
+  openssl dgst -sha256 -hmac "$secret" < "$work/body" | sed 's/^.* //'
+}
+
 # A wrk script POSTing $work/body signed with `v0=$1`.
 post_lua() {
   cat <<LUA

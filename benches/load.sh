@@ -50,7 +50,7 @@ bin=$(hookgate_bin)
 
 # A Rye-style event padded to BODY_BYTES, and its signature.
 rye_body "$body_bytes" > "$work/body"
-sig=$(openssl dgst -sha256 -hmac "$secret" < "$work/body" | sed 's/^.* //')
+sig=$(body_signature)
 
 # The upstream: one nginx answering 200, shared by every contestant.
 nginx_start up "$threads" "" "server { listen 127.0.0.1:$up_port; location / { return 200 \"ok\n\"; } }"

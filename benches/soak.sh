@@ -47,7 +47,7 @@ work=$(mktemp -d)
 trap 'cleanup_all' EXIT
 bin=$(hookgate_bin)
 rye_body "$body_bytes" > "$work/body"
-sig=$(openssl dgst -sha256 -hmac "$secret" < "$work/body" | sed 's/^.* //')
+sig=$(body_signature)
 
 cat > "$work/upstream.py" <<'PY'
 import asyncio, signal, socket, struct, sys

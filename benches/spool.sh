@@ -40,7 +40,7 @@ trap 'cleanup_all' EXIT
 bin=$(hookgate_bin)
 
 rye_body "$body_bytes" > "$work/body"
-sig=$(openssl dgst -sha256 -hmac "$secret" < "$work/body" | sed 's/^.* //')
+sig=$(body_signature)
 post_lua "$sig" > "$work/post.lua"
 
 up_port=$(free_port)
