@@ -19,12 +19,17 @@ use crate::verify::mac::KeyedMac;
 pub const VERIFIED: &str = "x-webhook-verified";
 /// The route's name.
 pub const ROUTE: &str = "x-webhook-route";
-/// The event id.
+/// The event id, from signed bytes only.
 pub const EVENT_ID: &str = "webhook-id";
-/// The event time, unix seconds.
+/// The event time, unix seconds, from signed bytes only.
 pub const EVENT_TIMESTAMP: &str = "webhook-timestamp";
-/// The event type.
+/// The event type, from signed bytes only.
 pub const EVENT_TYPE: &str = "x-webhook-event-type";
+/// The provider's id where the scheme carries it outside the signed bytes
+/// (informational: never used for dedup or as `webhook-id`).
+pub const UNSIGNED_ID: &str = "x-webhook-unsigned-id";
+/// The provider's event type where the scheme carries it outside the signed bytes.
+pub const UNSIGNED_EVENT_TYPE: &str = "x-webhook-unsigned-event-type";
 /// The client's address.
 pub const FORWARDED_FOR: &str = "x-forwarded-for";
 /// The scheme the client used.
@@ -41,12 +46,14 @@ pub const SIGNATURE: &str = "webhook-signature";
 pub const ATTEMPT: &str = "x-webhook-attempt";
 
 /// Headers only the gateway may set; client copies are always removed.
-pub const RESERVED: [&str; 11] = [
+pub const RESERVED: [&str; 13] = [
     VERIFIED,
     ROUTE,
     EVENT_ID,
     EVENT_TIMESTAMP,
     EVENT_TYPE,
+    UNSIGNED_ID,
+    UNSIGNED_EVENT_TYPE,
     FORWARDED_FOR,
     FORWARDED_PROTO,
     FORWARDED_HOST,
@@ -258,13 +265,21 @@ fn write_headers(
     }
 }
 
-/// The gateway's headers for a verified request: the scheme, the event's id,
-/// time and type; re-signed for the app when the route asks for it.
+/// The gateway's headers for a verified request: the scheme, the event's
+/// signed id, time and type, and apart from them its unsigned id and type;
+/// re-signed for the app when the route asks for it.
 fn write_verified(out: &mut BytesMut, verified: &Verified, f: &Forwarding<'_>) {
     header(out, VERIFIED.as_bytes(), verified.scheme().name.as_bytes());
     let id = verified.id().filter(|v| is_header_value(v));
-    if let Some(t) = verified.event_type().filter(|v| is_header_value(v)) {
-        header(out, EVENT_TYPE.as_bytes(), t.as_bytes());
+    let optional = [
+        (EVENT_TYPE, verified.event_type()),
+        (UNSIGNED_ID, verified.unsigned_id()),
+        (UNSIGNED_EVENT_TYPE, verified.unsigned_event_type()),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value.filter(|v| is_header_value(v)) {
+            header(out, name.as_bytes(), value.as_bytes());
+        }
     }
     let Some(resign) = f.resign else {
         if let Some(id) = id {

@@ -1,0 +1,198 @@
+//! Only signed bytes decide: a captured delivery replayed with new unsigned
+//! headers (Rye's `x-rye-event-id`, GitHub's `X-GitHub-Delivery`) is still a
+//! duplicate, can never make a later genuine event one, and never reaches the
+//! app as `webhook-id` or `x-webhook-event-type`.
+
+use crate::support::client::{Answer, post};
+use crate::support::gateway::Gateway;
+use crate::support::sign;
+use crate::support::upstream::{Recorded, Upstream};
+
+/// The shipped config's Rye route: `rye` or `rye-v1`, deduplicated for a day.
+fn rye_route(upstream: &Upstream) -> String {
+    format!(
+        "[[routes]]\nname = \"rye\"\npath = \"/webhooks/rye\"\nupstream = \"{}\"\n\
+         [routes.dedup]\nttl_secs = 86400\n\
+         [[routes.verify]]\nscheme = \"rye\"\nsecrets = [\"k\"]\n\
+         [[routes.verify]]\nscheme = \"rye-v1\"\nsecrets = [\"k\"]\n",
+        upstream.url()
+    )
+}
+
+/// POSTs `body` signed by Rye with `k`, with `extra` headers beside the signature.
+async fn rye(gw: &Gateway, body: &[u8], extra: &[(&str, &str)]) -> Answer {
+    let (h, v) = sign::rye("k", body);
+    let mut headers = vec![(h, v.as_str())];
+    headers.extend_from_slice(extra);
+    post(gw.addr, "/webhooks/rye", &headers, body.to_vec()).await
+}
+
+fn is_duplicate(a: &Answer) -> bool {
+    let duplicate = serde_json::json!({"status": "duplicate"});
+    a.status == 200 && serde_json::from_slice(&a.body).ok() == Some(duplicate)
+}
+
+fn forwarded(a: &Answer) -> bool {
+    a.status == 200 && a.text() == "upstream ok"
+}
+
+/// The values of the gateway's event headers in what the app received.
+fn event_headers(r: &Recorded) -> [Vec<&str>; 4] {
+    [
+        "webhook-id",
+        "x-webhook-unsigned-id",
+        "x-webhook-event-type",
+        "x-webhook-unsigned-event-type",
+    ]
+    .map(|name| r.header_all(name))
+}
+
+#[tokio::test]
+async fn a_replay_under_new_rye_headers_is_a_duplicate_and_cannot_poison_a_later_event() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&rye_route(&upstream)).await;
+    // The genuine delivery, as Rye sends it.
+    let captured = sign::rye_event("evt_1", "order.created", sign::now());
+    let genuine = [
+        ("x-rye-event-id", "evt_1"),
+        ("x-rye-topic", "order.created"),
+    ];
+    assert!(forwarded(&rye(&gw, &captured, &genuine).await));
+    // The app sees the signed body's id and type, and the headers apart.
+    assert_eq!(
+        event_headers(&upstream.only_request()),
+        [
+            vec!["evt_1"],
+            vec!["evt_1"],
+            vec!["order.created"],
+            vec!["order.created"]
+        ]
+    );
+
+    // Replayed with fresh unsigned ids and a relabelled topic: each one is the
+    // same signed event, so a duplicate, and none reaches the app.
+    for n in 1..=3 {
+        let id = format!("replay-{n}");
+        let forged = [
+            ("x-rye-event-id", id.as_str()),
+            ("x-rye-topic", "refund.issued"),
+        ];
+        let answer = rye(&gw, &captured, &forged).await;
+        assert!(
+            is_duplicate(&answer),
+            "replay-{n}: {} {}",
+            answer.status,
+            answer.text()
+        );
+    }
+    assert_eq!(upstream.requests().len(), 1, "the app saw the event once");
+
+    // A replay naming a future event's id is a duplicate of the captured one…
+    let poison = [
+        ("x-rye-event-id", "evt_FUTURE"),
+        ("x-rye-topic", "refund.issued"),
+    ];
+    assert!(is_duplicate(&rye(&gw, &captured, &poison).await));
+    // …and does not make the genuine `evt_FUTURE` one: it is delivered, once.
+    let future = sign::rye_event("evt_FUTURE", "order.paid", sign::now());
+    let answer = rye(&gw, &future, &[("x-rye-event-id", "evt_FUTURE")]).await;
+    assert!(forwarded(&answer), "{} {}", answer.status, answer.text());
+    assert!(is_duplicate(&rye(&gw, &future, &[]).await));
+    let requests = upstream.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].body, future);
+    assert_eq!(
+        event_headers(&requests[1]),
+        [
+            vec!["evt_FUTURE"],
+            vec!["evt_FUTURE"],
+            vec!["order.paid"],
+            vec![]
+        ]
+    );
+    // No request the app received names a forged id or type as signed.
+    for r in &requests {
+        let id = r.header("webhook-id");
+        assert!(!id.starts_with("replay-"), "{id}");
+        assert_ne!(r.header("x-webhook-event-type"), "refund.issued");
+    }
+}
+
+#[tokio::test]
+async fn a_forged_rye_topic_only_travels_as_the_unsigned_type() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&rye_route(&upstream)).await;
+    let body = sign::rye_event("evt_topic", "order.created", sign::now());
+    // A client's own copies of the gateway's headers are dropped as well.
+    let headers = [
+        ("x-rye-topic", "refund.issued"),
+        ("x-webhook-event-type", "refund.issued"),
+        ("x-webhook-unsigned-id", "forged"),
+        ("x-webhook-unsigned-event-type", "forged"),
+    ];
+    assert!(forwarded(&rye(&gw, &body, &headers).await));
+    let r = upstream.only_request();
+    assert_eq!(
+        event_headers(&r),
+        [
+            vec!["evt_topic"],
+            vec![],
+            vec!["order.created"],
+            vec!["refund.issued"]
+        ]
+    );
+}
+
+/// A GitHub route on `/gh`, deduplicated.
+fn github_route(upstream: &Upstream) -> String {
+    format!(
+        "[[routes]]\nname = \"gh\"\npath = \"/gh\"\nupstream = \"{}\"\n\
+         [routes.dedup]\nttl_secs = 86400\n\
+         [routes.verify]\nscheme = \"github\"\nsecrets = [\"k\"]\n",
+        upstream.url()
+    )
+}
+
+async fn github(gw: &Gateway, body: &[u8], extra: &[(&str, &str)]) -> Answer {
+    let signature = format!("sha256={}", hex::encode(sign::hmac_sha256("k", body)));
+    let mut headers = vec![("X-Hub-Signature-256", signature.as_str())];
+    headers.extend_from_slice(extra);
+    post(gw.addr, "/gh", &headers, body.to_vec()).await
+}
+
+#[tokio::test]
+async fn a_github_delivery_replayed_with_a_new_guid_or_none_is_a_duplicate() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&github_route(&upstream)).await;
+    let captured = br#"{"action":"opened","number":7}"#;
+    let guid = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+    let genuine = [
+        ("X-GitHub-Delivery", guid),
+        ("X-GitHub-Event", "pull_request"),
+    ];
+    assert!(forwarded(&github(&gw, captured, &genuine).await));
+    let r = upstream.only_request();
+    // The delivery GUID and event name are headers the signature does not
+    // cover: never `webhook-id` or the event type, only passed on as unsigned.
+    assert_eq!(
+        event_headers(&r),
+        [vec![], vec![guid], vec![], vec!["pull_request"]]
+    );
+
+    let fresh = [
+        ("X-GitHub-Delivery", "00000000-0000-0000-0000-000000000001"),
+        ("X-GitHub-Event", "push"),
+    ];
+    assert!(is_duplicate(&github(&gw, captured, &fresh).await));
+    assert!(is_duplicate(&github(&gw, captured, &[]).await));
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "the app saw the delivery once"
+    );
+
+    // Another signed body is another event, whatever its headers say.
+    let other = br#"{"action":"closed","number":7}"#;
+    assert!(forwarded(&github(&gw, other, &genuine).await));
+    assert_eq!(upstream.requests().len(), 2);
+}
