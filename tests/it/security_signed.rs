@@ -196,3 +196,58 @@ async fn a_github_delivery_replayed_with_a_new_guid_or_none_is_a_duplicate() {
     assert!(forwarded(&github(&gw, other, &genuine).await));
     assert_eq!(upstream.requests().len(), 2);
 }
+
+/// A route on `/p` verifying preset `scheme` with secret `k`, deduplicated.
+fn dedup_route(upstream: &Upstream, scheme: &str) -> String {
+    format!(
+        "[[routes]]\nname = \"p\"\npath = \"/p\"\nupstream = \"{}\"\n\
+         [routes.dedup]\nttl_secs = 86400\n\
+         [routes.verify]\nscheme = \"{scheme}\"\nsecrets = [\"k\"]\n",
+        upstream.url()
+    )
+}
+
+#[tokio::test]
+async fn distinct_events_sharing_a_field_that_names_no_event_are_all_delivered() {
+    use base64::Engine as _;
+    // Attio: `webhook_id` names the webhook, the same in every delivery.
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&dedup_route(&upstream, "attio")).await;
+    for kind in ["record.created", "record.updated"] {
+        let body = format!(
+            r#"{{"webhook_id":"23e42eaf","events":[{{"event_type":"{kind}","id":{{"record_id":"r1"}}}}]}}"#
+        );
+        let mac = hex::encode(sign::hmac_sha256("k", body.as_bytes()));
+        let answer = post(gw.addr, "/p", &[("Attio-Signature", &mac)], body).await;
+        assert!(
+            forwarded(&answer),
+            "{kind}: {} {}",
+            answer.status,
+            answer.text()
+        );
+    }
+    assert_eq!(upstream.requests().len(), 2);
+
+    // Acuity: `id` is the appointment's, the same when it is rescheduled.
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&dedup_route(&upstream, "acuity")).await;
+    for action in ["scheduled", "rescheduled", "canceled"] {
+        let body = format!("action={action}&id=42&calendarID=1&appointmentTypeID=2");
+        let mac = base64::engine::general_purpose::STANDARD
+            .encode(sign::hmac_sha256("k", body.as_bytes()));
+        let headers = [
+            ("X-Acuity-Signature", mac.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        let answer = post(gw.addr, "/p", &headers, body.clone()).await;
+        assert!(
+            forwarded(&answer),
+            "{action}: {} {}",
+            answer.status,
+            answer.text()
+        );
+        // The provider's retry of the same callback is still one event.
+        assert!(is_duplicate(&post(gw.addr, "/p", &headers, body).await));
+    }
+    assert_eq!(upstream.requests().len(), 3);
+}
