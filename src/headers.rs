@@ -332,19 +332,7 @@ fn write_signature(
 /// writes them. A block of a request that did not verify (monitor mode) is
 /// copied as it is: only verified requests are re-signed.
 pub fn resign_stored(block: &[u8], resign: Resign<'_>, body: &[u8], out: &mut BytesMut) {
-    let lines = || {
-        block
-            .split(|&b| b == b'\n')
-            .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
-            .filter(|line| !line.is_empty())
-    };
-    fn named(line: &[u8]) -> Option<(String, &[u8])> {
-        let colon = line.iter().position(|&b| b == b':')?;
-        let name = std::str::from_utf8(&line[..colon])
-            .ok()?
-            .to_ascii_lowercase();
-        Some((name, line[colon + 1..].trim_ascii()))
-    }
+    let lines = || stored_lines(block);
     if !lines().any(|l| named(l).is_some_and(|(n, _)| n == VERIFIED)) {
         out.put_slice(block);
         return;
@@ -365,6 +353,38 @@ pub fn resign_stored(block: &[u8], resign: Resign<'_>, body: &[u8], out: &mut By
     }
     let id = id.map_or_else(|| content_id(body), str::to_owned);
     write_signature(out, resign, &id, event_time, body);
+}
+
+/// A stored header block (as [`write_forwarded_headers`] wrote it) with
+/// `webhook-id: ID` added when the request verified but its scheme read no
+/// signed event id: an async delivery's id then stands for the event's, the
+/// same at every attempt. Any other block is returned as it is.
+pub fn with_delivery_id<'b>(block: &'b [u8], id: &str) -> Cow<'b, [u8]> {
+    let names = || stored_lines(block).filter_map(named).map(|(name, _)| name);
+    if !names().any(|n| n == VERIFIED) || names().any(|n| n == EVENT_ID) {
+        return Cow::Borrowed(block);
+    }
+    let mut out = BytesMut::with_capacity(block.len() + EVENT_ID.len() + id.len() + 4);
+    out.put_slice(block);
+    header(&mut out, EVENT_ID.as_bytes(), id.as_bytes());
+    Cow::Owned(out.to_vec())
+}
+
+/// The non-empty lines of a stored header block, without their line ends.
+fn stored_lines(block: &[u8]) -> impl Iterator<Item = &[u8]> {
+    block
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.is_empty())
+}
+
+/// A header line's name (lower case) and trimmed value.
+fn named(line: &[u8]) -> Option<(String, &[u8])> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name = std::str::from_utf8(&line[..colon])
+        .ok()?
+        .to_ascii_lowercase();
+    Some((name, line[colon + 1..].trim_ascii()))
 }
 
 /// An id for an event its scheme gives none: `hg_` and the first 16 bytes

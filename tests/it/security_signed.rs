@@ -251,3 +251,47 @@ async fn distinct_events_sharing_a_field_that_names_no_event_are_all_delivered()
     }
     assert_eq!(upstream.requests().len(), 3);
 }
+
+#[tokio::test]
+async fn an_async_delivery_without_a_signed_id_carries_its_delivery_id_at_every_attempt() {
+    use crate::support::upstream::Reply;
+    use std::time::{Duration, Instant};
+    let upstream = Upstream::with_reply(Reply {
+        status: 503,
+        ..Reply::default()
+    })
+    .await;
+    let routes = format!(
+        "[[routes]]\nname = \"gh\"\npath = \"/gh\"\nupstream = \"{}\"\ndelivery = \"async\"\n\
+         [routes.retry]\nmin_backoff_ms = 20\nmax_backoff_ms = 50\n\
+         [routes.verify]\nscheme = \"github\"\nsecrets = [\"k\"]\n",
+        upstream.url()
+    );
+    let gw = Gateway::start(&routes).await;
+    let guid = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+    let answer = github(&gw, br#"{"zen":"async"}"#, &[("X-GitHub-Delivery", guid)]).await;
+    assert_eq!(answer.status, 202, "{}", answer.text());
+    let delivery = answer.json()["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while upstream.requests().is_empty() {
+        assert!(Instant::now() < deadline, "no attempt");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    upstream.set_reply(Reply::default());
+    while upstream
+        .requests()
+        .last()
+        .unwrap()
+        .header("x-webhook-attempt")
+        == "1"
+    {
+        assert!(Instant::now() < deadline, "no second attempt");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The GUID is not signed: the delivery's id stands for the event's, the
+    // same at each attempt, and the GUID goes as the unsigned id.
+    for r in upstream.requests() {
+        assert_eq!(r.header("webhook-id"), delivery);
+        assert_eq!(r.header("x-webhook-unsigned-id"), guid);
+    }
+}
