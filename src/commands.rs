@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::config::{self, secret::SecretRef};
 use crate::scheme::signature::Location;
 use crate::scheme::source::Source;
-use crate::scheme::{Scheme, presets};
+use crate::scheme::{Scheme, Split, presets};
 use crate::verify::sign::{Delivery, SignedDelivery, sign};
 
 /// How many routes `check`'s summary names before it says how many more there are.
@@ -80,23 +80,67 @@ fn marker(yes: bool) -> &'static str {
     if yes { "yes" } else { "–" }
 }
 
+/// Whether a scheme's event id or type is signed, for the listing: `signed`
+/// when a source the signature covers yields it (unsigned ones may follow,
+/// for information), `unsigned` when only others do, `–` when it has none.
+fn signedness(split: &Split) -> &'static str {
+    match (split.signed.is_empty(), split.unsigned.is_empty()) {
+        (false, _) => "signed",
+        (true, false) => "unsigned",
+        (true, true) => "–",
+    }
+}
+
+/// The README's cell for an event id or type: its signed sources, then the
+/// unsigned ones marked as such.
+fn sources_cell(split: &Split) -> String {
+    let list = |sources: &[Source]| {
+        sources
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (split.signed.is_empty(), split.unsigned.is_empty()) {
+        (false, true) => list(&split.signed),
+        (false, false) => format!(
+            "{} (unsigned: {})",
+            list(&split.signed),
+            list(&split.unsigned)
+        ),
+        (true, false) => format!("unsigned: {}", list(&split.unsigned)),
+        (true, true) => "–".to_owned(),
+    }
+}
+
 /// `hookgate schemes`: the built-in schemes by provider, one line each, with
-/// whether the gateway answers a handshake and whether keys are fetched.
+/// whether their event id and type are signed, whether the gateway answers a
+/// handshake and whether keys are fetched.
 pub fn schemes() -> String {
     let mut out = format!(
-        "{:<22} {:<26} {:<18} {:<42} {:<9} {:<11} {}\n",
-        "PROVIDER", "SCHEME", "ALGORITHM", "SIGNATURE", "HANDSHAKE", "REMOTE KEYS", "DOCS"
+        "{:<22} {:<26} {:<18} {:<42} {:<8} {:<8} {:<9} {:<11} {}\n",
+        "PROVIDER",
+        "SCHEME",
+        "ALGORITHM",
+        "SIGNATURE",
+        "ID",
+        "TYPE",
+        "HANDSHAKE",
+        "REMOTE KEYS",
+        "DOCS"
     );
     let groups = schemes_by_provider();
     for (provider, schemes) in &groups {
         for (i, scheme) in schemes.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "{:<22} {:<26} {:<18} {:<42} {:<9} {:<11} {}",
+                "{:<22} {:<26} {:<18} {:<42} {:<8} {:<8} {:<9} {:<11} {}",
                 if i == 0 { provider } else { "" },
                 scheme.name,
                 scheme.algorithm.as_str(),
                 signature_place(scheme),
+                signedness(&scheme.ids),
+                signedness(&scheme.types),
                 marker(!scheme.handshakes.is_empty() || confirms(scheme)),
                 marker(scheme.fetches_keys()),
                 scheme.docs.as_deref().unwrap_or("")
@@ -130,8 +174,8 @@ fn summary(groups: &[(&str, Vec<&Arc<Scheme>>)]) -> String {
 /// The README's table of built-in schemes, generated from the descriptors.
 pub fn schemes_markdown() -> String {
     let mut out = String::from(
-        "| provider | scheme | signature | algorithm | signed content | timestamp (default window) | handshake | remote keys |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| provider | scheme | signature | algorithm | signed content | timestamp (default window) | event id | event type | handshake | remote keys |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     let groups = schemes_by_provider();
     for (provider, schemes) in &groups {
@@ -185,9 +229,11 @@ pub fn schemes_markdown() -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {named} | `{}` | {algorithm} | {signed} | {timestamp} | {} | {} |",
+                "| {} | {named} | `{}` | {algorithm} | {signed} | {timestamp} | {} | {} | {} | {} |",
                 if i == 0 { provider } else { "" },
                 signature_grammar(scheme).replace('|', "\\|"),
+                sources_cell(&scheme.ids),
+                sources_cell(&scheme.types),
                 if handshakes.is_empty() {
                     "–".to_owned()
                 } else {
@@ -449,6 +495,48 @@ mod tests {
             listing.trim_end().ends_with("with remote keys"),
             "{listing}"
         );
+    }
+
+    #[test]
+    fn schemes_show_whether_their_event_id_and_type_are_signed() {
+        let listing = schemes();
+        let signedness = |name: &str| -> [String; 2] {
+            let line = listing
+                .lines()
+                .find(|l| l.split_whitespace().any(|w| w == name))
+                .unwrap_or_else(|| panic!("{name} is not listed"));
+            // … ID, TYPE, HANDSHAKE, REMOTE KEYS, DOCS.
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            [columns.len() - 5, columns.len() - 4].map(|i| columns[i].to_owned())
+        };
+        assert!(listing.lines().next().unwrap().contains(" ID  "));
+        assert_eq!(signedness("rye"), ["signed", "signed"]);
+        assert_eq!(signedness("github"), ["unsigned", "unsigned"]);
+        assert_eq!(signedness("gitlab"), ["unsigned", "unsigned"]);
+        assert_eq!(signedness("razorpay"), ["unsigned", "signed"]);
+        assert_eq!(signedness("standard-webhooks"), ["signed", "signed"]);
+        assert_eq!(signedness("aryeo"), ["–", "–"]);
+
+        let table = schemes_markdown();
+        let row = |name: &str| {
+            let needle = format!("[`{name}`]");
+            table
+                .lines()
+                .find(|l| l.contains(&needle))
+                .unwrap()
+                .to_owned()
+        };
+        assert!(
+            row("rye").contains(
+                "| `json:/id` (unsigned: `header:x-rye-event-id`) | `json:/type` (unsigned: `header:x-rye-topic`) |"
+            ),
+            "{}",
+            row("rye")
+        );
+        assert!(row("github").contains(
+            "| unsigned: `header:x-github-delivery` | unsigned: `header:x-github-event` |"
+        ));
+        assert!(row("stripe").contains("| `json:/id` | `json:/type` |"));
     }
 
     #[test]

@@ -19,12 +19,17 @@ use crate::verify::mac::KeyedMac;
 pub const VERIFIED: &str = "x-webhook-verified";
 /// The route's name.
 pub const ROUTE: &str = "x-webhook-route";
-/// The event id.
+/// The event id, from signed bytes only.
 pub const EVENT_ID: &str = "webhook-id";
-/// The event time, unix seconds.
+/// The event time, unix seconds, from signed bytes only.
 pub const EVENT_TIMESTAMP: &str = "webhook-timestamp";
-/// The event type.
+/// The event type, from signed bytes only.
 pub const EVENT_TYPE: &str = "x-webhook-event-type";
+/// The provider's id where the scheme carries it outside the signed bytes
+/// (informational: never used for dedup or as `webhook-id`).
+pub const UNSIGNED_ID: &str = "x-webhook-unsigned-id";
+/// The provider's event type where the scheme carries it outside the signed bytes.
+pub const UNSIGNED_EVENT_TYPE: &str = "x-webhook-unsigned-event-type";
 /// The client's address.
 pub const FORWARDED_FOR: &str = "x-forwarded-for";
 /// The scheme the client used.
@@ -41,12 +46,14 @@ pub const SIGNATURE: &str = "webhook-signature";
 pub const ATTEMPT: &str = "x-webhook-attempt";
 
 /// Headers only the gateway may set; client copies are always removed.
-pub const RESERVED: [&str; 11] = [
+pub const RESERVED: [&str; 13] = [
     VERIFIED,
     ROUTE,
     EVENT_ID,
     EVENT_TIMESTAMP,
     EVENT_TYPE,
+    UNSIGNED_ID,
+    UNSIGNED_EVENT_TYPE,
     FORWARDED_FOR,
     FORWARDED_PROTO,
     FORWARDED_HOST,
@@ -258,13 +265,21 @@ fn write_headers(
     }
 }
 
-/// The gateway's headers for a verified request: the scheme, the event's id,
-/// time and type; re-signed for the app when the route asks for it.
+/// The gateway's headers for a verified request: the scheme, the event's
+/// signed id, time and type, and apart from them its unsigned id and type;
+/// re-signed for the app when the route asks for it.
 fn write_verified(out: &mut BytesMut, verified: &Verified, f: &Forwarding<'_>) {
     header(out, VERIFIED.as_bytes(), verified.scheme().name.as_bytes());
     let id = verified.id().filter(|v| is_header_value(v));
-    if let Some(t) = verified.event_type().filter(|v| is_header_value(v)) {
-        header(out, EVENT_TYPE.as_bytes(), t.as_bytes());
+    let optional = [
+        (EVENT_TYPE, verified.event_type()),
+        (UNSIGNED_ID, verified.unsigned_id()),
+        (UNSIGNED_EVENT_TYPE, verified.unsigned_event_type()),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value.filter(|v| is_header_value(v)) {
+            header(out, name.as_bytes(), value.as_bytes());
+        }
     }
     let Some(resign) = f.resign else {
         if let Some(id) = id {
@@ -317,19 +332,7 @@ fn write_signature(
 /// writes them. A block of a request that did not verify (monitor mode) is
 /// copied as it is: only verified requests are re-signed.
 pub fn resign_stored(block: &[u8], resign: Resign<'_>, body: &[u8], out: &mut BytesMut) {
-    let lines = || {
-        block
-            .split(|&b| b == b'\n')
-            .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
-            .filter(|line| !line.is_empty())
-    };
-    fn named(line: &[u8]) -> Option<(String, &[u8])> {
-        let colon = line.iter().position(|&b| b == b':')?;
-        let name = std::str::from_utf8(&line[..colon])
-            .ok()?
-            .to_ascii_lowercase();
-        Some((name, line[colon + 1..].trim_ascii()))
-    }
+    let lines = || stored_lines(block);
     if !lines().any(|l| named(l).is_some_and(|(n, _)| n == VERIFIED)) {
         out.put_slice(block);
         return;
@@ -350,6 +353,38 @@ pub fn resign_stored(block: &[u8], resign: Resign<'_>, body: &[u8], out: &mut By
     }
     let id = id.map_or_else(|| content_id(body), str::to_owned);
     write_signature(out, resign, &id, event_time, body);
+}
+
+/// A stored header block (as [`write_forwarded_headers`] wrote it) with
+/// `webhook-id: ID` added when the request verified but its scheme read no
+/// signed event id: an async delivery's id then stands for the event's, the
+/// same at every attempt. Any other block is returned as it is.
+pub fn with_delivery_id<'b>(block: &'b [u8], id: &str) -> Cow<'b, [u8]> {
+    let names = || stored_lines(block).filter_map(named).map(|(name, _)| name);
+    if !names().any(|n| n == VERIFIED) || names().any(|n| n == EVENT_ID) {
+        return Cow::Borrowed(block);
+    }
+    let mut out = BytesMut::with_capacity(block.len() + EVENT_ID.len() + id.len() + 4);
+    out.put_slice(block);
+    header(&mut out, EVENT_ID.as_bytes(), id.as_bytes());
+    Cow::Owned(out.to_vec())
+}
+
+/// The non-empty lines of a stored header block, without their line ends.
+fn stored_lines(block: &[u8]) -> impl Iterator<Item = &[u8]> {
+    block
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.is_empty())
+}
+
+/// A header line's name (lower case) and trimmed value.
+fn named(line: &[u8]) -> Option<(String, &[u8])> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name = std::str::from_utf8(&line[..colon])
+        .ok()?
+        .to_ascii_lowercase();
+    Some((name, line[colon + 1..].trim_ascii()))
 }
 
 /// An id for an event its scheme gives none: `hg_` and the first 16 bytes

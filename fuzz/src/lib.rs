@@ -116,9 +116,20 @@ pub fn exercise(verifier: &Verifier, req: &SignedRequest<'_>, now: i64, token: &
     let any = verify_any(std::slice::from_ref(verifier), req, now);
     assert_eq!(verdict.is_ok(), any.is_ok());
     if let Ok(verified) = &verdict {
-        for meta in [verified.id(), verified.event_type()].into_iter().flatten() {
+        let metadata = [
+            verified.id(),
+            verified.event_type(),
+            verified.unsigned_id(),
+            verified.unsigned_event_type(),
+        ];
+        for meta in metadata.into_iter().flatten() {
             assert!(!meta.is_empty() && meta.len() <= 1024, "metadata {meta:?}");
         }
+        // Only signed sources yield the id, type and timestamp that decide.
+        let scheme = verifier.scheme();
+        assert!(verified.id().is_none() || !scheme.ids.signed.is_empty());
+        assert!(verified.event_type().is_none() || !scheme.types.signed.is_empty());
+        assert!(verified.timestamp().is_none() || scheme.timestamp_is_signed());
         if let Some(tolerance) = verifier.tolerance_secs() {
             let ts = verified.timestamp().expect("a tolerance needs a timestamp");
             let age = (i128::from(now) - i128::from(ts)).unsigned_abs();

@@ -81,6 +81,26 @@ impl Builder<'_> {
                     "a scheme of this route has no event id: its deliveries are deduplicated by the SHA-256 of the signed content",
                 );
             }
+            let unsigned = verifiers
+                .iter()
+                .map(Verifier::scheme)
+                .find(|s| s.ids.signed.is_empty() && !s.ids.unsigned.is_empty());
+            if let Some(scheme) = unsigned {
+                self.warning(
+                    span(d),
+                    format!(
+                        "the event id of scheme `{}` is not covered by its signature ({}): anyone can change it, so dedup keys on the SHA-256 of the body instead",
+                        scheme.name,
+                        scheme
+                            .ids
+                            .unsigned
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
             Some(Duration::from_secs(ttl.unsigned_abs()))
         });
         let on_state_error = match r.on_state_error.as_ref().map(|o| (o, o.get_ref().as_str())) {

@@ -951,6 +951,33 @@ fn dedup_on_a_scheme_without_event_ids_is_a_warning() {
 }
 
 #[test]
+fn dedup_resting_on_an_unsigned_id_is_a_warning_with_its_position() {
+    // GitHub's delivery GUID is a header the signature does not cover.
+    let text = named("p", "dedup = { ttl_secs = 60 }").replace("\"rye\"", "\"github\"");
+    let loaded = load_str(Path::new("c.toml"), &text).unwrap();
+    assert_eq!(
+        loaded.warnings.lines(),
+        [
+            "c.toml:4:9: warning: the event id of scheme `github` is not covered by its signature \
+             (header:x-github-delivery): anyone can change it, so dedup keys on the SHA-256 of the body instead"
+        ]
+    );
+    // Rye's body id is signed (its header id is only passed on): no warning,
+    // nor without dedup.
+    for quiet in [
+        named("p", "dedup = { ttl_secs = 60 }"),
+        ROUTE.replace("\"rye\"", "\"github\""),
+    ] {
+        let loaded = load_str(Path::new("c.toml"), &quiet).unwrap();
+        assert!(
+            loaded.warnings.lines().is_empty(),
+            "{:?}",
+            loaded.warnings.lines()
+        );
+    }
+}
+
+#[test]
 fn delivery_and_retry_keys_are_built_with_defaults() {
     let extra = "delivery = \"async\"\n\
                  retry = { max_attempts = 3, min_backoff_ms = 10, max_backoff_ms = 20, \

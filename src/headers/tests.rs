@@ -344,3 +344,17 @@ fn a_stored_block_is_re_signed_only_when_it_verified() {
     );
     assert!(!text.contains("forged"), "{text}");
 }
+
+#[test]
+fn a_stored_block_without_a_signed_id_gets_the_delivery_id() {
+    let unsigned = b"x-webhook-verified: github\r\nx-webhook-unsigned-id: guid\r\n";
+    assert_eq!(
+        &super::with_delivery_id(unsigned, "00ab")[..],
+        b"x-webhook-verified: github\r\nx-webhook-unsigned-id: guid\r\nwebhook-id: 00ab\r\n"
+    );
+    // A signed id stays; a request that did not verify gets none.
+    let signed = b"X-Webhook-Verified: rye\r\nWebhook-Id: evt_1\r\n";
+    assert_eq!(&super::with_delivery_id(signed, "00ab")[..], signed);
+    let failed = b"x-webhook-verification: failed; reason=signature_mismatch\r\n";
+    assert_eq!(&super::with_delivery_id(failed, "00ab")[..], failed);
+}

@@ -11,7 +11,7 @@ use super::remote::{Confirm, HostPattern, HttpsUrl, KeySource, RemoteSpec, TENAN
 use super::signature::{Encoding, Format, LABEL_SEPARATOR, Location, SignatureSpec};
 use super::source::Source;
 use super::template::{Part, Template};
-use super::{Algorithm, AlgorithmFrom, KeyFormat, Scheme, TimeFormat, TimestampSpec};
+use super::{Algorithm, AlgorithmFrom, KeyFormat, Scheme, Split, TimeFormat, TimestampSpec};
 use crate::config::diagnostics::Diagnostic;
 use crate::config::file::OneOrMany;
 use crate::handshake::{AnswerBody, Handshake, JsonAnswer};
@@ -158,7 +158,7 @@ impl<'d> SchemeBuilder<'d> {
         if self.errors > before {
             return None;
         }
-        let scheme = Scheme {
+        let mut scheme = Scheme {
             name: name.to_owned(),
             docs: file.docs.clone(),
             provider: file.provider.clone(),
@@ -169,6 +169,8 @@ impl<'d> SchemeBuilder<'d> {
             timestamp,
             id,
             event_type,
+            ids: Split::default(),
+            types: Split::default(),
             default_tolerance_secs: tolerance,
             url_ports: file.url_ports,
             optional_newline: file.optional_newline.as_ref().is_some_and(|n| *n.get_ref()),
@@ -177,6 +179,7 @@ impl<'d> SchemeBuilder<'d> {
             algorithm_from,
             remote,
         };
+        scheme.split_event_sources();
         if tolerance.is_some_and(|t| t > 0) && !scheme.timestamp_is_signed() {
             self.warning(
                 file.tolerance_secs.as_ref().map(Spanned::span),

@@ -221,10 +221,15 @@ pub struct Scheme {
     pub signature: SignatureSpec,
     /// The event time, when the scheme has one.
     pub timestamp: Option<TimestampSpec>,
-    /// Sources of the event id, tried in order.
+    /// Sources of the event id, tried in order, as written (`{id}` signs the first found).
     pub id: Vec<Source>,
-    /// Sources of the event type, tried in order.
+    /// Sources of the event type, tried in order, as written.
     pub event_type: Vec<Source>,
+    /// `id` split by whether the signature covers each source: only a signed id
+    /// decides anything (dedup, `webhook-id`).
+    pub ids: Split,
+    /// `event_type` split the same way: only a signed type is `x-webhook-event-type`.
+    pub types: Split,
     /// Replay window applied when a route does not set `tolerance_secs`.
     pub default_tolerance_secs: Option<u64>,
     /// Also try `{url}` without its port and with the scheme's default port.
@@ -244,6 +249,21 @@ pub struct Scheme {
     pub remote: Option<remote::RemoteSpec>,
 }
 
+/// Sources split by whether the signature covers them, each part in the order
+/// the descriptor lists them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Split {
+    /// Covered by the signature: these may decide (dedup, filters, `webhook-id`).
+    pub signed: Vec<Source>,
+    /// Not covered: passed on for information only (`x-webhook-unsigned-id`,
+    /// `x-webhook-unsigned-event-type`), never used to decide anything.
+    pub unsigned: Vec<Source>,
+}
+
+/// The AWS SNS members `{aws_sns}` signs whatever the message's `Type`
+/// (`Subject`, `SubscribeURL` and `Token` are signed for some types only).
+const AWS_SNS_ALWAYS_SIGNED: [&str; 5] = ["Message", "MessageId", "Timestamp", "TopicArn", "Type"];
+
 /// `algorithm_from`: the algorithm named by a request field's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlgorithmFrom {
@@ -254,26 +274,92 @@ pub struct AlgorithmFrom {
 }
 
 impl Scheme {
+    /// Whether the signature covers the value read from `source`, so that it can
+    /// decide something (dedup, `webhook-id`, the event type, the timestamp's
+    /// window). Nothing is covered by a `token` scheme, whose "signature" is the
+    /// secret itself and authenticates no bytes. Otherwise a source is covered
+    /// when the signed content names it (`{header:NAME}`, `{optional:…}`), or
+    /// binds it (`{timestamp}` its timestamp source, `{id}` its first id
+    /// source), and:
+    ///
+    /// - `json:` when every body byte is covered (`{body}`, or a `body_sha256`
+    ///   carried in the signature itself), or the pointer is a member
+    ///   `{aws_sns}` signs for every message type;
+    /// - `form:` when every body byte is covered, or `{form_params}` is signed;
+    /// - `query:` when `{url}` or `{query}` is signed;
+    /// - `signature:` when the format is `jwt` (its claims are signed);
+    /// - `header:` only as above.
+    ///
+    /// A `body_sha256` read from the URL covers only non-form bodies, so it
+    /// makes no `json:` or `form:` source signed by itself; nor does `{crc32}`
+    /// (PayPal), which anyone can keep while changing the body.
+    pub fn covers(&self, source: &Source) -> bool {
+        self.covers_as(source, false)
+    }
+
+    /// [`Scheme::covers`] for a source of the event id: `{id}` signs the
+    /// value `event.id` yields, whichever of its sources that came from.
+    pub fn covers_id(&self, source: &Source) -> bool {
+        self.covers_as(source, true)
+    }
+
+    fn covers_as(&self, source: &Source, as_id: bool) -> bool {
+        if self.algorithm == Algorithm::Token {
+            return false;
+        }
+        let signed = &self.signed;
+        let bound_timestamp = signed.uses(&Part::Timestamp)
+            && self.timestamp.as_ref().is_some_and(|t| t.source == *source);
+        let bound_id = signed.uses(&Part::Id)
+            && (self.id.first() == Some(source) || (as_id && self.id.contains(source)));
+        if bound_timestamp || bound_id || signed.fields().any(|f| f == source) {
+            return true;
+        }
+        match source {
+            Source::Header(_) => false,
+            Source::Query(_) => signed.uses(&Part::Url) || signed.uses(&Part::Query),
+            Source::Signature(_) => self.signature.format == signature::Format::Jwt,
+            Source::Json(pointer) => {
+                self.covers_every_body_byte()
+                    || (signed.uses(&Part::AwsSns)
+                        && AWS_SNS_ALWAYS_SIGNED
+                            .iter()
+                            .any(|m| pointer.as_str().strip_prefix('/') == Some(*m)))
+            }
+            Source::Form(_) => self.covers_every_body_byte() || signed.uses(&Part::FormParams),
+        }
+    }
+
+    /// Whether the signature covers the body byte for byte, whatever it is:
+    /// `{body}`, or a `body_sha256` the signature carries (a JWT claim,
+    /// required of every body).
+    fn covers_every_body_byte(&self) -> bool {
+        self.signed.uses(&Part::Body)
+            || self
+                .body_sha256
+                .as_ref()
+                .is_some_and(|s| matches!(s, Source::Signature(_)) && self.covers(s))
+    }
+
     /// Whether the signature covers the timestamp, so it can be trusted for
     /// replay defense.
     pub fn timestamp_is_signed(&self) -> bool {
-        let Some(ts) = &self.timestamp else {
-            return false;
+        self.timestamp
+            .as_ref()
+            .is_some_and(|t| self.covers(&t.source))
+    }
+
+    /// Splits the event id and type sources by [`Scheme::covers_id`] and
+    /// [`Scheme::covers`] (the builder calls it once the scheme is complete).
+    pub fn split_event_sources(&mut self) {
+        let split = |sources: &[Source], covered: &dyn Fn(&Source) -> bool| {
+            let (signed, unsigned) = sources.iter().cloned().partition(|s| covered(s));
+            Split { signed, unsigned }
         };
-        let covered_by_body =
-            matches!(ts.source, Source::Json(_) | Source::Form(_)) && self.signed.uses(&Part::Body);
-        // A JWT's claims are inside the signed part of the token.
-        let covered_by_jwt = matches!(ts.source, Source::Signature(_))
-            && self.signature.format == signature::Format::Jwt;
-        // AWS SNS signs its `Timestamp` field.
-        let covered_by_sns = self.signed.uses(&Part::AwsSns)
-            && matches!(&ts.source, Source::Json(p)
-                if remote::AWS_SNS_MEMBERS.iter().any(|m| p.as_str().strip_prefix('/') == Some(*m)));
-        self.signed.uses(&Part::Timestamp)
-            || self.signed.fields().any(|f| *f == ts.source)
-            || covered_by_body
-            || covered_by_jwt
-            || covered_by_sns
+        let ids = split(&self.id, &|s| self.covers_id(s));
+        let types = split(&self.event_type, &|s| self.covers(s));
+        self.ids = ids;
+        self.types = types;
     }
 
     /// Whether the signature covers only the decoded form fields of the body
@@ -383,6 +469,237 @@ impl Scheme {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A scheme from descriptor text, as a config's `[schemes.x]` would give it.
+    fn scheme(text: &str) -> Scheme {
+        let file = toml::from_str(text).unwrap();
+        let mut diagnostics = Vec::new();
+        let built = build::SchemeBuilder::new(&mut diagnostics).scheme("x", &file);
+        built.unwrap_or_else(|| panic!("{diagnostics:?}"))
+    }
+
+    fn preset(name: &str) -> std::sync::Arc<Scheme> {
+        presets::get(name).unwrap()
+    }
+
+    fn src(text: &str) -> Source {
+        Source::parse(text).unwrap()
+    }
+
+    /// Which of `sources` `scheme` counts as signed.
+    fn signed<'a>(scheme: &Scheme, sources: &[&'a str]) -> Vec<&'a str> {
+        sources
+            .iter()
+            .copied()
+            .filter(|s| scheme.covers(&src(s)))
+            .collect()
+    }
+
+    const EVERY_KIND: [&str; 6] = [
+        "header:x-id",
+        "json:/id",
+        "form:id",
+        "query:id",
+        "signature:t",
+        "signature:iat",
+    ];
+
+    #[test]
+    fn a_signed_body_covers_its_json_and_form_fields_not_headers() {
+        let s = scheme("algorithm = \"hmac-sha256\"\nsignature = { header = \"sig\" }");
+        assert_eq!(signed(&s, &EVERY_KIND), ["json:/id", "form:id"]);
+        // A CRC-32 is no signature: a body of the same CRC is easy to make.
+        let paypal = preset("paypal");
+        assert_eq!(
+            signed(
+                &paypal,
+                &[
+                    "json:/id",
+                    "header:paypal-transmission-id",
+                    "header:paypal-transmission-time"
+                ]
+            ),
+            [
+                "header:paypal-transmission-id",
+                "header:paypal-transmission-time"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_token_covers_nothing() {
+        let s = scheme(
+            "algorithm = \"token\"\nsignature = { header = \"Authorization\" }\n\
+             timestamp = { from = \"json:/ts\" }\nevent = { id = \"json:/id\" }",
+        );
+        assert!(signed(&s, &EVERY_KIND).is_empty());
+        assert!(!s.timestamp_is_signed());
+        assert_eq!(s.ids.unsigned, [src("json:/id")]);
+        for name in [
+            "gitlab",
+            "okta",
+            "cloudevents",
+            "azure-event-grid",
+            "adyen-basic-auth",
+        ] {
+            let p = preset(name);
+            assert!(
+                p.ids.signed.is_empty() && p.types.signed.is_empty(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn named_and_bound_fields_are_covered() {
+        let s = scheme(
+            "algorithm = \"hmac-sha256\"\nsigned = \"{id}.{timestamp}.{header:x-a}.{optional:header:x-b}:{form:p}\"\n\
+             signature = { header = \"sig\", format = \"kv\", key = \"v1\" }\n\
+             timestamp = { from = \"signature:t\" }\n\
+             event = { id = [\"header:x-id\", \"header:x-id2\"], type = [\"header:x-id2\", \"header:x-a\"] }",
+        );
+        assert_eq!(
+            signed(
+                &s,
+                &[
+                    "header:x-a",
+                    "header:x-b",
+                    "header:x-c",
+                    "signature:t",
+                    "signature:u",
+                    "form:p",
+                    "form:q",
+                    "json:/id"
+                ]
+            ),
+            ["header:x-a", "header:x-b", "signature:t", "form:p"]
+        );
+        // {id} signs what `event.id` yields: any of its sources as the id, but
+        // only the first as anything else (a later one is not what was signed
+        // while an earlier one is present).
+        assert!(s.covers(&src("header:x-id")) && !s.covers(&src("header:x-id2")));
+        assert!(s.covers_id(&src("header:x-id2")));
+        assert_eq!(s.ids.signed, [src("header:x-id"), src("header:x-id2")]);
+        assert_eq!(s.types.signed, [src("header:x-a")]);
+        assert_eq!(s.types.unsigned, [src("header:x-id2")]);
+        assert!(s.timestamp_is_signed());
+    }
+
+    #[test]
+    fn the_signed_url_or_query_covers_query_parameters() {
+        for signed_content in ["{url}", "{query}{body}"] {
+            let s = scheme(&format!(
+                "algorithm = \"hmac-sha256\"\nsigned = \"{signed_content}\"\nsignature = {{ header = \"sig\" }}"
+            ));
+            assert!(s.covers(&src("query:id")), "{signed_content}");
+        }
+        let path = scheme(
+            "algorithm = \"hmac-sha256\"\nsigned = \"{path}{body}\"\nsignature = { header = \"sig\" }",
+        );
+        assert!(!path.covers(&src("query:id")));
+    }
+
+    #[test]
+    fn jwt_claims_are_covered_and_the_body_only_through_a_claimed_hash() {
+        // monday: the JWT covers its claims, not the body.
+        let monday = preset("monday");
+        assert_eq!(
+            signed(&monday, &EVERY_KIND),
+            ["signature:t", "signature:iat"]
+        );
+        assert!(monday.timestamp_is_signed());
+        assert!(monday.ids.signed.is_empty() && monday.types.signed.is_empty());
+        // vonage and plaid carry the body's SHA-256 in a claim: the body is covered.
+        for name in ["vonage", "plaid"] {
+            assert!(preset(name).covers(&src("json:/id")), "{name}");
+        }
+        // A kv signature's other keys are not signed unless the content names them.
+        let stripe = preset("stripe");
+        assert!(stripe.covers(&src("signature:t")) && !stripe.covers(&src("signature:v0")));
+    }
+
+    #[test]
+    fn form_params_cover_the_form_and_a_url_body_hash_covers_no_json() {
+        // Twilio: the form by {form_params}; a JSON body by the bodySHA256 in
+        // the signed URL, which a form body need not carry, so no JSON field
+        // counts as signed.
+        let twilio = preset("twilio");
+        assert_eq!(signed(&twilio, &EVERY_KIND), ["form:id", "query:id"]);
+        // Braintree signs one named field, and refuses any other.
+        let braintree = preset("braintree");
+        assert_eq!(
+            signed(&braintree, &["form:bt_payload", "form:other", "json:/id"]),
+            ["form:bt_payload"]
+        );
+    }
+
+    #[test]
+    fn aws_sns_covers_the_members_it_signs_for_every_type() {
+        let sns = preset("aws-sns");
+        assert_eq!(
+            signed(
+                &sns,
+                &[
+                    "json:/MessageId",
+                    "json:/Type",
+                    "json:/Timestamp",
+                    "json:/Message",
+                    "json:/TopicArn",
+                    "json:/Token",
+                    "json:/Subject",
+                    "json:/SubscribeURL",
+                    "json:/Message/id",
+                    "json:/Other"
+                ]
+            ),
+            [
+                "json:/MessageId",
+                "json:/Type",
+                "json:/Timestamp",
+                "json:/Message",
+                "json:/TopicArn"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_built_in_timestamp_is_signed_and_splits_keep_their_order() {
+        for (name, s) in presets::all() {
+            if s.timestamp.is_some() {
+                assert!(s.timestamp_is_signed(), "{name}");
+            }
+            let (ids, types) = (&s.ids, &s.types);
+            assert_eq!(ids.signed.len() + ids.unsigned.len(), s.id.len(), "{name}");
+            assert_eq!(
+                types.signed.len() + types.unsigned.len(),
+                s.event_type.len(),
+                "{name}"
+            );
+            let in_order = |part: &[Source], all: &[Source]| {
+                let positions: Vec<usize> = part
+                    .iter()
+                    .map(|p| all.iter().position(|a| a == p).unwrap())
+                    .collect();
+                positions.is_sorted()
+            };
+            assert!(
+                in_order(&ids.signed, &s.id) && in_order(&ids.unsigned, &s.id),
+                "{name}"
+            );
+        }
+        let rye = preset("rye");
+        assert_eq!(rye.ids.signed, [src("json:/id")]);
+        assert_eq!(rye.ids.unsigned, [src("header:x-rye-event-id")]);
+        assert_eq!(rye.types.signed, [src("json:/type")]);
+        assert_eq!(rye.types.unsigned, [src("header:x-rye-topic")]);
+        let github = preset("github");
+        assert!(github.ids.signed.is_empty() && github.types.signed.is_empty());
+        // Standard Webhooks signs its id header through {id}.
+        assert_eq!(
+            preset("standard-webhooks").ids.signed,
+            [src("header:webhook-id")]
+        );
+    }
 
     #[test]
     fn time_formats_parse_and_format() {

@@ -175,7 +175,7 @@ async fn attempt(context: &Context, mut meta: Meta, route: &Route) {
     };
     meta.attempts = meta.attempts.saturating_add(1);
     meta.window_attempts = meta.window_attempts.saturating_add(1);
-    let Ok(wire) = request.to_wire(route, meta.attempts) else {
+    let Ok(wire) = request.to_wire(route, meta.attempts, &meta.shown_id()) else {
         meta.last_error = Some("invalid_target".to_owned());
         return spool.finish(dead(meta, "invalid_target", &metrics)).await;
     };

@@ -89,9 +89,15 @@ impl StoredRequest {
         })
     }
 
-    /// The upstream request for attempt number `attempt`, to `route`'s
-    /// upstream as it is configured now.
-    pub fn to_wire(&self, route: &Route, attempt: u32) -> Result<Bytes, InvalidTarget> {
+    /// The upstream request for attempt number `attempt` of delivery
+    /// `delivery` (its id as shown, which is the `webhook-id` of an event its
+    /// scheme gives no signed id), to `route`'s upstream as it is configured now.
+    pub fn to_wire(
+        &self,
+        route: &Route,
+        attempt: u32,
+        delivery: &str,
+    ) -> Result<Bytes, InvalidTarget> {
         let target =
             route.upstream_path_and_query(&self.path, &self.remainder, self.query.as_deref());
         let mut out = BytesMut::with_capacity(256 + self.headers.len() + self.body.len());
@@ -101,16 +107,17 @@ impl StoredRequest {
             .policy
             .as_ref()
             .and_then(|p| p.forward_signature.as_ref());
+        let stored = headers::with_delivery_id(&self.headers, delivery);
         let resigned;
         let block = match resign {
-            None => &self.headers[..],
+            None => &stored[..],
             Some(f) => {
                 let mut block = BytesMut::with_capacity(self.headers.len() + 128);
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
                 let resign = Resign { key: &f.key, now };
-                headers::resign_stored(&self.headers, resign, &self.body, &mut block);
+                headers::resign_stored(&stored, resign, &self.body, &mut block);
                 resigned = block;
                 &resigned[..]
             }

@@ -116,7 +116,9 @@ impl Rejection {
 }
 
 /// Proof that a delivery passed verification, with the metadata it carried.
-/// Only this module can make one.
+/// Only this module can make one. The id, type and timestamp come only from
+/// bytes the signature covers; the scheme's unsigned id and type are kept
+/// apart, for information.
 #[derive(Debug, Clone)]
 pub struct Verified {
     scheme: Arc<Scheme>,
@@ -125,6 +127,8 @@ pub struct Verified {
     id: Option<String>,
     timestamp: Option<i64>,
     event_type: Option<String>,
+    unsigned_id: Option<String>,
+    unsigned_event_type: Option<String>,
 }
 
 impl Verified {
@@ -143,19 +147,31 @@ impl Verified {
         self.secret_index
     }
 
-    /// The event id, when the scheme has one.
+    /// The event id, when the scheme has one the signature covers: the only
+    /// id that decides anything (dedup, `webhook-id`, the access log's).
     pub fn id(&self) -> Option<&str> {
         self.id.as_deref()
     }
 
-    /// The event time in unix seconds, when known.
+    /// The event time in unix seconds, when the signature covers it.
     pub fn timestamp(&self) -> Option<i64> {
         self.timestamp
     }
 
-    /// The event type, when known.
+    /// The event type, when the signature covers it.
     pub fn event_type(&self) -> Option<&str> {
         self.event_type.as_deref()
+    }
+
+    /// The id the request carries outside the signed bytes, when the scheme
+    /// reads one (`x-rye-event-id`): anyone can change it, so it decides nothing.
+    pub fn unsigned_id(&self) -> Option<&str> {
+        self.unsigned_id.as_deref()
+    }
+
+    /// The event type the request carries outside the signed bytes: informational.
+    pub fn unsigned_event_type(&self) -> Option<&str> {
+        self.unsigned_event_type.as_deref()
     }
 }
 
@@ -401,26 +417,30 @@ impl Verifier {
         };
         check_body_hash(scheme, req, &received)?;
 
-        let timestamp = scheme.timestamp.as_ref().and_then(|spec| {
-            req.field(&spec.source, Some(&received))
-                .and_then(|t| spec.format.parse(&t))
-        });
+        // An unsigned timestamp is never read: it would decide the window.
+        let timestamp = scheme
+            .timestamp
+            .as_ref()
+            .filter(|_| scheme.timestamp_is_signed())
+            .and_then(|spec| {
+                req.field(&spec.source, Some(&received))
+                    .and_then(|t| spec.format.parse(&t))
+            });
         if let Some(tolerance) = self.tolerance_secs {
             check_window(timestamp, now, tolerance)?;
         }
+        let first = |sources: &[Source]| {
+            bounded(req.first_field(sources, Some(&received)).map(String::from))
+        };
         Ok(Verified {
             scheme: Arc::clone(&self.scheme),
             verifier_index: 0,
             secret_index,
-            id: bounded(
-                req.first_field(&scheme.id, Some(&received))
-                    .map(String::from),
-            ),
+            id: first(&scheme.ids.signed),
             timestamp,
-            event_type: bounded(
-                req.first_field(&scheme.event_type, Some(&received))
-                    .map(String::from),
-            ),
+            event_type: first(&scheme.types.signed),
+            unsigned_id: first(&scheme.ids.unsigned),
+            unsigned_event_type: first(&scheme.types.unsigned),
         })
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::mac::{HashAlg, KeyedMac};
 use super::request::{SignedRequest, UrlParts};
 use super::sign::{Delivery, SignedDelivery, sign};
 use super::{Rejection, Verified, Verifier, verify_any};
@@ -120,24 +121,81 @@ fn rye_official_vector_and_its_negatives() {
     );
 }
 
+/// Hex HMAC-SHA256 of `body` under `secret`.
+fn hex_hmac(secret: &str, body: &str) -> String {
+    let mut mac = KeyedMac::new(HashAlg::Sha256, secret.as_bytes());
+    mac.update(body.as_bytes());
+    mac.finalize_with(|m| hex::encode(m))
+}
+
 #[test]
-fn rye_metadata_prefers_headers_then_body() {
+fn rye_metadata_comes_from_the_signed_body_and_headers_stay_unsigned() {
     let v = verifier(preset("rye"), &[RYE_SECRET], None);
     let got = check_at(&v, &[("x-rye-signature", RYE_SIG)], RYE_BODY, 0).unwrap();
     assert_eq!(got.scheme().name, "rye");
-    assert_eq!(
-        got.id(),
-        Some("evt_ci_acf8e2c44f4c4583bd5b58d291242bb2_awaiting_confirmation")
-    );
+    let body_id = "evt_ci_acf8e2c44f4c4583bd5b58d291242bb2_awaiting_confirmation";
+    assert_eq!(got.id(), Some(body_id));
     assert_eq!(got.event_type(), Some("checkout_intent.offer_retrieved"));
     assert_eq!(got.timestamp(), Some(1_776_742_070));
+    assert_eq!((got.unsigned_id(), got.unsigned_event_type()), (None, None));
+    // The headers are outside the signature: anyone can set them, so they
+    // never replace the body's id and type, and are kept apart.
     let pairs = [
         ("x-rye-signature", RYE_SIG),
         ("x-rye-event-id", "evt_h"),
         ("x-rye-topic", "t_h"),
     ];
     let got = check_at(&v, &pairs, RYE_BODY, 0).unwrap();
-    assert_eq!((got.id(), got.event_type()), (Some("evt_h"), Some("t_h")));
+    assert_eq!(
+        (got.id(), got.event_type()),
+        (Some(body_id), Some("checkout_intent.offer_retrieved"))
+    );
+    assert_eq!(
+        (got.unsigned_id(), got.unsigned_event_type()),
+        (Some("evt_h"), Some("t_h"))
+    );
+}
+
+#[test]
+fn an_unsigned_id_type_or_timestamp_decides_nothing() {
+    // GitHub signs the body only: its delivery GUID and event name are headers.
+    let body = r#"{"zen":"hi"}"#;
+    let signed = format!("sha256={}", hex_hmac("s", body));
+    let v = verifier(preset("github"), &["s"], None);
+    let pairs = [
+        ("x-hub-signature-256", signed.as_str()),
+        ("x-github-delivery", "guid-1"),
+        ("x-github-event", "ping"),
+    ];
+    let got = check_at(&v, &pairs, body, 0).unwrap();
+    assert_eq!((got.id(), got.event_type()), (None, None));
+    assert_eq!(
+        (got.unsigned_id(), got.unsigned_event_type()),
+        (Some("guid-1"), Some("ping"))
+    );
+    // A timestamp read from a header the signature does not cover is not read.
+    let scheme = descriptor(
+        r#"algorithm = "hmac-sha256"
+signature = { header = "sig" }
+timestamp = { from = "header:ts" }
+event = { id = "header:id", type = "header:kind" }"#,
+    );
+    let v = verifier(scheme, &["s"], None);
+    let pairs = [
+        ("sig", &hex_hmac("s", body)[..]),
+        ("ts", "1700000000"),
+        ("id", "i"),
+        ("kind", "k"),
+    ];
+    let got = check_at(&v, &pairs, body, 0).unwrap();
+    assert_eq!(
+        (got.id(), got.event_type(), got.timestamp()),
+        (None, None, None)
+    );
+    assert_eq!(
+        (got.unsigned_id(), got.unsigned_event_type()),
+        (Some("i"), Some("k"))
+    );
 }
 
 // Computed vector from ../shared/vectors: rye-v1-url-verification-computed.
@@ -275,7 +333,7 @@ fn missing_signed_field_is_missing_signature() {
 #[test]
 fn unreadable_signed_timestamp_is_out_of_tolerance() {
     let scheme = descriptor(&GENERIC.replace("{method} {url} {id}.", ""));
-    let mut mac = super::mac::KeyedMac::new(super::mac::HashAlg::Sha256, b"k");
+    let mut mac = KeyedMac::new(HashAlg::Sha256, b"k");
     mac.update(b"soon.{}");
     let sig = format!(
         "sha256={}",
@@ -479,7 +537,7 @@ signature = { header = "x-sig" }
 "#,
     );
     let mac = |text: &str| {
-        let mut mac = crate::verify::mac::KeyedMac::new(crate::verify::mac::HashAlg::Sha256, b"k");
+        let mut mac = KeyedMac::new(HashAlg::Sha256, b"k");
         mac.update(text.as_bytes());
         hex::encode(mac.finalize())
     };
@@ -588,7 +646,7 @@ fn braintree_accepts_the_payload_signed_with_a_trailing_newline() {
     // The SDKs try the payload, then the payload followed by "\n" (a framework
     // may have trimmed it); never the payload without its own last newline.
     let key = super::key::decode(crate::scheme::KeyFormat::Sha1, b"private").unwrap();
-    let mut mac = super::mac::KeyedMac::new(super::mac::HashAlg::Sha1, &key);
+    let mut mac = KeyedMac::new(HashAlg::Sha1, &key);
     mac.update(b"PD94\n");
     let signature = format!("public|{}", hex::encode(mac.finalize()));
     let keys = ["public|private"];
@@ -667,7 +725,7 @@ signature = { header = "x-sig" }
 "#,
     );
     let v = verifier(scheme, &["k"], None);
-    let mut mac = super::mac::KeyedMac::new(super::mac::HashAlg::Sha256, b"k");
+    let mut mac = KeyedMac::new(HashAlg::Sha256, b"k");
     mac.update(b"");
     let sig = hex::encode(mac.finalize());
     let form = "application/x-www-form-urlencoded";

@@ -36,6 +36,9 @@ mod reload;
 mod remote_keys;
 /// Routing, path rewriting, 404/405.
 mod routing;
+/// Only signed bytes decide: replays under new unsigned ids are duplicates,
+/// and unsigned ids and types never reach the app as signed ones.
+mod security_signed;
 /// Dedup and rate limits in a real Redis shared by two gateways; Redis down.
 mod shared_state;
 /// Request smuggling: framing tricks reach the upstream as one verified

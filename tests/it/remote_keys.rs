@@ -245,7 +245,13 @@ async fn google_pubsub_push_tokens_are_verified_against_the_jwks() {
     );
     let forwarded = upstream.only_request();
     assert_eq!(forwarded.body, body.as_bytes());
-    assert_eq!(forwarded.header("webhook-id"), "2070443601311540");
+    // The token authenticates the sender, not the body: the message id is
+    // passed on as unsigned and never becomes `webhook-id`.
+    assert_eq!(
+        forwarded.header("x-webhook-unsigned-id"),
+        "2070443601311540"
+    );
+    assert!(forwarded.header_all("webhook-id").is_empty());
 
     let mut wrong_iss = pubsub_claims(audience, now);
     wrong_iss["iss"] = json!("https://evil.example");
@@ -348,10 +354,12 @@ async fn azure_event_grid_entra_tokens_and_the_validation_handshake() {
     );
     let got = upstream.requests();
     assert_eq!(got.len(), 2);
+    // The token does not cover the body: its type is passed on as unsigned.
     assert_eq!(
-        got[0].header("x-webhook-event-type"),
+        got[0].header("x-webhook-unsigned-event-type"),
         "Microsoft.Storage.BlobCreated"
     );
+    assert!(got[0].header_all("x-webhook-event-type").is_empty());
 
     let validation = r#"[{"id":"2d1781af-3a4c-4d7c-bd0c-e34b19da4e66","topic":"/t","subject":"","data":{"validationCode":"512d38b6-c7b8-40c8-89fe-f46f9e9622b6","validationUrl":"https://rp-eastus2.eventgrid.azure.net/x"},"eventType":"Microsoft.EventGrid.SubscriptionValidationEvent","eventTime":"2024-01-01T00:00:00Z","metadataVersion":"1","dataVersion":"2"}]"#;
     let headers = [
@@ -390,14 +398,17 @@ async fn paypal_deliveries_verify_with_the_certificate_and_the_webhook_id() {
     assert_eq!(post(&gw, "/paypal", &headers, body).await.0, 200);
     let forwarded = upstream.only_request();
     assert_eq!(forwarded.body, body.as_bytes());
+    // PayPal signs the body only through its CRC-32, which a forger can keep:
+    // the body's id and type are passed on as unsigned and decide nothing.
     assert_eq!(
-        forwarded.header("webhook-id"),
+        forwarded.header("x-webhook-unsigned-id"),
         "WH-2WR32451HC0233532-67976317FL4543714"
     );
     assert_eq!(
-        forwarded.header("x-webhook-event-type"),
+        forwarded.header("x-webhook-unsigned-event-type"),
         "PAYMENT.CAPTURE.COMPLETED"
     );
+    assert!(forwarded.header_all("webhook-id").is_empty());
 
     let tampered = body.replace("10.00", "99.00");
     assert_eq!(post(&gw, "/paypal", &headers, &tampered).await.0, 401);
