@@ -184,7 +184,7 @@ impl From<Rejection> for ErrorCode {
 impl From<&HandshakeError> for ErrorCode {
     fn from(error: &HandshakeError) -> Self {
         match error {
-            HandshakeError::MissingField(_) => Self::BadRequest,
+            HandshakeError::MissingField(_) | HandshakeError::Unsendable(_) => Self::BadRequest,
             HandshakeError::VerifyTokenMismatch => Self::InvalidVerifyToken,
         }
     }

@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use http::{HeaderName, Method};
+use http::{HeaderName, HeaderValue, Method};
 use toml::Spanned;
 
 use super::file::{HandshakeFile, KeysFile, SchemeFile, SignatureFile};
@@ -730,8 +730,26 @@ impl<'d> SchemeBuilder<'d> {
                 };
                 let value = Spanned::new(map.span(), value.clone());
                 if let Some(t) = self.answer_template(&value, verify_first, algorithm) {
+                    let literal = t.parts().iter().any(|p| match p {
+                        Part::Literal(bytes) => HeaderValue::from_bytes(bytes).is_err(),
+                        _ => false,
+                    });
+                    if literal {
+                        self.error(
+                            span(map),
+                            format!("header `{name}` holds a character a header value may not"),
+                        );
+                    }
                     headers.push((name, t));
                 }
+            }
+        }
+        if let Some(c) = &h.content_type {
+            if HeaderValue::from_str(c.get_ref()).is_err() {
+                self.error(
+                    span(c),
+                    "`content_type` holds a character a header value may not",
+                );
             }
         }
         let content_type = h
