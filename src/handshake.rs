@@ -58,6 +58,25 @@ pub struct Handshake {
     pub headers: Vec<(HeaderName, Template)>,
 }
 
+/// Longest value, in bytes, an answer to an unverified request MACs.
+pub const MAX_CHALLENGE_LEN: usize = 256;
+
+/// The bytes a value an answer to an unverified request MACs may hold, as
+/// written in messages: those of base64, base64url and URL tokens.
+pub const CHALLENGE_CHARACTERS: &str = "A-Z a-z 0-9 - . _ ~ + / =";
+
+/// Whether an answer to an unverified request may MAC `value`: 1 to
+/// [`MAX_CHALLENGE_LEN`] bytes of [`CHALLENGE_CHARACTERS`]. Such a value holds
+/// no `{`, `[`, `"` or whitespace, so it is never a JSON body: a scheme that
+/// accepts only JSON bodies ([`crate::scheme::BodyFormat::Json`]) never takes
+/// its MAC for a signature (X's CRC tokens are base64).
+pub fn is_challenge_token(value: &str) -> bool {
+    (1..=MAX_CHALLENGE_LEN).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
+}
+
 /// Why a handshake could not be answered. Each is answered 400 `bad_request`
 /// but a verify token mismatch (403).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +87,12 @@ pub enum HandshakeError {
     /// The request's verify token is not the route's.
     #[error("handshake verify token does not match")]
     VerifyTokenMismatch,
+    /// An unverified request asks for the MAC of a value that is not a
+    /// challenge token ([`is_challenge_token`]): it could be a body.
+    #[error(
+        "handshake `{0}` is not a challenge token (1 to {MAX_CHALLENGE_LEN} bytes of {CHALLENGE_CHARACTERS}); no MAC given"
+    )]
+    NotAToken(String),
     /// A value the answer echoes into a header or a text body holds a
     /// control character (CR, LF, NUL, …) or another byte a header value may not.
     #[error("handshake `{0}` holds a character the answer cannot echo")]
@@ -89,6 +114,20 @@ impl Handshake {
     pub fn sources(&self) -> Vec<&Source> {
         let mut sources: Vec<&Source> = self.when.iter().collect();
         sources.extend(&self.verify_token);
+        sources.extend(self.templates().into_iter().flat_map(Template::fields));
+        sources
+    }
+
+    /// Whether the answer holds a MAC of request data under the verifying
+    /// key (`{hmac:…}`): then it signs what the caller sent.
+    pub fn macs_request_data(&self) -> bool {
+        self.templates()
+            .iter()
+            .any(|t| t.parts().iter().any(|p| matches!(p, Part::Hmac(..))))
+    }
+
+    /// The templates of the answer: its headers', then its body's.
+    fn templates(&self) -> Vec<&Template> {
         let mut templates: Vec<&Template> = self.headers.iter().map(|(_, t)| t).collect();
         let mut stack: Vec<&JsonAnswer> = Vec::new();
         match &self.body {
@@ -104,8 +143,7 @@ impl Handshake {
                 JsonAnswer::Literal(_) => {}
             }
         }
-        sources.extend(templates.into_iter().flat_map(Template::fields));
-        sources
+        templates
     }
 
     /// Whether `req` is this handshake.
@@ -146,6 +184,7 @@ impl Handshake {
         let text = Render {
             req,
             keys,
+            verified: self.verify_first,
             echo: Echo::Text,
         };
         let json = Render {
@@ -189,6 +228,8 @@ enum Echo {
 struct Render<'r, 'a> {
     req: &'r SignedRequest<'a>,
     keys: AnswerKeys<'r>,
+    /// Whether the request was verified (else `{hmac:…}` takes tokens only).
+    verified: bool,
     echo: Echo,
 }
 
@@ -206,6 +247,9 @@ impl Render<'_, '_> {
                 }
                 Part::Hmac(source, encoding) => {
                     let value = self.field(source)?;
+                    if !self.verified && !is_challenge_token(&value) {
+                        return Err(HandshakeError::NotAToken(source.to_string()));
+                    }
                     let mut mac = self
                         .keys
                         .mac
@@ -296,6 +340,54 @@ mod tests {
         let handshake = &scheme.handshakes[0];
         assert!(handshake.matches(&req));
         handshake.answer(&req, keys)
+    }
+
+    #[test]
+    fn challenge_tokens_are_short_and_never_json() {
+        assert!(is_challenge_token(
+            "ZTcyNDcyYjYtN2RkZC00OGE2LWI0MDEtNmNmYjhmODk4YTIy"
+        ));
+        assert!(is_challenge_token("a-b_c.d~e+f/g=="));
+        assert!(is_challenge_token(&"x".repeat(MAX_CHALLENGE_LEN)));
+        for not in [
+            String::new(),
+            "x".repeat(MAX_CHALLENGE_LEN + 1),
+            "{}".into(),
+            "[1]".into(),
+            "\"s\"".into(),
+            "a b".into(),
+            "a\nb".into(),
+            "a:b".into(),
+            "é".into(),
+        ] {
+            assert!(!is_challenge_token(&not), "{not:?}");
+        }
+    }
+
+    /// X's CRC: a token is answered with its HMAC; a value that could be a
+    /// body (JSON, whitespace, too long) gets no MAC.
+    #[test]
+    fn an_unverified_mac_answers_only_tokens() {
+        let ok = answer("twitter", "GET", "crc_token=ZTcyNDcy", b"").unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&ok.body).unwrap();
+        assert!(
+            json["response_token"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256=")
+        );
+        let long = format!("crc_token={}", "x".repeat(MAX_CHALLENGE_LEN + 1));
+        for query in [
+            "crc_token=%7B%22a%22%3A1%7D",
+            "crc_token=a+b",
+            long.as_str(),
+        ] {
+            assert_eq!(
+                answer("twitter", "GET", query, b"").unwrap_err(),
+                HandshakeError::NotAToken("query:crc_token".into()),
+                "{query}"
+            );
+        }
     }
 
     /// An echo into a text body or a header must be header text; a JSON

@@ -143,6 +143,17 @@ impl<'a> Members<'a> {
     }
 }
 
+/// Whether `bytes` are one JSON object or array, as serde_json would read
+/// them (UTF-8, whitespace around it allowed). Checked for grammar only: no
+/// value is built.
+pub fn is_document(bytes: &[u8]) -> bool {
+    let mut scan = scan::Scanner::new(bytes);
+    matches!(scan.peek().1, Some(b'{' | b'['))
+        && scan.value().is_some()
+        && scan.at_end()
+        && std::str::from_utf8(bytes).is_ok()
+}
+
 /// A request body seen as JSON. Lookups never fail loudly: a body that is not JSON,
 /// or lacks the field, simply has no value there.
 #[derive(Debug)]
@@ -352,6 +363,30 @@ mod tests {
         assert_eq!(JsonBody::new(body).text_at(&pointer), None);
         let other = vec!["event".to_owned()];
         assert_eq!(JsonBody::with_wanted(body, &other).text_at(&pointer), None);
+    }
+
+    #[test]
+    fn documents_are_one_object_or_array() {
+        for yes in [
+            &b"{}"[..],
+            b" [1, {\"a\": \"\xc3\xa9\"}]\n",
+            b"{\"a\":[[]]}",
+        ] {
+            assert!(is_document(yes), "{:?}", String::from_utf8_lossy(yes));
+        }
+        for no in [
+            &b""[..],
+            b"crc_token",
+            b"\"{}\"",
+            b"1",
+            b"null",
+            b"{} {}",
+            b"{\"a\":}",
+            b"[\"\xff\"]",
+            b"\x0c{}",
+        ] {
+            assert!(!is_document(no), "{:?}", String::from_utf8_lossy(no));
+        }
     }
 
     /// RFC 6901: an index is `0` or has no leading zero; `01` and `+1` name

@@ -169,6 +169,7 @@ impl From<Rejection> for ErrorCode {
             Rejection::SignatureMalformed
             | Rejection::SignatureMismatch
             | Rejection::BodyMismatch
+            | Rejection::BodyNotJson
             | Rejection::KeyUrlRefused
             | Rejection::KeyExpired
             | Rejection::UnknownKey
@@ -184,7 +185,9 @@ impl From<Rejection> for ErrorCode {
 impl From<&HandshakeError> for ErrorCode {
     fn from(error: &HandshakeError) -> Self {
         match error {
-            HandshakeError::MissingField(_) | HandshakeError::Unsendable(_) => Self::BadRequest,
+            HandshakeError::MissingField(_)
+            | HandshakeError::NotAToken(_)
+            | HandshakeError::Unsendable(_) => Self::BadRequest,
             HandshakeError::VerifyTokenMismatch => Self::InvalidVerifyToken,
         }
     }

@@ -19,7 +19,7 @@ use crate::scheme::remote::{HttpsUrl, KeySource};
 use crate::scheme::signature::{Format, JWT_INPUT, Location, Received};
 use crate::scheme::source::Source;
 use crate::scheme::template::Part;
-use crate::scheme::{Algorithm, Scheme};
+use crate::scheme::{Algorithm, BodyFormat, Scheme};
 use content::Content;
 use key::Key;
 use mac::{KeyedMac, constant_time_eq};
@@ -71,6 +71,10 @@ pub enum Rejection {
     /// A claim or field the route requires (`aud`, `iss`, `email`, `TopicArn`) does not match.
     #[error("claim mismatch")]
     ClaimMismatch,
+    /// The body is not the JSON object or array the scheme accepts
+    /// (`body_format = "json"`).
+    #[error("body is not JSON")]
+    BodyNotJson,
 }
 
 impl Rejection {
@@ -90,6 +94,7 @@ impl Rejection {
             Self::KeyExpired => "key_expired",
             Self::UnknownKey => "unknown_key",
             Self::ClaimMismatch => "claim_mismatch",
+            Self::BodyNotJson => "body_not_json",
         }
     }
 
@@ -102,6 +107,7 @@ impl Rejection {
             Self::SignatureMalformed
             | Self::SignatureMismatch
             | Self::BodyMismatch
+            | Self::BodyNotJson
             | Self::KeyUrlRefused
             | Self::KeyExpired
             | Self::UnknownKey => 2,
@@ -400,6 +406,9 @@ impl Verifier {
                 .ok_or(Rejection::SignatureMismatch)?,
         };
         check_body_hash(scheme, req, &received)?;
+        if scheme.body_format == BodyFormat::Json && !crate::json::is_document(req.body) {
+            return Err(Rejection::BodyNotJson);
+        }
 
         let timestamp = scheme.timestamp.as_ref().and_then(|spec| {
             req.field(&spec.source, Some(&received))

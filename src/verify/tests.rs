@@ -521,6 +521,50 @@ fn a_scheme_signing_only_form_fields_refuses_other_bodies() {
     assert!(v.verify(&empty, 0).is_ok());
 }
 
+/// A POST of `body` as JSON to `https://hooks.example.com/in?x=1`.
+fn json_post(body: &[u8]) -> Delivery {
+    Delivery {
+        method: "POST".into(),
+        url: "https://hooks.example.com/in?x=1".into(),
+        content_type: "application/json".into(),
+        body: body.to_vec(),
+        id: String::new(),
+        time: 0,
+        headers: Vec::new(),
+    }
+}
+
+/// X's CRC answer is the HMAC of the token, which would sign a delivery whose
+/// body is that token: the `twitter` scheme accepts only JSON bodies.
+#[test]
+fn a_json_only_scheme_refuses_other_signed_bodies() {
+    let scheme = preset("twitter");
+    let v = verifier(Arc::clone(&scheme), &["consumer-secret"], None);
+    let signed_body = |body: &[u8]| sign(&scheme, b"consumer-secret", &json_post(body)).unwrap();
+    for body in [
+        &b"ZTcyNDcyYjYtN2RkZC00OGE2"[..],
+        b"",
+        b"\"{}\"",
+        b"1",
+        b"{} {}",
+    ] {
+        let signed = signed_body(body);
+        let (h, parts, query) = as_received(&signed);
+        let req = SignedRequest::new("POST", ("/in", Some(query)), &h, body, parts);
+        assert_eq!(
+            v.verify(&req, 0).unwrap_err(),
+            Rejection::BodyNotJson,
+            "{body:?}"
+        );
+    }
+    for body in [&br#"{"for_user_id":"1"}"#[..], b" [1]\n"] {
+        let signed = signed_body(body);
+        let (h, parts, query) = as_received(&signed);
+        let req = SignedRequest::new("POST", ("/in", Some(query)), &h, body, parts);
+        assert!(v.verify(&req, 0).is_ok(), "{body:?}");
+    }
+}
+
 /// Mandrill's signature of `delivery`'s URL with no form fields.
 fn signed_without_fields(scheme: &Scheme, delivery: &Delivery) -> String {
     let empty = Delivery {

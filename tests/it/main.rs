@@ -36,7 +36,8 @@ mod reload;
 mod remote_keys;
 /// Routing, path rewriting, 404/405.
 mod routing;
-/// Handshake answers: unsendable echoes are a logged 400, nosniff everywhere.
+/// Handshake answers: X's CRC is no signing oracle, unsendable echoes are a
+/// logged 400, `check` warns about MACs of request data, nosniff everywhere.
 mod security_handshake;
 /// Dedup and rate limits in a real Redis shared by two gateways; Redis down.
 mod shared_state;

@@ -1,8 +1,12 @@
-//! Handshake answers as an attacker sees them: an echo that cannot be sent is
-//! a logged 400, and every response the gateway makes itself is
-//! `X-Content-Type-Options: nosniff`.
+//! Handshake answers as an attacker sees them: X's CRC is no signing oracle,
+//! an echo that cannot be sent is a logged 400, `hookgate check` warns about
+//! every answer that MACs request data, and every response the gateway makes
+//! itself is `X-Content-Type-Options: nosniff`.
 
+use std::process::Command;
 use std::time::Duration;
+
+use base64::Engine as _;
 
 use crate::support::client::{Answer, Raw, post, send};
 use crate::support::gateway::Gateway;
@@ -17,6 +21,141 @@ fn assert_nosniff(answer: &Answer, what: &str) {
         "nosniff",
         "{what}: {:?}",
         answer.headers
+    );
+}
+
+/// X's documented CRC example, as in the shared vectors (`twitter-crc-handshake`).
+const X_SECRET: &str = "x_consumer_secret_Zqk1";
+const X_TOKEN: &str = "ZTcyNDcyYjYtN2RkZC00OGE2LWI0MDEtNmNmYjhmODk4YTIy";
+const X_RESPONSE: &str = "sha256=IlNjZT2YRmmz70glob5KoIDsvW+SFMQOIiJrHSH1wPM=";
+
+/// `sha256=` + base64 HMAC-SHA256: X's CRC answer, and its delivery signature.
+fn x_mac(message: &[u8]) -> String {
+    let mac = sign::hmac_sha256(X_SECRET, message);
+    format!(
+        "sha256={}",
+        base64::engine::general_purpose::STANDARD.encode(mac)
+    )
+}
+
+/// The old sequence: a CRC whose token is a JSON body got that body's MAC,
+/// and the body POSTed with it was verified and forwarded. Now a token that
+/// is not base64-like gets 400 and no MAC; a genuine token still gets X's
+/// answer, and that answer does not sign the token as a body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_x_crc_is_no_signing_oracle() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&route(
+        "tw",
+        "/tw",
+        &upstream.url(),
+        &scheme("twitter", &[X_SECRET]),
+    ))
+    .await;
+    let body = r#"{"for_user_id":"2244994945","tweet_create_events":[{"id_str":"1"}]}"#;
+    let encoded: String = form_urlencoded::byte_serialize(body.as_bytes()).collect();
+    let crc = send(gw.addr, "GET", &format!("/tw?crc_token={encoded}"), &[], "").await;
+    crc.assert_error(400, "bad_request");
+    assert!(!crc.text().contains("sha256="), "{}", crc.text());
+    assert_nosniff(&crc, "refused CRC");
+    gw.wait_log(
+        "INFO  hookgate::proxy] route tw: handshake `query:crc_token` is not a challenge token",
+        1,
+    )
+    .await;
+    for token in ["a%20b", &"x".repeat(257), "%22quoted%22", "%5B1%5D"] {
+        send(gw.addr, "GET", &format!("/tw?crc_token={token}"), &[], "")
+            .await
+            .assert_error(400, "bad_request");
+    }
+
+    let crc = send(gw.addr, "GET", &format!("/tw?crc_token={X_TOKEN}"), &[], "").await;
+    assert_eq!(crc.status, 200, "{}", crc.text());
+    assert_eq!(
+        crc.json(),
+        serde_json::json!({ "response_token": X_RESPONSE })
+    );
+    assert_eq!(X_RESPONSE, x_mac(X_TOKEN.as_bytes()));
+    assert_nosniff(&crc, "CRC answer");
+
+    // What the CRC answered, used as the signature of its token as a body.
+    let forged = post(
+        gw.addr,
+        "/tw",
+        &[("x-twitter-webhooks-signature", X_RESPONSE)],
+        X_TOKEN,
+    )
+    .await;
+    forged.assert_error(401, "invalid_signature");
+    upstream.assert_untouched();
+
+    let genuine = post(
+        gw.addr,
+        "/tw",
+        &[("x-twitter-webhooks-signature", &x_mac(body.as_bytes()))],
+        body,
+    )
+    .await;
+    assert_eq!(genuine.text(), "upstream ok");
+    assert_eq!(upstream.only_request().body, body.as_bytes());
+}
+
+/// `hookgate check` names each route whose handshake MACs request data
+/// under its secret, built in or its own, and what bounds that MAC.
+#[test]
+fn check_warns_about_every_answer_that_macs_request_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let routes = [
+        route(
+            "tw",
+            "/tw",
+            "http://127.0.0.1:9",
+            &scheme("twitter", &["s"]),
+        ),
+        route("zm", "/zm", "http://127.0.0.1:9", &scheme("zoom", &["s"])),
+        route(
+            "own",
+            "/own",
+            "http://127.0.0.1:9",
+            &scheme("aryeo", &["s"]),
+        ),
+        "[[routes.handshake]]\nverify_first = false\nmethod = \"GET\"\nwhen = \"query:c\"\n\
+         body = \"{hmac:query:c}\"\n"
+            .to_owned(),
+        route("st", "/st", "http://127.0.0.1:9", &scheme("stripe", &["s"])),
+    ];
+    std::fs::write(
+        &path,
+        format!("[server]\nlisten = \"127.0.0.1:1\"\n{}", routes.concat()),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let out = String::from_utf8(out.stdout).unwrap();
+    let warnings: Vec<&str> = out.lines().filter(|l| l.contains("warning:")).collect();
+    assert_eq!(warnings.len(), 3, "{out}");
+    assert!(
+        warnings[0].contains(
+            "route `tw`: the `twitter` handshake answers an unsigned request with a MAC of request data"
+        ) && warnings[0].contains("bounded: it MACs only a token of 1 to 256 bytes")
+            && warnings[0].contains("scheme `twitter` accepts only JSON bodies"),
+        "{out}"
+    );
+    assert!(
+        warnings[1].contains("route `zm`: the `zoom` handshake answers with a MAC of request data")
+            && warnings[1].contains("bounded: it answers only requests that verify first"),
+        "{out}"
+    );
+    assert!(
+        warnings[2].contains(
+            "route `own`: its own handshake: this answer gives anyone a MAC under your secret"
+        ),
+        "{out}"
     );
 }
 
