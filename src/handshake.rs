@@ -97,6 +97,9 @@ pub enum HandshakeError {
     /// control character (CR, LF, NUL, …) or another byte a header value may not.
     #[error("handshake `{0}` holds a character the answer cannot echo")]
     Unsendable(String),
+    /// The request's JSON body holds a member the handshake read twice.
+    #[error("handshake request body holds a JSON member it reads twice")]
+    DuplicateKey,
 }
 
 /// What an answer may use besides the request: the route's verify token and the
@@ -201,6 +204,9 @@ impl Handshake {
             .iter()
             .map(|(name, template)| Ok((name.clone(), text.template(template)?)))
             .collect::<Result<_, HandshakeError>>()?;
+        if req.json().met_duplicate() {
+            return Err(HandshakeError::DuplicateKey);
+        }
         let content_type = self
             .content_type
             .clone()
@@ -409,5 +415,19 @@ mod tests {
         }
         let monday = answer("monday", "POST", "", br#"{"challenge":"a\r\nb"}"#).unwrap();
         assert_eq!(monday.body, br#"{"challenge":"a\r\nb"}"#);
+    }
+
+    #[test]
+    fn a_challenge_read_from_a_repeated_member_is_not_answered() {
+        assert_eq!(
+            answer(
+                "monday",
+                "POST",
+                "",
+                br#"{"challenge":"a","challenge":"b"}"#
+            )
+            .unwrap_err(),
+            HandshakeError::DuplicateKey
+        );
     }
 }

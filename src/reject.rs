@@ -175,6 +175,8 @@ impl From<Rejection> for ErrorCode {
             | Rejection::UnknownKey
             | Rejection::ClaimMismatch => Self::InvalidSignature,
             Rejection::KeyUnavailable => Self::KeyUnavailable,
+            // A body that means two things is malformed, whatever signed it.
+            Rejection::DuplicateKey => Self::BadRequest,
             Rejection::TimestampUnreadable
             | Rejection::TimestampTooOld
             | Rejection::TimestampTooNew => Self::TimestampOutOfTolerance,
@@ -187,7 +189,8 @@ impl From<&HandshakeError> for ErrorCode {
         match error {
             HandshakeError::MissingField(_)
             | HandshakeError::NotAToken(_)
-            | HandshakeError::Unsendable(_) => Self::BadRequest,
+            | HandshakeError::Unsendable(_)
+            | HandshakeError::DuplicateKey => Self::BadRequest,
             HandshakeError::VerifyTokenMismatch => Self::InvalidVerifyToken,
         }
     }

@@ -75,6 +75,10 @@ pub enum Rejection {
     /// (`body_format = "json"`).
     #[error("body is not JSON")]
     BodyNotJson,
+    /// A JSON member the scheme read is in the body twice (at some level of
+    /// its pointer): the gateway read one copy, the app may read the other.
+    #[error("duplicate JSON key")]
+    DuplicateKey,
 }
 
 impl Rejection {
@@ -95,6 +99,7 @@ impl Rejection {
             Self::UnknownKey => "unknown_key",
             Self::ClaimMismatch => "claim_mismatch",
             Self::BodyNotJson => "body_not_json",
+            Self::DuplicateKey => "duplicate_json_key",
         }
     }
 
@@ -114,7 +119,8 @@ impl Rejection {
             Self::TimestampUnreadable
             | Self::TimestampTooOld
             | Self::TimestampTooNew
-            | Self::ClaimMismatch => 3,
+            | Self::ClaimMismatch
+            | Self::DuplicateKey => 3,
             // Nothing can be said about the signature: that explains most.
             Self::KeyUnavailable => 4,
         }
@@ -360,8 +366,30 @@ impl Verifier {
     }
 
     /// Checks one delivery at time `now` (unix seconds), with the remote keys
-    /// fetched for it (see [`Verifier::key_need`]).
+    /// fetched for it (see [`Verifier::key_need`]). A JSON body holding a
+    /// member the check read twice is refused: the gateway read one copy and
+    /// the app may read the other.
     pub fn verify_with_keys(
+        &self,
+        req: &SignedRequest<'_>,
+        now: i64,
+        remote_keys: &RemoteKeys,
+    ) -> Result<Verified, Rejection> {
+        let verified = self.check(req, now, remote_keys)?;
+        // The key URL and confirmation fields are read outside verification
+        // (before it, and after it): read here too, so that theirs count.
+        for source in self.scheme.remote.iter().flat_map(|r| r.sources()) {
+            let _ = req.field(source, None);
+        }
+        if req.json().met_duplicate() {
+            return Err(Rejection::DuplicateKey);
+        }
+        Ok(verified)
+    }
+
+    /// [`Verifier::verify_with_keys`] but for duplicate JSON members: every
+    /// field the scheme reads is read here.
+    fn check(
         &self,
         req: &SignedRequest<'_>,
         now: i64,

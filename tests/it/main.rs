@@ -39,6 +39,8 @@ mod routing;
 /// Handshake answers: X's CRC is no signing oracle, unsendable echoes are a
 /// logged 400, `check` warns about MACs of request data, nosniff everywhere.
 mod security_handshake;
+/// Duplicate JSON members a scheme reads are refused (AWS SNS `Message`).
+mod security_json;
 /// Dedup and rate limits in a real Redis shared by two gateways; Redis down.
 mod shared_state;
 /// Request smuggling: framing tricks reach the upstream as one verified
