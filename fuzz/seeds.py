@@ -182,6 +182,18 @@ when = "json:/challenge"
 json = { challenge = "{json:/challenge}", ok = true, list = [1, "{hmac:json:/challenge}"] }
 """
 
+# Bodies holding a member twice on a pointer's way (the view notes it), or
+# off it (it does not), each after its pointer line.
+REPEATED_MEMBERS = [
+    '/Message\n{"Message":"attacker","Type":"Notification","Message":"signed"}',
+    '/Message\n{"Mess\\u0061ge":"attacker","Message":"signed"}',
+    '/data/id\n{"data":{"id":"a","id":"b"},"pad":{"k":1,"k":2}}',
+    '/data/id\n{"data":{"id":"a"},"data":{"id":"b"}}',
+    '/value/0/clientState\n{"value":[{"clientState":"a","clientState":"b"}]}',
+    '/0/event\n[{"event":"a","event":"b"}]',
+    '/id\n{"id":"e1","pad":{"k":1,"k":2},"pad":0}',
+]
+
 
 def main():
     shutil.rmtree(FUZZ / "seeds", ignore_errors=True)
@@ -198,6 +210,8 @@ def main():
             write("sources", template + "\n" + d)
     for d in HANDWRITTEN_DELIVERIES:
         write("verify", f"{NOW} fuzz-secret\n" + d)
+    for seed in REPEATED_MEMBERS:
+        write("json", seed)
     for body in BODIES:
         for piece in (b"\x01", b"\xff"):
             write("body", piece + b"\x00\x10" + body.encode())

@@ -220,12 +220,14 @@ pub fn schemes_markdown() -> String {
                 "(the secret itself)".to_owned()
             } else {
                 // A `|` would end the table cell, even inside a code span.
-                let signed = format!("`{}`", scheme.signed.to_string().replace('|', "\\|"));
+                let mut signed = format!("`{}`", scheme.signed.to_string().replace('|', "\\|"));
                 if scheme.optional_newline {
-                    format!("{signed}, with or without a trailing `\\n`")
-                } else {
-                    signed
+                    signed.push_str(", with or without a trailing `\\n`");
                 }
+                if scheme.body_format == crate::scheme::BodyFormat::Json {
+                    signed.push_str(" (JSON bodies only)");
+                }
+                signed
             };
             let _ = writeln!(
                 out,

@@ -1,7 +1,7 @@
 //! Endpoint-verification handshakes: recognising a provider's challenge request
 //! and building the answer the gateway sends itself, without the upstream.
 
-use http::{HeaderName, Method};
+use http::{HeaderName, HeaderValue, Method};
 
 use crate::config::secret::Secret;
 use crate::response::LocalResponse;
@@ -58,7 +58,27 @@ pub struct Handshake {
     pub headers: Vec<(HeaderName, Template)>,
 }
 
-/// Why a handshake could not be answered.
+/// Longest value, in bytes, an answer to an unverified request MACs.
+pub const MAX_CHALLENGE_LEN: usize = 256;
+
+/// The bytes a value an answer to an unverified request MACs may hold, as
+/// written in messages: those of base64, base64url and URL tokens.
+pub const CHALLENGE_CHARACTERS: &str = "A-Z a-z 0-9 - . _ ~ + / =";
+
+/// Whether an answer to an unverified request may MAC `value`: 1 to
+/// [`MAX_CHALLENGE_LEN`] bytes of [`CHALLENGE_CHARACTERS`]. Such a value holds
+/// no `{`, `[`, `"` or whitespace, so it is never a JSON body: a scheme that
+/// accepts only JSON bodies ([`crate::scheme::BodyFormat::Json`]) never takes
+/// its MAC for a signature (X's CRC tokens are base64).
+pub fn is_challenge_token(value: &str) -> bool {
+    (1..=MAX_CHALLENGE_LEN).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
+}
+
+/// Why a handshake could not be answered. Each is answered 400 `bad_request`
+/// but a verify token mismatch (403).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
     /// The request lacks a field the answer echoes.
@@ -67,6 +87,19 @@ pub enum HandshakeError {
     /// The request's verify token is not the route's.
     #[error("handshake verify token does not match")]
     VerifyTokenMismatch,
+    /// An unverified request asks for the MAC of a value that is not a
+    /// challenge token ([`is_challenge_token`]): it could be a body.
+    #[error(
+        "handshake `{0}` is not a challenge token (1 to {MAX_CHALLENGE_LEN} bytes of {CHALLENGE_CHARACTERS}); no MAC given"
+    )]
+    NotAToken(String),
+    /// A value the answer echoes into a header or a text body holds a
+    /// control character (CR, LF, NUL, …) or another byte a header value may not.
+    #[error("handshake `{0}` holds a character the answer cannot echo")]
+    Unsendable(String),
+    /// The request's JSON body holds a member the handshake read twice.
+    #[error("handshake request body holds a JSON member it reads twice")]
+    DuplicateKey,
 }
 
 /// What an answer may use besides the request: the route's verify token and the
@@ -84,6 +117,20 @@ impl Handshake {
     pub fn sources(&self) -> Vec<&Source> {
         let mut sources: Vec<&Source> = self.when.iter().collect();
         sources.extend(&self.verify_token);
+        sources.extend(self.templates().into_iter().flat_map(Template::fields));
+        sources
+    }
+
+    /// Whether the answer holds a MAC of request data under the verifying
+    /// key (`{hmac:…}`): then it signs what the caller sent.
+    pub fn macs_request_data(&self) -> bool {
+        self.templates()
+            .iter()
+            .any(|t| t.parts().iter().any(|p| matches!(p, Part::Hmac(..))))
+    }
+
+    /// The templates of the answer: its headers', then its body's.
+    fn templates(&self) -> Vec<&Template> {
         let mut templates: Vec<&Template> = self.headers.iter().map(|(_, t)| t).collect();
         let mut stack: Vec<&JsonAnswer> = Vec::new();
         match &self.body {
@@ -99,8 +146,7 @@ impl Handshake {
                 JsonAnswer::Literal(_) => {}
             }
         }
-        sources.extend(templates.into_iter().flat_map(Template::fields));
-        sources
+        templates
     }
 
     /// Whether `req` is this handshake.
@@ -138,16 +184,29 @@ impl Handshake {
                 return Err(HandshakeError::VerifyTokenMismatch);
             }
         }
+        let text = Render {
+            req,
+            keys,
+            verified: self.verify_first,
+            echo: Echo::Text,
+        };
+        let json = Render {
+            echo: Echo::Json,
+            ..text
+        };
         let body = match &self.body {
             AnswerBody::Empty => Vec::new(),
-            AnswerBody::Text(template) => render(template, req, keys)?.into_bytes(),
-            AnswerBody::Json(json) => render_json(json, req, keys)?.to_string().into_bytes(),
+            AnswerBody::Text(template) => text.template(template)?.into_bytes(),
+            AnswerBody::Json(answer) => json.json(answer)?.to_string().into_bytes(),
         };
         let headers = self
             .headers
             .iter()
-            .map(|(name, template)| Ok((name.clone(), render(template, req, keys)?)))
+            .map(|(name, template)| Ok((name.clone(), text.template(template)?)))
             .collect::<Result<_, HandshakeError>>()?;
+        if req.json().met_duplicate() {
+            return Err(HandshakeError::DuplicateKey);
+        }
         let content_type = self
             .content_type
             .clone()
@@ -161,60 +220,214 @@ impl Handshake {
     }
 }
 
-/// Renders an answer template: literal text, request fields, and `{hmac:…}`.
-fn render(
-    template: &Template,
-    req: &SignedRequest<'_>,
-    keys: AnswerKeys<'_>,
-) -> Result<String, HandshakeError> {
-    let mut out = String::new();
-    for part in template.parts() {
-        match part {
-            Part::Literal(bytes) => out.push_str(&String::from_utf8_lossy(bytes)),
-            Part::Field(source) => out.push_str(&field(req, source)?),
-            Part::Optional(source) => out.push_str(&req.field(source, None).unwrap_or_default()),
-            Part::Hmac(source, encoding) => {
-                let value = field(req, source)?;
-                let mut mac = keys
-                    .mac
-                    .cloned()
-                    .ok_or_else(|| HandshakeError::MissingField(source.to_string()))?;
-                mac.update(value.as_bytes());
-                out.push_str(&encoding.encode(&mac.finalize()));
+/// Where an echoed request value goes.
+#[derive(Debug, Clone, Copy)]
+enum Echo {
+    /// A header or a text body: the value must be valid header text.
+    Text,
+    /// A JSON string, which escapes whatever it holds.
+    Json,
+}
+
+/// What an answer is rendered from.
+#[derive(Debug, Clone, Copy)]
+struct Render<'r, 'a> {
+    req: &'r SignedRequest<'a>,
+    keys: AnswerKeys<'r>,
+    /// Whether the request was verified (else `{hmac:…}` takes tokens only).
+    verified: bool,
+    echo: Echo,
+}
+
+impl Render<'_, '_> {
+    /// Renders an answer template: literal text, request fields, and `{hmac:…}`.
+    fn template(&self, template: &Template) -> Result<String, HandshakeError> {
+        let mut out = String::new();
+        for part in template.parts() {
+            match part {
+                Part::Literal(bytes) => out.push_str(&String::from_utf8_lossy(bytes)),
+                Part::Field(source) => out.push_str(&self.echo(source, self.field(source)?)?),
+                Part::Optional(source) => {
+                    let value = self.req.field(source, None).unwrap_or_default();
+                    out.push_str(&self.echo(source, value.into_owned())?);
+                }
+                Part::Hmac(source, encoding) => {
+                    let value = self.field(source)?;
+                    if !self.verified && !is_challenge_token(&value) {
+                        return Err(HandshakeError::NotAToken(source.to_string()));
+                    }
+                    let mut mac = self
+                        .keys
+                        .mac
+                        .cloned()
+                        .ok_or_else(|| HandshakeError::MissingField(source.to_string()))?;
+                    mac.update(value.as_bytes());
+                    out.push_str(&encoding.encode(&mac.finalize()));
+                }
+                // Refused by the scheme builder: answers only use literals, fields and {hmac:…}.
+                _ => return Err(HandshakeError::MissingField(format!("{part:?}"))),
             }
-            // Refused by the scheme builder: answers only use literals, fields and {hmac:…}.
-            _ => return Err(HandshakeError::MissingField(format!("{part:?}"))),
+        }
+        Ok(out)
+    }
+
+    fn field(&self, source: &Source) -> Result<String, HandshakeError> {
+        self.req
+            .field(source, None)
+            .map(|v| v.into_owned())
+            .ok_or_else(|| HandshakeError::MissingField(source.to_string()))
+    }
+
+    /// `value` read from `source`, if it may be echoed where it goes.
+    fn echo(&self, source: &Source, value: String) -> Result<String, HandshakeError> {
+        match self.echo {
+            Echo::Text if HeaderValue::from_str(&value).is_err() => {
+                Err(HandshakeError::Unsendable(source.to_string()))
+            }
+            Echo::Text | Echo::Json => Ok(value),
         }
     }
-    Ok(out)
-}
 
-fn field(req: &SignedRequest<'_>, source: &Source) -> Result<String, HandshakeError> {
-    req.field(source, None)
-        .map(|v| v.into_owned())
-        .ok_or_else(|| HandshakeError::MissingField(source.to_string()))
-}
-
-fn render_json(
-    json: &JsonAnswer,
-    req: &SignedRequest<'_>,
-    keys: AnswerKeys<'_>,
-) -> Result<serde_json::Value, HandshakeError> {
-    Ok(match json {
-        JsonAnswer::Object(members) => {
-            let mut object = serde_json::Map::new();
-            for (key, value) in members {
-                object.insert(key.clone(), render_json(value, req, keys)?);
+    fn json(&self, answer: &JsonAnswer) -> Result<serde_json::Value, HandshakeError> {
+        Ok(match answer {
+            JsonAnswer::Object(members) => {
+                let mut object = serde_json::Map::new();
+                for (key, value) in members {
+                    object.insert(key.clone(), self.json(value)?);
+                }
+                serde_json::Value::Object(object)
             }
-            serde_json::Value::Object(object)
+            JsonAnswer::Array(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(|i| self.json(i))
+                    .collect::<Result<_, _>>()?,
+            ),
+            JsonAnswer::Text(template) => serde_json::Value::String(self.template(template)?),
+            JsonAnswer::Literal(value) => value.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::secret::Secret;
+    use crate::scheme::presets;
+    use crate::verify::Verifier;
+    use crate::verify::request::UrlParts;
+    use crate::verify::tests::headers;
+
+    const URL: UrlParts<'static> = UrlParts {
+        public_url: None,
+        remainder: "",
+        host: "gw",
+    };
+
+    /// `scheme`'s first handshake's answer to a request with `query` and `body`.
+    fn answer(
+        scheme: &str,
+        method: &str,
+        query: &str,
+        body: &[u8],
+    ) -> Result<LocalResponse, HandshakeError> {
+        let scheme = presets::get(scheme).unwrap();
+        let secret = Secret::new(b"consumer-secret".to_vec());
+        let verifier = Verifier::new(Arc::clone(&scheme), &[secret], None).unwrap();
+        let token = Secret::new(b"tok".to_vec());
+        let keys = AnswerKeys {
+            verify_token: Some(&token),
+            mac: verifier.mac_key(0),
+        };
+        let h = headers(&[]);
+        let req = SignedRequest::new(method, ("/h", Some(query)), &h, body, URL);
+        let handshake = &scheme.handshakes[0];
+        assert!(handshake.matches(&req));
+        handshake.answer(&req, keys)
+    }
+
+    #[test]
+    fn challenge_tokens_are_short_and_never_json() {
+        assert!(is_challenge_token(
+            "ZTcyNDcyYjYtN2RkZC00OGE2LWI0MDEtNmNmYjhmODk4YTIy"
+        ));
+        assert!(is_challenge_token("a-b_c.d~e+f/g=="));
+        assert!(is_challenge_token(&"x".repeat(MAX_CHALLENGE_LEN)));
+        for not in [
+            String::new(),
+            "x".repeat(MAX_CHALLENGE_LEN + 1),
+            "{}".into(),
+            "[1]".into(),
+            "\"s\"".into(),
+            "a b".into(),
+            "a\nb".into(),
+            "a:b".into(),
+            "é".into(),
+        ] {
+            assert!(!is_challenge_token(&not), "{not:?}");
         }
-        JsonAnswer::Array(items) => serde_json::Value::Array(
-            items
-                .iter()
-                .map(|i| render_json(i, req, keys))
-                .collect::<Result<_, _>>()?,
-        ),
-        JsonAnswer::Text(template) => serde_json::Value::String(render(template, req, keys)?),
-        JsonAnswer::Literal(value) => value.clone(),
-    })
+    }
+
+    /// X's CRC: a token is answered with its HMAC; a value that could be a
+    /// body (JSON, whitespace, too long) gets no MAC.
+    #[test]
+    fn an_unverified_mac_answers_only_tokens() {
+        let ok = answer("twitter", "GET", "crc_token=ZTcyNDcy", b"").unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&ok.body).unwrap();
+        assert!(
+            json["response_token"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256=")
+        );
+        let long = format!("crc_token={}", "x".repeat(MAX_CHALLENGE_LEN + 1));
+        for query in [
+            "crc_token=%7B%22a%22%3A1%7D",
+            "crc_token=a+b",
+            long.as_str(),
+        ] {
+            assert_eq!(
+                answer("twitter", "GET", query, b"").unwrap_err(),
+                HandshakeError::NotAToken("query:crc_token".into()),
+                "{query}"
+            );
+        }
+    }
+
+    /// An echo into a text body or a header must be header text; a JSON
+    /// answer escapes what it echoes.
+    #[test]
+    fn control_characters_are_not_echoed_as_text() {
+        let meta = |challenge: &str| {
+            let query =
+                format!("hub.mode=subscribe&hub.verify_token=tok&hub.challenge={challenge}");
+            answer("meta", "GET", &query, b"")
+        };
+        assert_eq!(meta("1158201444").unwrap().body, b"1158201444");
+        for bad in ["a%0D%0Ab", "a%00", "%0A", "a%7F"] {
+            assert_eq!(
+                meta(bad).unwrap_err(),
+                HandshakeError::Unsendable("query:hub.challenge".into()),
+                "{bad}"
+            );
+        }
+        let monday = answer("monday", "POST", "", br#"{"challenge":"a\r\nb"}"#).unwrap();
+        assert_eq!(monday.body, br#"{"challenge":"a\r\nb"}"#);
+    }
+
+    #[test]
+    fn a_challenge_read_from_a_repeated_member_is_not_answered() {
+        assert_eq!(
+            answer(
+                "monday",
+                "POST",
+                "",
+                br#"{"challenge":"a","challenge":"b"}"#
+            )
+            .unwrap_err(),
+            HandshakeError::DuplicateKey
+        );
+    }
 }

@@ -3,7 +3,7 @@
 //! parsed when a scheme or handshake asks for a field.
 
 use std::borrow::Cow;
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -137,10 +137,34 @@ fn members<'a>(text: &'a [u8], wanted: Option<&[String]>) -> Option<Members<'a>>
 }
 
 impl<'a> Members<'a> {
-    /// The last value of `key` (the one JSON parsers commonly keep).
-    fn get(&self, key: &str) -> Option<&'a str> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+    /// The last value of `key` (the one JSON parsers commonly keep), and
+    /// whether the object holds `key` more than once.
+    fn get(&self, key: &str) -> Option<Found<'a>> {
+        let mut copies = self.0.iter().rev().filter(|(k, _)| k == key);
+        let (_, value) = copies.next()?;
+        Some(Found {
+            value,
+            repeated: copies.next().is_some(),
+        })
     }
+}
+
+/// A member's value, and whether its object holds the member more than once.
+#[derive(Debug, Clone, Copy)]
+struct Found<'a> {
+    value: &'a str,
+    repeated: bool,
+}
+
+/// Whether `bytes` are one JSON object or array, as serde_json would read
+/// them (UTF-8, whitespace around it allowed). Checked for grammar only: no
+/// value is built.
+pub fn is_document(bytes: &[u8]) -> bool {
+    let mut scan = scan::Scanner::new(bytes);
+    matches!(scan.peek().1, Some(b'{' | b'['))
+        && scan.value().is_some()
+        && scan.at_end()
+        && std::str::from_utf8(bytes).is_ok()
 }
 
 /// A request body seen as JSON. Lookups never fail loudly: a body that is not JSON,
@@ -153,6 +177,8 @@ pub struct JsonBody<'a> {
     top: OnceCell<Option<Members<'a>>>,
     /// All top-level members, for a lookup outside the wanted ones.
     all: OnceCell<Option<Members<'a>>>,
+    /// Whether a lookup went through an object holding its member twice.
+    met_duplicate: Cell<bool>,
 }
 
 impl<'a> JsonBody<'a> {
@@ -163,6 +189,7 @@ impl<'a> JsonBody<'a> {
             wanted: None,
             top: OnceCell::new(),
             all: OnceCell::new(),
+            met_duplicate: Cell::new(false),
         }
     }
 
@@ -189,9 +216,12 @@ impl<'a> JsonBody<'a> {
         }
     }
 
+    /// The JSON text at `pointer`. An object on the way that holds the
+    /// member the pointer names more than once is noted (see
+    /// [`JsonBody::met_duplicate`]); the last copy is read.
     fn raw_at(&self, pointer: &JsonPointer) -> Option<&'a str> {
         let (first, rest) = pointer.segments.split_first()?;
-        let mut current = match self.top(first) {
+        let mut found = match self.top(first) {
             Some(members) => members.get(first)?,
             // Not an object: an array body (SendGrid's events) is read by index.
             None => {
@@ -203,9 +233,26 @@ impl<'a> JsonBody<'a> {
             }
         };
         for segment in rest {
-            current = child(current, segment)?;
+            self.note(found);
+            found = child(found.value, segment)?;
         }
-        Some(current)
+        self.note(found);
+        Some(found.value)
+    }
+
+    fn note(&self, found: Found<'_>) {
+        if found.repeated {
+            self.met_duplicate.set(true);
+        }
+    }
+
+    /// Whether a lookup so far went through an object that holds the member
+    /// it named more than once, at any level of its pointer
+    /// (`{"Message":"a","Message":"b"}`). The view reads the last copy; an app
+    /// may keep the first, so such a body means two things and a verifier
+    /// refuses it.
+    pub fn met_duplicate(&self) -> bool {
+        self.met_duplicate.get()
     }
 
     /// The value at `pointer`, or `None` when the body is not JSON or has no such field.
@@ -235,13 +282,16 @@ impl<'a> JsonBody<'a> {
 }
 
 /// The member or element `segment` of the JSON value `text`.
-fn child<'a>(text: &'a str, segment: &str) -> Option<&'a str> {
+fn child<'a>(text: &'a str, segment: &str) -> Option<Found<'a>> {
     match text.as_bytes().first()? {
         b'{' => members(text.as_bytes(), None)?.get(segment),
         b'[' => {
             let index = array_index(segment)?;
             let items: Vec<&'a RawValue> = serde_json::from_str(text).ok()?;
-            items.get(index).map(|item| item.get())
+            items.get(index).map(|item| Found {
+                value: item.get(),
+                repeated: false,
+            })
         }
         _ => None,
     }
@@ -352,6 +402,96 @@ mod tests {
         assert_eq!(JsonBody::new(body).text_at(&pointer), None);
         let other = vec!["event".to_owned()];
         assert_eq!(JsonBody::with_wanted(body, &other).text_at(&pointer), None);
+    }
+
+    /// A member a lookup reads, present twice at any level of its pointer, is
+    /// noted (the last copy is still what is read); a repeated member no
+    /// lookup goes through is not.
+    #[test]
+    fn duplicate_members_along_a_pointer_are_noted() {
+        let noted = |body: &[u8], pointer: &str, wanted: Option<&[String]>| {
+            let j = match wanted {
+                Some(w) => JsonBody::with_wanted(body, w),
+                None => JsonBody::new(body),
+            };
+            let text = j.text_at(&ptr(pointer)).map(Cow::into_owned);
+            (text, j.met_duplicate())
+        };
+        let message = ["Message".to_owned(), "Type".to_owned()];
+        for wanted in [None, Some(&message[..])] {
+            let sns = br#"{"Message":"attacker","Type":"Notification","Message":"signed"}"#;
+            assert_eq!(
+                noted(sns, "/Message", wanted),
+                (Some("signed".to_owned()), true)
+            );
+            assert_eq!(
+                noted(sns, "/Type", wanted),
+                (Some("Notification".to_owned()), false)
+            );
+            let escaped = br#"{"Mess\u0061ge":"attacker","Message":"signed"}"#;
+            assert!(noted(escaped, "/Message", wanted).1, "keys compare decoded");
+        }
+        let nested = br#"{"data":{"challenge":"a","challenge":"b"},"x":{"k":1,"k":2}}"#;
+        assert_eq!(
+            noted(nested, "/data/challenge", None),
+            (Some("b".to_owned()), true)
+        );
+        assert!(
+            !noted(nested, "/data", None).1,
+            "a member repeated inside the value read is not on the way"
+        );
+        let outer = br#"{"data":{"challenge":"a"},"data":{"challenge":"b"}}"#;
+        assert_eq!(
+            noted(outer, "/data/challenge", None),
+            (Some("b".to_owned()), true)
+        );
+        let in_array = br#"{"value":[{"clientState":"a","clientState":"b"}]}"#;
+        assert_eq!(
+            noted(in_array, "/value/0/clientState", None),
+            (Some("b".to_owned()), true)
+        );
+        assert_eq!(
+            noted(br#"[{"event":"a","event":"b"}]"#, "/0/event", None),
+            (Some("b".to_owned()), true)
+        );
+        let elsewhere = br#"{"id":"e1","pad":{"k":1,"k":2},"pad":0}"#;
+        assert_eq!(
+            noted(elsewhere, "/id", None),
+            (Some("e1".to_owned()), false)
+        );
+        assert_eq!(
+            noted(br#"{"a":{"b":1},"a":{"c":1}}"#, "/a/b", None),
+            (None, true),
+            "the repeated member was read even though the path ends in the last copy"
+        );
+        assert_eq!(
+            noted(br#"{"id":1,"id":2}"#, "/missing", None),
+            (None, false)
+        );
+    }
+
+    #[test]
+    fn documents_are_one_object_or_array() {
+        for yes in [
+            &b"{}"[..],
+            b" [1, {\"a\": \"\xc3\xa9\"}]\n",
+            b"{\"a\":[[]]}",
+        ] {
+            assert!(is_document(yes), "{:?}", String::from_utf8_lossy(yes));
+        }
+        for no in [
+            &b""[..],
+            b"crc_token",
+            b"\"{}\"",
+            b"1",
+            b"null",
+            b"{} {}",
+            b"{\"a\":}",
+            b"[\"\xff\"]",
+            b"\x0c{}",
+        ] {
+            assert!(!is_document(no), "{:?}", String::from_utf8_lossy(no));
+        }
     }
 
     /// RFC 6901: an index is `0` or has no leading zero; `01` and `+1` name

@@ -27,7 +27,7 @@ use crate::policy::{self, HeaderRefusal, OnStateError, Policy};
 use crate::record::{self, Dedup, Observers, Outcome, RequestRecord};
 use crate::reject::ErrorCode;
 use crate::reload::ConfigStore;
-use crate::response::LocalResponse;
+use crate::response::{LocalResponse, NOSNIFF};
 use crate::routes::{self, Match};
 use crate::runtime::{Route, RuntimeConfig};
 use crate::scheme::remote::HttpsUrl;
@@ -969,14 +969,15 @@ async fn write_continue(session: &mut Session) -> pingora::Result<()> {
     written
 }
 
-/// Writes a gateway-made response. `close` ends the connection afterwards, for
-/// answers given before the body was read.
+/// Writes a gateway-made response, with `X-Content-Type-Options: nosniff`
+/// (set last: an answer's own copy cannot change it). `close` ends the
+/// connection afterwards, for answers given before the body was read.
 async fn write_local(
     session: &mut Session,
     response: &LocalResponse,
     close: bool,
 ) -> pingora::Result<()> {
-    let mut header = ResponseHeader::build(response.status, Some(3 + response.headers.len()))?;
+    let mut header = ResponseHeader::build(response.status, Some(4 + response.headers.len()))?;
     if let Some(content_type) = &response.content_type {
         header.insert_header(http::header::CONTENT_TYPE, content_type.as_str())?;
     }
@@ -984,6 +985,7 @@ async fn write_local(
     for (name, value) in &response.headers {
         header.insert_header(name.clone(), value.as_str())?;
     }
+    header.insert_header(http::header::X_CONTENT_TYPE_OPTIONS, NOSNIFF)?;
     if close {
         session.set_server_keepalive(None);
     }

@@ -169,11 +169,14 @@ impl From<Rejection> for ErrorCode {
             Rejection::SignatureMalformed
             | Rejection::SignatureMismatch
             | Rejection::BodyMismatch
+            | Rejection::BodyNotJson
             | Rejection::KeyUrlRefused
             | Rejection::KeyExpired
             | Rejection::UnknownKey
             | Rejection::ClaimMismatch => Self::InvalidSignature,
             Rejection::KeyUnavailable => Self::KeyUnavailable,
+            // A body that means two things is malformed, whatever signed it.
+            Rejection::DuplicateKey => Self::BadRequest,
             Rejection::TimestampUnreadable
             | Rejection::TimestampTooOld
             | Rejection::TimestampTooNew => Self::TimestampOutOfTolerance,
@@ -184,7 +187,10 @@ impl From<Rejection> for ErrorCode {
 impl From<&HandshakeError> for ErrorCode {
     fn from(error: &HandshakeError) -> Self {
         match error {
-            HandshakeError::MissingField(_) => Self::BadRequest,
+            HandshakeError::MissingField(_)
+            | HandshakeError::NotAToken(_)
+            | HandshakeError::Unsendable(_)
+            | HandshakeError::DuplicateKey => Self::BadRequest,
             HandshakeError::VerifyTokenMismatch => Self::InvalidVerifyToken,
         }
     }

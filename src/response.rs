@@ -3,6 +3,11 @@
 
 use http::HeaderName;
 
+/// The `X-Content-Type-Options` value on every response the gateway makes
+/// itself, so that no browser reads an echoed challenge as anything but its
+/// declared type. Relayed upstream answers are the app's and keep theirs.
+pub const NOSNIFF: &str = "nosniff";
+
 /// A complete response made by the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalResponse {

@@ -21,6 +21,7 @@ use serde_json::json;
 
 use crate::record::Observers;
 use crate::reload::{ConfigStore, Reloader, Trigger};
+use crate::response::NOSNIFF;
 use crate::spool::{self, Spool};
 
 /// How long a client has to send its request header.
@@ -239,9 +240,10 @@ async fn serve(stream: tokio::net::TcpStream, admin: &Admin) {
 }
 
 async fn respond(mut session: ServerSession, answer: &Answer, head: bool) -> pingora::Result<()> {
-    let mut header = ResponseHeader::build(answer.status, Some(3))?;
+    let mut header = ResponseHeader::build(answer.status, Some(4))?;
     header.insert_header(http::header::CONTENT_TYPE, answer.content_type.as_str())?;
     header.insert_header(http::header::CONTENT_LENGTH, answer.body.len())?;
+    header.insert_header(http::header::X_CONTENT_TYPE_OPTIONS, NOSNIFF)?;
     header.insert_header(http::header::CONNECTION, "close")?;
     session.set_keepalive(None);
     session.write_response_header(Box::new(header)).await?;

@@ -621,6 +621,7 @@ impl<'a> Builder<'a> {
         }
         let verifiers: Vec<Verifier> = verify.iter().filter_map(|v| self.verifier(v)).collect();
         let handshakes = self.route_handshakes(r, &verifiers);
+        self.mac_answer_warnings(r, &verifiers, &handshakes);
         let verify_token = self.verify_token(r, &verifiers, &handshakes);
         let methods = self.methods(r, &verifiers, &handshakes);
         let methods = shared(&mut self.method_lists, methods);

@@ -607,12 +607,64 @@ fn weak_user_schemes_are_warned_about() {
     let w = loaded.warnings.lines();
     assert_eq!(w.len(), 2, "{w:?}");
     assert!(
-        w[0].contains("warning: the signature does not cover the body"),
-        "{w:?}"
+        w[0].starts_with(
+            "c.toml:7:10: warning: route `a`: the `weak` handshake: this answer gives anyone a MAC under your secret"
+        ),
+        "the route using it is named: {w:?}"
     );
     assert!(
-        w[1].contains("warning: this answer gives anyone a MAC under your secret"),
+        w[1].contains("warning: the signature does not cover the body"),
         "{w:?}"
+    );
+}
+
+/// Every handshake answering with a MAC of request data under the route's
+/// secret is warned about for each route using it, built in or not, with
+/// what bounds it: verifying first (zoom), the token's characters and a
+/// JSON-only scheme (twitter), or nothing.
+#[test]
+fn handshakes_that_mac_request_data_are_warned_about_per_route() {
+    let zoom = named("z", "").replace("\"rye\"", "\"zoom\"");
+    let twitter = named("t", "").replace("\"rye\"", "\"twitter\"");
+    let own = named("o", "")
+        + "[[routes.handshake]]\nverify_first = false\nmethod = \"GET\"\nwhen = \"query:c\"\nbody = \"{hmac:query:c}\"\n";
+    let text = format!("{zoom}{twitter}{own}");
+    let loaded = load_str(Path::new("c.toml"), &text).unwrap();
+    assert_eq!(
+        loaded.warnings.lines(),
+        [
+            "c.toml:8:10: warning: route `z`: the `zoom` handshake answers with a MAC of request data \
+             under the route's secret; bounded: it answers only requests that verify first",
+            "c.toml:17:10: warning: route `t`: the `twitter` handshake answers an unsigned request \
+             with a MAC of request data under the route's secret; bounded: it MACs only a token of \
+             1 to 256 bytes of A-Z a-z 0-9 - . _ ~ + / =, and scheme `twitter` accepts only JSON \
+             bodies, which no such token is",
+            "c.toml:28:1: warning: route `o`: its own handshake: this answer gives anyone a MAC \
+             under your secret without verifying first, and scheme `rye` may take it for the \
+             signature of a body the caller chose; a scheme that signs {body} with \
+             `body_format = \"json\"` refuses such bodies",
+        ]
+    );
+    let json_only = format!(
+        "{}\n[schemes.acme]\nalgorithm = \"hmac-sha256\"\nbody_format = \"json\"\nsignature = {{ header = \"X-Sig\" }}\n\
+         [[schemes.acme.handshake]]\nverify_first = false\nmethod = \"GET\"\nwhen = \"query:c\"\nbody = \"{{hmac:query:c}}\"\n",
+        ROUTE.replace("\"rye\"", "\"acme\"")
+    );
+    let w = load_str(Path::new("c.toml"), &json_only).unwrap().warnings;
+    assert!(
+        w.lines()[0].contains("bounded: it MACs only a token"),
+        "{w}"
+    );
+    let bad = format!(
+        "{}\n[schemes.acme]\nalgorithm = \"hmac-sha256\"\nbody_format = \"xml\"\nsignature = {{ header = \"X-Sig\" }}\n",
+        ROUTE.replace("\"rye\"", "\"acme\"")
+    );
+    assert_eq!(
+        errors(&bad),
+        [
+            "c.toml:7:10: unknown scheme `acme`; `hookgate schemes` lists the built-in ones",
+            "c.toml:12:15: unknown body format `xml`; use any or json",
+        ]
     );
 }
 

@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::build::{Builder, cached, span};
 use super::file::{OneOrMany, RouteSection, VerifySection};
 use super::secret::{Secret, SecretRef};
-use crate::handshake::Handshake;
+use crate::handshake::{CHALLENGE_CHARACTERS, Handshake, MAX_CHALLENGE_LEN};
 use crate::scheme::file::{EventFile, SchemeFile, SignatureFile, TimestampFile};
 use crate::scheme::template::{Part, Template};
 use crate::scheme::{Scheme, presets};
@@ -258,6 +258,7 @@ impl Builder<'_> {
             url_ports: false,
             optional_newline: None,
             body_sha256: None,
+            body_format: None,
             docs: None,
             provider: None,
             signature: Spanned::new(
@@ -317,6 +318,41 @@ impl Builder<'_> {
             .unwrap_or_default()
     }
 
+    /// Warns about each handshake of route `r` (its schemes' and its own)
+    /// whose answer is a MAC of request data under the route's secret, saying
+    /// what bounds it.
+    pub(super) fn mac_answer_warnings(
+        &mut self,
+        r: &RouteSection,
+        verifiers: &[Verifier],
+        own: &[Handshake],
+    ) {
+        let route = r.name.get_ref();
+        for verifier in verifiers {
+            let scheme = verifier.scheme();
+            let at = r
+                .verify
+                .get_ref()
+                .0
+                .iter()
+                .find(|v| *v.scheme.get_ref() == scheme.name)
+                .map_or_else(|| span(&r.verify), |v| span(&v.scheme));
+            for h in scheme.handshakes.iter().filter(|h| h.macs_request_data()) {
+                let whose = format!("the `{}` handshake", scheme.name);
+                let message = mac_answer_warning(route, &whose, h, scheme);
+                self.warning(at.clone(), message);
+            }
+        }
+        // The route's own handshakes use its first verifier's key.
+        let (Some(first), Some(list)) = (verifiers.first(), &r.handshake) else {
+            return;
+        };
+        for h in own.iter().filter(|h| h.macs_request_data()) {
+            let message = mac_answer_warning(route, "its own handshake", h, first.scheme());
+            self.warning(span(list), message);
+        }
+    }
+
     /// Resolves the route's `verify_token`, which is required when a handshake
     /// checks one.
     pub(super) fn verify_token(
@@ -350,5 +386,30 @@ impl Builder<'_> {
             }
             None => None,
         }
+    }
+}
+
+/// The warning for `handshake` of `route`, which MACs request data under the
+/// key of `scheme`: what bounds that MAC, or that nothing does.
+fn mac_answer_warning(route: &str, whose: &str, handshake: &Handshake, scheme: &Scheme) -> String {
+    if handshake.verify_first {
+        format!(
+            "route `{route}`: {whose} answers with a MAC of request data under the route's secret; \
+             bounded: it answers only requests that verify first"
+        )
+    } else if scheme.refuses_challenge_tokens() {
+        format!(
+            "route `{route}`: {whose} answers an unsigned request with a MAC of request data under \
+             the route's secret; bounded: it MACs only a token of 1 to {MAX_CHALLENGE_LEN} bytes of \
+             {CHALLENGE_CHARACTERS}, and scheme `{}` accepts only JSON bodies, which no such token is",
+            scheme.name
+        )
+    } else {
+        format!(
+            "route `{route}`: {whose}: this answer gives anyone a MAC under your secret without \
+             verifying first, and scheme `{}` may take it for the signature of a body the caller \
+             chose; a scheme that signs {{body}} with `body_format = \"json\"` refuses such bodies",
+            scheme.name
+        )
     }
 }

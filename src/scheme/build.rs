@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use http::{HeaderName, Method};
+use http::{HeaderName, HeaderValue, Method};
 use toml::Spanned;
 
 use super::file::{HandshakeFile, KeysFile, SchemeFile, SignatureFile};
@@ -11,7 +11,9 @@ use super::remote::{Confirm, HostPattern, HttpsUrl, KeySource, RemoteSpec, TENAN
 use super::signature::{Encoding, Format, LABEL_SEPARATOR, Location, SignatureSpec};
 use super::source::Source;
 use super::template::{Part, Template};
-use super::{Algorithm, AlgorithmFrom, KeyFormat, Scheme, Split, TimeFormat, TimestampSpec};
+use super::{
+    Algorithm, AlgorithmFrom, BodyFormat, KeyFormat, Scheme, Split, TimeFormat, TimestampSpec,
+};
 use crate::config::diagnostics::Diagnostic;
 use crate::config::file::OneOrMany;
 use crate::handshake::{AnswerBody, Handshake, JsonAnswer};
@@ -136,6 +138,16 @@ impl<'d> SchemeBuilder<'d> {
                 .ok()
         });
         let body_sha256 = file.body_sha256.as_ref().and_then(|s| self.source(s));
+        let body_format = match &file.body_format {
+            None => Some(BodyFormat::Any),
+            Some(f) => BodyFormat::parse(f.get_ref()).or_else(|| {
+                self.error(
+                    span(f),
+                    format!("unknown body format `{}`; use any or json", f.get_ref()),
+                );
+                None
+            }),
+        };
         let handshakes = match &file.handshake {
             Some(list) => self.handshakes(list, algorithm).unwrap_or_default(),
             None => Vec::new(),
@@ -175,6 +187,7 @@ impl<'d> SchemeBuilder<'d> {
             url_ports: file.url_ports,
             optional_newline: file.optional_newline.as_ref().is_some_and(|n| *n.get_ref()),
             body_sha256,
+            body_format: body_format?,
             handshakes,
             algorithm_from,
             remote,
@@ -706,13 +719,11 @@ impl<'d> SchemeBuilder<'d> {
         let verify_first = h.verify_first.unwrap_or(true);
         let (body, default_type) = match (&h.body, &h.json) {
             (Some(text), None) => (
-                self.answer_template(text, verify_first, algorithm)
-                    .map(AnswerBody::Text),
+                self.answer_template(text, algorithm).map(AnswerBody::Text),
                 "text/plain",
             ),
             (None, Some(json)) => (
-                self.answer_json(json, verify_first, algorithm)
-                    .map(AnswerBody::Json),
+                self.answer_json(json, algorithm).map(AnswerBody::Json),
                 "application/json",
             ),
             (None, None) => (Some(AnswerBody::Empty), ""),
@@ -732,9 +743,27 @@ impl<'d> SchemeBuilder<'d> {
                     continue;
                 };
                 let value = Spanned::new(map.span(), value.clone());
-                if let Some(t) = self.answer_template(&value, verify_first, algorithm) {
+                if let Some(t) = self.answer_template(&value, algorithm) {
+                    let literal = t.parts().iter().any(|p| match p {
+                        Part::Literal(bytes) => HeaderValue::from_bytes(bytes).is_err(),
+                        _ => false,
+                    });
+                    if literal {
+                        self.error(
+                            span(map),
+                            format!("header `{name}` holds a character a header value may not"),
+                        );
+                    }
                     headers.push((name, t));
                 }
+            }
+        }
+        if let Some(c) = &h.content_type {
+            if HeaderValue::from_str(c.get_ref()).is_err() {
+                self.error(
+                    span(c),
+                    "`content_type` holds a character a header value may not",
+                );
             }
         }
         let content_type = h
@@ -761,23 +790,18 @@ impl<'d> SchemeBuilder<'d> {
     fn answer_template(
         &mut self,
         text: &Spanned<String>,
-        verify_first: bool,
         algorithm: Option<Algorithm>,
     ) -> Option<Template> {
         let template = self.template(text)?;
         for part in template.parts() {
             match part {
                 Part::Literal(_) | Part::Field(_) | Part::Optional(_) => {}
+                // Each route using it is warned about (`config::verifiers`).
                 Part::Hmac(..) => {
                     if matches!(algorithm, Some(a) if !matches!(a, Algorithm::Hmac(_))) {
                         self.error(
                             span(text),
                             "{hmac:…} needs a scheme whose algorithm is an HMAC",
-                        );
-                    } else if !verify_first && self.warn_weak {
-                        self.warning(
-                            span(text),
-                            "this answer gives anyone a MAC under your secret without verifying first",
                         );
                     }
                 }
@@ -795,13 +819,12 @@ impl<'d> SchemeBuilder<'d> {
     fn answer_json(
         &mut self,
         json: &Spanned<toml::Value>,
-        verify_first: bool,
         algorithm: Option<Algorithm>,
     ) -> Option<JsonAnswer> {
         Some(match json.get_ref() {
             toml::Value::String(text) => {
                 let text = Spanned::new(json.span(), text.clone());
-                JsonAnswer::Text(self.answer_template(&text, verify_first, algorithm)?)
+                JsonAnswer::Text(self.answer_template(&text, algorithm)?)
             }
             toml::Value::Integer(n) => JsonAnswer::Literal(serde_json::Value::from(*n)),
             toml::Value::Float(f) => JsonAnswer::Literal(serde_json::Value::from(*f)),
@@ -810,24 +833,15 @@ impl<'d> SchemeBuilder<'d> {
             toml::Value::Array(items) => JsonAnswer::Array(
                 items
                     .iter()
-                    .map(|i| {
-                        self.answer_json(
-                            &Spanned::new(json.span(), i.clone()),
-                            verify_first,
-                            algorithm,
-                        )
-                    })
+                    .map(|i| self.answer_json(&Spanned::new(json.span(), i.clone()), algorithm))
                     .collect::<Option<_>>()?,
             ),
             toml::Value::Table(table) => JsonAnswer::Object(
                 table
                     .iter()
                     .map(|(k, v)| {
-                        let v = self.answer_json(
-                            &Spanned::new(json.span(), v.clone()),
-                            verify_first,
-                            algorithm,
-                        )?;
+                        let v =
+                            self.answer_json(&Spanned::new(json.span(), v.clone()), algorithm)?;
                         Some((k.clone(), v))
                     })
                     .collect::<Option<_>>()?,

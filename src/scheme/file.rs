@@ -37,6 +37,9 @@ pub struct SchemeFile {
     /// Source of a hex SHA-256 of the body that must match when the body is not a
     /// form (Twilio's `query:bodySHA256`).
     pub body_sha256: Option<Spanned<String>>,
+    /// `any` (default) or `json`: the body must be one JSON object or array,
+    /// any other body is refused even when signed.
+    pub body_format: Option<Spanned<String>>,
     /// Link to the provider's documentation.
     pub docs: Option<String>,
     /// The provider's name, which `hookgate schemes` groups by.

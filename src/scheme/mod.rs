@@ -193,6 +193,29 @@ impl TimeFormat {
     }
 }
 
+/// What a scheme accepts as a body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// `any`: whatever the signature covers.
+    #[default]
+    Any,
+    /// `json`: one JSON object or array; any other body is refused, even when
+    /// signed. Then no token an unverified handshake MACs (see
+    /// [`crate::handshake::is_challenge_token`]) can pass as signed content.
+    Json,
+}
+
+impl BodyFormat {
+    /// Parses the descriptor spelling.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "any" => Some(Self::Any),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
+
 /// The event time of a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimestampSpec {
@@ -240,6 +263,8 @@ pub struct Scheme {
     /// A source holding the hex SHA-256 of the body; a body that is not a form
     /// must match it (it is then covered by the signed URL).
     pub body_sha256: Option<Source>,
+    /// What the scheme accepts as a body.
+    pub body_format: BodyFormat,
     /// Endpoint-verification handshakes the gateway answers itself.
     pub handshakes: Vec<Handshake>,
     /// A request field that picks the algorithm (AWS SNS's `SignatureVersion`).
@@ -396,6 +421,14 @@ impl Scheme {
                 || self.signed.uses(&Part::Crc32)
                 || self.body_sha256.is_some()
                 || self.signs_named_form_fields())
+    }
+
+    /// Whether no token an unverified handshake may MAC (see
+    /// [`crate::handshake::is_challenge_token`]) can be content this scheme
+    /// accepts as signed: it signs the body, and a body must be a JSON object
+    /// or array, so the signed content holds a `{` or `[` no such token has.
+    pub fn refuses_challenge_tokens(&self) -> bool {
+        self.body_format == BodyFormat::Json && self.signed.uses(&Part::Body)
     }
 
     /// Headers that carry signature material (the signature, and a header

@@ -19,7 +19,7 @@ use crate::scheme::remote::{HttpsUrl, KeySource};
 use crate::scheme::signature::{Format, JWT_INPUT, Location, Received};
 use crate::scheme::source::Source;
 use crate::scheme::template::Part;
-use crate::scheme::{Algorithm, Scheme};
+use crate::scheme::{Algorithm, BodyFormat, Scheme};
 use content::Content;
 use key::Key;
 use mac::{KeyedMac, constant_time_eq};
@@ -71,6 +71,14 @@ pub enum Rejection {
     /// A claim or field the route requires (`aud`, `iss`, `email`, `TopicArn`) does not match.
     #[error("claim mismatch")]
     ClaimMismatch,
+    /// The body is not the JSON object or array the scheme accepts
+    /// (`body_format = "json"`).
+    #[error("body is not JSON")]
+    BodyNotJson,
+    /// A JSON member the scheme read is in the body twice (at some level of
+    /// its pointer): the gateway read one copy, the app may read the other.
+    #[error("duplicate JSON key")]
+    DuplicateKey,
 }
 
 impl Rejection {
@@ -90,6 +98,8 @@ impl Rejection {
             Self::KeyExpired => "key_expired",
             Self::UnknownKey => "unknown_key",
             Self::ClaimMismatch => "claim_mismatch",
+            Self::BodyNotJson => "body_not_json",
+            Self::DuplicateKey => "duplicate_json_key",
         }
     }
 
@@ -102,13 +112,15 @@ impl Rejection {
             Self::SignatureMalformed
             | Self::SignatureMismatch
             | Self::BodyMismatch
+            | Self::BodyNotJson
             | Self::KeyUrlRefused
             | Self::KeyExpired
             | Self::UnknownKey => 2,
             Self::TimestampUnreadable
             | Self::TimestampTooOld
             | Self::TimestampTooNew
-            | Self::ClaimMismatch => 3,
+            | Self::ClaimMismatch
+            | Self::DuplicateKey => 3,
             // Nothing can be said about the signature: that explains most.
             Self::KeyUnavailable => 4,
         }
@@ -370,8 +382,30 @@ impl Verifier {
     }
 
     /// Checks one delivery at time `now` (unix seconds), with the remote keys
-    /// fetched for it (see [`Verifier::key_need`]).
+    /// fetched for it (see [`Verifier::key_need`]). A JSON body holding a
+    /// member the check read twice is refused: the gateway read one copy and
+    /// the app may read the other.
     pub fn verify_with_keys(
+        &self,
+        req: &SignedRequest<'_>,
+        now: i64,
+        remote_keys: &RemoteKeys,
+    ) -> Result<Verified, Rejection> {
+        let verified = self.check(req, now, remote_keys)?;
+        // The key URL and confirmation fields are read outside verification
+        // (before it, and after it): read here too, so that theirs count.
+        for source in self.scheme.remote.iter().flat_map(|r| r.sources()) {
+            let _ = req.field(source, None);
+        }
+        if req.json().met_duplicate() {
+            return Err(Rejection::DuplicateKey);
+        }
+        Ok(verified)
+    }
+
+    /// [`Verifier::verify_with_keys`] but for duplicate JSON members: every
+    /// field the scheme reads is read here.
+    fn check(
         &self,
         req: &SignedRequest<'_>,
         now: i64,
@@ -416,6 +450,9 @@ impl Verifier {
                 .ok_or(Rejection::SignatureMismatch)?,
         };
         check_body_hash(scheme, req, &received)?;
+        if scheme.body_format == BodyFormat::Json && !crate::json::is_document(req.body) {
+            return Err(Rejection::BodyNotJson);
+        }
 
         // An unsigned timestamp is never read: it would decide the window.
         let timestamp = scheme

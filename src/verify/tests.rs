@@ -579,6 +579,90 @@ fn a_scheme_signing_only_form_fields_refuses_other_bodies() {
     assert!(v.verify(&empty, 0).is_ok());
 }
 
+/// A POST of `body` as JSON to `https://hooks.example.com/in?x=1`.
+fn json_post(body: &[u8]) -> Delivery {
+    Delivery {
+        method: "POST".into(),
+        url: "https://hooks.example.com/in?x=1".into(),
+        content_type: "application/json".into(),
+        body: body.to_vec(),
+        id: String::new(),
+        time: 0,
+        headers: Vec::new(),
+    }
+}
+
+/// X's CRC answer is the HMAC of the token, which would sign a delivery whose
+/// body is that token: the `twitter` scheme accepts only JSON bodies.
+#[test]
+fn a_json_only_scheme_refuses_other_signed_bodies() {
+    let scheme = preset("twitter");
+    let v = verifier(Arc::clone(&scheme), &["consumer-secret"], None);
+    let signed_body = |body: &[u8]| sign(&scheme, b"consumer-secret", &json_post(body)).unwrap();
+    for body in [
+        &b"ZTcyNDcyYjYtN2RkZC00OGE2"[..],
+        b"",
+        b"\"{}\"",
+        b"1",
+        b"{} {}",
+    ] {
+        let signed = signed_body(body);
+        let (h, parts, query) = as_received(&signed);
+        let req = SignedRequest::new("POST", ("/in", Some(query)), &h, body, parts);
+        assert_eq!(
+            v.verify(&req, 0).unwrap_err(),
+            Rejection::BodyNotJson,
+            "{body:?}"
+        );
+    }
+    for body in [&br#"{"for_user_id":"1"}"#[..], b" [1]\n"] {
+        let signed = signed_body(body);
+        let (h, parts, query) = as_received(&signed);
+        let req = SignedRequest::new("POST", ("/in", Some(query)), &h, body, parts);
+        assert!(v.verify(&req, 0).is_ok(), "{body:?}");
+    }
+}
+
+/// A signed body holding a member the scheme reads twice (at any level of
+/// its pointer) means one thing to the gateway and maybe another to the app:
+/// refused, and answered 400. A repeated member nothing reads is no matter.
+#[test]
+fn a_member_the_scheme_reads_twice_is_refused() {
+    let scheme = descriptor(
+        "algorithm = \"hmac-sha256\"\nsignature = { header = \"X-Sig\" }\n\
+         event = { id = \"json:/data/id\", type = \"json:/type\" }",
+    );
+    let v = verifier(Arc::clone(&scheme), &["k"], None);
+    let mac = |body: &str| {
+        let signed = sign(&scheme, b"k", &json_post(body.as_bytes())).unwrap();
+        let (_, sig) = signed
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("X-Sig"))
+            .unwrap();
+        sig.clone()
+    };
+    let verify = |body: &str| check_at(&v, &[("X-Sig", &mac(body))], body, 0);
+    let fine = r#"{"type":"t","data":{"id":"e1"},"pad":{"x":1,"x":2},"other":1,"other":2}"#;
+    assert_eq!(verify(fine).unwrap().id(), Some("e1"));
+    for twice in [
+        r#"{"type":"evil","type":"t","data":{"id":"e1"}}"#,
+        r#"{"type":"t","data":{"id":"evil","id":"e1"}}"#,
+        r#"{"type":"t","data":{"id":"evil"},"data":{"id":"e1"}}"#,
+        r#"{"typ\u0065":"evil","type":"t","data":{"id":"e1"}}"#,
+    ] {
+        assert_eq!(
+            verify(twice).unwrap_err(),
+            Rejection::DuplicateKey,
+            "{twice}"
+        );
+    }
+    assert_eq!(
+        crate::reject::ErrorCode::from(Rejection::DuplicateKey).as_str(),
+        "bad_request"
+    );
+}
+
 /// Mandrill's signature of `delivery`'s URL with no form fields.
 fn signed_without_fields(scheme: &Scheme, delivery: &Delivery) -> String {
     let empty = Delivery {

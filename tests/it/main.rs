@@ -36,6 +36,11 @@ mod reload;
 mod remote_keys;
 /// Routing, path rewriting, 404/405.
 mod routing;
+/// Handshake answers: X's CRC is no signing oracle, unsendable echoes are a
+/// logged 400, `check` warns about MACs of request data, nosniff everywhere.
+mod security_handshake;
+/// Duplicate JSON members a scheme reads are refused (AWS SNS `Message`).
+mod security_json;
 /// Only signed bytes decide: replays under new unsigned ids are duplicates,
 /// and unsigned ids and types never reach the app as signed ones.
 mod security_signed;

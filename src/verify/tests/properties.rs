@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::{as_received, body_for, keys_for, verifier};
 use crate::scheme::signature::{Format, Location};
 use crate::scheme::source::Source;
-use crate::scheme::{Scheme, presets};
+use crate::scheme::{BodyFormat, Scheme, presets};
 use crate::verify::Verifier;
 use crate::verify::request::SignedRequest;
 use crate::verify::sign::{Delivery, SignedDelivery, sign};
@@ -83,10 +83,12 @@ fn signers() -> &'static [Signer] {
     })
 }
 
-/// Whether signing needs a JSON body: the scheme places or reads a field of it.
+/// Whether signing needs a JSON body: the scheme accepts only JSON, or places
+/// or reads a field of it.
 fn needs_json(scheme: &Scheme) -> bool {
     let is_json = |s: &Source| matches!(s, Source::Json(_));
-    matches!(scheme.signature.location, Location::Json(_))
+    scheme.body_format == BodyFormat::Json
+        || matches!(scheme.signature.location, Location::Json(_))
         || scheme
             .timestamp
             .as_ref()
