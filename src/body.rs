@@ -52,6 +52,32 @@ pub fn content_length(session: &Session) -> Option<u64> {
     length
 }
 
+/// Whether the request declared both `Transfer-Encoding` and `Content-Length`:
+/// RFC 9112 §6.3 calls it a likely smuggling attempt, and it is refused (as
+/// nginx does) before its body is read. pingora drops `Content-Length` from the
+/// parsed header in that case, so the raw header is searched; only a request
+/// with `Transfer-Encoding` pays for it.
+pub fn declares_both_lengths(session: &Session) -> bool {
+    if !session
+        .req_header()
+        .headers
+        .contains_key(http::header::TRANSFER_ENCODING)
+    {
+        return false;
+    }
+    has_content_length_line(&session.get_headers_raw_bytes())
+}
+
+/// Whether a raw request header (request line, header lines ending in LF or
+/// CRLF) has a `Content-Length` line.
+fn has_content_length_line(head: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').skip(1).any(|line| {
+        line.iter()
+            .position(|&b| b == b':')
+            .is_some_and(|colon| line[..colon].eq_ignore_ascii_case(b"content-length"))
+    })
+}
+
 /// Reads the whole body: at most `max` bytes, within `deadline` overall, each
 /// byte covered by `reservation` before it is kept.
 pub async fn read_bounded(
@@ -112,5 +138,30 @@ fn classify(e: Box<pingora::Error>) -> BodyError {
             BodyError::Disconnected(e)
         }
         _ => BodyError::Malformed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_content_length_line_is_found_in_any_case_and_line_end() {
+        let with = |lines: &str| has_content_length_line(lines.as_bytes());
+        assert!(with(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(with("POST / HTTP/1.1\nX-A: 1\ncontent-LENGTH: 0\n\n"));
+        assert!(with(
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nCONTENT-LENGTH:4\r\n\r\n"
+        ));
+        // Not a header named so: a value, another name, the request line.
+        assert!(!with(
+            "POST / HTTP/1.1\r\nX-Note: Content-Length: 4\r\n\r\n"
+        ));
+        assert!(!with("POST / HTTP/1.1\r\nContent_Length: 4\r\n\r\n"));
+        assert!(!with(
+            "POST /Content-Length: HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
     }
 }

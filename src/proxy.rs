@@ -556,6 +556,13 @@ impl Gateway {
         if routes::has_dot_segment(path) {
             return Decision::error(ErrorCode::BadRequest, true);
         }
+        if body::declares_both_lengths(session) {
+            log::debug!(
+                "refused a request from {} with both Content-Length and Transfer-Encoding",
+                client.addr
+            );
+            return Decision::error(ErrorCode::BadRequest, true);
+        }
         let (route, remainder) = match config.routes.find(host_of(req), path, &req.method) {
             Match::Found { route, remainder } => (&**route, remainder.to_owned()),
             Match::NoRoute => return Decision::error(ErrorCode::NoRoute, true),
