@@ -36,6 +36,9 @@ mod reload;
 mod remote_keys;
 /// Routing, path rewriting, 404/405.
 mod routing;
+/// Client-address and original-URL headers a client forges never reach the
+/// app, forwarded or delivered async.
+mod security_headers;
 /// Dedup and rate limits in a real Redis shared by two gateways; Redis down.
 mod shared_state;
 /// Request smuggling: framing tricks reach the upstream as one verified
