@@ -87,7 +87,8 @@ impl Gateway {
 /// whether it spoke TLS (`X-Forwarded-Proto`).
 #[derive(Debug, Clone)]
 pub struct Client {
-    /// The client's address.
+    /// The client's address as accepted: an IPv4 client of a dual-stack
+    /// listener is its IPv4 address, never `::ffff:a.b.c.d`.
     pub addr: SocketAddr,
     /// Its IP address, formatted.
     pub ip: String,

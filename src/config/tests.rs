@@ -904,6 +904,28 @@ fn policy_keys_are_built() {
 }
 
 #[test]
+fn networks_written_ipv4_mapped_are_their_ipv4_networks() {
+    let extra = "allow_ips = [\"::ffff:192.0.2.0/120\", \"::ffff:198.51.100.7\", \"::/0\"]";
+    let text = format!(
+        "[server]\ntrusted_proxies = [\"::ffff:10.0.0.0/104\", \"::ffff:0:0/96\", \"::ffff:0:0/95\"]\n{}",
+        named("p", extra)
+    );
+    let c = load_str(Path::new("c.toml"), &text).unwrap().config;
+    let shown = |nets: &[ipnet::IpNet]| nets.iter().map(ToString::to_string).collect::<Vec<_>>();
+    // What is not wholly inside ::ffff:0:0/96 stays IPv6.
+    assert_eq!(
+        shown(&c.trusted_proxies),
+        ["10.0.0.0/8", "0.0.0.0/0", "::ffff:0.0.0.0/95"]
+    );
+    let p = c.routes.iter().next().unwrap().policy.as_deref().unwrap();
+    assert_eq!(
+        shown(&p.allow_ips),
+        ["192.0.2.0/24", "198.51.100.7/32", "::/0"]
+    );
+    assert!(p.admits("192.0.2.9".parse().unwrap()));
+}
+
+#[test]
 fn policy_errors_are_reported_with_positions() {
     let extra = "mode = \"shadow\"\nallow_ips = [\"10.0.0.0/33\"]\non_state_error = \"maybe\"\n\
                  require_headers = { \"bad header\" = \"x\" }\n\

@@ -36,6 +36,8 @@ mod reload;
 mod remote_keys;
 /// Routing, path rewriting, 404/405.
 mod routing;
+/// A dual-stack listener judges each IPv4 client by its IPv4 address.
+mod security_dual_stack;
 /// Client-address and original-URL headers a client forges never reach the
 /// app, forwarded or delivered async.
 mod security_headers;
