@@ -1,7 +1,8 @@
 //! What the front door holds at once, counted across every worker: client
 //! connections (`max_connections`) and request body bytes being read or
-//! verified (`max_inflight_body_bytes`). Admission hands out guards that give
-//! their share back when dropped, so nothing leaks on an early return.
+//! verified (`max_inflight_body_bytes`); and how slowly a body may come
+//! (`min_body_bytes_per_sec`). Admission hands out guards that give their
+//! share back when dropped, so nothing leaks on an early return.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,6 +19,7 @@ struct Inner {
     connections: AtomicUsize,
     max_body_bytes: u64,
     body_bytes: AtomicU64,
+    min_body_rate: u64,
 }
 
 impl Limits {
@@ -28,7 +30,14 @@ impl Limits {
             connections: AtomicUsize::new(0),
             max_body_bytes: front.max_inflight_body_bytes,
             body_bytes: AtomicU64::new(0),
+            min_body_rate: front.min_body_bytes_per_sec,
         }))
+    }
+
+    /// `min_body_bytes_per_sec`: after the first 2 s of a body, the least
+    /// average bytes per second it may come at; 0: no minimum.
+    pub fn min_body_rate(&self) -> u64 {
+        self.0.min_body_rate
     }
 
     /// Admits one more client connection, or `None` when `max_connections`
@@ -149,6 +158,7 @@ mod tests {
             max_connections: connections,
             max_header_bytes: 1024,
             max_inflight_body_bytes: body,
+            min_body_bytes_per_sec: 0,
         })
     }
 

@@ -16,7 +16,7 @@ use pingora::protocols::http::v1::server::HttpSession as Session;
 
 use crate::access_log::Entry;
 use crate::admin::config_view::rfc3339;
-use crate::body::{self, BodyError};
+use crate::body::{self, BodyError, Pace};
 use crate::clock::Clock;
 use crate::forward::{ForwardError, Forwarder};
 use crate::handshake::{AnswerKeys, Handshake};
@@ -601,12 +601,11 @@ impl Gateway {
         if expects_continue(session.req_header()) && write_continue(session).await.is_err() {
             return Decision::Gone;
         }
-        let read = body::read_bounded(
-            session,
-            route.max_body_bytes,
-            route.read_timeout,
-            &mut reservation,
-        );
+        let pace = Pace {
+            deadline: route.read_timeout,
+            min_rate: self.observers.limits.min_body_rate(),
+        };
+        let read = body::read_bounded(session, route.max_body_bytes, pace, &mut reservation);
         let body = match read.await {
             Ok(body) => body,
             Err(BodyError::Overloaded) => {
@@ -617,6 +616,14 @@ impl Gateway {
                 return Decision::error(ErrorCode::PayloadTooLarge, true);
             }
             Err(BodyError::Timeout) => return Decision::error(ErrorCode::BodyTimeout, true),
+            Err(BodyError::TooSlow) => {
+                log::info!(
+                    "route {}: {} sent its body slower than min_body_bytes_per_sec; cut",
+                    route.name,
+                    client.addr
+                );
+                return Decision::error(ErrorCode::BodyTimeout, true);
+            }
             Err(BodyError::Malformed(e)) => {
                 log::debug!("route {}: unreadable body: {e}", route.name);
                 return Decision::error(ErrorCode::BadRequest, true);

@@ -58,6 +58,8 @@ pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
 pub const DEFAULT_MAX_HEADER_BYTES: u64 = 32 * 1024;
 /// Default `max_inflight_body_bytes`: 256 MiB.
 pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: u64 = 256 * 1024 * 1024;
+/// Default `min_body_bytes_per_sec`.
+pub const DEFAULT_MIN_BODY_BYTES_PER_SEC: u64 = 1024;
 
 /// What an upstream's connection target is made of: address, TLS, host name
 /// (SNI), timeout and CA file.
@@ -458,6 +460,17 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// A setting that may be 0, or `default` when absent.
+    fn non_negative_or(&mut self, value: &Option<Spanned<i64>>, key: &str, default: u64) -> u64 {
+        match value {
+            None => default,
+            Some(v) => u64::try_from(*v.get_ref()).unwrap_or_else(|_| {
+                self.error(span(v), format!("`{key}` must not be negative"));
+                default
+            }),
+        }
+    }
+
     fn server(
         &mut self,
         s: &ServerSection,
@@ -527,6 +540,11 @@ impl<'a> Builder<'a> {
                 &s.max_inflight_body_bytes,
                 "max_inflight_body_bytes",
                 DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+            ),
+            min_body_bytes_per_sec: self.non_negative_or(
+                &s.min_body_bytes_per_sec,
+                "min_body_bytes_per_sec",
+                DEFAULT_MIN_BODY_BYTES_PER_SEC,
             ),
         };
         let tls_listen = self.tls_listen(s, &listen, admin_listen);

@@ -690,6 +690,19 @@ fn operations_settings_have_defaults_and_are_checked() {
     );
 }
 
+#[test]
+fn body_pace_settings_have_defaults_and_are_checked() {
+    let c = load_str(Path::new("c.toml"), ROUTE).unwrap().config;
+    assert_eq!(c.server.front.min_body_bytes_per_sec, 1024);
+    let text = format!("[server]\nmin_body_bytes_per_sec = 0\n{ROUTE}");
+    let c = load_str(Path::new("c.toml"), &text).unwrap().config;
+    assert_eq!(c.server.front.min_body_bytes_per_sec, 0, "0 turns it off");
+    assert_eq!(
+        errors("[server]\nmin_body_bytes_per_sec = -1\n"),
+        ["c.toml:2:26: `min_body_bytes_per_sec` must not be negative"]
+    );
+}
+
 /// What a load gives: a line per route with its name and fingerprint, then the
 /// warnings; or the problems.
 fn outcome(loaded: Result<Loaded, Report>) -> Result<Vec<String>, Vec<String>> {

@@ -6,9 +6,11 @@ use crate::support::sign;
 use crate::support::upstream::Upstream;
 use crate::support::{route, scheme};
 
-const SECRET: &str = "door-secret";
+pub const SECRET: &str = "door-secret";
 
-async fn gateway(server_extra: &str) -> (Upstream, Gateway) {
+/// A gateway with an admin listener and `server_extra` in `[server]`, whose
+/// route `door` on `/hook` verifies aryeo with [`SECRET`] for `upstream`.
+pub async fn gateway(server_extra: &str) -> (Upstream, Gateway) {
     let upstream = Upstream::start().await;
     let routes = route(
         "door",

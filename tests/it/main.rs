@@ -41,6 +41,9 @@ mod security_dual_stack;
 /// Client-address and original-URL headers a client forges never reach the
 /// app, forwarded or delivered async.
 mod security_headers;
+/// Idle uploads: a minimum body rate after a grace, and each client's share
+/// of the in-flight body budget.
+mod security_idle_uploads;
 /// Dedup and rate limits in a real Redis shared by two gateways; Redis down.
 mod shared_state;
 /// Request smuggling: framing tricks reach the upstream as one verified
