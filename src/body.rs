@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use pingora::ErrorType;
 use pingora::protocols::http::v1::server::HttpSession as Session;
 
-use crate::limits::BodyReservation;
+use crate::limits::{BodyReservation, Spent};
 
 /// The most buffer reserved before any body byte has arrived.
 const MAX_UPFRONT_BYTES: usize = 256 * 1024;
@@ -21,8 +21,9 @@ pub const RATE_GRACE: Duration = Duration::from_secs(2);
 pub enum BodyError {
     /// It grew past the limit.
     TooLarge,
-    /// It grew past what `max_inflight_body_bytes` has left.
-    Overloaded,
+    /// It grew past what `max_inflight_body_bytes` has left, or what its
+    /// client's share of it has.
+    Overloaded(Spent),
     /// It did not arrive in time.
     Timeout,
     /// After [`RATE_GRACE`], it came slower than the minimum rate.
@@ -144,9 +145,9 @@ pub async fn read_bounded(
         if held + chunk.len() > max {
             return Err(BodyError::TooLarge);
         }
-        if !reservation.grow_to((held + chunk.len()) as u64) {
-            return Err(BodyError::Overloaded);
-        }
+        reservation
+            .grow_to((held + chunk.len()) as u64)
+            .map_err(BodyError::Overloaded)?;
         match first.take() {
             None if buf.is_empty() => first = Some(chunk),
             held_first => {

@@ -107,6 +107,19 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     client
 }
 
+/// The address a per-client limit counts (rate limits, the share of the body
+/// budget): an IPv4 address as is, an IPv6 one by its /64 (one subscriber's
+/// allocation; a client rotating addresses within it is still one client).
+pub fn counted_as(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+    }
+}
+
 /// One `require_headers` entry.
 #[derive(Debug)]
 pub struct RequiredHeader {

@@ -22,7 +22,7 @@ use crate::forward::{ForwardError, Forwarder};
 use crate::handshake::{AnswerKeys, Handshake};
 use crate::headers::{self, Forwarding, Resign, Verdict};
 use crate::keys::KeyStore;
-use crate::limits::BodyReservation;
+use crate::limits::{BodyReservation, Spent};
 use crate::policy::{self, HeaderRefusal, OnStateError, Policy};
 use crate::record::{self, Dedup, Observers, Outcome, RequestRecord};
 use crate::reject::ErrorCode;
@@ -592,11 +592,11 @@ impl Gateway {
             return Decision::error(ErrorCode::PayloadTooLarge, true);
         }
         // A declared body is reserved whole before any of it is read; a chunked
-        // one reserves as it arrives.
-        let Some(mut reservation) = self.observers.limits.reserve_body(declared.unwrap_or(0))
-        else {
-            log::warn!("route {}: body budget spent; answering 503", route.name);
-            return Decision::error(ErrorCode::Overloaded, true);
+        // one reserves as it arrives. Each counts in its client's share.
+        let limits = &self.observers.limits;
+        let mut reservation = match limits.reserve_body(client_ip, declared.unwrap_or(0)) {
+            Ok(reservation) => reservation,
+            Err(spent) => return overloaded(route, client_ip, spent),
         };
         if expects_continue(session.req_header()) && write_continue(session).await.is_err() {
             return Decision::Gone;
@@ -608,10 +608,7 @@ impl Gateway {
         let read = body::read_bounded(session, route.max_body_bytes, pace, &mut reservation);
         let body = match read.await {
             Ok(body) => body,
-            Err(BodyError::Overloaded) => {
-                log::warn!("route {}: body budget spent; answering 503", route.name);
-                return Decision::error(ErrorCode::Overloaded, true);
-            }
+            Err(BodyError::Overloaded(spent)) => return overloaded(route, client_ip, spent),
             Err(BodyError::TooLarge) => {
                 return Decision::error(ErrorCode::PayloadTooLarge, true);
             }
@@ -874,6 +871,19 @@ impl Gateway {
             None => Judgement::Forward(verified),
         }
     }
+}
+
+/// 503 `overloaded`, before the body is read whole: admitting more of it would
+/// pass `max_inflight_body_bytes`, or the client's share of it.
+fn overloaded(route: &Route, client: IpAddr, spent: Spent) -> Decision<'static> {
+    match spent {
+        Spent::Budget => log::warn!("route {}: body budget spent; answering 503", route.name),
+        Spent::ClientShare => log::info!(
+            "route {}: {client} holds its share of the body budget; answering 503",
+            route.name
+        ),
+    }
+    Decision::error(ErrorCode::Overloaded, true)
 }
 
 /// The request as verifiers see it.

@@ -55,6 +55,7 @@ fn server(s: &ServerSettings) -> Value {
         "max_connections": s.front.max_connections,
         "max_header_bytes": s.front.max_header_bytes,
         "max_inflight_body_bytes": s.front.max_inflight_body_bytes,
+        "max_inflight_body_bytes_per_client": s.front.max_inflight_body_bytes_per_client,
         "min_body_bytes_per_sec": s.front.min_body_bytes_per_sec,
         "state": {
             "redis_url": s.state.redis.as_ref().map(|r| r.shown.as_str()),

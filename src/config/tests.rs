@@ -691,15 +691,81 @@ fn operations_settings_have_defaults_and_are_checked() {
 }
 
 #[test]
-fn body_pace_settings_have_defaults_and_are_checked() {
+fn body_budget_and_pace_settings_have_defaults_and_are_checked() {
     let c = load_str(Path::new("c.toml"), ROUTE).unwrap().config;
-    assert_eq!(c.server.front.min_body_bytes_per_sec, 1024);
-    let text = format!("[server]\nmin_body_bytes_per_sec = 0\n{ROUTE}");
-    let c = load_str(Path::new("c.toml"), &text).unwrap().config;
-    assert_eq!(c.server.front.min_body_bytes_per_sec, 0, "0 turns it off");
+    let front = c.server.front;
+    assert_eq!(front.max_inflight_body_bytes, 256 * 1024 * 1024);
+    assert_eq!(front.max_inflight_body_bytes_per_client, 32 * 1024 * 1024);
+    assert_eq!(front.min_body_bytes_per_sec, 1024);
+
+    let text = format!(
+        "[server]\nmax_inflight_body_bytes = 80000000\nmin_body_bytes_per_sec = 0\n{ROUTE}"
+    );
+    let front = load_str(Path::new("c.toml"), &text)
+        .unwrap()
+        .config
+        .server
+        .front;
     assert_eq!(
-        errors("[server]\nmin_body_bytes_per_sec = -1\n"),
-        ["c.toml:2:26: `min_body_bytes_per_sec` must not be negative"]
+        front.max_inflight_body_bytes_per_client, 10_000_000,
+        "an eighth"
+    );
+    assert_eq!(front.min_body_bytes_per_sec, 0, "0 turns it off");
+    let text = format!("[server]\nmax_inflight_body_bytes_per_client = 80000000\n{ROUTE}");
+    let front = load_str(Path::new("c.toml"), &text)
+        .unwrap()
+        .config
+        .server
+        .front;
+    assert_eq!(front.max_inflight_body_bytes_per_client, 80_000_000);
+
+    assert_eq!(
+        errors(
+            "[server]\nmax_inflight_body_bytes = 1000\nmax_inflight_body_bytes_per_client = 1001\n\
+             min_body_bytes_per_sec = -1\nmax_body_bytes = 100\n"
+        ),
+        [
+            "c.toml:3:38: `max_inflight_body_bytes_per_client` (1001) must not be over `max_inflight_body_bytes` (1000)",
+            "c.toml:4:26: `min_body_bytes_per_sec` must not be negative",
+        ]
+    );
+    assert_eq!(
+        errors("[server]\nmax_inflight_body_bytes_per_client = 0\n"),
+        ["c.toml:2:38: `max_inflight_body_bytes_per_client` must be a positive integer"]
+    );
+}
+
+#[test]
+fn a_body_limit_over_one_clients_share_is_a_warning() {
+    let warnings = |text: &str| {
+        let loaded = load_str(Path::new("c.toml"), text).unwrap_or_else(|r| panic!("{r}"));
+        loaded.warnings.lines().to_vec()
+    };
+    let route = named("p", "max_body_bytes = 2000001");
+    assert_eq!(
+        warnings(&format!(
+            "[server]\nmax_inflight_body_bytes_per_client = 2000000\n{route}"
+        )),
+        [
+            "c.toml:6:18: warning: `max_body_bytes` (2000001) is over `max_inflight_body_bytes_per_client` \
+             (2000000): a body larger than 2000000 bytes is always refused 503 `overloaded`"
+        ]
+    );
+    // The server's default limit, against a share made small by the budget.
+    assert_eq!(
+        warnings(&format!(
+            "[server]\nmax_inflight_body_bytes = 4194304\n{ROUTE}"
+        )),
+        [
+            "c.toml:2:27: warning: `max_body_bytes` (1048576) is over `max_inflight_body_bytes_per_client` \
+             (524288): a body larger than 524288 bytes is always refused 503 `overloaded`"
+        ]
+    );
+    assert!(
+        warnings(&format!(
+            "[server]\nmax_inflight_body_bytes = 8388608\n{ROUTE}"
+        ))
+        .is_empty()
     );
 }
 

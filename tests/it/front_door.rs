@@ -40,7 +40,8 @@ fn allow_open_files(n: u64) {
     assert!(want >= n, "the open-file limit {hard} is below {n}");
 }
 
-fn counter(metrics: &str, name: &str) -> u64 {
+/// The value of the unlabelled metric `name` in `metrics` (0 when absent).
+pub fn counter(metrics: &str, name: &str) -> u64 {
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())

@@ -180,6 +180,14 @@ impl Raw {
         }
     }
 
+    /// Connects to `addr` from the local address `source`.
+    pub async fn connect_from(source: IpAddr, addr: SocketAddr) -> Self {
+        Self {
+            stream: connect_from(source, addr).await,
+            buf: Vec::new(),
+        }
+    }
+
     /// Writes bytes as they are; false if the peer already closed.
     pub async fn send(&mut self, bytes: &[u8]) -> bool {
         self.stream.write_all(bytes).await.is_ok() && self.stream.flush().await.is_ok()
