@@ -62,9 +62,36 @@ pub const RESERVED: [&str; 13] = [
     ATTEMPT,
 ];
 
+/// Headers through which proxies tell an app who the client is, or which
+/// scheme, host, port, path or URL it asked for. A client can write any of
+/// them, and an app behind the gateway may believe them, so none is forwarded:
+/// the gateway's own `x-forwarded-for`, `-proto` and `-host` say it instead.
+/// Every other `x-forwarded-*` header is dropped as well.
+pub const CLIENT_CLAIMS: [&str; 18] = [
+    "forwarded",
+    "x-forwarded",
+    "forwarded-for",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-original-forwarded-for",
+    "x-original-host",
+    "x-host",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-url-scheme",
+    "front-end-https",
+];
+
 /// Whether a client header never goes upstream as sent: connection-level
 /// headers (RFC 9110 §7.6.1), `Expect` (the gateway has already consumed the
-/// body), the framing the gateway sets itself, and the gateway's own headers.
+/// body), the framing the gateway sets itself, the gateway's own headers and
+/// the [`CLIENT_CLAIMS`] (with every `x-forwarded-*`).
 /// A name is also dropped when it is one of these with `_` for `-`: CGI-style
 /// servers (WSGI, Rack, PHP) read `X_Webhook_Verified` as `X-Webhook-Verified`
 /// and some read `Transfer_Encoding` as framing.
@@ -98,6 +125,8 @@ fn is_dropped_spelling(name: &str) -> bool {
             | "content-length"
             | "host"
     ) || RESERVED.contains(&name)
+        || name.starts_with("x-forwarded-")
+        || CLIENT_CLAIMS.contains(&name)
 }
 
 /// Whether a client header is a copy of the re-signed request's

@@ -77,8 +77,11 @@ pub enum HeaderRefusal {
 /// the last `X-Forwarded-For` hop that is not one (read right to left, so a
 /// client cannot name itself by writing the header). When every hop is
 /// trusted, the first; when a hop is unreadable, the trusted one that added it.
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as a dual-stack socket shows
+/// an IPv4 client), the peer or a hop, is taken as the IPv4 address it is.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer = peer.to_canonical();
     if !is_trusted(&peer) {
         return peer;
     }
@@ -92,6 +95,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         let Some(ip) = std::str::from_utf8(hop)
             .ok()
             .and_then(|h| h.trim().parse::<IpAddr>().ok())
+            .map(|ip| ip.to_canonical())
         else {
             return client;
         };
@@ -101,6 +105,19 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         }
     }
     client
+}
+
+/// The address a per-client limit counts (rate limits, the share of the body
+/// budget): an IPv4 address as is, an IPv6 one by its /64 (one subscriber's
+/// allocation; a client rotating addresses within it is still one client).
+pub fn counted_as(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+    }
 }
 
 /// One `require_headers` entry.
@@ -209,6 +226,27 @@ mod tests {
         assert_eq!(
             client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
             ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_their_ipv4_address() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let none = HeaderMap::new();
+        assert_eq!(
+            client_ip(ip("::ffff:192.0.2.7"), &none, &trusted),
+            ip("192.0.2.7")
+        );
+        // A mapped peer inside trusted_proxies is trusted; mapped hops too.
+        let xff = headers(&[("x-forwarded-for", "::ffff:1.2.3.4, ::ffff:10.0.0.7")]);
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.1"), &xff, &trusted),
+            ip("1.2.3.4")
+        );
+        // Other IPv6 addresses stay as they are.
+        assert_eq!(
+            client_ip(ip("2001:db8::1"), &none, &trusted),
+            ip("2001:db8::1")
         );
     }
 

@@ -16,13 +16,13 @@ use pingora::protocols::http::v1::server::HttpSession as Session;
 
 use crate::access_log::Entry;
 use crate::admin::config_view::rfc3339;
-use crate::body::{self, BodyError};
+use crate::body::{self, BodyError, Pace};
 use crate::clock::Clock;
 use crate::forward::{ForwardError, Forwarder};
 use crate::handshake::{AnswerKeys, Handshake};
 use crate::headers::{self, Forwarding, Resign, Verdict};
 use crate::keys::KeyStore;
-use crate::limits::BodyReservation;
+use crate::limits::{BodyReservation, Spent};
 use crate::policy::{self, HeaderRefusal, OnStateError, Policy};
 use crate::record::{self, Dedup, Observers, Outcome, RequestRecord};
 use crate::reject::ErrorCode;
@@ -87,7 +87,8 @@ impl Gateway {
 /// whether it spoke TLS (`X-Forwarded-Proto`).
 #[derive(Debug, Clone)]
 pub struct Client {
-    /// The client's address.
+    /// The client's address as accepted: an IPv4 client of a dual-stack
+    /// listener is its IPv4 address, never `::ffff:a.b.c.d`.
     pub addr: SocketAddr,
     /// Its IP address, formatted.
     pub ip: String,
@@ -556,6 +557,13 @@ impl Gateway {
         if routes::has_dot_segment(path) {
             return Decision::error(ErrorCode::BadRequest, true);
         }
+        if body::declares_both_lengths(session) {
+            log::debug!(
+                "refused a request from {} with both Content-Length and Transfer-Encoding",
+                client.addr
+            );
+            return Decision::error(ErrorCode::BadRequest, true);
+        }
         let (route, remainder) = match config.routes.find(host_of(req), path, &req.method) {
             Match::Found { route, remainder } => (&**route, remainder.to_owned()),
             Match::NoRoute => return Decision::error(ErrorCode::NoRoute, true),
@@ -584,31 +592,35 @@ impl Gateway {
             return Decision::error(ErrorCode::PayloadTooLarge, true);
         }
         // A declared body is reserved whole before any of it is read; a chunked
-        // one reserves as it arrives.
-        let Some(mut reservation) = self.observers.limits.reserve_body(declared.unwrap_or(0))
-        else {
-            log::warn!("route {}: body budget spent; answering 503", route.name);
-            return Decision::error(ErrorCode::Overloaded, true);
+        // one reserves as it arrives. Each counts in its client's share.
+        let limits = &self.observers.limits;
+        let mut reservation = match limits.reserve_body(client_ip, declared.unwrap_or(0)) {
+            Ok(reservation) => reservation,
+            Err(spent) => return overloaded(route, client_ip, spent),
         };
         if expects_continue(session.req_header()) && write_continue(session).await.is_err() {
             return Decision::Gone;
         }
-        let read = body::read_bounded(
-            session,
-            route.max_body_bytes,
-            route.read_timeout,
-            &mut reservation,
-        );
+        let pace = Pace {
+            deadline: route.read_timeout,
+            min_rate: self.observers.limits.min_body_rate(),
+        };
+        let read = body::read_bounded(session, route.max_body_bytes, pace, &mut reservation);
         let body = match read.await {
             Ok(body) => body,
-            Err(BodyError::Overloaded) => {
-                log::warn!("route {}: body budget spent; answering 503", route.name);
-                return Decision::error(ErrorCode::Overloaded, true);
-            }
+            Err(BodyError::Overloaded(spent)) => return overloaded(route, client_ip, spent),
             Err(BodyError::TooLarge) => {
                 return Decision::error(ErrorCode::PayloadTooLarge, true);
             }
             Err(BodyError::Timeout) => return Decision::error(ErrorCode::BodyTimeout, true),
+            Err(BodyError::TooSlow) => {
+                log::info!(
+                    "route {}: {} sent its body slower than min_body_bytes_per_sec; cut",
+                    route.name,
+                    client.addr
+                );
+                return Decision::error(ErrorCode::BodyTimeout, true);
+            }
             Err(BodyError::Malformed(e)) => {
                 log::debug!("route {}: unreadable body: {e}", route.name);
                 return Decision::error(ErrorCode::BadRequest, true);
@@ -859,6 +871,19 @@ impl Gateway {
             None => Judgement::Forward(verified),
         }
     }
+}
+
+/// 503 `overloaded`, before the body is read whole: admitting more of it would
+/// pass `max_inflight_body_bytes`, or the client's share of it.
+fn overloaded(route: &Route, client: IpAddr, spent: Spent) -> Decision<'static> {
+    match spent {
+        Spent::Budget => log::warn!("route {}: body budget spent; answering 503", route.name),
+        Spent::ClientShare => log::info!(
+            "route {}: {client} holds its share of the body budget; answering 503",
+            route.name
+        ),
+    }
+    Decision::error(ErrorCode::Overloaded, true)
 }
 
 /// The request as verifiers see it.

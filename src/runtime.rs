@@ -201,6 +201,12 @@ pub struct FrontDoor {
     pub max_header_bytes: usize,
     /// Body bytes held across all requests being read or verified.
     pub max_inflight_body_bytes: u64,
+    /// The share of `max_inflight_body_bytes` one client address may hold
+    /// (IPv6 by /64).
+    pub max_inflight_body_bytes_per_client: u64,
+    /// After the first 2 s of a body, the least average bytes per second it
+    /// may come at; 0: no minimum.
+    pub min_body_bytes_per_sec: u64,
 }
 
 /// How a route matches the request path.

@@ -16,7 +16,7 @@ use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hookgate::body::{self, BodyError};
+use hookgate::body::{self, BodyError, Pace};
 use hookgate::limits::Limits;
 use hookgate::runtime::FrontDoor;
 use libfuzzer_sys::fuzz_target;
@@ -28,6 +28,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Body bytes all requests may hold at once: less than the largest limit, so
 /// that running out of budget is reached too.
 const INFLIGHT: u64 = 40_000;
+/// What one client may hold of it (the one request here is one client's).
+const SHARE: u64 = INFLIGHT / 2;
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_current_thread()
@@ -129,6 +131,8 @@ fuzz_target!(|data: &[u8]| {
         max_connections: 1,
         max_header_bytes: 32 * 1024,
         max_inflight_body_bytes: INFLIGHT,
+        max_inflight_body_bytes_per_client: SHARE,
+        min_body_bytes_per_sec: 1024,
     };
     let limits = Limits::new(&front);
     RUNTIME.block_on(async {
@@ -141,12 +145,16 @@ fuzz_target!(|data: &[u8]| {
         if declared.is_some_and(|n| n > max as u64) {
             return;
         }
-        let Some(mut reservation) = limits.reserve_body(declared.unwrap_or(0)) else {
+        let client = std::net::Ipv4Addr::LOCALHOST.into();
+        let Ok(mut reservation) = limits.reserve_body(client, declared.unwrap_or(0)) else {
             return;
         };
-        let read =
-            body::read_bounded(&mut session, max, Duration::from_secs(10), &mut reservation).await;
-        assert!(limits.body_bytes() <= INFLIGHT);
+        let pace = Pace {
+            deadline: Duration::from_secs(10),
+            min_rate: front.min_body_bytes_per_sec,
+        };
+        let read = body::read_bounded(&mut session, max, pace, &mut reservation).await;
+        assert!(limits.body_bytes() <= SHARE);
         // Pingora percent-escapes a request target that httparse refuses and
         // parses the rewritten header; its raw bytes are then not the wire's,
         // and where the body began on the wire is not known here.
@@ -181,7 +189,9 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(Some(&body[..]), after.get(..n), "Content-Length body");
                 }
             }
-            Err(BodyError::Timeout) => panic!("an in-memory body cannot time out"),
+            Err(BodyError::Timeout | BodyError::TooSlow) => {
+                panic!("an in-memory body cannot time out")
+            }
             Err(_) => {}
         }
         drop(reservation);

@@ -50,6 +50,13 @@ fn server(s: &ServerSettings) -> Value {
         "watch_config": s.watch_config,
         "access_log": access_log,
         "shutdown_grace_secs": s.shutdown_grace.as_secs(),
+        "header_timeout_ms": s.front.header_timeout.as_millis(),
+        "keepalive_timeout_secs": s.front.keepalive_timeout.as_secs(),
+        "max_connections": s.front.max_connections,
+        "max_header_bytes": s.front.max_header_bytes,
+        "max_inflight_body_bytes": s.front.max_inflight_body_bytes,
+        "max_inflight_body_bytes_per_client": s.front.max_inflight_body_bytes_per_client,
+        "min_body_bytes_per_sec": s.front.min_body_bytes_per_sec,
         "state": {
             "redis_url": s.state.redis.as_ref().map(|r| r.shown.as_str()),
             "redis_timeout_ms": s.state.timeout.as_millis(),

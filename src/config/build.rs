@@ -58,6 +58,8 @@ pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
 pub const DEFAULT_MAX_HEADER_BYTES: u64 = 32 * 1024;
 /// Default `max_inflight_body_bytes`: 256 MiB.
 pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: u64 = 256 * 1024 * 1024;
+/// Default `min_body_bytes_per_sec`.
+pub const DEFAULT_MIN_BODY_BYTES_PER_SEC: u64 = 1024;
 
 /// What an upstream's connection target is made of: address, TLS, host name
 /// (SNI), timeout and CA file.
@@ -348,7 +350,37 @@ impl<'a> Builder<'a> {
         b.trusted_proxies = b.trusted_proxies(&file.server);
         b.remote_keys = Some(b.remote_keys(&file.server));
         b.defaults = b.route_defaults(&file.server);
+        let s = &file.server;
+        let at = [
+            &s.max_body_bytes,
+            &s.max_inflight_body_bytes_per_client,
+            &s.max_inflight_body_bytes,
+        ]
+        .into_iter()
+        .find_map(|key| key.as_ref().and_then(span));
+        b.check_body_share(at, b.defaults.max_body_bytes);
         b
+    }
+
+    /// Warns when bodies of up to `max_body_bytes` (the key at `at`) may be
+    /// larger than one client's share of the body budget: those are always
+    /// refused 503 `overloaded`, and the provider retries in vain.
+    fn check_body_share(&mut self, at: Option<Range<usize>>, max_body_bytes: u64) {
+        let Some(share) = self
+            .server
+            .as_ref()
+            .map(|s| s.front.max_inflight_body_bytes_per_client)
+            .filter(|&share| max_body_bytes > share)
+        else {
+            return;
+        };
+        self.warning(
+            at,
+            format!(
+                "`max_body_bytes` ({max_body_bytes}) is over `max_inflight_body_bytes_per_client` \
+                 ({share}): a body larger than {share} bytes is always refused 503 `overloaded`"
+            ),
+        );
     }
 
     /// The route defaults `[server]` sets.
@@ -458,6 +490,39 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// `max_inflight_body_bytes` and the share of it one client may hold
+    /// (an eighth of it unless set; never more than it).
+    fn body_budget(&mut self, s: &ServerSection) -> (u64, u64) {
+        let budget = self.positive_or(
+            &s.max_inflight_body_bytes,
+            "max_inflight_body_bytes",
+            DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+        );
+        let default_share = (budget / 8).max(1);
+        let key = "max_inflight_body_bytes_per_client";
+        let share = self.positive_or(&s.max_inflight_body_bytes_per_client, key, default_share);
+        if share > budget {
+            let at = s.max_inflight_body_bytes_per_client.as_ref().and_then(span);
+            self.error(
+                at,
+                format!("`{key}` ({share}) must not be over `max_inflight_body_bytes` ({budget})"),
+            );
+            return (budget, default_share);
+        }
+        (budget, share)
+    }
+
+    /// A setting that may be 0, or `default` when absent.
+    fn non_negative_or(&mut self, value: &Option<Spanned<i64>>, key: &str, default: u64) -> u64 {
+        match value {
+            None => default,
+            Some(v) => u64::try_from(*v.get_ref()).unwrap_or_else(|_| {
+                self.error(span(v), format!("`{key}` must not be negative"));
+                default
+            }),
+        }
+    }
+
     fn server(
         &mut self,
         s: &ServerSection,
@@ -502,6 +567,7 @@ impl<'a> Builder<'a> {
             "shutdown_grace_secs",
             DEFAULT_SHUTDOWN_GRACE_SECS,
         );
+        let (max_inflight_body_bytes, max_inflight_body_bytes_per_client) = self.body_budget(s);
         let front = FrontDoor {
             header_timeout: Duration::from_millis(self.positive_or(
                 &s.header_timeout_ms,
@@ -523,10 +589,12 @@ impl<'a> Builder<'a> {
                 "max_header_bytes",
                 DEFAULT_MAX_HEADER_BYTES,
             )),
-            max_inflight_body_bytes: self.positive_or(
-                &s.max_inflight_body_bytes,
-                "max_inflight_body_bytes",
-                DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+            max_inflight_body_bytes,
+            max_inflight_body_bytes_per_client,
+            min_body_bytes_per_sec: self.non_negative_or(
+                &s.min_body_bytes_per_sec,
+                "min_body_bytes_per_sec",
+                DEFAULT_MIN_BODY_BYTES_PER_SEC,
             ),
         };
         let tls_listen = self.tls_listen(s, &listen, admin_listen);
@@ -600,6 +668,9 @@ impl<'a> Builder<'a> {
         let public_url = r.public_url.as_ref().and_then(|u| self.public_url(u));
         let max_body_bytes =
             self.positive_or(&r.max_body_bytes, "max_body_bytes", defaults.max_body_bytes);
+        if let Some(key) = &r.max_body_bytes {
+            self.check_body_share(span(key), max_body_bytes);
+        }
         let read_timeout_ms = self.positive_or(
             &r.read_timeout_ms,
             "read_timeout_ms",

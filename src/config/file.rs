@@ -87,6 +87,12 @@ pub struct ServerSection {
     pub max_header_bytes: Option<Spanned<i64>>,
     /// Body bytes held across all requests being read or verified. Default 256 MiB.
     pub max_inflight_body_bytes: Option<Spanned<i64>>,
+    /// The share of `max_inflight_body_bytes` one client address may hold.
+    /// Default: an eighth of it.
+    pub max_inflight_body_bytes_per_client: Option<Spanned<i64>>,
+    /// After the first 2 s of a body, the least average rate it may come at,
+    /// in bytes per second; 0: no minimum. Default 1024.
+    pub min_body_bytes_per_sec: Option<Spanned<i64>>,
     /// Address or list of addresses to serve webhooks on with TLS.
     pub tls_listen: Option<Spanned<OneOrMany<String>>>,
     /// `[[server.tls]]`: certificate and key pairs for `tls_listen`.

@@ -197,7 +197,10 @@ impl Builder<'_> {
         })
     }
 
-    /// A list of networks: CIDRs, or single addresses.
+    /// A list of networks: CIDRs, or single addresses. One written in
+    /// IPv4-mapped form (`::ffff:10.0.0.0/104`) is the IPv4 network it maps
+    /// (`10.0.0.0/8`): clients are matched by their IPv4 address, also on a
+    /// dual-stack listener.
     pub(super) fn networks(
         &mut self,
         list: &Spanned<Vec<Spanned<String>>>,
@@ -219,6 +222,7 @@ impl Builder<'_> {
                         );
                     })
                     .ok()
+                    .map(unmapped)
             })
             .collect()
     }
@@ -273,5 +277,17 @@ impl Builder<'_> {
             timeout: Duration::from_millis(timeout),
             max_entries: usize::try_from(max_entries).unwrap_or(usize::MAX),
         }
+    }
+}
+
+/// The IPv4 network an IPv6 network inside `::ffff:0:0/96` maps; any other
+/// network as it is.
+fn unmapped(net: IpNet) -> IpNet {
+    let IpNet::V6(v6) = net else {
+        return net;
+    };
+    match (v6.addr().to_ipv4_mapped(), v6.prefix_len().checked_sub(96)) {
+        (Some(v4), Some(len)) => ipnet::Ipv4Net::new(v4, len).map_or(net, IpNet::V4),
+        _ => net,
     }
 }

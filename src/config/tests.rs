@@ -742,6 +742,85 @@ fn operations_settings_have_defaults_and_are_checked() {
     );
 }
 
+#[test]
+fn body_budget_and_pace_settings_have_defaults_and_are_checked() {
+    let c = load_str(Path::new("c.toml"), ROUTE).unwrap().config;
+    let front = c.server.front;
+    assert_eq!(front.max_inflight_body_bytes, 256 * 1024 * 1024);
+    assert_eq!(front.max_inflight_body_bytes_per_client, 32 * 1024 * 1024);
+    assert_eq!(front.min_body_bytes_per_sec, 1024);
+
+    let text = format!(
+        "[server]\nmax_inflight_body_bytes = 80000000\nmin_body_bytes_per_sec = 0\n{ROUTE}"
+    );
+    let front = load_str(Path::new("c.toml"), &text)
+        .unwrap()
+        .config
+        .server
+        .front;
+    assert_eq!(
+        front.max_inflight_body_bytes_per_client, 10_000_000,
+        "an eighth"
+    );
+    assert_eq!(front.min_body_bytes_per_sec, 0, "0 turns it off");
+    let text = format!("[server]\nmax_inflight_body_bytes_per_client = 80000000\n{ROUTE}");
+    let front = load_str(Path::new("c.toml"), &text)
+        .unwrap()
+        .config
+        .server
+        .front;
+    assert_eq!(front.max_inflight_body_bytes_per_client, 80_000_000);
+
+    assert_eq!(
+        errors(
+            "[server]\nmax_inflight_body_bytes = 1000\nmax_inflight_body_bytes_per_client = 1001\n\
+             min_body_bytes_per_sec = -1\nmax_body_bytes = 100\n"
+        ),
+        [
+            "c.toml:3:38: `max_inflight_body_bytes_per_client` (1001) must not be over `max_inflight_body_bytes` (1000)",
+            "c.toml:4:26: `min_body_bytes_per_sec` must not be negative",
+        ]
+    );
+    assert_eq!(
+        errors("[server]\nmax_inflight_body_bytes_per_client = 0\n"),
+        ["c.toml:2:38: `max_inflight_body_bytes_per_client` must be a positive integer"]
+    );
+}
+
+#[test]
+fn a_body_limit_over_one_clients_share_is_a_warning() {
+    let warnings = |text: &str| {
+        let loaded = load_str(Path::new("c.toml"), text).unwrap_or_else(|r| panic!("{r}"));
+        loaded.warnings.lines().to_vec()
+    };
+    let route = named("p", "max_body_bytes = 2000001");
+    assert_eq!(
+        warnings(&format!(
+            "[server]\nmax_inflight_body_bytes_per_client = 2000000\n{route}"
+        )),
+        [
+            "c.toml:6:18: warning: `max_body_bytes` (2000001) is over `max_inflight_body_bytes_per_client` \
+             (2000000): a body larger than 2000000 bytes is always refused 503 `overloaded`"
+        ]
+    );
+    // The server's default limit, against a share made small by the budget.
+    assert_eq!(
+        warnings(&format!(
+            "[server]\nmax_inflight_body_bytes = 4194304\n{ROUTE}"
+        )),
+        [
+            "c.toml:2:27: warning: `max_body_bytes` (1048576) is over `max_inflight_body_bytes_per_client` \
+             (524288): a body larger than 524288 bytes is always refused 503 `overloaded`"
+        ]
+    );
+    assert!(
+        warnings(&format!(
+            "[server]\nmax_inflight_body_bytes = 8388608\n{ROUTE}"
+        ))
+        .is_empty()
+    );
+}
+
 /// What a load gives: a line per route with its name and fingerprint, then the
 /// warnings; or the problems.
 fn outcome(loaded: Result<Loaded, Report>) -> Result<Vec<String>, Vec<String>> {
@@ -953,6 +1032,28 @@ fn policy_keys_are_built() {
     // A route that sets none of it carries no policy.
     let plain = load_str(Path::new("c.toml"), ROUTE).unwrap().config;
     assert!(plain.routes.iter().next().unwrap().policy.is_none());
+}
+
+#[test]
+fn networks_written_ipv4_mapped_are_their_ipv4_networks() {
+    let extra = "allow_ips = [\"::ffff:192.0.2.0/120\", \"::ffff:198.51.100.7\", \"::/0\"]";
+    let text = format!(
+        "[server]\ntrusted_proxies = [\"::ffff:10.0.0.0/104\", \"::ffff:0:0/96\", \"::ffff:0:0/95\"]\n{}",
+        named("p", extra)
+    );
+    let c = load_str(Path::new("c.toml"), &text).unwrap().config;
+    let shown = |nets: &[ipnet::IpNet]| nets.iter().map(ToString::to_string).collect::<Vec<_>>();
+    // What is not wholly inside ::ffff:0:0/96 stays IPv6.
+    assert_eq!(
+        shown(&c.trusted_proxies),
+        ["10.0.0.0/8", "0.0.0.0/0", "::ffff:0.0.0.0/95"]
+    );
+    let p = c.routes.iter().next().unwrap().policy.as_deref().unwrap();
+    assert_eq!(
+        shown(&p.allow_ips),
+        ["192.0.2.0/24", "198.51.100.7/32", "::/0"]
+    );
+    assert!(p.admits("192.0.2.9".parse().unwrap()));
 }
 
 #[test]

@@ -161,6 +161,42 @@ fn reserved_and_framing_headers_spelled_with_underscores_are_dropped() {
 }
 
 #[test]
+fn client_address_and_original_url_claims_are_dropped_in_both_spellings() {
+    let mut pairs: Vec<(String, &str)> = Vec::new();
+    for name in super::CLIENT_CLAIMS {
+        pairs.push((name.to_owned(), "6.6.6.6"));
+        pairs.push((name.replace('-', "_").to_ascii_uppercase(), "6.6.6.6"));
+    }
+    for name in [
+        "X-Forwarded-Port",
+        "x-forwarded-prefix",
+        "X_Forwarded_Server",
+    ] {
+        pairs.push((name.to_owned(), "6.6.6.6"));
+    }
+    pairs.push(("X-Provider-Ip".to_owned(), "kept"));
+    let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let up = build(&downstream(&borrowed), &[]);
+    let names: Vec<String> = up
+        .case_header_iter()
+        .map(|(n, _)| String::from_utf8_lossy(n.as_slice()).into_owned())
+        .collect();
+    let forwarded: Vec<&String> = names
+        .iter()
+        .filter(|n| n.to_ascii_lowercase().starts_with("x-forwarded"))
+        .collect();
+    assert_eq!(
+        forwarded,
+        ["x-forwarded-for", "x-forwarded-proto"],
+        "{names:?}"
+    );
+    assert_eq!(all(&up, "x-forwarded-for"), ["10.1.2.3"]);
+    assert_eq!(all(&up, "x-provider-ip"), ["kept"]);
+    let values: Vec<&str> = up.headers.values().map(|v| v.to_str().unwrap()).collect();
+    assert!(!values.contains(&"6.6.6.6"), "{names:?}");
+}
+
+#[test]
 fn hop_by_hop_and_nominated_headers_are_dropped_framing_is_ours() {
     let req = downstream(&[
         ("Connection", "keep-alive, X-Secret-Hop"),

@@ -268,7 +268,9 @@ async fn accept(
             _ = shutdown.wait_for(|stopping| *stopping) => return,
         };
         let (tcp, peer) = match accepted {
-            Ok(accepted) => accepted,
+            // A dual-stack socket shows an IPv4 client as `::ffff:a.b.c.d`:
+            // from here on, the client is the IPv4 address it is.
+            Ok((tcp, peer)) => (tcp, SocketAddr::new(peer.ip().to_canonical(), peer.port())),
             Err(e) => {
                 log::warn!("accept failed: {e}");
                 tokio::time::sleep(ACCEPT_RETRY).await;

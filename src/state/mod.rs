@@ -16,7 +16,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::metrics::Metrics;
-use crate::policy::{LimitBy, RateLimit};
+use crate::policy::{self, LimitBy, RateLimit};
 use crate::runtime::StateSettings;
 
 /// Event ids longer than this are keyed by their SHA-256.
@@ -178,7 +178,7 @@ impl State {
         limit: &RateLimit,
         client: IpAddr,
     ) -> Result<Rate, StateError> {
-        let client = limited_as(client);
+        let client = policy::counted_as(client);
         let Some(redis) = &self.0.redis else {
             return Ok(self.check_local_rate(route, limit, client));
         };
@@ -196,7 +196,11 @@ impl State {
     /// This process's own limit for `route`: the whole answer without Redis,
     /// the fallback when Redis fails and the route is `on_state_error = "open"`.
     pub fn check_local_rate(&self, route: &str, limit: &RateLimit, client: IpAddr) -> Rate {
-        wait_to_rate(self.0.local_limits.check(route, limit, limited_as(client)))
+        wait_to_rate(
+            self.0
+                .local_limits
+                .check(route, limit, policy::counted_as(client)),
+        )
     }
 
     /// Forgets the local limits of routes that are gone (after a reload).
@@ -308,19 +312,6 @@ enum Found {
     Delivered,
     /// Claimed by another request, whose hold lapses in this long.
     InFlight(Duration),
-}
-
-/// The address a per-client limit counts: an IPv4 address as is, an IPv6 one
-/// by its /64 (one subscriber's allocation; a client rotating addresses within
-/// it is still one client).
-fn limited_as(client: IpAddr) -> IpAddr {
-    match client {
-        IpAddr::V4(_) => client,
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(bits.into())
-        }
-    }
 }
 
 /// Whole seconds, rounded up, at least 1.

@@ -6,9 +6,11 @@ use crate::support::sign;
 use crate::support::upstream::Upstream;
 use crate::support::{route, scheme};
 
-const SECRET: &str = "door-secret";
+pub const SECRET: &str = "door-secret";
 
-async fn gateway(server_extra: &str) -> (Upstream, Gateway) {
+/// A gateway with an admin listener and `server_extra` in `[server]`, whose
+/// route `door` on `/hook` verifies aryeo with [`SECRET`] for `upstream`.
+pub async fn gateway(server_extra: &str) -> (Upstream, Gateway) {
     let upstream = Upstream::start().await;
     let routes = route(
         "door",
@@ -38,7 +40,8 @@ fn allow_open_files(n: u64) {
     assert!(want >= n, "the open-file limit {hard} is below {n}");
 }
 
-fn counter(metrics: &str, name: &str) -> u64 {
+/// The value of the unlabelled metric `name` in `metrics` (0 when absent).
+pub fn counter(metrics: &str, name: &str) -> u64 {
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())

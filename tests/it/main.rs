@@ -36,9 +36,17 @@ mod reload;
 mod remote_keys;
 /// Routing, path rewriting, 404/405.
 mod routing;
+/// A dual-stack listener judges each IPv4 client by its IPv4 address.
+mod security_dual_stack;
 /// Handshake answers: X's CRC is no signing oracle, unsendable echoes are a
 /// logged 400, `check` warns about MACs of request data, nosniff everywhere.
 mod security_handshake;
+/// Client-address and original-URL headers a client forges never reach the
+/// app, forwarded or delivered async.
+mod security_headers;
+/// Idle uploads: a minimum body rate after a grace, and each client's share
+/// of the in-flight body budget.
+mod security_idle_uploads;
 /// Duplicate JSON members a scheme reads are refused (AWS SNS `Message`).
 mod security_json;
 /// Only signed bytes decide: replays under new unsigned ids are duplicates,

@@ -2,7 +2,7 @@
 //! what a well-behaved client never does (slow bodies, chunking by hand, waiting
 //! for 100-continue).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// A response as the client saw it.
 #[derive(Debug)]
@@ -70,6 +70,44 @@ pub async fn try_send(
     body: impl Into<Bytes>,
 ) -> Result<Answer, String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    exchange(stream, addr, method, path, headers, body.into()).await
+}
+
+/// POSTs `body` with `headers` on a new connection from the local address
+/// `source` (`127.0.0.2`: another client on loopback).
+pub async fn post_from(
+    source: IpAddr,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Answer {
+    let stream = connect_from(source, addr).await;
+    exchange(stream, addr, "POST", path, headers, body.into())
+        .await
+        .unwrap_or_else(|e| panic!("POST {path} to {addr} from {source}: {e}"))
+}
+
+/// A TCP connection to `addr` from the local address `source`.
+pub async fn connect_from(source: IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = match source {
+        IpAddr::V4(_) => TcpSocket::new_v4(),
+        IpAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Sends one request on `stream`, connected to `addr`, and reads the answer.
+async fn exchange(
+    stream: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<Answer, String> {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
@@ -82,7 +120,7 @@ pub async fn try_send(
         req = req.header(*k, *v);
     }
     let response = sender
-        .send_request(req.body(Full::new(body.into())).unwrap())
+        .send_request(req.body(Full::new(body)).unwrap())
         .await
         .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
@@ -138,6 +176,14 @@ impl Raw {
     pub async fn connect(addr: SocketAddr) -> Self {
         Self {
             stream: TcpStream::connect(addr).await.unwrap(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Connects to `addr` from the local address `source`.
+    pub async fn connect_from(source: IpAddr, addr: SocketAddr) -> Self {
+        Self {
+            stream: connect_from(source, addr).await,
             buf: Vec::new(),
         }
     }

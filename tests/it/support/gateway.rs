@@ -49,6 +49,13 @@ impl Gateway {
         Self::launch_env(routes, server_extra, true, env).await
     }
 
+    /// Like [`Gateway::with_admin`], listening on `[::]:PORT`: IPv4 clients
+    /// arrive as `::ffff:a.b.c.d` (where `net.ipv6.bindv6only` is 0, Linux's
+    /// default). `addr` is `127.0.0.1:PORT`.
+    pub async fn dual_stack(routes: &str, server_extra: &str) -> Self {
+        Self::launch_on("[::]", routes, server_extra, true, &[]).await
+    }
+
     async fn launch(routes: &str, server_extra: &str, with_admin: bool) -> Self {
         Self::launch_env(routes, server_extra, with_admin, &[]).await
     }
@@ -59,18 +66,30 @@ impl Gateway {
         with_admin: bool,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::launch_on("127.0.0.1", routes, server_extra, with_admin, env).await
+    }
+
+    /// Starts the gateway listening on `listen_ip` and a free port.
+    async fn launch_on(
+        listen_ip: &str,
+        routes: &str,
+        server_extra: &str,
+        with_admin: bool,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("hookgate.toml");
         let log_path = dir.path().join("hookgate.log");
         for _attempt in 0..5 {
-            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let port = free_port();
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
             let admin: Option<SocketAddr> =
                 with_admin.then(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
             let admin_line = admin
                 .map(|a| format!("admin_listen = \"{a}\"\n"))
                 .unwrap_or_default();
             let text = format!(
-                "[server]\nlisten = \"{addr}\"\nthreads = 2\n{admin_line}{server_extra}\n{routes}"
+                "[server]\nlisten = \"{listen_ip}:{port}\"\nthreads = 2\n{admin_line}{server_extra}\n{routes}"
             );
             std::fs::write(&config_path, text).unwrap();
             let log = std::fs::File::create(&log_path).unwrap();
