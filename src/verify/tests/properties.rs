@@ -191,7 +191,18 @@ fn change_header(
         .enumerate()
         .find_map(|(i, (n, v))| n.eq_ignore_ascii_case(name).then_some((i, v)))?;
     let changed = String::from_utf8(change(value.as_bytes(), at, byte)?).ok()?;
-    if changed.eq_ignore_ascii_case(value) {
+    // A hex signature reads the same in either case, and the kv format splits
+    // its fields at its separator or whitespace alike (`t=1, v1=…` is
+    // `t=1  v1=…`): neither is a change of what was signed.
+    let spelled = |text: &str| -> Vec<u8> {
+        text.bytes()
+            .map(|b| match b {
+                b',' | b';' | b'\t' => b' ',
+                b => b.to_ascii_lowercase(),
+            })
+            .collect()
+    };
+    if spelled(&changed) == spelled(value) {
         return None;
     }
     let mut out = signed.clone();
