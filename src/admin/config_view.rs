@@ -248,7 +248,10 @@ mod tests {
         let sns = &view["routes"][0]["verify"][0]["remote_keys"];
         assert_eq!(
             sns["key_hosts"],
-            json!(["sns.*.amazonaws.com", "sns.*.amazonaws.com.cn"])
+            json!([
+                "sns.{aws-region}.amazonaws.com",
+                "sns.{aws-cn-region}.amazonaws.com.cn"
+            ])
         );
         assert_eq!(
             sns["expect"],

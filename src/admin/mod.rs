@@ -104,6 +104,13 @@ impl Admin {
                     depths.entry(route.name.clone()).or_default();
                 }
                 metrics.set_spool(&depths, self.spool.used_bytes());
+                metrics.key_fetch_routes(
+                    config
+                        .routes
+                        .iter()
+                        .filter(|r| r.verifiers.iter().any(|v| v.remote_params().is_some()))
+                        .map(|r| r.name.as_str()),
+                );
                 let (content_type, body) = metrics.render();
                 Answer {
                     status: 200,

@@ -116,6 +116,8 @@ pub struct RemoteKeysSection {
     pub min_ttl_secs: Option<Spanned<i64>>,
     /// Longest lifetime of a cached document, in seconds. Default 86400.
     pub max_ttl_secs: Option<Spanned<i64>>,
+    /// New fetches one route may start per minute (and at once). Default 10.
+    pub max_fetches_per_minute: Option<Spanned<i64>>,
 }
 
 /// `[server.state]`.

@@ -36,6 +36,9 @@ mod reload;
 mod remote_keys;
 /// Routing, path rewriting, 404/405.
 mod routing;
+/// Remote keys under attack: cheap checks before any fetch, exact provider
+/// hosts, plain paths, new fetches bounded per route.
+mod security_remote_keys;
 /// Dedup and rate limits in a real Redis shared by two gateways; Redis down.
 mod shared_state;
 /// Request smuggling: framing tricks reach the upstream as one verified
