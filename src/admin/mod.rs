@@ -1,7 +1,9 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/config`,
 //! `POST /reload` and the async [`deliveries`], on an address of its own (never the webhook listener). It
 //! keeps answering while a SIGTERM drains requests, so `/readyz` can say so.
+//! Who may ask is [`access`]'s to decide, before any endpoint runs.
 
+pub mod access;
 pub mod config_view;
 pub mod deliveries;
 
@@ -37,6 +39,8 @@ pub struct Answer {
     pub content_type: String,
     /// Body.
     pub body: Vec<u8>,
+    /// More headers (`WWW-Authenticate` on a 401).
+    pub headers: Vec<(http::HeaderName, String)>,
 }
 
 impl Answer {
@@ -47,6 +51,7 @@ impl Answer {
             status,
             content_type: "application/json".to_owned(),
             body,
+            headers: Vec::new(),
         }
     }
 }
@@ -116,6 +121,7 @@ impl Admin {
                     status: 200,
                     content_type,
                     body,
+                    headers: Vec::new(),
                 }
             }
             ("GET" | "HEAD", "/config") => {
@@ -231,6 +237,7 @@ impl BackgroundService for AdminService {
 
 /// Serves one request on a connection, then closes it.
 async fn serve(stream: tokio::net::TcpStream, admin: &Admin) {
+    let local = stream.local_addr().ok();
     let mut session = ServerSession::new_http1(Box::new(Stream::from(stream)));
     match tokio::time::timeout(HEADER_TIMEOUT, session.read_request()).await {
         Ok(Ok(true)) => {}
@@ -239,7 +246,11 @@ async fn serve(stream: tokio::net::TcpStream, admin: &Admin) {
     }
     let req = session.req_header();
     let method = req.method.as_str().to_owned();
-    let answer = admin.answer(&method, req.uri.path(), req.uri.query()).await;
+    let allowed = access::check(&admin.store.snapshot().admin, req, local);
+    let answer = match allowed {
+        Ok(()) => admin.answer(&method, req.uri.path(), req.uri.query()).await,
+        Err(refusal) => refusal,
+    };
     if let Err(e) = respond(session, &answer, method == "HEAD").await {
         log::debug!("admin listener: cannot answer: {e}");
     }
@@ -250,6 +261,9 @@ async fn respond(mut session: ServerSession, answer: &Answer, head: bool) -> pin
     header.insert_header(http::header::CONTENT_TYPE, answer.content_type.as_str())?;
     header.insert_header(http::header::CONTENT_LENGTH, answer.body.len())?;
     header.insert_header(http::header::CONNECTION, "close")?;
+    for (name, value) in &answer.headers {
+        header.insert_header(name.clone(), value.as_str())?;
+    }
     session.set_keepalive(None);
     session.write_response_header(Box::new(header)).await?;
     if !head {

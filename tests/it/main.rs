@@ -36,6 +36,9 @@ mod reload;
 mod remote_keys;
 /// Routing, path rewriting, 404/405.
 mod routing;
+/// The admin listener under attack: foreign `Host`, no token, guessable ids,
+/// credentials in shown headers.
+mod security_admin;
 /// Remote keys under attack: cheap checks before any fetch, exact provider
 /// hosts, plain paths, new fetches bounded per route.
 mod security_remote_keys;

@@ -1,0 +1,199 @@
+//! The admin listener under attack: a DNS-rebinding page (a foreign `Host`),
+//! a client without the admin token, a non-loopback listener without one.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::client::{Answer, Raw, send};
+use crate::support::gateway::{Gateway, free_port};
+use crate::support::route;
+use crate::support::upstream::Upstream;
+
+const TOKEN: &str = "9d1c5e7a3b2f4068a1c3e5b7d9f0a2c4";
+
+fn rye_route(upstream: &Upstream) -> String {
+    route(
+        "rye",
+        "/rye",
+        &upstream.url(),
+        "scheme = \"rye\"\nsecrets = [\"k\"]",
+    )
+}
+
+/// `method path` on the admin listener with `headers`.
+async fn admin(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    send(gw.admin(), method, path, headers, "").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_host_is_misdirected_and_its_reload_never_happens() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::with_admin(&rye_route(&upstream), "watch_config = false\n").await;
+    let port = gw.admin().port();
+    let evil = format!("evil.example:{port}");
+    for (method, path) in [
+        ("GET", "/config"),
+        ("GET", "/metrics"),
+        ("GET", "/deliveries"),
+    ] {
+        admin(&gw, method, path, &[("host", &evil)])
+            .await
+            .assert_error(421, "misdirected_request");
+    }
+    // A reload asked by a rebinding page is refused, and does not happen.
+    let config = std::fs::read_to_string(&gw.config_path).unwrap();
+    let second = route(
+        "two",
+        "/two",
+        &upstream.url(),
+        "scheme = \"rye\"\nsecrets = [\"k\"]",
+    );
+    std::fs::write(&gw.config_path, format!("{config}{second}")).unwrap();
+    admin(&gw, "POST", "/reload", &[("host", &evil)])
+        .await
+        .assert_error(421, "misdirected_request");
+    let view = admin(&gw, "GET", "/config", &[]).await.json();
+    assert_eq!(view["generation"], 1);
+    assert_eq!(view["routes"].as_array().unwrap().len(), 1);
+    // Its own address, loopback names and addresses are answered.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "localhost".to_owned(),
+        format!("[::1]:{port}"),
+        "127.1.2.3".to_owned(),
+    ] {
+        let answer = admin(&gw, "GET", "/config", &[("host", &host)]).await;
+        assert_eq!(answer.status, 200, "{host}");
+    }
+    let reloaded = admin(&gw, "POST", "/reload", &[("host", "localhost")]).await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.text());
+    assert_eq!(reloaded.json()["added"], serde_json::json!(["two"]));
+    // Probes come by pod address: any Host.
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(
+            admin(&gw, "GET", path, &[("host", &evil)]).await.status,
+            200
+        );
+    }
+    // HTTP/1.1 without a Host is a 400, on every endpoint.
+    for path in ["/config", "/healthz"] {
+        let mut raw = Raw::connect(gw.admin()).await;
+        raw.send(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
+            .await;
+        let answer = raw.read_response(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(answer.status, 400, "{path}: {}", answer.head);
+        assert_eq!(answer.json(), serde_json::json!({"error": "bad_request"}));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_hosts_names_more_hosts_to_answer() {
+    let upstream = Upstream::start().await;
+    let extra = "admin_hosts = [\"gateway-1.internal\"]\n";
+    let gw = Gateway::with_admin(&rye_route(&upstream), extra).await;
+    let named = admin(
+        &gw,
+        "GET",
+        "/config",
+        &[("host", "Gateway-1.Internal:9190")],
+    )
+    .await;
+    assert_eq!(named.status, 200);
+    assert_eq!(
+        named.json()["server"]["admin_hosts"],
+        serde_json::json!(["gateway-1.internal"])
+    );
+    admin(&gw, "GET", "/config", &[("host", "gateway-2.internal")])
+        .await
+        .assert_error(421, "misdirected_request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_every_endpoint_but_the_probes_needs_it() {
+    let upstream = Upstream::start().await;
+    let extra = "admin_token = \"env:HOOKGATE_ADMIN_TOKEN\"\n";
+    let env = [("HOOKGATE_ADMIN_TOKEN", TOKEN), ("RUST_LOG", "debug")];
+    let gw = Gateway::with_env(&rye_route(&upstream), extra, &env).await;
+    let right = format!("Bearer {TOKEN}");
+    let wrong = format!("Bearer {}", TOKEN.replace('9', "8"));
+    for (method, path) in [
+        ("GET", "/config"),
+        ("GET", "/metrics"),
+        ("GET", "/deliveries"),
+        ("POST", "/reload"),
+        ("DELETE", "/deliveries/00000000000000010000000000000001"),
+    ] {
+        let none = admin(&gw, method, path, &[]).await;
+        none.assert_error(401, "unauthorized");
+        assert_eq!(
+            none.header("www-authenticate"),
+            r#"Bearer realm="hookgate admin""#
+        );
+        let bad = admin(&gw, method, path, &[("authorization", &wrong)]).await;
+        bad.assert_error(401, "unauthorized");
+        assert!(bad.header("www-authenticate").contains("invalid_token"));
+    }
+    let config = admin(&gw, "GET", "/config", &[("authorization", &right)]).await;
+    assert_eq!(config.status, 200);
+    assert_eq!(
+        config.json()["server"]["admin_token"],
+        "env:HOOKGATE_ADMIN_TOKEN"
+    );
+    assert!(!config.text().contains(TOKEN));
+    let metrics = admin(&gw, "GET", "/metrics", &[("authorization", &right)]).await;
+    assert_eq!(metrics.status, 200);
+    let reload = admin(&gw, "POST", "/reload", &[("authorization", &right)]).await;
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    // Probes need no token.
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(admin(&gw, "GET", path, &[]).await.status, 200);
+    }
+    // The right token from a foreign Host is still misdirected.
+    admin(
+        &gw,
+        "GET",
+        "/config",
+        &[("authorization", &right), ("host", "evil.example")],
+    )
+    .await
+    .assert_error(421, "misdirected_request");
+    let log = gw.log();
+    assert!(!log.contains(TOKEN), "the token was logged:\n{log}");
+    assert!(
+        !log.contains(&TOKEN.replace('9', "8")),
+        "a token sent was logged:\n{log}"
+    );
+}
+
+#[test]
+fn check_refuses_a_non_loopback_admin_listener_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookgate.toml");
+    let port = free_port();
+    let check = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        (out.status.code().unwrap(), stdout)
+    };
+    let open =
+        format!("[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"0.0.0.0:9190\"\n");
+    let (code, out) = check(&open);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        out,
+        format!(
+            "{}:3:16: `admin_listen` 0.0.0.0:9190 is not a loopback address: set `admin_token` (an `env:` or `file:` reference) so that the admin API asks for it\n",
+            path.display()
+        )
+    );
+    std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+    let (code, out) = check(&format!("{open}admin_token = \"file:admin.token\"\n"));
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+}
