@@ -32,7 +32,7 @@ use crate::routes::{self, Match};
 use crate::runtime::{Route, RuntimeConfig};
 use crate::scheme::remote::HttpsUrl;
 use crate::spool::request::StoredRequest;
-use crate::spool::{KeptClaim, Refused, Spool};
+use crate::spool::{DeliveryId, KeptClaim, Refused, Spool};
 use crate::state::{self, Claim, DedupKey, Hold, Rate, State};
 use crate::verify::mac::KeyedMac;
 use crate::verify::remote::RemoteKeys;
@@ -944,12 +944,12 @@ fn expects_continue(req: &RequestHeader) -> bool {
 }
 
 /// 202 `{"status":"accepted","id":ID}`: stored for async delivery.
-fn accepted(id: u64) -> LocalResponse {
+fn accepted(id: DeliveryId) -> LocalResponse {
     LocalResponse {
         status: 202,
         content_type: Some("application/json".to_owned()),
         headers: Vec::new(),
-        body: format!(r#"{{"status":"accepted","id":"{id:016x}"}}"#).into_bytes(),
+        body: format!(r#"{{"status":"accepted","id":"{id}"}}"#).into_bytes(),
     }
 }
 

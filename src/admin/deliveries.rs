@@ -12,7 +12,7 @@ use super::Answer;
 use super::config_view::{REDACTED, rfc3339};
 use crate::runtime::RuntimeConfig;
 use crate::scheme::{Algorithm, Scheme};
-use crate::spool::{self, AdminError, MAX_LISTED, Meta, Spool, Status};
+use crate::spool::{self, AdminError, DeliveryId, MAX_LISTED, Meta, Spool, Status};
 use crate::verify::Verifier;
 
 /// Headers whose values are never shown.
@@ -33,7 +33,7 @@ pub async fn answer(
         _ => {
             let rest = rest.strip_prefix('/')?;
             let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
-            let Some(id) = spool::parse_id(id) else {
+            let Some(id) = DeliveryId::parse(id) else {
                 return Some(Answer::json(404, &json!({"error": "not_found"})));
             };
             match (method, action) {
@@ -77,7 +77,7 @@ async fn list(spool: &Spool, query: Option<&str>) -> Answer {
     }
 }
 
-async fn show(spool: &Spool, config: &RuntimeConfig, id: u64) -> Answer {
+async fn show(spool: &Spool, config: &RuntimeConfig, id: DeliveryId) -> Answer {
     let (meta, in_flight) = match spool.get(id).await {
         Ok(Some(found)) => found,
         Ok(None) => return Answer::json(404, &json!({"error": "not_found"})),
@@ -102,7 +102,7 @@ async fn show(spool: &Spool, config: &RuntimeConfig, id: u64) -> Answer {
                     .any(|h| name.eq_ignore_ascii_case(h.as_str()))
             })
     };
-    match spool.request(id).await {
+    match spool.request(id.number).await {
         Ok(Some(request)) => {
             out["method"] = json!(request.method);
             out["path"] = json!(request.path);

@@ -4,10 +4,11 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::client::{Answer, Raw, send};
+use crate::async_delivery::Backend;
+use crate::support::client::{Answer, Raw, post, send};
 use crate::support::gateway::{Gateway, free_port};
-use crate::support::route;
-use crate::support::upstream::Upstream;
+use crate::support::upstream::{Reply, Upstream};
+use crate::support::{route, sign};
 
 const TOKEN: &str = "9d1c5e7a3b2f4068a1c3e5b7d9f0a2c4";
 
@@ -196,4 +197,85 @@ fn check_refuses_a_non_loopback_admin_listener_without_a_token() {
     let (code, out) = check(&format!("{open}admin_token = \"file:admin.token\"\n"));
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("warning"), "{out}");
+}
+
+/// An async route `hook` to `upstream` verifying Rye with secret `k`.
+fn async_route(upstream: &Upstream) -> String {
+    format!(
+        "[[routes]]\nname = \"hook\"\npath = \"/hook\"\nupstream = \"{}\"\ndelivery = \"async\"\n\
+         verify = {{ scheme = \"rye\", secrets = [\"k\"] }}\n[routes.retry]\nmin_backoff_ms = 60000\n",
+        upstream.url()
+    )
+}
+
+/// POSTs a Rye event `id` with `headers` to `/hook`; the 202's delivery id.
+async fn accepted(gw: &Gateway, id: &str, headers: &[(&str, &str)]) -> String {
+    let body = sign::rye_event(id, "order.created", sign::now());
+    let (h, v) = sign::rye("k", &body);
+    let mut all = vec![(h, v.as_str())];
+    all.extend_from_slice(headers);
+    let answer = post(gw.addr, "/hook", &all, body).await;
+    assert_eq!(answer.status, 202, "{}", answer.text());
+    answer.json()["id"].as_str().unwrap().to_owned()
+}
+
+async fn delivery_ids_are_not_guessable(backend: Backend) {
+    // The app keeps failing: the deliveries stay, pending.
+    let upstream = Upstream::with_reply(Reply {
+        status: 503,
+        ..Reply::default()
+    })
+    .await;
+    let gw = backend.gateway(&async_route(&upstream), "").await;
+    let first = accepted(&gw, "evt_1", &[]).await;
+    let second = accepted(&gw, "evt_2", &[]).await;
+    for id in [&first, &second] {
+        assert_eq!(id.len(), 32, "{id}");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    }
+    assert_ne!(first[16..], second[16..], "each delivery has a tag of its own");
+    for id in [&first, &second] {
+        let shown = admin(&gw, "GET", &format!("/deliveries/{id}"), &[]).await;
+        assert_eq!(shown.status, 200, "{}", shown.text());
+        assert_eq!(shown.json()["id"], id.as_str());
+    }
+    // The next number with the first's tag, the number alone, a tag one off:
+    // none of them is a delivery.
+    let number = u64::from_str_radix(&first[..16], 16).unwrap();
+    let next = format!("{:016x}{}", number + 1, &first[16..]);
+    let mut tampered = second.clone().into_bytes();
+    tampered[31] = if tampered[31] == b'0' { b'1' } else { b'0' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for guess in [next, first[..16].to_owned(), tampered] {
+        assert_ne!(guess, second);
+        for (method, path) in [
+            ("GET", format!("/deliveries/{guess}")),
+            ("POST", format!("/deliveries/{guess}/retry")),
+            ("DELETE", format!("/deliveries/{guess}")),
+        ] {
+            admin(&gw, method, &path, &[])
+                .await
+                .assert_error(404, "not_found");
+        }
+    }
+    let listed = admin(&gw, "GET", "/deliveries", &[]).await.json();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [first.as_str(), second.as_str()]);
+}
+
+mod delivery_ids_are_not_guessable {
+    #[tokio::test]
+    async fn local() {
+        super::delivery_ids_are_not_guessable(super::Backend::Local).await;
+    }
+
+    #[tokio::test]
+    async fn redis() {
+        super::delivery_ids_are_not_guessable(super::Backend::redis().await).await;
+    }
 }
