@@ -87,10 +87,7 @@ impl Admin {
     /// Answers one request for `path` with `query`.
     pub async fn answer(&self, method: &str, path: &str, query: Option<&str>) -> Answer {
         if path.starts_with("/deliveries") {
-            let config = self.store.snapshot();
-            if let Some(answer) =
-                deliveries::answer(&self.spool, &config, method, path, query).await
-            {
+            if let Some(answer) = deliveries::answer(&self.spool, method, path, query).await {
                 return answer;
             }
         }

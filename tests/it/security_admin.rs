@@ -233,7 +233,11 @@ async fn delivery_ids_are_not_guessable(backend: Backend) {
         assert_eq!(id.len(), 32, "{id}");
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
     }
-    assert_ne!(first[16..], second[16..], "each delivery has a tag of its own");
+    assert_ne!(
+        first[16..],
+        second[16..],
+        "each delivery has a tag of its own"
+    );
     for id in [&first, &second] {
         let shown = admin(&gw, "GET", &format!("/deliveries/{id}"), &[]).await;
         assert_eq!(shown.status, 200, "{}", shown.text());
@@ -277,5 +281,57 @@ mod delivery_ids_are_not_guessable {
     #[tokio::test]
     async fn redis() {
         super::delivery_ids_are_not_guessable(super::Backend::redis().await).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shown_headers_are_redacted_but_a_fixed_list_of_non_credentials() {
+    let upstream = Upstream::with_reply(Reply {
+        status: 503,
+        ..Reply::default()
+    })
+    .await;
+    let gw = Backend::Local.gateway(&async_route(&upstream), "").await;
+    let sent = [
+        ("X-Api-Key", "key-5f2e8a"),
+        ("X-Auth-Token", "tok-71c4d0"),
+        ("X-Shop-Domain", "shop-3b9a.example"),
+        ("User-Agent", "Provider-Webhooks/1.0"),
+        ("Content-Type", "application/json"),
+    ];
+    let id = accepted(&gw, "evt_headers", &sent).await;
+    let shown = admin(&gw, "GET", &format!("/deliveries/{id}"), &[])
+        .await
+        .json();
+    let headers: std::collections::HashMap<String, String> = shown["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let name = h[0].as_str().unwrap().to_ascii_lowercase();
+            (name, h[1].as_str().unwrap().to_owned())
+        })
+        .collect();
+    for name in [
+        "x-api-key",
+        "x-auth-token",
+        "x-shop-domain",
+        "x-rye-signature",
+    ] {
+        assert_eq!(headers[name], "[redacted]", "{name}: {headers:?}");
+    }
+    for (name, value) in [
+        ("user-agent", "Provider-Webhooks/1.0"),
+        ("content-type", "application/json"),
+        ("x-webhook-verified", "rye"),
+        ("x-webhook-route", "hook"),
+        ("webhook-id", "evt_headers"),
+        ("x-forwarded-for", "127.0.0.1"),
+    ] {
+        assert_eq!(headers[name], value, "{name}: {headers:?}");
+    }
+    let text = shown.to_string();
+    for secret in ["key-5f2e8a", "tok-71c4d0", "shop-3b9a"] {
+        assert!(!text.contains(secret), "{secret} shown: {text}");
     }
 }
