@@ -263,7 +263,7 @@ impl Verifier {
 
     /// Which key document verifying `req` at time `now` needs. Read before
     /// verification, so the document can be fetched. Every check that needs no
-    /// key comes first (see [`Verifier::precheck`]), and a URL the request
+    /// key comes first (`precheck`), and a URL the request
     /// names is checked against the allowlist: a request that fails any of
     /// them is refused without a fetch.
     pub fn key_need(&self, req: &SignedRequest<'_>, now: i64) -> KeyNeed {
