@@ -142,6 +142,15 @@ async fn hosts_that_are_no_aws_region_and_paths_with_dot_segments_are_never_fetc
         !metrics.contains("hookgate_remote_key_fetches_total{"),
         "{metrics}"
     );
+    // The bound's counter is there from the start, at 0 for each remote-key route.
+    for line in [
+        "# HELP hookgate_remote_key_fetches_refused_total ",
+        "# TYPE hookgate_remote_key_fetches_refused_total counter",
+        r#"hookgate_remote_key_fetches_refused_total{route="sns"} 0"#,
+        r#"hookgate_remote_key_fetches_refused_total{route="local"} 0"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
     upstream.assert_untouched();
 }
 
