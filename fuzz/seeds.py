@@ -194,14 +194,41 @@ REPEATED_MEMBERS = [
     '/id\n{"id":"e1","pad":{"k":1,"k":2},"pad":0}',
 ]
 
+# The signed SNS fixtures, as deliveries naming certificate URLs of every shape.
+SNS_V1 = json.loads((ROOT / "tests/fixtures/remote_keys/sns-v1.json").read_text())
+CERT_URLS = [
+    "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-f3ecfb7224c7233fe7bb5f59f96de52f.pem",
+    "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-a.pem",
+    "https://sns.s3.amazonaws.com/SimpleNotificationService-a.pem",
+    "https://sns.us-gov-west-1.amazonaws.com/x/%2e%2e/SimpleNotificationService-a.pem",
+    "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-a.pem?v=1",
+]
+
+# Admin request heads.
+ADMIN_HEADS = [
+    "GET /config\nHost: 127.0.0.1:9190\nAuthorization: Bearer fuzz-admin-token-5d0c81\n\n",
+    "POST /reload\nHost: evil.example:9190\nAuthorization: Bearer fuzz-admin-token-5d0c81\n\n",
+    "GET /deliveries/0123456789abcdeffedcba9876543210\nHost: gw.internal\nAuthorization: bearer  fuzz-admin-token-5d0c81\n\n",
+    "DELETE /deliveries/0123456789ABCDEF0000000000000000\nHost: [::1]\n\n",
+    "GET http://10.0.0.5:9190/metrics\nAuthorization: Basic eDp5\n\n",
+    "GET /healthz\nHost: anything\n\n",
+]
+
 
 def main():
     shutil.rmtree(FUZZ / "seeds", ignore_errors=True)
+    for message in SNS_V1:
+        for url in CERT_URLS:
+            body = json.dumps({**message, "SigningCertURL": url})
+            write("remote_keys", f"{NOW}\nPOST /sns\nContent-Type: text/plain\n\n{body}")
+    for head in ADMIN_HEADS:
+        write("admin", head)
     for v in VECTORS:
         write("signature", "\n".join(v["headers"].values()))
         for pointer in json_pointers(v["body"]):
             write("json", pointer + "\n" + v["body"])
         write("verify", f"{v['now'] or NOW} {v['secret'] or ''}\n" + delivery(v))
+        write("remote_keys", f"{v['now'] or NOW}\n" + delivery(v))
         write("sources", TEMPLATES[len(v["id"]) % len(TEMPLATES)] + "\n" + delivery(v))
         for framed in framings(v["body"]):
             write("body", b"\x07\x40\x00" + framed)

@@ -52,6 +52,7 @@ pub struct Metrics {
     spool_oldest: IntGaugeVec,
     spool_bytes: IntGauge,
     key_fetches: IntCounterVec,
+    key_fetches_refused: IntCounterVec,
 }
 
 /// Registers a metric the constructor built. The names and options are fixed
@@ -141,6 +142,12 @@ impl Metrics {
                 "hookgate_remote_key_fetches_total",
                 "Fetches of remote keys and of SNS subscription confirmations, by kind (certificate, jwks, jwk, confirmation) and result (ok, error).",
                 &["kind", "result"],
+            ),
+            key_fetches_refused: counter(
+                r,
+                "hookgate_remote_key_fetches_refused_total",
+                "Remote key fetches a request needed but its route's max_fetches_per_minute refused (the request got 503 key_unavailable), by route.",
+                &["route"],
             ),
             delivery_attempts: counter(
                 r,
@@ -433,6 +440,19 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a fetch `route`'s bound on new fetches refused.
+    pub fn key_fetch_refused(&self, route: &str) {
+        self.key_fetches_refused.with_label_values(&[route]).inc();
+    }
+
+    /// Gives each of `routes` (those with a remote-key scheme) its refused
+    /// fetches series, at 0 until one is refused.
+    pub fn key_fetch_routes<'a>(&self, routes: impl IntoIterator<Item = &'a str>) {
+        for route in routes {
+            self.key_fetches_refused.with_label_values(&[route]);
+        }
+    }
+
     /// Counts an access log line that could not be queued.
     pub fn access_log_dropped(&self) {
         self.access_log_dropped.inc();
@@ -478,6 +498,8 @@ mod tests {
         m.reload("sighup", false, Duration::from_millis(3));
         m.config_loaded(2, 1_700_000_000);
         m.key_fetch("jwks", false);
+        m.key_fetch_routes(["sns", "plaid"]);
+        m.key_fetch_refused("plaid");
         let text = String::from_utf8(m.render().1).unwrap();
         for line in [
             r#"hookgate_requests_total{outcome="invalid_signature",route="rye"} 1"#,
@@ -494,6 +516,8 @@ mod tests {
             "hookgate_config_generation 2",
             "hookgate_config_last_reload_success_timestamp_seconds 1700000000",
             r#"hookgate_remote_key_fetches_total{kind="jwks",result="error"} 1"#,
+            r#"hookgate_remote_key_fetches_refused_total{route="sns"} 0"#,
+            r#"hookgate_remote_key_fetches_refused_total{route="plaid"} 1"#,
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

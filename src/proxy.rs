@@ -21,7 +21,7 @@ use crate::clock::Clock;
 use crate::forward::{ForwardError, Forwarder};
 use crate::handshake::{AnswerKeys, Handshake};
 use crate::headers::{self, Forwarding, Resign, Verdict};
-use crate::keys::KeyStore;
+use crate::keys::{KeyError, KeyStore};
 use crate::limits::{BodyReservation, Spent};
 use crate::policy::{self, HeaderRefusal, OnStateError, Policy};
 use crate::record::{self, Dedup, Observers, Outcome, RequestRecord};
@@ -32,10 +32,10 @@ use crate::routes::{self, Match};
 use crate::runtime::{Route, RuntimeConfig};
 use crate::scheme::remote::HttpsUrl;
 use crate::spool::request::StoredRequest;
-use crate::spool::{KeptClaim, Refused, Spool};
-use crate::state::{Claim, DedupKey, Hold, Rate, State};
+use crate::spool::{DeliveryId, KeptClaim, Refused, Spool};
+use crate::state::{self, Claim, DedupKey, Hold, Rate, State};
 use crate::verify::mac::KeyedMac;
-use crate::verify::remote::{PublicKeys, RemoteKeys};
+use crate::verify::remote::RemoteKeys;
 use crate::verify::request::{SignedRequest, UrlParts};
 use crate::verify::{KeyNeed, Rejection, Verified, Verifier, verify_any_with_keys};
 
@@ -635,7 +635,7 @@ impl Gateway {
         };
         record.body_bytes = body.len();
         let req = session.req_header();
-        let remote_keys = self
+        let (remote_keys, fetch_wait) = self
             .remote_keys(config, req, route, &remainder, &body)
             .await;
         let monitor = route.policy.as_ref().is_some_and(|p| p.monitor);
@@ -653,7 +653,18 @@ impl Gateway {
             Judgement::Reject(rejection) => {
                 log::info!("route {}: refused: {}", route.name, rejection.reason());
                 record.reason = Some(rejection.reason());
-                return Decision::error(rejection.into(), false);
+                return match (rejection, fetch_wait) {
+                    // The route's new fetches are spent: come back when one is there.
+                    (Rejection::KeyUnavailable, Some(wait)) => {
+                        let code = ErrorCode::KeyUnavailable;
+                        Decision::Respond {
+                            response: code.retry_after(state::seconds_up(wait)),
+                            outcome: Outcome::Error(code),
+                            close: false,
+                        }
+                    }
+                    _ => Decision::error(rejection.into(), false),
+                };
             }
             Judgement::Answer(response, outcome) => {
                 return Decision::Respond {
@@ -730,7 +741,10 @@ impl Gateway {
 
     /// The keys the route's remote-key verifiers need for this request, fetched
     /// (or from the cache); one entry per verifier, none when the route has no
-    /// remote-key scheme. A key URL off the allowlist is refused unfetched.
+    /// remote-key scheme. A request that fails a check needing no key, or
+    /// names a key URL off the allowlist, is refused unfetched; so is one
+    /// whose fetch the route's bound on new fetches refused, and then how
+    /// long until one is allowed comes with the keys.
     async fn remote_keys(
         &self,
         config: &RuntimeConfig,
@@ -738,61 +752,60 @@ impl Gateway {
         route: &Route,
         remainder: &str,
         body: &[u8],
-    ) -> Vec<RemoteKeys> {
+    ) -> (Vec<RemoteKeys>, Option<Duration>) {
         if route.verifiers.iter().all(|v| v.remote_params().is_none()) {
-            return Vec::new();
+            return (Vec::new(), None);
         }
+        let now = self.clock.now_unix();
         let needs: Vec<KeyNeed> = {
             let signed = signed_request(req, route, remainder, body);
             route
                 .verifiers
                 .iter()
-                .map(|v| v.key_need(&signed))
+                .map(|v| v.key_need(&signed, now))
                 .collect()
         };
         let mut keys = Vec::with_capacity(needs.len());
+        let mut wait = None;
         for need in needs {
-            keys.push(match need {
-                KeyNeed::None => RemoteKeys::None,
-                KeyNeed::Refused => {
+            let got = match need {
+                KeyNeed::None => Ok(RemoteKeys::None),
+                KeyNeed::Refused(rejection) => {
                     log::info!(
-                        "route {}: the request names a key URL off the allowlist",
-                        route.name
+                        "route {}: refused before any key fetch ({})",
+                        route.name,
+                        rejection.reason()
                     );
-                    RemoteKeys::Failed(Rejection::KeyUrlRefused)
+                    Ok(RemoteKeys::Failed(rejection))
                 }
                 KeyNeed::Fetch(url, kind, kid) => {
-                    let now = self.clock.now_unix();
+                    let (settings, name) = (&config.remote_keys, &route.name);
                     let got = self
                         .keys
-                        .get(&config.remote_keys, &url, kind, kid.as_deref(), now);
-                    Self::fetched(route, got.await)
+                        .get(settings, name, &url, kind, kid.as_deref(), now);
+                    got.await.map(RemoteKeys::Ready)
                 }
                 KeyNeed::Jwk {
                     url,
                     kid,
                     credentials,
                 } => {
-                    let now = self.clock.now_unix();
+                    let (settings, name) = (&config.remote_keys, &route.name);
                     let got = self
                         .keys
-                        .get_jwk(&config.remote_keys, &url, &kid, &credentials, now);
-                    Self::fetched(route, got.await)
+                        .get_jwk(settings, name, &url, &kid, &credentials, now);
+                    got.await.map(RemoteKeys::Ready)
                 }
-            });
-        }
-        keys
-    }
-
-    /// The keys a fetch gave, or the refusal its failure makes (logged).
-    fn fetched(route: &Route, got: Result<Arc<PublicKeys>, String>) -> RemoteKeys {
-        match got {
-            Ok(keys) => RemoteKeys::Ready(keys),
-            Err(e) => {
+            };
+            keys.push(got.unwrap_or_else(|e| {
                 log::warn!("route {}: {e}", route.name);
+                if let KeyError::Limited(_, after) = e {
+                    wait = Some(after);
+                }
                 RemoteKeys::Failed(Rejection::KeyUnavailable)
-            }
+            }));
         }
+        (keys, wait)
     }
 
     /// Confirms a verified subscription by fetching its URL, and answers the
@@ -956,12 +969,12 @@ fn expects_continue(req: &RequestHeader) -> bool {
 }
 
 /// 202 `{"status":"accepted","id":ID}`: stored for async delivery.
-fn accepted(id: u64) -> LocalResponse {
+fn accepted(id: DeliveryId) -> LocalResponse {
     LocalResponse {
         status: 202,
         content_type: Some("application/json".to_owned()),
         headers: Vec::new(),
-        body: format!(r#"{{"status":"accepted","id":"{id:016x}"}}"#).into_bytes(),
+        body: format!(r#"{{"status":"accepted","id":"{id}"}}"#).into_bytes(),
     }
 }
 

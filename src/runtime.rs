@@ -41,6 +41,21 @@ pub struct RuntimeConfig {
     /// Every file the config reads besides itself (`file:` secrets, CA files,
     /// certificates and keys), watched with it.
     pub files: Vec<PathBuf>,
+    /// Who the admin listener answers (reloaded with the config).
+    pub admin: AdminAccess,
+}
+
+/// `[server] admin_token` and `admin_hosts`: who the admin listener answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminAccess {
+    /// The bearer token every admin endpoint but `/healthz` and `/readyz`
+    /// requires; none asked when absent (then the listener is on loopback).
+    pub token: Option<Secret>,
+    /// The token's reference as it may be shown (`env:NAME`, `file:PATH`).
+    pub token_source: Option<String>,
+    /// Host names (lower case) or IP addresses the listener answers besides
+    /// its own address and loopback.
+    pub hosts: Vec<String>,
 }
 
 /// `[server]` after validation and defaults.

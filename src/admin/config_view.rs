@@ -11,7 +11,9 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::access_log::Target;
 use crate::policy::Policy;
-use crate::runtime::{PathMatch, RetryPolicy, Route, RuntimeConfig, ServerSettings, SpoolBackend};
+use crate::runtime::{
+    AdminAccess, PathMatch, RetryPolicy, Route, RuntimeConfig, ServerSettings, SpoolBackend,
+};
 use crate::scheme::remote::HostPattern;
 use crate::verify::remote::RemoteParams;
 
@@ -31,7 +33,7 @@ pub fn render(config: &RuntimeConfig) -> Value {
         "generation": config.generation,
         "loaded_at": rfc3339(config.loaded_at),
         "source": config.source.display().to_string(),
-        "server": server(&config.server),
+        "server": with_admin(server(&config.server), &config.admin),
         "trusted_proxies": config.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "routes": config.routes.iter().map(|r| route(r)).collect::<Vec<_>>(),
     })
@@ -75,6 +77,14 @@ fn server(s: &ServerSettings) -> Value {
             }),
         },
     })
+}
+
+/// `server` with who the admin listener answers: the token's reference
+/// (never the token) and the extra host names.
+fn with_admin(mut server: Value, admin: &AdminAccess) -> Value {
+    server["admin_token"] = json!(admin.token_source);
+    server["admin_hosts"] = json!(admin.hosts);
+    server
 }
 
 /// The route's policy as it may be shown: references, never secrets.
@@ -255,7 +265,10 @@ mod tests {
         let sns = &view["routes"][0]["verify"][0]["remote_keys"];
         assert_eq!(
             sns["key_hosts"],
-            json!(["sns.*.amazonaws.com", "sns.*.amazonaws.com.cn"])
+            json!([
+                "sns.{aws-region}.amazonaws.com",
+                "sns.{aws-cn-region}.amazonaws.com.cn"
+            ])
         );
         assert_eq!(
             sns["expect"],

@@ -1,8 +1,8 @@
 //! The admin API over async deliveries: `GET /deliveries?route=R&status=S`,
 //! `GET /deliveries/{id}`, `POST /deliveries/{id}/retry` and
-//! `DELETE /deliveries/{id}`. Headers are shown without secrets: the values of
-//! the route's `require_headers`, of credential headers, and of the headers
-//! in which a token scheme of the route receives its secret are redacted.
+//! `DELETE /deliveries/{id}`. Header values are shown only for a fixed list
+//! of headers that carry no credential ([`SHOWN_HEADERS`]); every other value
+//! is redacted, whatever the route.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -10,18 +10,39 @@ use serde_json::{Value, json};
 
 use super::Answer;
 use super::config_view::{REDACTED, rfc3339};
-use crate::runtime::RuntimeConfig;
-use crate::scheme::{Algorithm, Scheme};
-use crate::spool::{self, AdminError, MAX_LISTED, Meta, Spool, Status};
-use crate::verify::Verifier;
+use crate::spool::{self, AdminError, DeliveryId, MAX_LISTED, Meta, Spool, Status};
 
-/// Headers whose values are never shown.
-const CREDENTIALS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+/// The headers whose values `/deliveries/{id}` shows: standard headers that
+/// describe the body or the client, and the gateway's own. Any other may carry
+/// a credential (`X-Api-Key`, `X-Auth-Token`, a token scheme's secret, a
+/// signature): its value is `[redacted]`.
+pub const SHOWN_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "content-encoding",
+    "content-length",
+    "content-type",
+    "user-agent",
+    "traceparent",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "webhook-id",
+    "webhook-timestamp",
+    "x-webhook-attempt",
+    "x-webhook-destination",
+    "x-webhook-event-time",
+    "x-webhook-event-type",
+    "x-webhook-route",
+    "x-webhook-unsigned-event-type",
+    "x-webhook-unsigned-id",
+    "x-webhook-verification",
+    "x-webhook-verified",
+];
 
 /// Answers a request for `/deliveries…`, or `None` for any other path.
 pub async fn answer(
     spool: &Spool,
-    config: &RuntimeConfig,
     method: &str,
     path: &str,
     query: Option<&str>,
@@ -33,11 +54,11 @@ pub async fn answer(
         _ => {
             let rest = rest.strip_prefix('/')?;
             let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
-            let Some(id) = spool::parse_id(id) else {
+            let Some(id) = DeliveryId::parse(id) else {
                 return Some(Answer::json(404, &json!({"error": "not_found"})));
             };
             match (method, action) {
-                ("GET" | "HEAD", "") => show(spool, config, id).await,
+                ("GET" | "HEAD", "") => show(spool, id).await,
                 ("DELETE", "") => done(spool.delete(id).await, "deleted"),
                 ("POST", "retry") => done(spool.retry(id).await, "retrying"),
                 (_, "" | "retry") => not_allowed(),
@@ -77,7 +98,7 @@ async fn list(spool: &Spool, query: Option<&str>) -> Answer {
     }
 }
 
-async fn show(spool: &Spool, config: &RuntimeConfig, id: u64) -> Answer {
+async fn show(spool: &Spool, id: DeliveryId) -> Answer {
     let (meta, in_flight) = match spool.get(id).await {
         Ok(Some(found)) => found,
         Ok(None) => return Answer::json(404, &json!({"error": "not_found"})),
@@ -85,43 +106,28 @@ async fn show(spool: &Spool, config: &RuntimeConfig, id: u64) -> Answer {
     };
     let mut out = summary(&meta);
     out["in_flight"] = json!(in_flight);
-    let route = config.routes.iter().find(|r| r.name == meta.route);
-    let secret = |name: &str| {
-        CREDENTIALS.iter().any(|c| name.eq_ignore_ascii_case(c))
-            || route.and_then(|r| r.policy.as_ref()).is_some_and(|p| {
-                p.require_headers
-                    .iter()
-                    .any(|h| name.eq_ignore_ascii_case(h.name.as_str()))
-            })
-            || route.is_some_and(|r| {
-                r.verifiers
-                    .iter()
-                    .map(Verifier::scheme)
-                    .filter(|s| s.algorithm == Algorithm::Token)
-                    .flat_map(Scheme::signature_headers)
-                    .any(|h| name.eq_ignore_ascii_case(h.as_str()))
-            })
-    };
-    match spool.request(id).await {
+    match spool.request(id.number).await {
         Ok(Some(request)) => {
             out["method"] = json!(request.method);
             out["path"] = json!(request.path);
             out["headers"] = request
                 .header_lines()
-                .map(|(name, value)| {
-                    let value = if secret(&name) {
-                        REDACTED.to_owned()
-                    } else {
-                        value
-                    };
-                    json!([name, value])
-                })
+                .map(|(name, value)| json!([name, shown_value(&name, value)]))
                 .collect();
         }
         Ok(None) => {}
         Err(e) => log::warn!("admin: {e}"),
     }
     Answer::json(200, &out)
+}
+
+/// A header's value as shown: itself for [`SHOWN_HEADERS`], else redacted.
+fn shown_value(name: &str, value: String) -> String {
+    if SHOWN_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+        value
+    } else {
+        REDACTED.to_owned()
+    }
 }
 
 fn done(result: Result<Meta, AdminError>, what: &str) -> Answer {

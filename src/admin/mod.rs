@@ -1,7 +1,9 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/config`,
 //! `POST /reload` and the async [`deliveries`], on an address of its own (never the webhook listener). It
 //! keeps answering while a SIGTERM drains requests, so `/readyz` can say so.
+//! Who may ask is [`access`]'s to decide, before any endpoint runs.
 
+pub mod access;
 pub mod config_view;
 pub mod deliveries;
 
@@ -38,6 +40,8 @@ pub struct Answer {
     pub content_type: String,
     /// Body.
     pub body: Vec<u8>,
+    /// More headers (`WWW-Authenticate` on a 401).
+    pub headers: Vec<(http::HeaderName, String)>,
 }
 
 impl Answer {
@@ -48,6 +52,7 @@ impl Answer {
             status,
             content_type: "application/json".to_owned(),
             body,
+            headers: Vec::new(),
         }
     }
 }
@@ -83,10 +88,7 @@ impl Admin {
     /// Answers one request for `path` with `query`.
     pub async fn answer(&self, method: &str, path: &str, query: Option<&str>) -> Answer {
         if path.starts_with("/deliveries") {
-            let config = self.store.snapshot();
-            if let Some(answer) =
-                deliveries::answer(&self.spool, &config, method, path, query).await
-            {
+            if let Some(answer) = deliveries::answer(&self.spool, method, path, query).await {
                 return answer;
             }
         }
@@ -105,11 +107,19 @@ impl Admin {
                     depths.entry(route.name.clone()).or_default();
                 }
                 metrics.set_spool(&depths, self.spool.used_bytes());
+                metrics.key_fetch_routes(
+                    config
+                        .routes
+                        .iter()
+                        .filter(|r| r.verifiers.iter().any(|v| v.remote_params().is_some()))
+                        .map(|r| r.name.as_str()),
+                );
                 let (content_type, body) = metrics.render();
                 Answer {
                     status: 200,
                     content_type,
                     body,
+                    headers: Vec::new(),
                 }
             }
             ("GET" | "HEAD", "/config") => {
@@ -225,6 +235,7 @@ impl BackgroundService for AdminService {
 
 /// Serves one request on a connection, then closes it.
 async fn serve(stream: tokio::net::TcpStream, admin: &Admin) {
+    let local = stream.local_addr().ok();
     let mut session = ServerSession::new_http1(Box::new(Stream::from(stream)));
     match tokio::time::timeout(HEADER_TIMEOUT, session.read_request()).await {
         Ok(Ok(true)) => {}
@@ -233,7 +244,11 @@ async fn serve(stream: tokio::net::TcpStream, admin: &Admin) {
     }
     let req = session.req_header();
     let method = req.method.as_str().to_owned();
-    let answer = admin.answer(&method, req.uri.path(), req.uri.query()).await;
+    let allowed = access::check(&admin.store.snapshot().admin, req, local);
+    let answer = match allowed {
+        Ok(()) => admin.answer(&method, req.uri.path(), req.uri.query()).await,
+        Err(refusal) => refusal,
+    };
     if let Err(e) = respond(session, &answer, method == "HEAD").await {
         log::debug!("admin listener: cannot answer: {e}");
     }
@@ -245,6 +260,9 @@ async fn respond(mut session: ServerSession, answer: &Answer, head: bool) -> pin
     header.insert_header(http::header::CONTENT_LENGTH, answer.body.len())?;
     header.insert_header(http::header::X_CONTENT_TYPE_OPTIONS, NOSNIFF)?;
     header.insert_header(http::header::CONNECTION, "close")?;
+    for (name, value) in &answer.headers {
+        header.insert_header(name.clone(), value.as_str())?;
+    }
     session.set_keepalive(None);
     session.write_response_header(Box::new(header)).await?;
     if !head {

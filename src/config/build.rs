@@ -27,7 +27,9 @@ use crate::access_log::Target as AccessLogTarget;
 use crate::forward::{self, SharedPeer, TrustedCas};
 use crate::handshake::Handshake;
 use crate::routes::RouteTable;
-use crate::runtime::{FrontDoor, PathMatch, Route, RuntimeConfig, ServerSettings, Upstream};
+use crate::runtime::{
+    AdminAccess, FrontDoor, PathMatch, Route, RuntimeConfig, ServerSettings, Upstream,
+};
 use crate::scheme::Scheme;
 use crate::scheme::build::SchemeBuilder;
 use crate::tls::Certificates;
@@ -99,6 +101,8 @@ pub(super) struct Builder<'a> {
     trusted_proxies: Vec<ipnet::IpNet>,
     /// `[server.remote_keys]`.
     remote_keys: Option<Arc<crate::keys::KeySettings>>,
+    /// `[server] admin_token` and `admin_hosts`.
+    admin: AdminAccess,
     defaults: RouteDefaults,
     /// The routes built so far (those without problems).
     routes: Vec<Arc<Route>>,
@@ -328,6 +332,7 @@ impl<'a> Builder<'a> {
             tls: None,
             trusted_proxies: Vec::new(),
             remote_keys: None,
+            admin: AdminAccess::default(),
             defaults: RouteDefaults::BUILT_IN,
             routes: Vec::new(),
             names: HashSet::new(),
@@ -349,6 +354,7 @@ impl<'a> Builder<'a> {
         b.tls = b.tls_certificates(&file.server);
         b.trusted_proxies = b.trusted_proxies(&file.server);
         b.remote_keys = Some(b.remote_keys(&file.server));
+        b.admin = b.admin_access(&file.server);
         b.defaults = b.route_defaults(&file.server);
         let s = &file.server;
         let at = [
@@ -455,6 +461,7 @@ impl<'a> Builder<'a> {
                 trusted_proxies: self.trusted_proxies,
                 files: files.clone(),
                 remote_keys,
+                admin: self.admin,
             }),
             _ => None,
         };

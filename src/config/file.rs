@@ -73,6 +73,12 @@ pub struct ServerSection {
     /// Address of the admin listener (`/healthz`, `/readyz`, `/metrics`,
     /// `/config`, `POST /reload`). Off when absent.
     pub admin_listen: Option<Spanned<String>>,
+    /// The admin listener's bearer token: an `env:NAME` or `file:PATH`
+    /// reference. Required when `admin_listen` is not a loopback address.
+    pub admin_token: Option<Spanned<String>>,
+    /// Host names the admin listener answers besides its own address and
+    /// loopback (`localhost`, 127.0.0.0/8, `::1`).
+    pub admin_hosts: Option<Spanned<Vec<Spanned<String>>>>,
     /// `stdout` (default), `off`, or a file path for the access log.
     pub access_log: Option<Spanned<String>>,
     /// Seconds requests in flight get to finish after SIGTERM. Default 30.
@@ -122,6 +128,8 @@ pub struct RemoteKeysSection {
     pub min_ttl_secs: Option<Spanned<i64>>,
     /// Longest lifetime of a cached document, in seconds. Default 86400.
     pub max_ttl_secs: Option<Spanned<i64>>,
+    /// New fetches one route may start per minute (and at once). Default 10.
+    pub max_fetches_per_minute: Option<Spanned<i64>>,
 }
 
 /// `[server.state]`.

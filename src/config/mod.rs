@@ -3,6 +3,7 @@
 //! [`RuntimeConfig`] (immutable, shared through `ArcSwap`). Every problem is
 //! reported as `PATH:LINE:COL: message`.
 
+pub mod admin;
 pub mod build;
 pub mod delivery;
 pub mod diagnostics;

@@ -4,6 +4,7 @@
 //! `key_hosts`, `topic_arns`, and a key endpoint's `client_id`, `key_endpoint`
 //! and one `secrets` entry).
 
+use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub const DEFAULT_MAX_ENTRIES: u64 = 256;
 pub const DEFAULT_MIN_TTL_SECS: u64 = 60;
 /// Default longest lifetime of a cached document, in seconds.
 pub const DEFAULT_MAX_TTL_SECS: u64 = 86400;
+/// Default new key fetches per route per minute.
+pub const DEFAULT_MAX_FETCHES_PER_MINUTE: u64 = 10;
 /// The most `min_ttl_secs` and `max_ttl_secs` may say: a year.
 const MAX_TTL_LIMIT: u64 = 365 * 86400;
 
@@ -87,6 +90,11 @@ impl Builder<'_> {
         } else {
             max_ttl
         };
+        let max_fetches = self.positive_or(
+            &section.max_fetches_per_minute,
+            "max_fetches_per_minute",
+            DEFAULT_MAX_FETCHES_PER_MINUTE,
+        );
         if min_ttl > max_ttl {
             let at = section.min_ttl_secs.as_ref().and_then(span);
             self.error(at, "`min_ttl_secs` must not be over `max_ttl_secs`");
@@ -122,6 +130,10 @@ impl Builder<'_> {
             max_entries: usize::try_from(max_entries).unwrap_or(usize::MAX),
             min_ttl: Duration::from_secs(min_ttl),
             max_ttl: Duration::from_secs(max_ttl),
+            max_fetches_per_minute: u32::try_from(max_fetches)
+                .ok()
+                .and_then(NonZeroU32::new)
+                .unwrap_or(NonZeroU32::MAX),
         })
     }
 

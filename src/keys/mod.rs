@@ -8,10 +8,12 @@
 pub mod fetch;
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 use lru::LruCache;
 use tokio::time::Instant;
 
@@ -25,6 +27,9 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 /// longest a failed fetch is remembered (at most `min_ttl`), so a flood of
 /// requests naming a failing URL does not become a flood of fetches.
 const RETRY_REFRESH: Duration = Duration::from_secs(10);
+/// Routes the bound on new fetches tracks before it forgets the idle ones
+/// (routes a reload removed).
+const MAX_TRACKED_ROUTES: usize = 4096;
 
 /// `[server.remote_keys]` after validation.
 #[derive(Debug)]
@@ -41,6 +46,22 @@ pub struct KeySettings {
     pub min_ttl: Duration,
     /// Longest lifetime given to a document.
     pub max_ttl: Duration,
+    /// New fetches (of a document not cached, or a JWKS fetched again for an
+    /// unknown `kid`) a route may start per minute, and at once.
+    pub max_fetches_per_minute: NonZeroU32,
+}
+
+/// Why a request's keys are not there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The fetch failed, or failed moments ago; the text says which
+    /// document and why (never a secret).
+    #[error("{0}")]
+    Failed(String),
+    /// The route's bound on new fetches is spent: nothing was fetched, and
+    /// one may start after `retry_after`.
+    #[error("{0}: the route's bound on new key fetches is spent")]
+    Limited(String, Duration),
 }
 
 /// What a cached document is: its URL, its kind, and for a key endpoint's JWK
@@ -162,12 +183,19 @@ fn lifetime(
     ttl.max(settings.min_ttl)
 }
 
+/// New fetches per route (a GCRA bucket each), built for one
+/// `max_fetches_per_minute`.
+type FetchBound = (NonZeroU32, Arc<DefaultKeyedRateLimiter<String>>);
+
 #[derive(Debug)]
 struct Inner {
     cache: Mutex<LruCache<CacheKey, Entry>>,
     /// Documents whose last fetch failed, and until when that stands.
     failures: Mutex<LruCache<CacheKey, Instant>>,
     flights: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// The bound on new fetches per route; kept across reloads that leave
+    /// `max_fetches_per_minute` alone.
+    bound: Mutex<Option<FetchBound>>,
 }
 
 /// The process's cache of remote keys, shared by every request and reload.
@@ -186,6 +214,7 @@ impl KeyStore {
                 cache: Mutex::new(LruCache::new(NonZeroUsize::MIN)),
                 failures: Mutex::new(LruCache::new(NonZeroUsize::MIN)),
                 flights: Mutex::new(HashMap::new()),
+                bound: Mutex::new(None),
             }),
             metrics,
         }
@@ -196,15 +225,18 @@ impl KeyStore {
     /// it; an expired or missing one is fetched before answering (one fetch
     /// per document at a time). A JWKS lacking `kid` is fetched again, at most
     /// once per `min_ttl`, since the issuer may have rotated its keys.
-    /// `now_unix` bounds a certificate's lifetime by its `notAfter`.
+    /// `now_unix` bounds a certificate's lifetime by its `notAfter`. A fetch
+    /// the request needs (not a background refresh) counts against `route`'s
+    /// bound on new fetches; past it nothing is fetched.
     pub async fn get(
         &self,
         settings: &Arc<KeySettings>,
+        route: &str,
         url: &HttpsUrl,
         kind: Document,
         kid: Option<&str>,
         now_unix: i64,
-    ) -> Result<Arc<PublicKeys>, String> {
+    ) -> Result<Arc<PublicKeys>, KeyError> {
         let query = Query {
             key: CacheKey {
                 url: url.clone(),
@@ -213,22 +245,24 @@ impl KeyStore {
             },
             credentials: None,
         };
-        self.obtain(settings, query, kid, now_unix).await
+        self.obtain(settings, route, query, kid, now_unix).await
     }
 
     /// The JWK `kid` names, from the cache or asked of the key endpoint at
     /// `url` now (a POST of `credentials` and `kid`), cached and refreshed as
     /// [`KeyStore::get`] does, until the key's `expired_at` at the latest. A
     /// `kid` never fetched before is not asked for while a failed fetch at the
-    /// endpoint is remembered, so forged `kid`s cannot make a flood of fetches.
+    /// endpoint is remembered, so forged `kid`s cannot make a flood of fetches;
+    /// and each counts against `route`'s bound on new fetches.
     pub async fn get_jwk(
         &self,
         settings: &Arc<KeySettings>,
+        route: &str,
         url: &HttpsUrl,
         kid: &str,
         credentials: &Arc<Credentials>,
         now_unix: i64,
-    ) -> Result<Arc<PublicKeys>, String> {
+    ) -> Result<Arc<PublicKeys>, KeyError> {
         let query = Query {
             key: CacheKey {
                 url: url.clone(),
@@ -237,16 +271,17 @@ impl KeyStore {
             },
             credentials: Some(Arc::clone(credentials)),
         };
-        self.obtain(settings, query, None, now_unix).await
+        self.obtain(settings, route, query, None, now_unix).await
     }
 
     async fn obtain(
         &self,
         settings: &Arc<KeySettings>,
+        route: &str,
         query: Query,
         kid: Option<&str>,
         now_unix: i64,
-    ) -> Result<Arc<PublicKeys>, String> {
+    ) -> Result<Arc<PublicKeys>, KeyError> {
         let key = &query.key;
         match self.lookup(settings, key, kid) {
             Lookup::Fresh(keys) => return Ok(keys),
@@ -261,7 +296,7 @@ impl KeyStore {
         // Another request may have fetched it while this one waited.
         let result = match self.lookup(settings, key, kid) {
             Lookup::Fresh(keys) | Lookup::Stale(keys) => Ok(keys),
-            Lookup::Missing => self.fetch(settings, &query, now_unix).await,
+            Lookup::Missing => self.fetch(settings, &query, now_unix, Some(route)).await,
         };
         drop(guard);
         self.land(key, &flight);
@@ -322,24 +357,65 @@ impl KeyStore {
         failed.is_some_and(|until| Instant::now() < until)
     }
 
+    /// Takes one of `route`'s new fetches; `Err` holds how long until one
+    /// is there.
+    fn take_fetch(&self, settings: &KeySettings, route: &str) -> Result<(), Duration> {
+        let per_minute = settings.max_fetches_per_minute;
+        let limiter = {
+            let mut bound = self
+                .inner
+                .bound
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match &*bound {
+                Some((built_for, limiter)) if *built_for == per_minute => Arc::clone(limiter),
+                _ => {
+                    let limiter = Arc::new(DefaultKeyedRateLimiter::keyed(Quota::per_minute(
+                        per_minute,
+                    )));
+                    *bound = Some((per_minute, Arc::clone(&limiter)));
+                    limiter
+                }
+            }
+        };
+        if limiter.len() > MAX_TRACKED_ROUTES {
+            limiter.retain_recent();
+        }
+        limiter
+            .check_key(&route.to_owned())
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Fetches a document, unless its last fetch (or, for a `kid` never
+    /// fetched, its endpoint's) failed moments ago, or the request's `route`
+    /// has spent its new fetches (a background refresh has no route).
     async fn fetch(
         &self,
         settings: &KeySettings,
         query: &Query,
         now_unix: i64,
-    ) -> Result<Arc<PublicKeys>, String> {
+        route: Option<&str>,
+    ) -> Result<Arc<PublicKeys>, KeyError> {
         let key = &query.key;
         if self.failed_recently(settings, key) {
-            return Err(format!("{key}: its last fetch failed moments ago"));
+            return Err(KeyError::Failed(format!(
+                "{key}: its last fetch failed moments ago"
+            )));
         }
         let endpoint = key.endpoint();
         if let Some(endpoint) = &endpoint {
             let known = self.cache(settings).contains(key);
             if !known && self.failed_recently(settings, endpoint) {
-                return Err(format!(
+                return Err(KeyError::Failed(format!(
                     "{key}: a fetch from this endpoint failed moments ago"
-                ));
+                )));
             }
+        }
+        if let Some(route) = route
+            && let Err(wait) = self.take_fetch(settings, route)
+        {
+            self.metrics.key_fetch_refused(route);
+            return Err(KeyError::Limited(key.to_string(), wait));
         }
         let result = self.fetch_document(settings, query, now_unix).await;
         let label = match key.kind {
@@ -362,7 +438,7 @@ impl KeyStore {
             }
         }
         drop(failures);
-        result.map_err(|e| format!("{key}: {e}"))
+        result.map_err(|e| KeyError::Failed(format!("{key}: {e}")))
     }
 
     /// Fetches, parses and caches a document.
@@ -394,7 +470,7 @@ impl KeyStore {
         let store = self.clone();
         let settings = Arc::clone(settings);
         tokio::spawn(async move {
-            if let Err(e) = store.fetch(&settings, &query, now_unix).await {
+            if let Err(e) = store.fetch(&settings, &query, now_unix, None).await {
                 log::warn!("remote keys: refresh failed, keeping the cached keys: {e}");
                 let mut cache = store.cache(&settings);
                 if let Some(entry) = cache.get_mut(&query.key) {

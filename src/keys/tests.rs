@@ -30,6 +30,7 @@ fn settings_trusting(roots: rustls::RootCertStore, min_ttl: u64, max_ttl: u64) -
         max_entries: 2,
         min_ttl: Duration::from_secs(min_ttl),
         max_ttl: Duration::from_secs(max_ttl),
+        max_fetches_per_minute: NonZeroU32::new(1000).unwrap(),
     }
 }
 
@@ -98,27 +99,31 @@ async fn urls_nobody_serves_are_errors_and_the_cache_stays_bounded() {
         .port();
     let url = HttpsUrl::parse(&format!("https://127.0.0.1:{port}/keys")).unwrap();
     let error = store
-        .get(&s, &url, Document::Jwks, None, 0)
+        .get(&s, "r", &url, Document::Jwks, None, 0)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("cannot fetch"), "{error}");
     assert_eq!(store.cache(&s).cap().get(), 2);
     // With min_ttl_secs 0, a failure is not remembered; otherwise it is, briefly.
     let error = store
-        .get(&s, &url, Document::Jwks, None, 0)
+        .get(&s, "r", &url, Document::Jwks, None, 0)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("cannot fetch"), "{error}");
     let remembering = Arc::new(settings(60, 100));
     let error = store
-        .get(&remembering, &url, Document::Jwks, None, 0)
+        .get(&remembering, "r", &url, Document::Jwks, None, 0)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("cannot fetch"), "{error}");
     let error = store
-        .get(&remembering, &url, Document::Jwks, None, 0)
+        .get(&remembering, "r", &url, Document::Jwks, None, 0)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("moments ago"), "{error}");
     // Three fetches were tried; the remembered failure was not one.
     let text = String::from_utf8(metrics.render().1).unwrap();
@@ -208,7 +213,9 @@ async fn a_stale_document_is_served_while_a_background_fetch_replaces_it() {
     let url = HttpsUrl::parse(&format!("https://127.0.0.1:{port}/keys")).unwrap();
     let key = jwks_key(&url);
     put_stale(&store, &settings, &key);
-    let served = store.get(&settings, &url, Document::Jwks, None, 0).await;
+    let served = store
+        .get(&settings, "r", &url, Document::Jwks, None, 0)
+        .await;
     assert!(
         served.unwrap().has_kid("k1"),
         "the cached keys answer at once"
@@ -216,7 +223,9 @@ async fn a_stale_document_is_served_while_a_background_fetch_replaces_it() {
     assert!(settled(&store, &settings, &key).await.has_kid("k2"));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     // Fresh again: no further fetch.
-    let served = store.get(&settings, &url, Document::Jwks, None, 0).await;
+    let served = store
+        .get(&settings, "r", &url, Document::Jwks, None, 0)
+        .await;
     assert!(served.unwrap().has_kid("k2"));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
@@ -228,13 +237,17 @@ async fn a_failed_background_refresh_keeps_the_cached_keys() {
     let url = HttpsUrl::parse(&format!("https://127.0.0.1:{port}/keys")).unwrap();
     let key = jwks_key(&url);
     put_stale(&store, &settings, &key);
-    let served = store.get(&settings, &url, Document::Jwks, None, 0).await;
+    let served = store
+        .get(&settings, "r", &url, Document::Jwks, None, 0)
+        .await;
     assert!(served.unwrap().has_kid("k1"));
     assert!(settled(&store, &settings, &key).await.has_kid("k1"));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     let entry_refresh = store.cache(&settings).peek(&key).unwrap().refresh_at;
     assert!(entry_refresh > Instant::now(), "the next try waits");
-    let served = store.get(&settings, &url, Document::Jwks, None, 0).await;
+    let served = store
+        .get(&settings, "r", &url, Document::Jwks, None, 0)
+        .await;
     assert!(served.unwrap().has_kid("k1"));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
@@ -258,8 +271,10 @@ async fn a_failing_key_endpoint_is_not_asked_about_new_kids_for_a_while() {
         secret: crate::config::secret::Secret::new(b"s3cret".to_vec()),
     });
     for kid in ["forged-1", "forged-1", "forged-2", "forged-3"] {
-        let got = store.get_jwk(&settings, &url, kid, &credentials, 0).await;
-        let err = got.unwrap_err();
+        let got = store
+            .get_jwk(&settings, "r", &url, kid, &credentials, 0)
+            .await;
+        let err = got.unwrap_err().to_string();
         assert!(!err.contains("s3cret"), "{err}");
     }
     assert_eq!(hits.load(Ordering::SeqCst), 1, "one fetch, then none");
@@ -268,12 +283,52 @@ async fn a_failing_key_endpoint_is_not_asked_about_new_kids_for_a_while() {
     for kid in ["forged-1", "forged-2"] {
         assert!(
             store
-                .get_jwk(&quick, &url, kid, &credentials, 0)
+                .get_jwk(&quick, "r", &url, kid, &credentials, 0)
                 .await
                 .is_err()
         );
     }
     assert_eq!(hits.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_fetches_are_bounded_per_route_and_cached_documents_are_not_counted() {
+    let (port, quick, hits) = key_server(JWKS).await;
+    let settings = Arc::new(KeySettings {
+        tls: Arc::clone(&quick.tls),
+        max_entries: 16,
+        max_fetches_per_minute: NonZeroU32::new(2).unwrap(),
+        ..settings(0, 3600)
+    });
+    let metrics = Metrics::new();
+    let store = KeyStore::new(metrics.clone());
+    let urls: Vec<HttpsUrl> = (0..5)
+        .map(|n| HttpsUrl::parse(&format!("https://127.0.0.1:{port}/keys/{n}")).unwrap())
+        .collect();
+    let mut results = Vec::new();
+    for url in &urls {
+        let got = store.get(&settings, "a", url, Document::Jwks, None, 0);
+        results.push(match got.await {
+            Ok(_) => "ok",
+            Err(KeyError::Limited(_, wait)) if wait > Duration::ZERO => "limited",
+            Err(e) => panic!("{e}"),
+        });
+    }
+    assert_eq!(results, ["ok", "ok", "limited", "limited", "limited"]);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "nothing fetched past the bound"
+    );
+    // A cached document costs nothing; another route has a bound of its own.
+    let cached = store.get(&settings, "a", &urls[0], Document::Jwks, None, 0);
+    assert!(cached.await.is_ok());
+    let other = store.get(&settings, "b", &urls[4], Document::Jwks, None, 0);
+    assert!(other.await.is_ok());
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    let text = String::from_utf8(metrics.render().1).unwrap();
+    let line = r#"hookgate_remote_key_fetches_refused_total{route="a"} 3"#;
+    assert!(text.contains(line), "{text}");
 }
 
 #[test]

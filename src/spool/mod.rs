@@ -78,11 +78,47 @@ pub struct KeptClaim {
     pub ttl_secs: u64,
 }
 
+/// A delivery's id as the 202 and the admin API show it: its number (the
+/// order deliveries were accepted in) and the random tag stored with it, 32
+/// hex digits. One id tells nothing of another: a lookup whose tag is not
+/// the delivery's finds nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryId {
+    /// The delivery's number ([`Meta::id`]).
+    pub number: u64,
+    /// Its random tag ([`Meta::tag`]).
+    pub tag: u64,
+}
+
+impl DeliveryId {
+    /// Parses an id as shown; `None` for anything but 32 hex digits.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let (number, tag) = text.split_at(16);
+        Some(Self {
+            number: u64::from_str_radix(number, 16).ok()?,
+            tag: u64::from_str_radix(tag, 16).ok()?,
+        })
+    }
+}
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}{:016x}", self.number, self.tag)
+    }
+}
+
 /// A delivery's record (everything but its request).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
-    /// The id, as in the 202's `id` (shown as 16 hex digits).
+    /// The delivery's number: the first half of its id, in arrival order.
     pub id: u64,
+    /// The random second half of its id. Records written before ids had one
+    /// read as 0: theirs end in 16 zeros.
+    #[serde(default)]
+    pub tag: u64,
     /// The route's name.
     pub route: String,
     /// When it was accepted, unix ms.
@@ -112,9 +148,23 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// Its id, as the 202 and the admin API show it.
+    pub fn delivery_id(&self) -> DeliveryId {
+        DeliveryId {
+            number: self.id,
+            tag: self.tag,
+        }
+    }
+
     /// The id as shown.
     pub fn shown_id(&self) -> String {
-        format!("{:016x}", self.id)
+        self.delivery_id().to_string()
+    }
+
+    /// Whether `id` is this delivery's (its tag compared in constant time).
+    fn is(&self, id: DeliveryId) -> bool {
+        use subtle::ConstantTimeEq;
+        self.id == id.number && bool::from(self.tag.ct_eq(&id.tag))
     }
 
     /// What it costs in the budget.
@@ -129,13 +179,6 @@ impl Meta {
     fn decode(bytes: &[u8]) -> Option<Self> {
         serde_json::from_slice(bytes).ok()
     }
-}
-
-/// Parses an id as shown.
-pub fn parse_id(text: &str) -> Option<u64> {
-    (text.len() == 16)
-        .then(|| u64::from_str_radix(text, 16).ok())
-        .flatten()
 }
 
 /// Now, unix ms.
@@ -282,8 +325,11 @@ impl Queue {
 impl Queue {
     /// Takes `id` out of its route's queue for an admin action: refused when
     /// there is no such delivery, or while it is being attempted.
-    fn take_out(&mut self, id: u64) -> Result<(), AdminError> {
-        match self.unqueue(id) {
+    fn take_out(&mut self, id: DeliveryId) -> Result<(), AdminError> {
+        if !self.metas.get(&id.number).is_some_and(|m| m.is(id)) {
+            return Err(AdminError::NotFound);
+        }
+        match self.unqueue(id.number) {
             None => Err(AdminError::NotFound),
             Some(false) => Err(AdminError::InFlight),
             Some(true) => Ok(()),
@@ -411,11 +457,12 @@ impl Spool {
         event_id: Option<String>,
         claim: Option<KeptClaim>,
         request: &StoredRequest,
-    ) -> Result<u64, Refused> {
+    ) -> Result<DeliveryId, Refused> {
         let bytes = request.encode();
         let now = now_ms();
         let mut meta = Meta {
             id: 0,
+            tag: rand::random(),
             route: route.to_owned(),
             created_ms: now,
             window_ms: now,
@@ -431,7 +478,13 @@ impl Spool {
             body_bytes: request.body.len() as u64,
         };
         let local = match &self.0.backend {
-            Backend::Fleet(fleet) => return fleet.enqueue(&meta, &bytes).await,
+            Backend::Fleet(fleet) => {
+                let number = fleet.enqueue(&meta, &bytes).await?;
+                return Ok(DeliveryId {
+                    number,
+                    tag: meta.tag,
+                });
+            }
             Backend::Local(local) => local,
         };
         if let Err(e) = self.store() {
@@ -448,7 +501,7 @@ impl Spool {
             return Err(Refused::Full);
         }
         meta.id = local.next_id.fetch_add(1, Ordering::AcqRel);
-        let id = meta.id;
+        let id = meta.delivery_id();
         if let Err(e) = self.commit(vec![Op::Insert(meta.clone(), bytes)]).await {
             local.used.fetch_sub(cost, Ordering::AcqRel);
             return Err(Refused::Failed(e));
@@ -671,29 +724,40 @@ impl Spool {
     }
 
     /// One delivery's record, and whether this gateway is attempting it now.
-    pub async fn get(&self, id: u64) -> Result<Option<(Meta, bool)>, StoreError> {
+    pub async fn get(&self, id: DeliveryId) -> Result<Option<(Meta, bool)>, StoreError> {
         let meta = match &self.0.backend {
-            Backend::Local(_) => self.queue().metas.get(&id).cloned(),
-            Backend::Fleet(fleet) => fleet.meta(id).await?,
+            Backend::Local(_) => self.queue().metas.get(&id.number).cloned(),
+            Backend::Fleet(fleet) => fleet.meta(id.number).await?,
         };
-        Ok(meta.map(|meta| (meta, self.in_flight(id))))
+        Ok(meta
+            .filter(|m| m.is(id))
+            .map(|meta| (meta, self.in_flight(id.number))))
+    }
+
+    /// The fleet's record of delivery `id`, for an admin action on it:
+    /// refused when there is no such delivery, or while this gateway is
+    /// attempting it.
+    async fn fleet_meta(&self, fleet: &Fleet, id: DeliveryId) -> Result<Meta, AdminError> {
+        let meta = fleet
+            .meta(id.number)
+            .await
+            .map_err(AdminError::Failed)?
+            .filter(|m| m.is(id))
+            .ok_or(AdminError::NotFound)?;
+        if self.in_flight(id.number) {
+            return Err(AdminError::InFlight);
+        }
+        Ok(meta)
     }
 
     /// Makes a delivery due now with fresh limits (`max_attempts`,
     /// `max_age_secs` count from now); a dead letter becomes pending again.
-    pub async fn retry(&self, id: u64) -> Result<Meta, AdminError> {
+    pub async fn retry(&self, id: DeliveryId) -> Result<Meta, AdminError> {
         if let Backend::Fleet(fleet) = &self.0.backend {
-            if self.in_flight(id) {
-                return Err(AdminError::InFlight);
-            }
-            let mut meta = fleet
-                .meta(id)
-                .await
-                .map_err(AdminError::Failed)?
-                .ok_or(AdminError::NotFound)?;
+            let mut meta = self.fleet_meta(fleet, id).await?;
             refresh(&mut meta);
             // Read again by whichever gateway has room first.
-            self.disown(&[id]);
+            self.disown(&[id.number]);
             return match fleet.requeue(&meta).await {
                 Ok(true) => Ok(meta),
                 Ok(false) => Err(AdminError::NotFound),
@@ -703,7 +767,7 @@ impl Spool {
         let meta = {
             let mut queue = self.queue();
             queue.take_out(id)?;
-            let Some(meta) = queue.metas.get_mut(&id) else {
+            let Some(meta) = queue.metas.get_mut(&id.number) else {
                 return Err(AdminError::NotFound);
             };
             refresh(meta);
@@ -730,30 +794,23 @@ impl Spool {
     }
 
     /// Deletes a delivery that is not being attempted; its dedup claim is released.
-    pub async fn delete(&self, id: u64) -> Result<Meta, AdminError> {
+    pub async fn delete(&self, id: DeliveryId) -> Result<Meta, AdminError> {
         let meta = match &self.0.backend {
             Backend::Fleet(fleet) => {
-                if self.in_flight(id) {
-                    return Err(AdminError::InFlight);
-                }
-                let meta = fleet
-                    .meta(id)
-                    .await
-                    .map_err(AdminError::Failed)?
-                    .ok_or(AdminError::NotFound)?;
+                let meta = self.fleet_meta(fleet, id).await?;
                 if !fleet.remove(&meta).await.map_err(AdminError::Failed)? {
                     return Err(AdminError::NotFound);
                 }
-                self.disown(&[id]);
+                self.disown(&[id.number]);
                 meta
             }
             Backend::Local(local) => {
                 let meta = {
                     let mut queue = self.queue();
                     queue.take_out(id)?;
-                    queue.metas.remove(&id).ok_or(AdminError::NotFound)?
+                    queue.metas.remove(&id.number).ok_or(AdminError::NotFound)?
                 };
-                if let Err(e) = self.commit(vec![Op::Remove(id)]).await {
+                if let Err(e) = self.commit(vec![Op::Remove(id.number)]).await {
                     // Still stored: back in the index, as it will be after a restart.
                     self.queue().insert(meta);
                     return Err(AdminError::Failed(e));

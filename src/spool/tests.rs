@@ -66,26 +66,88 @@ async fn accepted_deliveries_survive_a_restart_in_order() {
                 .unwrap(),
         );
     }
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert!(ids.windows(2).all(|w| w[0].number < w[1].number), "{ids:?}");
     drop(first);
     let again = spool(dir.path(), 1 << 20);
-    let listed: Vec<u64> = again
+    let listed: Vec<DeliveryId> = again
         .list(Some("hook"), Some(Status::Pending), 10)
         .await
         .unwrap()
         .iter()
-        .map(|m| m.id)
+        .map(Meta::delivery_id)
         .collect();
-    assert_eq!(listed, ids);
+    assert_eq!(listed, ids, "tags are stored with their deliveries");
     assert_eq!(
-        again.request(ids[2]).await.unwrap().unwrap(),
+        again.request(ids[2].number).await.unwrap().unwrap(),
         request("event 2")
     );
     let newer = again
         .enqueue("hook", None, None, &request("later"))
         .await
         .unwrap();
-    assert!(newer > ids[4], "ids keep growing after a restart");
+    assert!(
+        newer.number > ids[4].number,
+        "numbers keep growing after a restart"
+    );
+}
+
+#[tokio::test]
+async fn an_id_with_another_tag_finds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool(dir.path(), 1 << 20);
+    let a = spool
+        .enqueue("hook", None, None, &request("a"))
+        .await
+        .unwrap();
+    let b = spool
+        .enqueue("hook", None, None, &request("b"))
+        .await
+        .unwrap();
+    assert_eq!(b.number, a.number + 1);
+    assert_ne!(a.tag, b.tag, "tags are random");
+    // The neighbour's number with this delivery's tag, or a tag one off.
+    for wrong in [
+        DeliveryId {
+            number: b.number,
+            tag: a.tag,
+        },
+        DeliveryId {
+            number: a.number,
+            tag: a.tag ^ 1,
+        },
+        DeliveryId {
+            number: a.number,
+            tag: 0,
+        },
+    ] {
+        assert!(spool.get(wrong).await.unwrap().is_none(), "{wrong}");
+        assert_eq!(spool.retry(wrong).await, Err(AdminError::NotFound));
+        assert_eq!(spool.delete(wrong).await, Err(AdminError::NotFound));
+    }
+    assert_eq!(spool.get(a).await.unwrap().unwrap().0.delivery_id(), a);
+    // Even while it is being attempted, a wrong tag is not found (not 409).
+    let route = route("");
+    assert_eq!(
+        spool
+            .take_due(now_ms(), |_| Some(Arc::clone(&route)))
+            .0
+            .len(),
+        2
+    );
+    let wrong = DeliveryId {
+        number: a.number,
+        tag: !a.tag,
+    };
+    assert_eq!(spool.delete(wrong).await, Err(AdminError::NotFound));
+    assert_eq!(spool.delete(a).await, Err(AdminError::InFlight));
+}
+
+#[test]
+fn records_written_before_tags_read_with_a_zero_tag() {
+    let before = r#"{"id":7,"route":"hook","created_ms":1,"window_ms":1,"attempts":0,"window_attempts":0,"next_ms":1,"status":"pending","last_error":null,"last_status":null,"event_id":null,"claim":null,"request_bytes":10,"body_bytes":1}"#;
+    let meta = Meta::decode(before.as_bytes()).unwrap();
+    assert_eq!(meta.delivery_id(), DeliveryId { number: 7, tag: 0 });
+    assert_eq!(meta.shown_id(), "00000000000000070000000000000000");
 }
 
 #[tokio::test]
@@ -191,7 +253,11 @@ async fn dead_letters_are_retried_or_deleted_from_the_admin_api() {
             .len(),
         1
     );
-    assert_eq!(spool.retry(u64::MAX).await, Err(AdminError::NotFound));
+    let unknown = DeliveryId {
+        number: u64::MAX,
+        tag: id.tag,
+    };
+    assert_eq!(spool.retry(unknown).await, Err(AdminError::NotFound));
     drop(spool);
     // The retry was stored: pending after a restart.
     let again = self::spool(dir.path(), 1 << 20);
@@ -206,9 +272,24 @@ async fn dead_letters_are_retried_or_deleted_from_the_admin_api() {
 
 #[test]
 fn ids_parse_as_shown() {
-    let meta_id = 0x0123_4567_89ab_cdef_u64;
-    assert_eq!(parse_id(&format!("{meta_id:016x}")), Some(meta_id));
-    for bad in ["", "123", "0123456789abcdeg", "0123456789abcdef0"] {
-        assert_eq!(parse_id(bad), None, "{bad}");
+    let id = DeliveryId {
+        number: 0x0123_4567_89ab_cdef,
+        tag: 0xfedc_ba98_7654_3210,
+    };
+    assert_eq!(id.to_string(), "0123456789abcdeffedcba9876543210");
+    assert_eq!(DeliveryId::parse(&id.to_string()), Some(id));
+    assert_eq!(
+        DeliveryId::parse("0123456789ABCDEFFEDCBA9876543210"),
+        Some(id)
+    );
+    for bad in [
+        "",
+        "0123456789abcdef",
+        "0123456789abcdeffedcba987654321g",
+        "0123456789abcdeffedcba98765432100",
+        "+123456789abcdeffedcba9876543210",
+        "0123456789abcdef+edcba9876543210",
+    ] {
+        assert_eq!(DeliveryId::parse(bad), None, "{bad}");
     }
 }

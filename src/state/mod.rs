@@ -314,8 +314,8 @@ enum Found {
     InFlight(Duration),
 }
 
-/// Whole seconds, rounded up, at least 1.
-fn seconds_up(d: Duration) -> u64 {
+/// Whole seconds, rounded up, at least 1 (for `Retry-After`).
+pub fn seconds_up(d: Duration) -> u64 {
     d.as_millis().div_ceil(1000).clamp(1, u128::from(u64::MAX)) as u64
 }
 

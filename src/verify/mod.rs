@@ -229,8 +229,10 @@ pub enum KeyNeed {
         /// What the endpoint is asked with.
         credentials: Arc<Credentials>,
     },
-    /// The request names a key that may not be fetched (not HTTPS, host not allowed).
-    Refused,
+    /// Refused without a fetch: the request fails a check that needs no key
+    /// (see [`Verifier::key_need`]), or names a key that may not be fetched
+    /// (not HTTPS, host not allowed, not a plain path).
+    Refused(Rejection),
 }
 
 impl Verifier {
@@ -287,10 +289,12 @@ impl Verifier {
         self.remote.as_deref()
     }
 
-    /// Which key document verifying `req` needs. Read before verification, so
-    /// the document can be fetched; a URL the request names is checked against
-    /// the allowlist here, and never fetched when refused.
-    pub fn key_need(&self, req: &SignedRequest<'_>) -> KeyNeed {
+    /// Which key document verifying `req` at time `now` needs. Read before
+    /// verification, so the document can be fetched. Every check that needs no
+    /// key comes first (`precheck`), and a URL the request
+    /// names is checked against the allowlist: a request that fails any of
+    /// them is refused without a fetch.
+    pub fn key_need(&self, req: &SignedRequest<'_>, now: i64) -> KeyNeed {
         let (Some(params), Some(spec)) = (&self.remote, &self.scheme.remote) else {
             return KeyNeed::None;
         };
@@ -298,19 +302,22 @@ impl Verifier {
         if received.signatures.is_empty() {
             return KeyNeed::None;
         }
+        if let Err(rejection) = self.precheck(req, &received, params, now) {
+            return KeyNeed::Refused(rejection);
+        }
         match &spec.source {
             KeySource::Certificate { url, path_suffix } => {
                 let Some(text) = req.field(url, Some(&received)) else {
                     return KeyNeed::None;
                 };
-                match HttpsUrl::allowed(&text, &params.hosts, path_suffix.as_deref()) {
+                match HttpsUrl::certificate(&text, &params.hosts, path_suffix.as_deref()) {
                     Some(url) => KeyNeed::Fetch(url, Document::Certificate, None),
-                    None => KeyNeed::Refused,
+                    None => KeyNeed::Refused(Rejection::KeyUrlRefused),
                 }
             }
             KeySource::Jwks { .. } => match &params.jwks_url {
                 Some(url) => KeyNeed::Fetch(url.clone(), Document::Jwks, jwt_kid(&received)),
-                None => KeyNeed::Refused,
+                None => KeyNeed::Refused(Rejection::KeyUrlRefused),
             },
             KeySource::KeyEndpoint { .. } => {
                 match (
@@ -325,10 +332,42 @@ impl Verifier {
                         kid,
                         credentials: Arc::clone(credentials),
                     },
-                    _ => KeyNeed::Refused,
+                    _ => KeyNeed::Refused(Rejection::KeyUrlRefused),
                 }
             }
         }
+    }
+
+    /// The checks of a remote-key request that need no key, in the order
+    /// verification makes them: the signed content is complete, the algorithm
+    /// is one the scheme allows, the body matches the hash the signature
+    /// carries, the signed time is within the window, a JWT's header names the
+    /// algorithm and (for an OIDC token) its issuer, audience and times fit,
+    /// and the fields the route requires (SNS `TopicArn`) hold a value it
+    /// takes. They read bytes not yet verified, so they can only refuse:
+    /// verification checks everything again once the key is there.
+    fn precheck(
+        &self,
+        req: &SignedRequest<'_>,
+        received: &Received,
+        params: &RemoteParams,
+        now: i64,
+    ) -> Result<(), Rejection> {
+        let scheme = &*self.scheme;
+        Content::gather(scheme, req, Some(received))?;
+        let algorithm = algorithm_for(scheme, req, received)?;
+        check_body_hash(scheme, req, received)?;
+        if let Some(tolerance) = self.tolerance_secs {
+            let timestamp = scheme.timestamp.as_ref().and_then(|spec| {
+                req.field(&spec.source, Some(received))
+                    .and_then(|t| spec.format.parse(&t))
+            });
+            check_window(timestamp, now, tolerance)?;
+        }
+        if let (Format::Jwt, Some(input)) = (&scheme.signature.format, received.field(JWT_INPUT)) {
+            remote::precheck_jwt(algorithm, input, params, now)?;
+        }
+        check_expected(req, received, params)
     }
 
     /// The URL a verified request asks the gateway to fetch to confirm a
@@ -514,14 +553,23 @@ impl Verifier {
             params,
             now,
         )?;
-        for (source, allowed) in &params.expect {
-            let value = req.field(source, Some(received));
-            if !value.is_some_and(|v| allowed.iter().any(|a| *a == v)) {
-                return Err(Rejection::ClaimMismatch);
-            }
-        }
-        Ok(())
+        check_expected(req, received, params)
     }
+}
+
+/// Whether every field the route requires (SNS `TopicArn`) holds a value it takes.
+fn check_expected(
+    req: &SignedRequest<'_>,
+    received: &Received,
+    params: &RemoteParams,
+) -> Result<(), Rejection> {
+    for (source, allowed) in &params.expect {
+        let value = req.field(source, Some(received));
+        if !value.is_some_and(|v| allowed.iter().any(|a| *a == v)) {
+            return Err(Rejection::ClaimMismatch);
+        }
+    }
+    Ok(())
 }
 
 /// The `kid` a received JWT's header names.

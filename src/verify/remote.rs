@@ -369,14 +369,7 @@ pub fn check(
             .ok_or(Rejection::SignatureMismatch);
     };
     let token = parse_jwt(input).ok_or(Rejection::SignatureMalformed)?;
-    let alg = match algorithm {
-        Algorithm::RsaSha256 => "RS256",
-        Algorithm::Es256 => "ES256",
-        _ => return Err(Rejection::SignatureMalformed),
-    };
-    if token.alg != alg {
-        return Err(Rejection::SignatureMalformed);
-    }
+    check_alg(algorithm, &token)?;
     if let Some(kid) = &token.kid {
         if !keys.has_kid(kid) {
             return Err(Rejection::UnknownKey);
@@ -388,17 +381,45 @@ pub fn check(
     if !signed {
         return Err(Rejection::SignatureMismatch);
     }
-    match params.claims {
-        JwtClaims::Oidc => check_claims(&token.claims, params, now),
-        JwtClaims::Scheme => Ok(()),
-    }
+    check_claims(&token, params, now)
 }
 
-fn check_claims(
-    claims: &serde_json::Map<String, Value>,
+/// The checks of a JWT (`input`, its signed part) that need no key, made
+/// before its key is fetched: its header names `algorithm` and, for an OIDC
+/// token, its claims match `params` at time `now`. The token is not verified
+/// yet, so this can only refuse; [`check`] makes them again.
+pub fn precheck_jwt(
+    algorithm: Algorithm,
+    input: &str,
     params: &RemoteParams,
     now: i64,
 ) -> Result<(), Rejection> {
+    let token = parse_jwt(input).ok_or(Rejection::SignatureMalformed)?;
+    check_alg(algorithm, &token)?;
+    check_claims(&token, params, now)
+}
+
+/// Whether a JWT's header names `algorithm` (RS256 or ES256).
+fn check_alg(algorithm: Algorithm, token: &Jwt) -> Result<(), Rejection> {
+    let alg = match algorithm {
+        Algorithm::RsaSha256 => "RS256",
+        Algorithm::Es256 => "ES256",
+        _ => return Err(Rejection::SignatureMalformed),
+    };
+    if token.alg == alg {
+        Ok(())
+    } else {
+        Err(Rejection::SignatureMalformed)
+    }
+}
+
+/// Whether an OIDC token's claims match `params` at time `now` (the claims of
+/// other tokens are the scheme's to check).
+fn check_claims(token: &Jwt, params: &RemoteParams, now: i64) -> Result<(), Rejection> {
+    if params.claims == JwtClaims::Scheme {
+        return Ok(());
+    }
+    let claims = &token.claims;
     let text = |name: &str| claims.get(name).and_then(Value::as_str);
     let time = |name: &str| claims.get(name).and_then(Value::as_i64);
     if !text("iss").is_some_and(|iss| params.issuers.iter().any(|i| i == iss)) {

@@ -36,6 +36,9 @@ mod reload;
 mod remote_keys;
 /// Routing, path rewriting, 404/405.
 mod routing;
+/// The admin listener under attack: foreign `Host`, no token, guessable ids,
+/// credentials in shown headers.
+mod security_admin;
 /// A dual-stack listener judges each IPv4 client by its IPv4 address.
 mod security_dual_stack;
 /// Handshake answers: X's CRC is no signing oracle, unsendable echoes are a
@@ -49,6 +52,9 @@ mod security_headers;
 mod security_idle_uploads;
 /// Duplicate JSON members a scheme reads are refused (AWS SNS `Message`).
 mod security_json;
+/// Remote keys under attack: cheap checks before any fetch, exact provider
+/// hosts, plain paths, new fetches bounded per route.
+mod security_remote_keys;
 /// Only signed bytes decide: replays under new unsigned ids are duplicates,
 /// and unsigned ids and types never reach the app as signed ones.
 mod security_signed;

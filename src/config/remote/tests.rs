@@ -29,7 +29,10 @@ fn remote_key_routes_load_with_their_keys() {
         let route = config.routes.iter().find(|r| r.name == name).unwrap();
         route.verifiers[0].remote_params().unwrap().clone()
     };
-    assert_eq!(params("a").hosts[0].as_str(), "sns.*.amazonaws.com");
+    assert_eq!(
+        params("a").hosts[0].as_str(),
+        "sns.{aws-region}.amazonaws.com"
+    );
     assert_eq!(params("a").expect[0].1, ["arn:aws:sns:us-east-1:1:t"]);
     assert_eq!(params("b").webhook_id.as_deref(), Some("WH-1"));
     assert_eq!(
@@ -55,15 +58,19 @@ fn remote_key_routes_load_with_their_keys() {
         (5000, 65536, 256)
     );
     assert_eq!(
-        (keys.min_ttl.as_secs(), keys.max_ttl.as_secs()),
-        (60, 86400)
+        (
+            keys.min_ttl.as_secs(),
+            keys.max_ttl.as_secs(),
+            keys.max_fetches_per_minute.get()
+        ),
+        (60, 86400, 10)
     );
 }
 
 #[test]
 fn remote_key_settings_are_checked_with_positions() {
     let text = format!(
-        "[server.remote_keys]\nca_file = \"/nonexistent/ca.pem\"\ntimeout_ms = 0\nmin_ttl_secs = 100\nmax_ttl_secs = 50\n{}",
+        "[server.remote_keys]\nca_file = \"/nonexistent/ca.pem\"\ntimeout_ms = 0\nmin_ttl_secs = 100\nmax_ttl_secs = 50\nmax_fetches_per_minute = 0\n{}",
         route("scheme = \"aws-sns\"\n")
     );
     assert_eq!(
@@ -72,6 +79,7 @@ fn remote_key_settings_are_checked_with_positions() {
             "c.toml:2:11: cannot read `/nonexistent/ca.pem`: No such file or directory (os error 2)",
             "c.toml:3:14: `timeout_ms` must be a positive integer",
             "c.toml:4:16: `min_ttl_secs` must not be over `max_ttl_secs`",
+            "c.toml:6:26: `max_fetches_per_minute` must be a positive integer",
         ]
     );
     let huge = format!(
@@ -94,7 +102,7 @@ fn route_keys_must_fit_the_scheme() {
         [
             "c.toml:7:11: scheme `aws-sns` verifies with keys the provider publishes; remove `secrets`",
             "c.toml:8:12: `audience` does not apply to scheme `aws-sns`",
-            "c.toml:9:13: host pattern `bad host` must be a DNS name (`*` for one label) with an optional :port",
+            "c.toml:9:13: host pattern `bad host` must be a DNS name (`*` for one label, `{aws-region}` or `{aws-cn-region}` for an AWS region) with an optional :port",
         ]
     );
     assert_eq!(

@@ -490,7 +490,7 @@ fn plaid_jwts_bind_the_body_and_a_recent_time() {
         let headers = crate::verify::tests::headers(&[("Plaid-Verification", token)]);
         let req = SignedRequest::new("POST", ("/plaid", None), &headers, body, url);
         (
-            verifier.key_need(&req),
+            verifier.key_need(&req, now),
             verifier.verify_with_keys(&req, now, &keys),
         )
     };
@@ -540,10 +540,155 @@ fn plaid_jwts_bind_the_body_and_a_recent_time() {
         verify(&garbled, body, NOW).1.unwrap_err(),
         Rejection::BodyMismatch
     );
+    // Every check that needs no key comes before the fetch: a token that
+    // fails one is refused without it.
+    let refused = |token: &str, body: &[u8], now: i64| verify(token, body, now).0;
+    assert_eq!(
+        refused(&good, other, NOW),
+        KeyNeed::Refused(Rejection::BodyMismatch)
+    );
+    assert_eq!(
+        refused(&good, body, NOW + 291),
+        KeyNeed::Refused(Rejection::TimestampTooOld)
+    );
+    assert_eq!(
+        refused(&no_iat, body, NOW),
+        KeyNeed::Refused(Rejection::TimestampUnreadable)
+    );
+    let rs256 = {
+        let (input, sig) = token(
+            &json!({"alg": "RS256", "kid": "k1"}),
+            &json!({"iat": NOW, "request_body_sha256": hash}),
+        );
+        format!("{input}.{}", Encoding::Base64Url.encode(&sig))
+    };
+    assert_eq!(
+        refused(&rs256, body, NOW),
+        KeyNeed::Refused(Rejection::SignatureMalformed)
+    );
     // A token naming no key needs no fetch and is refused.
-    let (input, sig) = es256_token(&json!({"alg": "ES256"}), &json!({"iat": NOW}));
+    let claims = json!({"iat": NOW, "request_body_sha256": hash});
+    let (input, sig) = es256_token(&json!({"alg": "ES256"}), &claims);
     let kidless = format!("{input}.{}", Encoding::Base64Url.encode(&sig));
-    let (need, verdict) = verify(&kidless, body, NOW);
-    assert_eq!(need, KeyNeed::None);
-    assert!(verdict.is_err());
+    assert_eq!(verify(&kidless, body, NOW).0, KeyNeed::None);
+    let headers = crate::verify::tests::headers(&[("Plaid-Verification", &kidless)]);
+    let req = SignedRequest::new("POST", ("/plaid", None), &headers, body, url);
+    assert_eq!(
+        verifier
+            .verify_with_keys(&req, NOW, &RemoteKeys::None)
+            .unwrap_err(),
+        Rejection::SignedHeaderMissing
+    );
+}
+
+/// An OIDC token (`google-pubsub-push`) whose issuer, audience or times do not
+/// fit is refused before the JWKS is fetched, as a message of a topic the
+/// route does not take is before its certificate is (`aws-sns`).
+#[test]
+fn claims_readable_before_the_key_refuse_without_a_fetch() {
+    use crate::verify::request::{SignedRequest, UrlParts};
+    use crate::verify::{KeyNeed, Verifier};
+
+    let url = UrlParts {
+        public_url: None,
+        remainder: "",
+        host: "gw",
+    };
+    let jwks_url = HttpsUrl::parse("https://www.googleapis.com/oauth2/v3/certs").unwrap();
+    let pubsub = Verifier::remote(
+        crate::scheme::presets::get("google-pubsub-push").unwrap(),
+        RemoteParams {
+            jwks_url: Some(jwks_url.clone()),
+            ..google()
+        },
+        None,
+    );
+    let need = |claims: &Value| {
+        let (input, sig) = token(&json!({"alg": "RS256", "kid": "k1"}), claims);
+        let bearer = format!("Bearer {input}.{}", Encoding::Base64Url.encode(&sig));
+        let headers = crate::verify::tests::headers(&[("Authorization", &bearer)]);
+        let req = SignedRequest::new("POST", ("/push", None), &headers, b"{}", url);
+        pubsub.key_need(&req, NOW)
+    };
+    assert_eq!(
+        need(&claims()),
+        KeyNeed::Fetch(jwks_url, Document::Jwks, Some("k1".into()))
+    );
+    let mut cases = Vec::new();
+    for (name, value) in [
+        ("iss", json!("https://evil.example")),
+        ("aud", json!("https://other.example")),
+        ("exp", json!(NOW - 3600)),
+        ("nbf", json!(NOW + 3600)),
+    ] {
+        let mut claims = claims();
+        claims[name] = value;
+        cases.push((name, need(&claims)));
+    }
+    assert_eq!(
+        cases,
+        [
+            ("iss", KeyNeed::Refused(Rejection::ClaimMismatch)),
+            ("aud", KeyNeed::Refused(Rejection::ClaimMismatch)),
+            ("exp", KeyNeed::Refused(Rejection::TimestampTooOld)),
+            ("nbf", KeyNeed::Refused(Rejection::TimestampTooNew)),
+        ]
+    );
+
+    let topic = "arn:aws:sns:us-west-2:123456789012:MyTopic";
+    let sns = Verifier::remote(
+        crate::scheme::presets::get("aws-sns").unwrap(),
+        RemoteParams {
+            hosts: vec![HostPattern::parse("sns.{aws-region}.amazonaws.com").unwrap()],
+            expect: vec![(Source::parse("json:/TopicArn").unwrap(), vec![topic.into()])],
+            ..RemoteParams::default()
+        },
+        Some(300),
+    );
+    let message = |fields: &Value| {
+        let mut m = json!({
+            "Type": "Notification", "MessageId": "m1", "TopicArn": topic, "Message": "hi",
+            "Timestamp": "2024-01-01T00:00:00Z", "SignatureVersion": "2", "Signature": "AAAA",
+            "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-a.pem",
+        });
+        for (k, v) in fields.as_object().unwrap() {
+            m[k] = v.clone();
+        }
+        m.to_string()
+    };
+    let need = |body: &str| {
+        let headers = crate::verify::tests::headers(&[]);
+        let req = SignedRequest::new("POST", ("/sns", None), &headers, body.as_bytes(), url);
+        sns.key_need(&req, NOW)
+    };
+    assert!(matches!(need(&message(&json!({}))), KeyNeed::Fetch(..)));
+    for (fields, rejection) in [
+        (
+            json!({"TopicArn": "arn:aws:sns:us-west-2:666:Other"}),
+            Rejection::ClaimMismatch,
+        ),
+        (
+            json!({"Timestamp": "2023-01-01T00:00:00Z"}),
+            Rejection::TimestampTooOld,
+        ),
+        (
+            json!({"SignatureVersion": "3"}),
+            Rejection::SignatureMalformed,
+        ),
+        (json!({"Type": "Other"}), Rejection::SignedHeaderMissing),
+        (
+            json!({"SigningCertURL": "https://sns.s3.amazonaws.com/SimpleNotificationService-a.pem"}),
+            Rejection::KeyUrlRefused,
+        ),
+        (
+            json!({"SigningCertURL": "https://sns.us-east-1.amazonaws.com/x/%2e%2e/SimpleNotificationService-a.pem"}),
+            Rejection::KeyUrlRefused,
+        ),
+    ] {
+        assert_eq!(
+            need(&message(&fields)),
+            KeyNeed::Refused(rejection),
+            "{fields}"
+        );
+    }
 }
