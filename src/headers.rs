@@ -163,7 +163,8 @@ pub struct Forwarding<'a> {
     pub verdict: Verdict<'a>,
     /// Re-signing, for a route with `forward_signature` (verified requests only).
     pub resign: Option<Resign<'a>>,
-    /// The client's IP address, formatted.
+    /// `X-Forwarded-For`: the client's IP address, or the chain a trusted
+    /// proxy vouched for with the proxy appended.
     pub client_ip: Option<&'a str>,
     /// Whether the client spoke TLS to the gateway.
     pub tls: bool,

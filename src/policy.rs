@@ -80,6 +80,40 @@ pub enum HeaderRefusal {
 /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as a dual-stack socket shows
 /// an IPv4 client), the peer or a hop, is taken as the IPv4 address it is.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    walk_hops(peer, headers, trusted, |_| {})
+}
+
+/// The `X-Forwarded-For` chain to send upstream when the peer is a trusted
+/// proxy: the client [`client_ip`] names, then each trusted hop after it, then
+/// the peer, as `a, b, c`. Hops left of the client were written by the client
+/// and are not kept, so the chain's first address is the one the gateway
+/// judged. `None` when the peer is not trusted: then the peer alone is the
+/// client, and any chain it sent is dropped.
+pub fn forwarded_chain(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Option<String> {
+    let peer = peer.to_canonical();
+    if !trusted.iter().any(|net| net.contains(&peer)) {
+        return None;
+    }
+    let mut hops = Vec::new();
+    walk_hops(peer, headers, trusted, |hop| hops.push(hop));
+    let chain: Vec<String> = hops
+        .iter()
+        .rev()
+        .chain(std::iter::once(&peer))
+        .map(IpAddr::to_string)
+        .collect();
+    Some(chain.join(", "))
+}
+
+/// Reads `X-Forwarded-For` right to left from a trusted `peer`, calling
+/// `visit` with each hop taken (nearest first), and returns the client: see
+/// [`client_ip`].
+fn walk_hops(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+    mut visit: impl FnMut(IpAddr),
+) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     let peer = peer.to_canonical();
     if !is_trusted(&peer) {
@@ -99,6 +133,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         else {
             return client;
         };
+        visit(ip);
         client = ip;
         if !is_trusted(&ip) {
             return ip;
@@ -198,6 +233,30 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_trusted_proxy_s_chain_is_kept_from_the_client_on_and_the_peer_appended() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let xff = headers(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.7")]);
+        // What the client wrote left of itself is dropped; the peer is appended.
+        assert_eq!(
+            forwarded_chain(ip("10.0.0.1"), &xff, &trusted).as_deref(),
+            Some("1.2.3.4, 10.0.0.7, 10.0.0.1")
+        );
+        // An untrusted peer's chain is not kept at all.
+        assert_eq!(forwarded_chain(ip("8.8.8.8"), &xff, &trusted), None);
+        // A trusted proxy that names nobody: the chain is the peer.
+        assert_eq!(
+            forwarded_chain(ip("::ffff:10.0.0.1"), &HeaderMap::new(), &trusted).as_deref(),
+            Some("10.0.0.1")
+        );
+        // An unreadable hop ends the chain at the trusted hop that added it.
+        let junk = headers(&[("x-forwarded-for", "1.2.3.4, bogus, 10.0.0.5")]);
+        assert_eq!(
+            forwarded_chain(ip("10.0.0.1"), &junk, &trusted).as_deref(),
+            Some("10.0.0.5, 10.0.0.1")
+        );
     }
 
     #[test]

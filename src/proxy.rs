@@ -116,7 +116,8 @@ struct Admitted<'c> {
     path_and_query: String,
     body: Bytes,
     passed: Passed,
-    /// The client's address, when `trusted_proxies` made it another than the peer's.
+    /// The `X-Forwarded-For` chain a trusted proxy vouched for, from the client
+    /// on, the peer appended; `None` when the peer is the client.
     forwarded_for: Option<String>,
     /// The body's share of `max_inflight_body_bytes`, held until it is sent.
     _reservation: BodyReservation,
@@ -690,7 +691,7 @@ impl Gateway {
             remainder,
             body,
             passed,
-            forwarded_for: (client_ip != peer).then(|| client_ip.to_string()),
+            forwarded_for: policy::forwarded_chain(peer, &req.headers, &config.trusted_proxies),
             _reservation: reservation,
         })
     }

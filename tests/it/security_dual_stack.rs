@@ -110,7 +110,7 @@ async fn a_trusted_proxy_reaching_a_dual_stack_listener_over_ipv4_names_the_clie
         .iter()
         .map(|r| r.header("x-forwarded-for").to_owned())
         .collect();
-    assert_eq!(forwarded, ["192.0.2.7", "192.0.2.8"]);
+    assert_eq!(forwarded, ["192.0.2.7, 127.0.0.1", "192.0.2.8, 127.0.0.1"]);
     let lines = access_log(&gw, 3).await;
     let mut named_in_log: Vec<&str> = lines
         .iter()
