@@ -60,6 +60,9 @@ mod security_remote_keys;
 mod security_signed;
 /// Dedup and rate limits in a real Redis shared by two gateways; Redis down.
 mod shared_state;
+/// `hookgate sign`: bodies sent as given, the same event signed twice is one
+/// event, missing bodies and the generic scheme explained.
+mod sign_command;
 /// Request smuggling: framing tricks reach the upstream as one verified
 /// request or not at all.
 mod smuggling;
