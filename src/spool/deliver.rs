@@ -54,7 +54,9 @@ impl Deliverer {
 
 #[async_trait]
 impl BackgroundService for Deliverer {
-    async fn start(&self, _shutdown: ShutdownWatch) {
+    /// Starts the deliverer's thread, then returns only when the shutdown
+    /// begins: pingora logs a service whose `start` returned as exited.
+    async fn start(&self, mut shutdown: ShutdownWatch) {
         let context = Arc::new(Context {
             spool: self.spool.clone(),
             store: self.store.clone(),
@@ -76,6 +78,7 @@ impl BackgroundService for Deliverer {
         if let Err(e) = spawned {
             log::error!("cannot start the deliverer: {e}");
         }
+        let _ = shutdown.wait_for(|stopping| *stopping).await;
     }
 }
 

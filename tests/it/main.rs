@@ -58,6 +58,9 @@ mod security_remote_keys;
 /// Only signed bytes decide: replays under new unsigned ids are duplicates,
 /// and unsigned ids and types never reach the app as signed ones.
 mod security_signed;
+/// The gateway's own log: no service "exited" while it serves; one JSON line
+/// per async delivery attempt.
+mod service_log;
 /// Dedup and rate limits in a real Redis shared by two gateways; Redis down.
 mod shared_state;
 /// `hookgate sign`: bodies sent as given, the same event signed twice is one
