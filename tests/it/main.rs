@@ -16,6 +16,8 @@ mod check;
 mod delivery;
 /// `hookgate demo-app` as the upstream: what it prints and answers.
 mod demo_app;
+/// The Markdown tables of the README and `docs/` are whole.
+mod docs_tables;
 /// What the upstream receives and what the client gets back; 502/504.
 mod forwarding;
 /// Header deadlines, idle connections, connection and memory limits,
