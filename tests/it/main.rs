@@ -12,6 +12,8 @@ mod async_delivery;
 mod body;
 /// `hookgate check`.
 mod check;
+/// `/config` shows every route in one shape.
+mod config_shape;
 /// Dedup and the replay cache in memory.
 mod delivery;
 /// `hookgate demo-app` as the upstream: what it prints and answers.
