@@ -12,6 +12,9 @@ mod async_delivery;
 mod body;
 /// `hookgate check`.
 mod check;
+/// `hookgate check` of a file without routes, and of one with type errors
+/// beside other problems.
+mod check_whole;
 /// `/config` shows every route in one shape.
 mod config_shape;
 /// Dedup and the replay cache in memory.
