@@ -45,7 +45,7 @@ fn delivery(size: usize) -> Delivery {
         url: "http://h/".into(),
         content_type: "application/json".into(),
         body: body(size),
-        id: "evt_1".into(),
+        id: None,
         time: NOW,
         headers: Vec::new(),
     }

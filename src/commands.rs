@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::config::verifiers::GENERIC;
 use crate::config::{self, secret::SecretRef};
 use crate::scheme::signature::Location;
 use crate::scheme::source::Source;
@@ -313,10 +314,42 @@ pub struct SignRequest {
     pub body_file: Option<std::path::PathBuf>,
 }
 
-fn scheme_for(request: &SignRequest) -> Result<Arc<Scheme>, String> {
-    let config = || -> Result<config::Loaded, String> {
-        let path = config::resolve_path(request.config.clone());
-        config::load(&path).map_err(|report| format!("{report}"))
+/// What `hookgate sign` prints: the delivery (stdout), and which route of
+/// which config it took the scheme from, when it did (stderr).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The headers (and URL or body) to send, or the curl command.
+    pub text: String,
+    /// `using the scheme `S` of route `R` in PATH`, when a config gave it.
+    pub notice: Option<String>,
+}
+
+/// How `hmac`, whose settings live on a route, is signed for.
+fn generic_needs_a_route(path: &Path, found: bool) -> String {
+    let place = if found {
+        format!("no route of {} uses it", path.display())
+    } else {
+        format!("there is no config at {}", path.display())
+    };
+    format!(
+        "`{GENERIC}` is the generic scheme: its header, algorithm and signed content are set on a route \
+         ({place}). Sign with --route NAME (and --config PATH) for a route with `scheme = \"{GENERIC}\"` \
+         and its keys: `header` (required), `algorithm`, `encoding`, `prefix`, `payload`, \
+         `timestamp_header`, `id_header`"
+    )
+}
+
+/// The scheme to sign with, and the notice naming the route and config it
+/// came from (when it did).
+fn scheme_for(request: &SignRequest) -> Result<(Arc<Scheme>, Option<String>), String> {
+    let path = config::resolve_path(request.config.clone());
+    let config = || config::load(&path).map_err(|report| format!("{report}"));
+    let notice = |route: &str, scheme: &Scheme| {
+        format!(
+            "using the scheme `{}` of route `{route}` in {}",
+            scheme.name,
+            path.display()
+        )
     };
     if let Some(route) = &request.route {
         let loaded = config()?;
@@ -326,48 +359,72 @@ fn scheme_for(request: &SignRequest) -> Result<Arc<Scheme>, String> {
             .iter()
             .find(|r| r.name == *route)
             .cloned();
-        let route = found.ok_or_else(|| format!("no route `{route}` in the config"))?;
-        return route
+        let route = found.ok_or_else(|| format!("no route `{route}` in {}", path.display()))?;
+        let scheme = route
             .verifiers
             .first()
             .map(|v| Arc::new(v.scheme().clone()))
-            .ok_or("the route has no verifier".into());
+            .ok_or("the route has no verifier")?;
+        let notice = notice(&route.name, &scheme);
+        return Ok((scheme, Some(notice)));
     }
     let name = request
         .scheme
         .as_deref()
         .ok_or("give --scheme NAME or --route NAME")?;
     if let Some(scheme) = presets::get(name) {
-        return Ok(scheme);
+        return Ok((scheme, None));
     }
-    if request.config.is_some() || config::resolve_path(None).exists() {
-        let loaded = config()?;
-        let route_scheme = loaded
-            .config
-            .routes
+    if request.config.is_none() && !path.exists() {
+        return Err(if name == GENERIC {
+            generic_needs_a_route(&path, false)
+        } else {
+            format!("unknown scheme `{name}`; `hookgate schemes` lists the built-in ones")
+        });
+    }
+    let loaded = config()?;
+    let mut using = loaded.config.routes.iter().flat_map(|r| {
+        r.verifiers
             .iter()
-            .flat_map(|r| r.verifiers.iter())
-            .find(|v| v.scheme().name == name)
-            .map(|v| Arc::new(v.scheme().clone()));
-        if let Some(scheme) = route_scheme {
-            return Ok(scheme);
+            .filter(|v| v.scheme().name == name)
+            .map(move |v| (r.name.as_str(), v.scheme()))
+    });
+    match (using.next(), using.next()) {
+        (Some(_), Some(_)) if name == GENERIC => {
+            let routes: Vec<&str> = loaded
+                .config
+                .routes
+                .iter()
+                .filter(|r| r.verifiers.iter().any(|v| v.scheme().name == name))
+                .map(|r| r.name.as_str())
+                .collect();
+            Err(format!(
+                "routes {} of {} use `{GENERIC}`, each with its own settings: pick one with --route NAME",
+                routes.join(", "),
+                path.display()
+            ))
         }
+        (Some((route, scheme)), _) => Ok((Arc::new(scheme.clone()), Some(notice(route, scheme)))),
+        (None, _) if name == GENERIC => Err(generic_needs_a_route(&path, true)),
+        (None, _) => Err(format!(
+            "unknown scheme `{name}`: neither built in nor used by a route of {}; \
+             `hookgate schemes` lists the built-in ones",
+            path.display()
+        )),
     }
-    Err(format!(
-        "unknown scheme `{name}`; `hookgate schemes` lists the built-in ones"
-    ))
 }
 
 /// `hookgate sign`: the headers (and, when they change, the URL and body) to
 /// send, or a curl command that sends them.
-pub fn sign_command(request: &SignRequest) -> Result<String, String> {
-    let scheme = scheme_for(request)?;
+pub fn sign_command(request: &SignRequest) -> Result<Signed, String> {
+    let (scheme, notice) = scheme_for(request)?;
     let secret = SecretRef::parse(&request.secret).resolve(Path::new("."))?;
     let signed = sign(&scheme, secret.expose(), &request.delivery)?;
-    Ok(match &request.curl {
+    let text = match &request.curl {
         Some(target) => curl(request, &signed, target),
         None => plain(request, &signed),
-    })
+    };
+    Ok(Signed { text, notice })
 }
 
 fn plain(request: &SignRequest, signed: &SignedDelivery) -> String {

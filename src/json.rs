@@ -48,46 +48,6 @@ impl JsonPointer {
     pub fn first_segment(&self) -> Option<&str> {
         self.segments.first().map(String::as_str)
     }
-
-    /// Sets the field at the pointer in `doc`, creating objects on the way.
-    /// Fails when the path crosses something that is not an object.
-    pub fn set(&self, doc: &mut Value, value: Value) -> Result<(), String> {
-        let Some((last, parents)) = self.segments.split_last() else {
-            *doc = value;
-            return Ok(());
-        };
-        let crossing = || {
-            format!(
-                "`{}` crosses something that is not an object or array",
-                self.text
-            )
-        };
-        let mut current = doc;
-        for segment in parents {
-            current = match current {
-                Value::Object(object) => object
-                    .entry(segment.clone())
-                    .or_insert_with(|| Value::Object(serde_json::Map::new())),
-                Value::Array(items) => array_index(segment)
-                    .and_then(|i| items.get_mut(i))
-                    .ok_or_else(crossing)?,
-                _ => return Err(crossing()),
-            };
-        }
-        match current {
-            Value::Object(object) => {
-                object.insert(last.clone(), value);
-            }
-            Value::Array(items) => {
-                let slot = array_index(last)
-                    .and_then(|i| items.get_mut(i))
-                    .ok_or_else(crossing)?;
-                *slot = value;
-            }
-            _ => return Err(crossing()),
-        }
-        Ok(())
-    }
 }
 
 /// An object's members in order, each value as its JSON text. A short list
@@ -278,6 +238,71 @@ impl<'a> JsonBody<'a> {
             b'-' | b'0'..=b'9' => Some(Cow::Borrowed(text)),
             _ => None,
         }
+    }
+
+    /// The body with the string `value` added at `pointer` (objects on the
+    /// way created as needed), every other byte as it was: the member goes
+    /// last in the deepest object of the path the body has. Fails when that
+    /// is not an object (a number, an array element that is missing) or the
+    /// body is not JSON; the caller checks that the field is absent.
+    pub fn insert(&self, pointer: &JsonPointer, value: &str) -> Result<Vec<u8>, String> {
+        let crossing = || {
+            format!(
+                "`{}` crosses something in the body that is not an object",
+                pointer.text
+            )
+        };
+        let Some((_, parents)) = pointer.segments.split_last() else {
+            return Err("the whole body cannot be replaced".to_owned());
+        };
+        let text = std::str::from_utf8(self.bytes)
+            .ok()
+            .filter(|_| is_document(self.bytes))
+            .ok_or("the body is not JSON")?;
+        // The deepest object of the path the body has (the root at least).
+        let (depth, parent) = (0..=parents.len())
+            .rev()
+            .find_map(|depth| {
+                let found = if depth == 0 {
+                    Some(text.trim_matches([' ', '\t', '\n', '\r']))
+                } else {
+                    let prefix = JsonPointer {
+                        text: String::new(),
+                        segments: parents[..depth].to_vec(),
+                    };
+                    self.raw_at(&prefix)
+                };
+                found.map(|found| (depth, found))
+            })
+            .ok_or_else(crossing)?;
+        if !parent.starts_with('{') || !parent.ends_with('}') {
+            return Err(if depth == 0 {
+                "the body is not a JSON object".to_owned()
+            } else {
+                crossing()
+            });
+        }
+        let quote = |text: &str| serde_json::to_string(text).unwrap_or_default();
+        let mut member = quote(value);
+        for segment in pointer.segments[depth + 1..].iter().rev() {
+            member = format!("{{{}:{member}}}", quote(segment));
+        }
+        let member = format!("{}:{member}", quote(&pointer.segments[depth]));
+        // `parent` lies inside `text`: where its closing brace is.
+        let start = (parent.as_ptr() as usize)
+            .checked_sub(text.as_ptr() as usize)
+            .filter(|start| start + parent.len() <= text.len())
+            .ok_or_else(crossing)?;
+        let close = start + parent.len() - 1;
+        let empty = parent[1..parent.len() - 1].trim().is_empty();
+        let mut out = Vec::with_capacity(text.len() + member.len() + 1);
+        out.extend_from_slice(&self.bytes[..close]);
+        if !empty {
+            out.push(b',');
+        }
+        out.extend_from_slice(member.as_bytes());
+        out.extend_from_slice(&self.bytes[close..]);
+        Ok(out)
     }
 }
 
@@ -505,30 +530,42 @@ mod tests {
         for bad in ["/a/01", "/a/+1", "/a/", "/a/-1", "/a/1a"] {
             assert_eq!(j.text_at(&ptr(bad)), None, "{bad}");
         }
-        let mut doc = serde_json::json!({"a": [1, 2]});
-        assert!(ptr("/a/01").set(&mut doc, Value::from(3)).is_err());
+        assert!(
+            JsonBody::new(br#"{"a":[{}]}"#)
+                .insert(&ptr("/a/00/x"), "v")
+                .is_err()
+        );
     }
 
     #[test]
-    fn set_creates_objects_and_refuses_non_objects() {
-        let mut doc = serde_json::json!({"a": 1});
-        ptr("/signature/token")
-            .set(&mut doc, Value::from("t"))
-            .unwrap();
+    fn insert_keeps_every_other_byte_and_creates_objects() {
+        let insert = |body: &str, pointer: &str| {
+            JsonBody::new(body.as_bytes())
+                .insert(&ptr(pointer), "t\"")
+                .map(|b| String::from_utf8(b).unwrap())
+        };
         assert_eq!(
-            doc,
-            serde_json::json!({"a": 1, "signature": {"token": "t"}})
+            insert(r#"{"z": 1, "a" :2}"#, "/signature/token").unwrap(),
+            r#"{"z": 1, "a" :2,"signature":{"token":"t\""}}"#
         );
-        assert!(ptr("/a/b").set(&mut doc, Value::from(1)).is_err());
-        let mut list = serde_json::json!({"value": [{"x": 1}]});
-        ptr("/value/0/clientState")
-            .set(&mut list, Value::from("s"))
-            .unwrap();
         assert_eq!(
-            list,
-            serde_json::json!({"value": [{"x": 1, "clientState": "s"}]})
+            insert(r#" { "signature" : { } } "#, "/signature/a/b").unwrap(),
+            r#" { "signature" : { "a":{"b":"t\""}} } "#
         );
-        assert!(ptr("/value/5/x").set(&mut list, Value::from(1)).is_err());
+        assert_eq!(
+            insert(r#"{"value":[{"x":1}]}"#, "/value/0/clientState").unwrap(),
+            r#"{"value":[{"x":1,"clientState":"t\""}]}"#
+        );
+        assert_eq!(insert("{}", "/a~1b").unwrap(), r#"{"a/b":"t\""}"#);
+        for (body, pointer) in [
+            (r#"{"a":1}"#, "/a/b"),
+            (r#"{"value":[{"x":1}]}"#, "/value/5/x"),
+            ("[1]", "/a"),
+            ("not json", "/a"),
+            ("{}", ""),
+        ] {
+            assert!(insert(body, pointer).is_err(), "{body} {pointer}");
+        }
     }
 
     #[test]

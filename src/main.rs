@@ -91,7 +91,7 @@ struct SignArgs {
     /// Content-Type of the body
     #[arg(long, default_value = "application/json")]
     content_type: String,
-    /// Event id, for schemes that send one [default: generated]
+    /// Event id, for schemes that carry it outside the body (e.g. a `webhook-id` header) [default: derived from the body, so the same body signed again is the same event]
     #[arg(long)]
     id: Option<String>,
     /// Another header the provider sends, `Name: value` (repeatable)
@@ -114,7 +114,20 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => print(commands::check(&config::resolve_path(config))),
         Command::Run { config } => run(&config::resolve_path(config)),
-        Command::Sign(args) => print(sign(*args)),
+        // Errors and notices on stderr: stdout may be piped into `sh` (`--curl`).
+        Command::Sign(args) => match sign(*args) {
+            Ok(signed) => {
+                if let Some(notice) = signed.notice {
+                    eprintln!("hookgate sign: {notice}");
+                }
+                print!("{}", signed.text);
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("hookgate sign: {message}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Schemes { markdown: false } => print(Ok(commands::schemes())),
         Command::Schemes { markdown: true } => print(Ok(commands::schemes_markdown())),
         Command::DemoApp { listen } => match hookgate::demo::run(listen) {
@@ -143,13 +156,18 @@ fn print(result: Result<String, String>) -> ExitCode {
     }
 }
 
-fn sign(args: SignArgs) -> Result<String, String> {
+fn sign(args: SignArgs) -> Result<commands::Signed, String> {
     let body = match (&args.body_file, args.body) {
         (Some(file), _) => {
             std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
         }
         (None, Some(text)) => text.into_bytes(),
-        (None, None) => Vec::new(),
+        (None, None) => {
+            return Err(
+                "no body to sign: pass --body TEXT or --body-file FILE (--body '' for an empty one)"
+                    .to_owned(),
+            );
+        }
     };
     let time = args.time.unwrap_or_else(|| SystemClock.now_unix());
     let headers = args
@@ -168,12 +186,6 @@ fn sign(args: SignArgs) -> Result<String, String> {
         .url
         .or_else(|| args.curl.clone())
         .unwrap_or_else(|| "http://127.0.0.1:8080/".to_owned());
-    let id = args.id.unwrap_or_else(|| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        format!("evt_{time:x}{nanos:08x}")
-    });
     commands::sign_command(&SignRequest {
         scheme: args.scheme,
         route: args.route,
@@ -184,7 +196,7 @@ fn sign(args: SignArgs) -> Result<String, String> {
             url,
             content_type: args.content_type,
             body,
-            id,
+            id: args.id,
             time,
             headers,
         },

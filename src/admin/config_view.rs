@@ -145,25 +145,25 @@ fn route(r: &Route) -> Value {
                 "secrets": secrets,
                 "tolerance_secs": v.tolerance_secs(),
             });
-            if let Some(remote) = v.remote_params() {
-                view["remote_keys"] = remote_view(remote);
-            }
+            view["remote_keys"] = v.remote_params().map_or(Value::Null, remote_view);
             view
         }).collect::<Vec<_>>(),
         "verify_token": r.verify_token.as_ref().map(|_| REDACTED),
         "handshakes": r.handshakes.len(),
         "delivery": if r.delivery.is_some() { "async" } else { "sync" },
     });
-    if let Some(retry) = &r.delivery {
-        out["retry"] = retry_view(retry);
-    }
-    let (key, path) = match &r.path {
-        PathMatch::Exact(path) => ("path", path),
-        PathMatch::Prefix(path) => ("path_prefix", path),
+    // One shape for every route: what a route does not set shows as its
+    // default (policy) or `null`, never as a missing key.
+    out["retry"] = r.delivery.as_deref().map_or(Value::Null, retry_view);
+    let (path, path_prefix) = match &r.path {
+        PathMatch::Exact(path) => (Some(path), None),
+        PathMatch::Prefix(path) => (None, Some(path)),
     };
-    out[key] = json!(path);
-    if let (Some(p), Value::Object(out)) = (&r.policy, &mut out)
-        && let Value::Object(keys) = policy(p)
+    out["path"] = json!(path);
+    out["path_prefix"] = json!(path_prefix);
+    let defaults = Policy::default();
+    if let (Value::Object(out), Value::Object(keys)) =
+        (&mut out, policy(r.policy.as_deref().unwrap_or(&defaults)))
     {
         out.extend(keys);
     }

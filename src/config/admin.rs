@@ -130,13 +130,16 @@ mod tests {
     use crate::config::load_str;
     use crate::config::tests::errors;
 
-    /// `[server]` with `lines`, loaded from a file in `dir`: the admin access
-    /// and the warnings, or the problems.
+    /// `[server]` with `lines` (and a route, so that the file serves
+    /// something), loaded from a file in `dir`: the admin access and the
+    /// warnings, or the problems.
     fn load(
         dir: &Path,
         lines: &str,
     ) -> Result<(crate::runtime::AdminAccess, Vec<String>), Vec<String>> {
-        let text = format!("[server]\n{lines}");
+        let route = "[[routes]]\nname = \"r\"\npath = \"/r\"\nupstream = \"http://127.0.0.1:9\"\n\
+                     verify = { scheme = \"rye\", secrets = [\"k\"] }\n";
+        let text = format!("[server]\n{lines}{route}");
         match load_str(&dir.join("c.toml"), &text) {
             Ok(loaded) => Ok((loaded.config.admin, loaded.warnings.lines().to_vec())),
             Err(report) => Err(report.lines().to_vec()),

@@ -10,6 +10,7 @@ pub mod diagnostics;
 pub mod file;
 pub mod parts;
 pub mod policy;
+mod recover;
 pub mod remote;
 pub mod secret;
 pub mod tls;
@@ -71,6 +72,9 @@ pub fn load_str_reading(path: &Path, text: &str) -> (Result<Loaded, Report>, Vec
     let file: file::ConfigFile = match toml::from_str(text) {
         Ok(file) => file,
         Err(e) => {
+            if let Some(recovered) = recover::recover(text).filter(|r| !r.diagnostics.is_empty()) {
+                return load_recovered(path, text, recovered);
+            }
             let message = e.message().trim_end().replace('\n', " ");
             let d = Diagnostic::error(e.span(), message);
             return (Err(Report::new(path, text, &[d])), Vec::new());
@@ -104,12 +108,32 @@ fn load_in_parts(
     Some(finish(path, text, builder))
 }
 
+/// Builds what could be read of a file that does not deserialize as a whole,
+/// for the problems the rest has: refused, with every problem found.
+fn load_recovered(
+    path: &Path,
+    text: &str,
+    recovered: recover::Recovered,
+) -> (Result<Loaded, Report>, Vec<PathBuf>) {
+    let mut builder = build::Builder::new(&recovered.file, path);
+    builder.add_routes(&recovered.routes, 0);
+    let (_, mut diagnostics, files) = builder.finish();
+    diagnostics.extend(recovered.diagnostics);
+    diagnostics.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
+    (Err(Report::new(path, text, &diagnostics)), files)
+}
+
 fn finish(
     path: &Path,
     text: &str,
     builder: build::Builder<'_>,
 ) -> (Result<Loaded, Report>, Vec<PathBuf>) {
-    let (config, diagnostics, files) = builder.finish();
+    let (config, mut diagnostics, files) = builder.finish();
+    if config.as_ref().is_some_and(|c| c.routes.is_empty()) {
+        let hint = "no [[routes]]: nothing will be served (every request gets 404 `no_route`); \
+                    add a [[routes]] table (conf/hookgate.toml has examples)";
+        diagnostics.insert(0, Diagnostic::warning(None, hint));
+    }
     let report = Report::new(path, text, &diagnostics);
     let loaded = match config {
         Some(config) => Ok(Loaded {

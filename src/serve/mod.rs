@@ -141,7 +141,9 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 #[async_trait]
 impl BackgroundService for Listener {
-    async fn start(&self, shutdown: ShutdownWatch) {
+    /// Starts the workers, then returns only when the shutdown begins:
+    /// pingora logs a service whose `start` returned as exited.
+    async fn start(&self, mut shutdown: ShutdownWatch) {
         let sockets = std::mem::take(&mut *self.sockets.lock().unwrap_or_else(|e| e.into_inner()));
         let inboxes = std::mem::take(&mut *self.inboxes.lock().unwrap_or_else(|e| e.into_inner()));
         for (index, inbox) in inboxes.into_iter().enumerate() {
@@ -165,6 +167,7 @@ impl BackgroundService for Listener {
                 log::error!("cannot start worker {index}: {e}");
             }
         }
+        let _ = shutdown.wait_for(|stopping| *stopping).await;
     }
 }
 

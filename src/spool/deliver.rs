@@ -8,12 +8,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use rand::Rng;
+use serde::Serialize;
 
 use super::{Finished, Meta, Spool, Status, fleet, now_ms};
 use crate::forward::{ForwardError, Forwarder, pool};
@@ -54,7 +55,9 @@ impl Deliverer {
 
 #[async_trait]
 impl BackgroundService for Deliverer {
-    async fn start(&self, _shutdown: ShutdownWatch) {
+    /// Starts the deliverer's thread, then returns only when the shutdown
+    /// begins: pingora logs a service whose `start` returned as exited.
+    async fn start(&self, mut shutdown: ShutdownWatch) {
         let context = Arc::new(Context {
             spool: self.spool.clone(),
             store: self.store.clone(),
@@ -76,6 +79,7 @@ impl BackgroundService for Deliverer {
         if let Err(e) = spawned {
             log::error!("cannot start the deliverer: {e}");
         }
+        let _ = shutdown.wait_for(|stopping| *stopping).await;
     }
 }
 
@@ -177,8 +181,10 @@ async fn attempt(context: &Context, mut meta: Meta, route: &Route) {
     meta.window_attempts = meta.window_attempts.saturating_add(1);
     let Ok(wire) = request.to_wire(route, meta.attempts, &meta.shown_id()) else {
         meta.last_error = Some("invalid_target".to_owned());
+        Tried::default().log(&meta, "dead", Some("invalid_target"));
         return spool.finish(dead(meta, "invalid_target", &metrics)).await;
     };
+    let started = Instant::now();
     let sent = context
         .forwarder
         .send(&route.upstream, route.upstream_timeout, wire)
@@ -194,7 +200,7 @@ async fn attempt(context: &Context, mut meta: Meta, route: &Route) {
             Answer::Status(status, retry_after)
         }
         Err(ForwardError::BeforeResponse(_, kind, e)) => {
-            log::info!(
+            log::debug!(
                 "route {}: delivery {} attempt {}: {e}",
                 route.name,
                 meta.shown_id(),
@@ -204,11 +210,13 @@ async fn attempt(context: &Context, mut meta: Meta, route: &Route) {
         }
         Err(ForwardError::AfterResponse(_)) => Answer::Failed(UpstreamError::Broken),
     };
+    let tried = Tried::from_answer(&answer, started.elapsed());
     let now = now_ms();
     let (retryable, retry_after) = match answer {
         Answer::Status(status, _) if (200..300).contains(&status) => {
             meta.last_status = Some(status);
             meta.last_error = None;
+            tried.log(&meta, "delivered", None);
             metrics.delivery_attempt(&route.name, "delivered");
             return spool.finish(Finished::Delivered(meta)).await;
         }
@@ -228,19 +236,95 @@ async fn attempt(context: &Context, mut meta: Meta, route: &Route) {
         }
     };
     if !retryable {
+        tried.log(&meta, "dead", Some("final"));
         return spool.finish(dead(meta, "final", &metrics)).await;
     }
     if meta.window_attempts >= policy.max_attempts {
+        tried.log(&meta, "dead", Some("max_attempts"));
         return spool.finish(dead(meta, "max_attempts", &metrics)).await;
     }
     let asked = retry_after.unwrap_or(0).saturating_mul(1000);
     let wait = backoff(meta.window_attempts, policy).max(asked);
     meta.next_ms = now.saturating_add(wait);
     if past_age(&meta, policy, meta.next_ms) {
+        tried.log(&meta, "dead", Some("max_age"));
         return spool.finish(dead(meta, "max_age", &metrics)).await;
     }
+    tried.log(&meta, "retry", None);
     metrics.delivery_attempt(&route.name, "retry");
     spool.finish(Finished::Kept(meta)).await;
+}
+
+/// What an attempt got from the upstream, for its log line.
+#[derive(Debug, Default)]
+struct Tried {
+    status: Option<u16>,
+    error: Option<&'static str>,
+    took: Duration,
+}
+
+/// The log line of one attempt, shaped like an access log line.
+#[derive(Debug, Serialize)]
+struct AttemptLine<'a> {
+    /// When the attempt ended, RFC 3339 UTC.
+    time: String,
+    route: &'a str,
+    /// The delivery's id, as in its 202.
+    id: &'a str,
+    /// The attempt's number, from 1.
+    attempt: u32,
+    /// `delivered`, `retry` or `dead`.
+    outcome: &'a str,
+    /// Why it is dead: `final`, `max_attempts`, `max_age`, `invalid_target`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    /// The upstream's status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    /// What went wrong when the upstream gave no status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    /// The exchange with the upstream, milliseconds.
+    duration_ms: f64,
+}
+
+impl Tried {
+    fn from_answer(answer: &Answer, took: Duration) -> Self {
+        match answer {
+            Answer::Status(status, _) => Self {
+                status: Some(*status),
+                error: None,
+                took,
+            },
+            Answer::Failed(kind) => Self {
+                status: None,
+                error: Some(kind.as_str()),
+                took,
+            },
+        }
+    }
+
+    /// Logs the attempt's line (target `hookgate::attempt`, at info).
+    fn log(&self, meta: &Meta, outcome: &str, reason: Option<&str>) {
+        let id = meta.shown_id();
+        let line = AttemptLine {
+            time: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            route: &meta.route,
+            id: &id,
+            attempt: meta.attempts,
+            outcome,
+            reason,
+            status: self.status,
+            error: self.error,
+            duration_ms: self.took.as_secs_f64() * 1000.0,
+        };
+        match serde_json::to_string(&line) {
+            Ok(json) => log::info!(target: "hookgate::attempt", "{json}"),
+            Err(e) => log::error!("cannot write an attempt's log line: {e}"),
+        }
+    }
 }
 
 /// Whether a delivery is past `max_age_secs` at `at`.

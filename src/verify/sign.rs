@@ -10,6 +10,7 @@ use crate::scheme::signature::{
     Format, JWT_INPUT, Location, PAIR_LABEL, Received, decode_base64, jwt_signing_input,
 };
 use crate::scheme::source::Source;
+use crate::scheme::template::Part;
 use crate::scheme::{Algorithm, KeyFormat, Scheme};
 use crate::verify::content::Content;
 use crate::verify::key;
@@ -27,8 +28,11 @@ pub struct Delivery {
     pub content_type: String,
     /// The raw body.
     pub body: Vec<u8>,
-    /// The event id to send where the scheme has one.
-    pub id: String,
+    /// The event id, sent where the scheme carries one outside the body (a
+    /// header such as `webhook-id`). `None`: an id the body carries, or, when
+    /// the signature needs one the delivery lacks, one derived from the body
+    /// (the same body signed twice is the same event).
+    pub id: Option<String>,
     /// The event time, unix seconds.
     pub time: i64,
     /// Other headers the provider sends (some schemes sign them).
@@ -46,45 +50,113 @@ pub struct SignedDelivery {
     pub body: Vec<u8>,
 }
 
-/// Where a value the scheme reads is placed when signing.
-fn place(source: &Source, value: &str, out: &mut Placed) -> Result<(), String> {
+/// Whether the delivery carries a value at `source` already.
+fn carried(source: &Source, out: &Placed) -> bool {
     match source {
-        Source::Header(name) => {
-            if !out.headers.iter().any(|(n, _)| n == name) {
-                out.headers.push((name.clone(), value.to_owned()));
-            }
-        }
+        Source::Header(name) => out.headers.iter().any(|(n, _)| n == name),
+        Source::Signature(key) => out.fields.iter().any(|(k, _)| k == key),
+        Source::Query(name) => out.url.split_once('?').is_some_and(|(_, query)| {
+            form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == name.as_str())
+        }),
+        Source::Json(pointer) => crate::json::JsonBody::new(&out.body)
+            .value_at(pointer)
+            .is_some(),
+        Source::Form(name) => form_urlencoded::parse(&out.body).any(|(k, _)| k == name.as_str()),
+    }
+}
+
+/// Puts `value` where the scheme reads `source`, unless the delivery carries
+/// one there already. A value placed in the body is added to it, every byte
+/// of the body as given kept.
+fn place(source: &Source, value: &str, out: &mut Placed) -> Result<(), String> {
+    if carried(source, out) {
+        return Ok(());
+    }
+    match source {
+        Source::Header(name) => out.headers.push((name.clone(), value.to_owned())),
         Source::Signature(key) => out.fields.push((key.clone(), value.to_owned())),
         Source::Query(name) => {
-            if !out.url.contains(&format!("{name}=")) {
-                let pair: String = form_urlencoded::Serializer::new(String::new())
-                    .append_pair(name, value)
-                    .finish();
-                out.url.push(if out.url.contains('?') { '&' } else { '?' });
-                out.url.push_str(&pair);
-            }
+            let pair: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair(name, value)
+                .finish();
+            out.url.push(if out.url.contains('?') { '&' } else { '?' });
+            out.url.push_str(&pair);
         }
         Source::Json(pointer) => {
-            let mut doc: serde_json::Value = serde_json::from_slice(&out.body)
-                .map_err(|e| format!("the body is not JSON: {e}"))?;
-            if crate::json::JsonBody::new(&out.body)
-                .value_at(pointer)
-                .is_none()
-            {
-                pointer.set(&mut doc, serde_json::Value::from(value))?;
-                out.body = doc.to_string().into_bytes();
-            }
+            out.body = crate::json::JsonBody::new(&out.body)
+                .insert(pointer, value)
+                .map_err(|why| format!("cannot add `{source}` to the body: {why}"))?;
         }
         Source::Form(name) => {
-            if !form_urlencoded::parse(&out.body).any(|(k, _)| k == name.as_str()) {
-                let mut s = form_urlencoded::Serializer::new(String::new());
-                s.append_pair(name, value);
-                if !out.body.is_empty() {
-                    out.body.push(b'&');
-                }
-                out.body.extend_from_slice(s.finish().as_bytes());
+            let mut s = form_urlencoded::Serializer::new(String::new());
+            s.append_pair(name, value);
+            if !out.body.is_empty() {
+                out.body.push(b'&');
             }
+            out.body.extend_from_slice(s.finish().as_bytes());
         }
+    }
+    Ok(())
+}
+
+/// Whether a source is in the body (a value placed there changes it).
+fn in_body(source: &Source) -> bool {
+    matches!(source, Source::Json(_) | Source::Form(_))
+}
+
+/// Whether the signature needs the value read from `source` (bound in the
+/// signed content as `part`, or named there): only such values are added.
+/// A field of the signature value itself (Stripe's `t=`) always is.
+fn signs(scheme: &Scheme, source: &Source, part: &Part) -> bool {
+    matches!(source, Source::Signature(_))
+        || scheme.signed.uses(part)
+        || scheme.signed.fields().any(|field| field == source)
+}
+
+/// Places the event time where the scheme reads it, when the signature or
+/// the scheme's default replay window needs it (Slack's header, Stripe's
+/// `t=`); a time the scheme only reads (Rye's `createdAt`) is not added.
+fn place_time(scheme: &Scheme, time: i64, out: &mut Placed) -> Result<(), String> {
+    let Some(ts) = &scheme.timestamp else {
+        return Ok(());
+    };
+    let window =
+        scheme.default_tolerance_secs.is_some_and(|t| t > 0) && scheme.timestamp_is_signed();
+    if window || signs(scheme, &ts.source, &Part::Timestamp) {
+        place(&ts.source, &ts.format.format(time), out)?;
+    }
+    Ok(())
+}
+
+/// Places the event id: `given` goes where the scheme carries an id outside
+/// the body; without it, an id is added only when the signature needs one
+/// and the delivery has none (Standard Webhooks' `webhook-id`), derived from
+/// the body so that the same body signed again is the same event. An id the
+/// body carries is the event's: nothing else is added.
+fn place_id(scheme: &Scheme, given: Option<&str>, out: &mut Placed) -> Result<(), String> {
+    let outside = scheme.id.iter().find(|s| !in_body(s));
+    if let Some(id) = given {
+        let source = outside.ok_or_else(|| match scheme.id.first() {
+            Some(source) => format!(
+                "scheme `{}` reads the event id from the body (`{source}`): write it there instead of giving --id",
+                scheme.name
+            ),
+            None => format!("scheme `{}` has no event id: drop --id", scheme.name),
+        })?;
+        return place(source, id, out);
+    }
+    if scheme.id.iter().any(|s| carried(s, out)) {
+        return Ok(());
+    }
+    // `{id}` binds the first id found: one outside the body where the scheme reads one there.
+    let source = if scheme.signed.uses(&Part::Id) {
+        outside.or(scheme.id.first())
+    } else {
+        scheme.id.iter().find(|s| signs(scheme, s, &Part::Id))
+    };
+    if let Some(source) = source {
+        let id = format!("evt_{}", hex::encode(&Sha256::digest(&out.body)[..12]));
+        place(source, &id, out)?;
     }
     Ok(())
 }
@@ -128,12 +200,8 @@ pub fn sign(scheme: &Scheme, secret: &[u8], delivery: &Delivery) -> Result<Signe
         .headers
         .push((content_type, delivery.content_type.clone()));
     placed.headers.extend(delivery.headers.iter().cloned());
-    if let Some(ts) = &scheme.timestamp {
-        place(&ts.source, &ts.format.format(delivery.time), &mut placed)?;
-    }
-    if let Some(source) = scheme.id.first() {
-        place(source, &delivery.id, &mut placed)?;
-    }
+    place_time(scheme, delivery.time, &mut placed)?;
+    place_id(scheme, delivery.id.as_deref(), &mut placed)?;
     let is_form = delivery
         .content_type
         .to_ascii_lowercase()

@@ -12,10 +12,17 @@ mod async_delivery;
 mod body;
 /// `hookgate check`.
 mod check;
+/// `hookgate check` of a file without routes, and of one with type errors
+/// beside other problems.
+mod check_whole;
+/// `/config` shows every route in one shape.
+mod config_shape;
 /// Dedup and the replay cache in memory.
 mod delivery;
 /// `hookgate demo-app` as the upstream: what it prints and answers.
 mod demo_app;
+/// The Markdown tables of the README and `docs/` are whole.
+mod docs_tables;
 /// What the upstream receives and what the client gets back; 502/504.
 mod forwarding;
 /// Header deadlines, idle connections, connection and memory limits,
@@ -58,8 +65,14 @@ mod security_remote_keys;
 /// Only signed bytes decide: replays under new unsigned ids are duplicates,
 /// and unsigned ids and types never reach the app as signed ones.
 mod security_signed;
+/// The gateway's own log: no service "exited" while it serves; one JSON line
+/// per async delivery attempt.
+mod service_log;
 /// Dedup and rate limits in a real Redis shared by two gateways; Redis down.
 mod shared_state;
+/// `hookgate sign`: bodies sent as given, the same event signed twice is one
+/// event, missing bodies and the generic scheme explained.
+mod sign_command;
 /// Request smuggling: framing tricks reach the upstream as one verified
 /// request or not at all.
 mod smuggling;

@@ -194,7 +194,12 @@ fn check_refuses_a_non_loopback_admin_listener_without_a_token() {
         )
     );
     std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
-    let (code, out) = check(&format!("{open}admin_token = \"file:admin.token\"\n"));
+    // With a route, so that no warning says nothing is served.
+    let route = "[[routes]]\nname = \"r\"\npath = \"/r\"\nupstream = \"http://127.0.0.1:9\"\n\
+                 verify = { scheme = \"rye\", secrets = [\"k\"] }\n";
+    let (code, out) = check(&format!(
+        "{open}admin_token = \"file:admin.token\"\n{route}"
+    ));
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("warning"), "{out}");
 }

@@ -18,6 +18,8 @@ use crate::verify::sign::{Delivery, SignedDelivery, sign};
 
 /// The clock, for signing and verifying alike.
 const NOW: i64 = 1_700_000_000;
+/// [`NOW`] as Rye's `createdAt` writes it.
+const CREATED_AT: &str = "2023-11-14T22:13:20Z";
 /// Cases per property: each case signs and verifies with every preset.
 const CASES: u32 = 32;
 
@@ -98,8 +100,9 @@ fn needs_json(scheme: &Scheme) -> bool {
 }
 
 /// A JSON body with the members some schemes need (Mailgun's signature token,
-/// Microsoft Graph's notification list), arbitrary values in them, and
-/// arbitrary other members.
+/// Microsoft Graph's notification list, Rye's `createdAt`: signing adds no
+/// member a scheme only reads), arbitrary values in them, and arbitrary other
+/// members.
 fn json_body() -> impl Strategy<Value = Vec<u8>> {
     let leaf = prop_oneof![
         any::<String>().prop_map(Value::from),
@@ -118,6 +121,7 @@ fn json_body() -> impl Strategy<Value = Vec<u8>> {
     (any::<String>(), any::<String>(), others).prop_map(|(token, state, others)| {
         let mut body: Map<String, Value> = others.into_iter().collect();
         body.insert("signature".into(), serde_json::json!({ "token": token }));
+        body.insert("createdAt".into(), CREATED_AT.into());
         body.insert(
             "value".into(),
             serde_json::json!([{ "subscriptionId": state }]),
@@ -141,7 +145,7 @@ fn delivery(body: &[u8], content_type: &str) -> Delivery {
         url: "https://hooks.example.com/in?x=1".into(),
         content_type: content_type.into(),
         body: body.to_vec(),
-        id: "evt_1".into(),
+        id: None,
         time: NOW,
         headers: Vec::new(),
     }
@@ -386,8 +390,9 @@ proptest! {
 /// but those inside a JWT (Monday's and Vonage's).
 #[test]
 fn the_timestamp_property_reaches_every_signed_timestamp() {
-    let json = serde_json::to_vec(&serde_json::json!({"signature": {"token": "t"}, "value": [{}]}))
-        .unwrap();
+    let json =
+        serde_json::json!({"signature": {"token": "t"}, "value": [{}], "createdAt": CREATED_AT});
+    let json = serde_json::to_vec(&json).unwrap();
     let mut reached = BTreeMap::new();
     for signer in signers() {
         let signed = signed(signer, &delivery(&json, "application/json"));
