@@ -51,6 +51,7 @@ pub struct Metrics {
     spool_dead: IntGaugeVec,
     spool_oldest: IntGaugeVec,
     spool_bytes: IntGauge,
+    spool_unrecorded: IntCounter,
     key_fetches: IntCounterVec,
     key_fetches_refused: IntCounterVec,
 }
@@ -133,6 +134,13 @@ impl Metrics {
                 "Live replay-cache entries evicted from memory because max_entries were held.",
             ),
         );
+        let spool_unrecorded = register(
+            r,
+            IntCounter::new(
+                "hookgate_spool_unrecorded_total",
+                "Async delivery attempts whose result the spool could not record when they ended (the store or Redis failed; retried until recorded), and attempts cut by the end of the shutdown grace period: each may be sent again.",
+            ),
+        );
         let spool_gauge = |name: &str, help: &str| {
             register(r, IntGaugeVec::new(Opts::new(name, help), &["route"]))
         };
@@ -178,6 +186,7 @@ impl Metrics {
                 "hookgate_spool_bytes",
                 "Bytes of the spool's max_bytes budget in use, at the time of the scrape.",
             ),
+            spool_unrecorded,
             dedup: counter(
                 r,
                 "hookgate_dedup_total",
@@ -391,6 +400,11 @@ impl Metrics {
     /// Counts a new dead letter.
     pub fn dead_letter(&self, route: &str, reason: &str) {
         self.dead_letters.with_label_values(&[route, reason]).inc();
+    }
+
+    /// Counts `n` attempt results the spool could not record when they ended.
+    pub fn spool_unrecorded(&self, n: u64) {
+        self.spool_unrecorded.inc_by(n);
     }
 
     /// Sets the spool's gauges, just before a scrape: per route, pending,

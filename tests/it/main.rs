@@ -63,6 +63,9 @@ mod shared_state;
 /// Request smuggling: framing tricks reach the upstream as one verified
 /// request or not at all.
 mod smuggling;
+/// Async delivery at its edges: a graceful stop with attempts in flight, a
+/// copy of a stored event, a result Redis could not record.
+mod spool_durability;
 /// TLS on the listener: certificates by SNI, reloads.
 mod tls;
 /// Upstream faults: 502/504 or a cut connection, counted by kind.
