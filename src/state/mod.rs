@@ -78,7 +78,7 @@ impl DedupKey {
 pub enum Claim {
     /// The key is this request's now: forward, then settle the hold.
     Claimed(Hold),
-    /// The event was delivered already.
+    /// The event was delivered already, or is stored for async delivery.
     Delivered,
     /// Another request holds the key; come back in this many seconds.
     InFlight {
@@ -247,11 +247,22 @@ impl Hold {
         self.token
     }
 
-    /// Keeps the claim past this request (an async delivery settles it
-    /// later, with [`State::mark_delivered`] or [`State::release_claim`],
-    /// by its [`Self::key`] and [`Self::token`]).
-    pub fn keep(mut self) {
+    /// Keeps the claim past this request, marked as held by a stored async
+    /// delivery: a copy of the event is a duplicate from now on. The delivery
+    /// settles it later, with [`State::mark_delivered`] or
+    /// [`State::release_claim`], by its [`Self::key`] and [`Self::token`].
+    /// Kept even when the marking fails (a copy then meets the claim in flight).
+    pub async fn stored(mut self) -> Result<(), StateError> {
         self.settled = true;
+        let state = &self.state.0;
+        match &state.redis {
+            Some(redis) => redis.stored(&self.key, self.token).await,
+            None => {
+                state.memory.stored(&self.key, self.token);
+                Ok(())
+            }
+        }
+        .map_err(|message| self.state.failed("mark", message))
     }
 }
 

@@ -8,12 +8,16 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::async_delivery::{
-    Backend, accepted, async_route, event, event_ids, on_each_backend, wait_admin, wait_requests,
+    Backend, accepted, admin, async_route, event, event_ids, on_each_backend, wait_admin,
+    wait_requests,
 };
-use crate::support::gateway::Gateway;
+use crate::support::gateway::{Gateway, free_port};
 use crate::support::upstream::{Reply, Upstream};
 
-on_each_backend!(sigterm_waits_for_the_attempts_in_flight_and_nothing_is_sent_twice);
+on_each_backend!(
+    sigterm_waits_for_the_attempts_in_flight_and_nothing_is_sent_twice,
+    a_copy_of_a_stored_event_is_a_duplicate_until_its_delivery_dies,
+);
 
 /// How many copies of each event the upstream got.
 fn copies(upstream: &Upstream) -> HashMap<String, usize> {
@@ -107,7 +111,8 @@ async fn past_the_grace_period_an_attempt_is_cut_and_made_again() {
     )
     .await;
     // Described from the start, at 0.
-    gw.metrics_with(&["hookgate_spool_unrecorded_total 0"]).await;
+    gw.metrics_with(&["hookgate_spool_unrecorded_total 0"])
+        .await;
     accepted(&event(&gw, "evt_cut").await);
     wait_requests(&upstream, 1).await;
     let signalled = Instant::now();
@@ -122,4 +127,40 @@ async fn past_the_grace_period_an_attempt_is_cut_and_made_again() {
     assert_eq!(event_ids(&got), ["evt_cut", "evt_cut"]);
     assert_eq!(got[1].header("x-webhook-attempt"), "1");
     wait_admin(&gw, "/deliveries", |l| l == &json!([])).await;
+}
+
+async fn a_copy_of_a_stored_event_is_a_duplicate_until_its_delivery_dies(backend: Backend) {
+    // The app is down: the delivery stays pending, its claim held.
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let retry = "min_backoff_ms = 60000\nmax_backoff_ms = 60000";
+    let routes = async_route(&down, retry, "dedup = { ttl_secs = 60 }");
+    let gw = backend.gateway(&routes, "").await;
+    let id = accepted(&event(&gw, "evt_copy").await);
+    wait_admin(&gw, &format!("/deliveries/{id}"), |d| d["attempts"] == 1).await;
+    // Stored, so ours: the provider's copy is answered as delivered.
+    for _ in 0..3 {
+        let copy = event(&gw, "evt_copy").await;
+        assert_eq!(
+            (copy.status, copy.json()),
+            (200, json!({"status": "duplicate"})),
+            "{}",
+            copy.text()
+        );
+    }
+    gw.metrics_with(&[
+        r#"hookgate_dedup_total{result="duplicate",route="hook"} 3"#,
+        r#"hookgate_requests_total{outcome="accepted",route="hook"} 1"#,
+    ])
+    .await;
+    let text = gw.metrics().await;
+    assert!(!text.contains(r#"result="in_progress""#), "{text}");
+    // Deleted (as a dead letter would be): the claim is given back, and the
+    // provider's next copy is accepted again.
+    assert_eq!(
+        admin(&gw, "DELETE", &format!("/deliveries/{id}"))
+            .await
+            .status,
+        200
+    );
+    accepted(&event(&gw, "evt_copy").await);
 }
