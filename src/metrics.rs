@@ -138,7 +138,7 @@ impl Metrics {
             r,
             IntCounter::new(
                 "hookgate_spool_unrecorded_total",
-                "Async delivery attempts whose result the spool could not record when they ended (the store or Redis failed; retried until recorded), and attempts cut by the end of the shutdown grace period: each may be sent again.",
+                "Async delivery attempts whose result the spool could not record when they ended (the local store or Redis failed); each is tried again until recorded, and may be sent again if the gateway stops first.",
             ),
         );
         let spool_gauge = |name: &str, help: &str| {
@@ -402,13 +402,13 @@ impl Metrics {
         self.dead_letters.with_label_values(&[route, reason]).inc();
     }
 
-    /// Counts `n` attempt results the spool could not record when they ended.
-    pub fn spool_unrecorded(&self, n: u64) {
-        self.spool_unrecorded.inc_by(n);
+    /// Counts an attempt's result the spool could not record when it ended.
+    pub fn spool_unrecorded(&self) {
+        self.spool_unrecorded.inc();
     }
 
     /// Sets the spool's gauges, just before a scrape: per route, pending,
-    /// dead and the oldest pending's age; the budget in use.
+    /// dead and the oldest pending's age; the budget used by what is stored.
     pub fn set_spool(&self, depths: &BTreeMap<String, Depth>, bytes: u64) {
         for gauge in [&self.spool_pending, &self.spool_dead, &self.spool_oldest] {
             gauge.reset();

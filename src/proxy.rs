@@ -32,7 +32,7 @@ use crate::routes::{self, Match};
 use crate::runtime::{Route, RuntimeConfig};
 use crate::scheme::remote::HttpsUrl;
 use crate::spool::request::StoredRequest;
-use crate::spool::{DeliveryId, KeptClaim, Refused, Spool};
+use crate::spool::{self, DeliveryId, KeptClaim, Refused, Spool};
 use crate::state::{self, Claim, DedupKey, Hold, Rate, State};
 use crate::verify::mac::KeyedMac;
 use crate::verify::remote::RemoteKeys;
@@ -354,17 +354,25 @@ impl Gateway {
                 (accepted(id), Outcome::Accepted)
             }
             Err(refused) => {
+                let name = &route.name;
                 let code = match refused {
                     Refused::Full => {
-                        log::warn!("route {}: the spool is full", route.name);
+                        if let Some(more) = spool::LOG.check(&format!("{name}: spool full")) {
+                            log::warn!("route {name}: the spool is full{more}");
+                        }
                         ErrorCode::SpoolFull
                     }
                     Refused::Failed(e) => {
-                        log::error!("route {}: {e}", route.name);
+                        if let Some(more) = spool::LOG.check(&format!("{name}: spool failed")) {
+                            log::error!("route {name}: {e}{more}");
+                        }
                         ErrorCode::SpoolFull
                     }
                     Refused::Unavailable(e) => {
-                        log::error!("route {}: {e}", route.name);
+                        if let Some(more) = spool::LOG.check(&format!("{name}: spool unavailable"))
+                        {
+                            log::error!("route {name}: {e}{more}");
+                        }
                         ErrorCode::StateUnavailable
                     }
                 };

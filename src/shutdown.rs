@@ -14,7 +14,6 @@ use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 
-use crate::metrics::Metrics;
 use crate::record::Observers;
 
 /// How often the drain checks the requests in flight.
@@ -167,8 +166,8 @@ impl ShutdownSignalWatch for SignalWatch {
 /// a moment (an attempt counts until its result is recorded), the grace
 /// period is over, or a second SIGTERM or a SIGINT asks to stop now; then
 /// flushes the access log and exits 0. Attempts still in flight then are cut:
-/// their results are not recorded, so they will be made again (counted in
-/// `hookgate_spool_unrecorded_total` and logged).
+/// their results are not recorded, so they will be made again (logged: a
+/// metric would go with the process).
 fn drain(observers: &Observers, grace: Duration) {
     let (requests, attempts) = (&observers.in_flight, &observers.attempts);
     let count = || requests.count() + attempts.count();
@@ -203,7 +202,7 @@ fn drain(observers: &Observers, grace: Duration) {
             log::warn!(
                 "signalled again: exiting with {} request(s) in flight; {}",
                 requests.count(),
-                cut(attempts, &observers.metrics)
+                cut(attempts)
             );
             break;
         }
@@ -212,7 +211,7 @@ fn drain(observers: &Observers, grace: Duration) {
                 "grace period of {}s over with {} request(s) still in flight; {}; exiting",
                 grace.as_secs(),
                 requests.count(),
-                cut(attempts, &observers.metrics)
+                cut(attempts)
             );
             break;
         }
@@ -222,10 +221,9 @@ fn drain(observers: &Observers, grace: Duration) {
     std::process::exit(0);
 }
 
-/// Counts the attempts in flight as unrecorded, and says so.
-fn cut(attempts: &InFlight, metrics: &Metrics) -> String {
+/// What exiting now does to the attempts in flight.
+fn cut(attempts: &InFlight) -> String {
     let n = attempts.count();
-    metrics.spool_unrecorded(n as u64);
     format!(
         "{n} delivery attempt(s) cut before their results were recorded \
          (each will be made again: a possible duplicate)"

@@ -16,7 +16,7 @@ use pingora::services::background::BackgroundService;
 use rand::Rng;
 use tokio::task::JoinSet;
 
-use super::{Finished, Meta, Spool, Status, fleet, now_ms};
+use super::{Finished, LOG, Meta, Spool, Status, fleet, now_ms};
 use crate::forward::{ForwardError, Forwarder, pool};
 use crate::record::UpstreamError;
 use crate::reload::ConfigStore;
@@ -27,7 +27,8 @@ use crate::shutdown::{Draining, InFlight};
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// Response body bytes an attempt reads and drops before closing the connection.
 const DISCARD_LIMIT: usize = 1024 * 1024;
-/// How long a delivery whose request could not be read waits for the next try.
+/// How long a delivery whose request could not be read waits for the next try
+/// (nothing recorded: it was not attempted).
 const STORE_RETRY_MS: u64 = 1000;
 
 /// The deliverer as a pingora background service.
@@ -184,9 +185,11 @@ async fn attempt(context: &Context, mut meta: Meta, route: &Route) {
             return spool.finish(Finished::Vanished(meta)).await;
         }
         Err(e) => {
-            log::error!("{e}");
+            if let Some(more) = LOG.check("spool read") {
+                log::error!("{e}{more}");
+            }
             meta.next_ms = now.saturating_add(STORE_RETRY_MS);
-            return spool.finish(Finished::Kept(meta)).await;
+            return spool.finish(Finished::Untried(meta)).await;
         }
     };
     meta.attempts = meta.attempts.saturating_add(1);
@@ -210,12 +213,14 @@ async fn attempt(context: &Context, mut meta: Meta, route: &Route) {
             Answer::Status(status, retry_after)
         }
         Err(ForwardError::BeforeResponse(_, kind, e)) => {
-            log::info!(
-                "route {}: delivery {} attempt {}: {e}",
-                route.name,
-                meta.shown_id(),
-                meta.attempts
-            );
+            if let Some(more) = LOG.check(&format!("{}: attempt {}", route.name, kind.as_str())) {
+                log::info!(
+                    "route {}: delivery {} attempt {}: {e}{more}",
+                    route.name,
+                    meta.shown_id(),
+                    meta.attempts
+                );
+            }
             Answer::Failed(kind)
         }
         Err(ForwardError::AfterResponse(_)) => Answer::Failed(UpstreamError::Broken),
@@ -267,12 +272,14 @@ fn past_age(meta: &Meta, policy: &RetryPolicy, at: u64) -> bool {
 
 /// Makes a delivery a dead letter, counted with `reason`.
 fn dead(mut meta: Meta, reason: &str, metrics: &crate::metrics::Metrics) -> Finished {
-    log::warn!(
-        "route {}: delivery {} is dead ({reason}) after {} attempt(s)",
-        meta.route,
-        meta.shown_id(),
-        meta.attempts
-    );
+    if let Some(more) = LOG.check(&format!("{}: dead {reason}", meta.route)) {
+        log::warn!(
+            "route {}: delivery {} is dead ({reason}) after {} attempt(s){more}",
+            meta.route,
+            meta.shown_id(),
+            meta.attempts
+        );
+    }
     meta.status = Status::Dead;
     if meta.last_error.is_none() {
         meta.last_error = Some(reason.to_owned());

@@ -20,7 +20,7 @@ on_each_backend!(
 );
 
 /// How many copies of each event the upstream got.
-fn copies(upstream: &Upstream) -> HashMap<String, usize> {
+pub fn copies(upstream: &Upstream) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for id in event_ids(&upstream.requests()) {
         *seen.entry(id).or_insert(0) += 1;
@@ -163,4 +163,34 @@ async fn a_copy_of_a_stored_event_is_a_duplicate_until_its_delivery_dies(backend
         200
     );
     accepted(&event(&gw, "evt_copy").await);
+}
+
+#[tokio::test]
+async fn a_result_redis_could_not_record_is_counted_and_recorded_once_it_is_back() {
+    let upstream = Upstream::with_reply(Reply {
+        delay: Duration::from_secs(1),
+        ..Reply::default()
+    })
+    .await;
+    let mut backend = Backend::redis().await;
+    let routes = async_route(&upstream.url(), "min_backoff_ms = 20", "");
+    let gw = backend.gateway(&routes, "").await;
+    gw.metrics_with(&["hookgate_spool_unrecorded_total 0"])
+        .await;
+    accepted(&event(&gw, "evt_unrecorded").await);
+    wait_requests(&upstream, 1).await;
+    // Redis dies while the app works on it: its 2xx cannot be recorded.
+    let Backend::Redis(redis) = &mut backend else {
+        unreachable!()
+    };
+    redis.stop();
+    gw.metrics_with(&["hookgate_spool_unrecorded_total 1"])
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.resume().await;
+    // Recorded once Redis is back: not sent again, by this gateway or any.
+    wait_admin(&gw, "/deliveries", |l| l == &json!([])).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    each_once(&upstream, &["evt_unrecorded".to_owned()]);
+    gw.wait_log("is recorded now", 1).await;
 }
