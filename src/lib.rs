@@ -19,7 +19,8 @@
 //! - [`serve`], [`proxy`], [`body`], [`forward`], [`reload`], [`watch`],
 //!   [`server`], [`shutdown`]: the pingora shell.
 //! - [`spool`]: async delivery: the durable store, group commit, the deliverer.
-//! - [`admin`], [`metrics`], [`access_log`], [`record`]: what an operator sees.
+//! - [`admin`], [`metrics`], [`access_log`], [`record`], [`log_limit`]: what
+//!   an operator sees.
 //! - [`demo`]: `hookgate demo-app`, a stand-in app to try the gateway with.
 //!
 //! # Request lifecycle
@@ -54,6 +55,7 @@ pub mod headers;
 pub mod json;
 pub mod keys;
 pub mod limits;
+pub mod log_limit;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

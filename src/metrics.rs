@@ -51,6 +51,7 @@ pub struct Metrics {
     spool_dead: IntGaugeVec,
     spool_oldest: IntGaugeVec,
     spool_bytes: IntGauge,
+    spool_unrecorded: IntCounter,
     key_fetches: IntCounterVec,
     key_fetches_refused: IntCounterVec,
 }
@@ -133,6 +134,13 @@ impl Metrics {
                 "Live replay-cache entries evicted from memory because max_entries were held.",
             ),
         );
+        let spool_unrecorded = register(
+            r,
+            IntCounter::new(
+                "hookgate_spool_unrecorded_total",
+                "Async delivery attempts whose result the spool could not record when they ended (the local store or Redis failed); each is tried again until recorded, and may be sent again if the gateway stops first.",
+            ),
+        );
         let spool_gauge = |name: &str, help: &str| {
             register(r, IntGaugeVec::new(Opts::new(name, help), &["route"]))
         };
@@ -178,6 +186,7 @@ impl Metrics {
                 "hookgate_spool_bytes",
                 "Bytes of the spool's max_bytes budget in use, at the time of the scrape.",
             ),
+            spool_unrecorded,
             dedup: counter(
                 r,
                 "hookgate_dedup_total",
@@ -393,8 +402,13 @@ impl Metrics {
         self.dead_letters.with_label_values(&[route, reason]).inc();
     }
 
+    /// Counts an attempt's result the spool could not record when it ended.
+    pub fn spool_unrecorded(&self) {
+        self.spool_unrecorded.inc();
+    }
+
     /// Sets the spool's gauges, just before a scrape: per route, pending,
-    /// dead and the oldest pending's age; the budget in use.
+    /// dead and the oldest pending's age; the budget used by what is stored.
     pub fn set_spool(&self, depths: &BTreeMap<String, Depth>, bytes: u64) {
         for gauge in [&self.spool_pending, &self.spool_dead, &self.spool_oldest] {
             gauge.reset();

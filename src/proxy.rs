@@ -32,7 +32,7 @@ use crate::routes::{self, Match};
 use crate::runtime::{Route, RuntimeConfig};
 use crate::scheme::remote::HttpsUrl;
 use crate::spool::request::StoredRequest;
-use crate::spool::{DeliveryId, KeptClaim, Refused, Spool};
+use crate::spool::{self, DeliveryId, KeptClaim, Refused, Spool};
 use crate::state::{self, Claim, DedupKey, Hold, Rate, State};
 use crate::verify::mac::KeyedMac;
 use crate::verify::remote::RemoteKeys;
@@ -211,7 +211,8 @@ impl Gateway {
     }
 
     /// Delivers an admitted request: on a dedup route, claims its event first
-    /// (a delivered one is answered `duplicate`, one in flight 409), then
+    /// (one delivered, or stored for async delivery, is answered `duplicate`;
+    /// one in flight 409), then
     /// forwards it (marking the event delivered on an upstream 2xx, else
     /// releasing it) or, on an async route, enqueues it (the claim is kept
     /// until the deliverer settles it).
@@ -293,7 +294,8 @@ impl Gateway {
     /// Stores an async route's request as it would be forwarded (without
     /// `Host`, which the route's upstream gives at each attempt) and answers
     /// 202 `{"status":"accepted","id":ID}` once it is durable; 503
-    /// `spool_full` when it cannot be stored. A dedup claim is kept with it.
+    /// `spool_full` when it cannot be stored. A dedup claim is kept with it,
+    /// marked stored before the 202.
     async fn enqueue(
         &self,
         session: &mut Session,
@@ -344,23 +346,34 @@ impl Gateway {
         {
             Ok(id) => {
                 // The delivery holds the claim now; the deliverer settles it.
-                if let Some((hold, _)) = settle {
-                    hold.keep();
+                // Marked before the 202: a copy from then on is a duplicate.
+                if let Some((hold, _)) = settle
+                    && let Err(e) = hold.stored().await
+                {
+                    record.state_error = Some(e.op);
                 }
                 (accepted(id), Outcome::Accepted)
             }
             Err(refused) => {
+                let name = &route.name;
                 let code = match refused {
                     Refused::Full => {
-                        log::warn!("route {}: the spool is full", route.name);
+                        if let Some(more) = spool::LOG.check(&format!("{name}: spool full")) {
+                            log::warn!("route {name}: the spool is full{more}");
+                        }
                         ErrorCode::SpoolFull
                     }
                     Refused::Failed(e) => {
-                        log::error!("route {}: {e}", route.name);
+                        if let Some(more) = spool::LOG.check(&format!("{name}: spool failed")) {
+                            log::error!("route {name}: {e}{more}");
+                        }
                         ErrorCode::SpoolFull
                     }
                     Refused::Unavailable(e) => {
-                        log::error!("route {}: {e}", route.name);
+                        if let Some(more) = spool::LOG.check(&format!("{name}: spool unavailable"))
+                        {
+                            log::error!("route {name}: {e}{more}");
+                        }
                         ErrorCode::StateUnavailable
                     }
                 };

@@ -1,6 +1,8 @@
-//! Graceful shutdown: counts the requests in flight and, on SIGTERM, lets pingora
-//! stop accepting, then exits 0 as soon as the last request has finished, or when
-//! the grace period runs out, instead of pingora's fixed sleep.
+//! Graceful shutdown: counts the requests and async delivery attempts in
+//! flight and, on SIGTERM, lets pingora stop accepting and the deliverer stop
+//! starting attempts, then exits 0 as soon as the last request has finished
+//! and the last attempt's result is recorded, or when the grace period runs
+//! out, instead of pingora's fixed sleep.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -10,8 +12,8 @@ use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
 
-use crate::access_log::AccessLog;
 use crate::record::Observers;
 
 /// How often the drain checks the requests in flight.
@@ -51,16 +53,35 @@ impl Drop for InFlightGuard {
 
 /// Process state the admin listener reports: whether a shutdown has begun.
 #[derive(Debug, Clone, Default)]
-pub struct Draining(Arc<AtomicBool>);
+pub struct Draining(Arc<DrainingFlag>);
+
+#[derive(Debug, Default)]
+struct DrainingFlag {
+    set: AtomicBool,
+    begun: Notify,
+}
 
 impl Draining {
     /// Whether SIGTERM (or SIGINT) was received.
     pub fn is_draining(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.set.load(Ordering::Acquire)
+    }
+
+    /// Waits until the shutdown has begun.
+    pub async fn begun(&self) {
+        loop {
+            // Made before the flag is read, so a start in between wakes it.
+            let begun = self.0.begun.notified();
+            if self.is_draining() {
+                return;
+            }
+            begun.await;
+        }
     }
 
     fn start(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.set.store(true, Ordering::Release);
+        self.0.begun.notify_waiters();
     }
 }
 
@@ -128,15 +149,11 @@ impl ShutdownSignalWatch for SignalWatch {
         };
         self.observers.draining.start();
         if matches!(shutdown, ShutdownSignal::GracefulTerminate) {
-            let in_flight = [
-                self.observers.in_flight.clone(),
-                self.observers.attempts.clone(),
-            ];
-            let access_log = self.observers.access_log.clone();
+            let observers = self.observers.clone();
             let grace = self.grace;
             let spawned = std::thread::Builder::new()
                 .name("drain".into())
-                .spawn(move || drain(&in_flight, &access_log, grace));
+                .spawn(move || drain(&observers, grace));
             if let Err(e) = spawned {
                 log::error!("cannot start the drain; waiting the whole grace period: {e}");
             }
@@ -145,21 +162,27 @@ impl ShutdownSignalWatch for SignalWatch {
     }
 }
 
-/// Waits until no request (nor async delivery attempt) has been in flight for
-/// a moment, the grace period is over, or a second SIGTERM or a SIGINT asks to
-/// stop now; then flushes the access log and exits 0.
-fn drain(in_flight: &[InFlight; 2], access_log: &AccessLog, grace: Duration) {
-    let count = || in_flight.iter().map(InFlight::count).sum::<usize>();
+/// Waits until no request nor async delivery attempt has been in flight for
+/// a moment (an attempt counts until its result is recorded), the grace
+/// period is over, or a second SIGTERM or a SIGINT asks to stop now; then
+/// flushes the access log and exits 0. Attempts still in flight then are cut:
+/// their results are not recorded, so they will be made again (logged: a
+/// metric would go with the process).
+fn drain(observers: &Observers, grace: Duration) {
+    let (requests, attempts) = (&observers.in_flight, &observers.attempts);
+    let count = || requests.count() + attempts.count();
     let again = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&again)) {
             log::warn!("cannot watch for a second signal during the drain: {e}");
         }
     }
+    let (first_requests, first_attempts) = (requests.count(), attempts.count());
     log::info!(
-        "SIGTERM: not accepting new connections; waiting up to {}s for {} request(s) in flight",
+        "SIGTERM: not accepting new connections nor starting delivery attempts; \
+         waiting up to {}s for {first_requests} request(s) in flight and \
+         {first_attempts} delivery attempt(s) in flight",
         grace.as_secs(),
-        count()
     );
     let start = Instant::now();
     let mut idle_since = None;
@@ -168,28 +191,43 @@ fn drain(in_flight: &[InFlight; 2], access_log: &AccessLog, grace: Duration) {
         if count() > 0 {
             idle_since = None;
         } else if now.duration_since(*idle_since.get_or_insert(now)) >= DRAIN_QUIET {
-            log::info!("drained in {:?}; exiting", start.elapsed());
+            log::info!(
+                "drained in {:?}: {first_requests} request(s) and {first_attempts} delivery \
+                 attempt(s) finished, their results recorded; exiting",
+                start.elapsed()
+            );
             break;
         }
         if again.load(Ordering::Acquire) {
             log::warn!(
-                "signalled again: exiting with {} request(s) in flight",
-                count()
+                "signalled again: exiting with {} request(s) in flight; {}",
+                requests.count(),
+                cut(attempts)
             );
             break;
         }
         if now.duration_since(start) >= grace {
             log::warn!(
-                "grace period of {}s over with {} request(s) still in flight; exiting",
+                "grace period of {}s over with {} request(s) still in flight; {}; exiting",
                 grace.as_secs(),
-                count()
+                requests.count(),
+                cut(attempts)
             );
             break;
         }
         std::thread::sleep(DRAIN_POLL);
     }
-    access_log.flush(LOG_FLUSH);
+    observers.access_log.flush(LOG_FLUSH);
     std::process::exit(0);
+}
+
+/// What exiting now does to the attempts in flight.
+fn cut(attempts: &InFlight) -> String {
+    let n = attempts.count();
+    format!(
+        "{n} delivery attempt(s) cut before their results were recorded \
+         (each will be made again: a possible duplicate)"
+    )
 }
 
 #[cfg(test)]

@@ -15,8 +15,9 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use rand::Rng;
 use serde::Serialize;
+use tokio::task::JoinSet;
 
-use super::{Finished, Meta, Spool, Status, fleet, now_ms};
+use super::{Finished, LOG, Meta, Spool, Status, fleet, now_ms};
 use crate::forward::{ForwardError, Forwarder, pool};
 use crate::record::UpstreamError;
 use crate::reload::ConfigStore;
@@ -27,7 +28,8 @@ use crate::shutdown::{Draining, InFlight};
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// Response body bytes an attempt reads and drops before closing the connection.
 const DISCARD_LIMIT: usize = 1024 * 1024;
-/// How long a delivery whose request could not be read waits for the next try.
+/// How long a delivery whose request could not be read waits for the next try
+/// (nothing recorded: it was not attempted).
 const STORE_RETRY_MS: u64 = 1000;
 
 /// The deliverer as a pingora background service.
@@ -92,8 +94,9 @@ struct Context {
     forwarder: Forwarder,
 }
 
-/// Starts due attempts until the shutdown begins; the process exit ends the
-/// attempts in flight (the drain waits for them within the grace period).
+/// Starts due attempts until the shutdown begins; then waits for the
+/// attempts in flight to finish and their results to be recorded (the drain
+/// exits the process once they are, or when the grace period is over).
 async fn run(context: Arc<Context>) {
     tokio::spawn(pool::sweep_forever());
     if context.spool.fleet().is_some() {
@@ -103,12 +106,9 @@ async fn run(context: Arc<Context>) {
             context.draining.clone(),
         ));
     }
+    let mut attempts = JoinSet::new();
     let mut routes: (u64, HashMap<String, Arc<Route>>) = (0, HashMap::new());
-    loop {
-        if context.draining.is_draining() {
-            log::info!("deliverer: shutting down; pending deliveries stay queued");
-            return;
-        }
+    while !context.draining.is_draining() {
         let config = context.store.snapshot();
         if routes.0 != config.generation || routes.1.is_empty() {
             let by_name = config
@@ -124,16 +124,34 @@ async fn run(context: Arc<Context>) {
             .take_due(now, |name| routes.1.get(name).cloned());
         for (meta, route) in due {
             let context = Arc::clone(&context);
-            tokio::spawn(async move { attempt(&context, meta, &route).await });
+            // Counted from now, so the drain never misses one about to start.
+            let counted = context.attempts.enter();
+            attempts.spawn(async move {
+                attempt(&context, meta, &route).await;
+                drop(counted);
+            });
         }
+        while attempts.try_join_next().is_some() {}
         let wait = next.map_or(IDLE_CHECK, |at| {
             Duration::from_millis(at.saturating_sub(now)).min(IDLE_CHECK)
         });
         tokio::select! {
             () = context.spool.woken() => {}
             () = tokio::time::sleep(wait) => {}
+            () = context.draining.begun() => {}
         }
     }
+    log::info!(
+        "deliverer: shutting down: no new attempt starts; waiting for {} attempt(s) in flight; \
+         pending deliveries stay queued",
+        attempts.len()
+    );
+    if context.spool.fleet().is_some() {
+        // Else another gateway would take them over while the app works on them.
+        tokio::spawn(fleet::hold(context.spool.clone()));
+    }
+    while attempts.join_next().await.is_some() {}
+    log::info!("deliverer: every attempt has finished and its result is recorded");
 }
 
 /// What an attempt got.
@@ -146,7 +164,6 @@ enum Answer {
 
 /// Attempts one delivery and settles it.
 async fn attempt(context: &Context, mut meta: Meta, route: &Route) {
-    let _counted = context.attempts.enter();
     let default_policy;
     let policy = match route.delivery.as_deref() {
         Some(policy) => policy,
@@ -172,9 +189,11 @@ async fn attempt(context: &Context, mut meta: Meta, route: &Route) {
             return spool.finish(Finished::Vanished(meta)).await;
         }
         Err(e) => {
-            log::error!("{e}");
+            if let Some(more) = LOG.check("spool read") {
+                log::error!("{e}{more}");
+            }
             meta.next_ms = now.saturating_add(STORE_RETRY_MS);
-            return spool.finish(Finished::Kept(meta)).await;
+            return spool.finish(Finished::Untried(meta)).await;
         }
     };
     meta.attempts = meta.attempts.saturating_add(1);
@@ -335,12 +354,14 @@ fn past_age(meta: &Meta, policy: &RetryPolicy, at: u64) -> bool {
 
 /// Makes a delivery a dead letter, counted with `reason`.
 fn dead(mut meta: Meta, reason: &str, metrics: &crate::metrics::Metrics) -> Finished {
-    log::warn!(
-        "route {}: delivery {} is dead ({reason}) after {} attempt(s)",
-        meta.route,
-        meta.shown_id(),
-        meta.attempts
-    );
+    if let Some(more) = LOG.check(&format!("{}: dead {reason}", meta.route)) {
+        log::warn!(
+            "route {}: delivery {} is dead ({reason}) after {} attempt(s){more}",
+            meta.route,
+            meta.shown_id(),
+            meta.attempts
+        );
+    }
     meta.status = Status::Dead;
     if meta.last_error.is_none() {
         meta.last_error = Some(reason.to_owned());

@@ -805,6 +805,30 @@ pub async fn feed(spool: Spool, config: ConfigStore, draining: Draining) {
     }
 }
 
+/// During a graceful stop, once the reader has stopped: keeps the
+/// deliveries this gateway is attempting its own (touched every third of
+/// `claim_after_secs`), so no other gateway takes them over while the app is
+/// still working on them, and lets go of those it is not attempting, left to
+/// the usual takeover. Runs until the deliverer is done.
+pub async fn hold(spool: Spool) {
+    let Some(fleet) = spool.fleet() else { return };
+    let mut failing = false;
+    loop {
+        let owned: Vec<u64> = spool.owned().into_values().flatten().collect();
+        // Only those being attempted stay in the index.
+        spool.disown(&owned);
+        match fleet.heartbeat(&spool).await {
+            Ok(()) => failing = false,
+            Err(e) if !failing => {
+                log::error!("spool: {e}");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(fleet.claim_after / 3).await;
+    }
+}
+
 /// One turn of the reader.
 async fn turn(
     fleet: &Fleet,

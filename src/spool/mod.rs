@@ -14,6 +14,13 @@
 //! Either way the deliveries this gateway owns are indexed in memory (their
 //! records, not their requests), and the deliverer takes due ones from there;
 //! requests are read from the backend at each attempt.
+//!
+//! The index changes only once the backend has: a new delivery is indexed
+//! once stored, and an attempt counts as in flight until its result is
+//! recorded, tried again until the backend takes it (the local store is
+//! reopened by itself after an I/O error, such as a full disk). So a
+//! delivery whose success could not be recorded yet is not sent again
+//! meanwhile, and the budget counts what is stored.
 
 pub mod deliver;
 pub mod fleet;
@@ -24,12 +31,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::runtime::{Route, RuntimeConfig, SpoolBackend, SpoolSettings};
 use crate::state::{DedupKey, State};
@@ -45,6 +53,18 @@ const COMMIT_QUEUE: usize = 4096;
 const MAX_GROUP: usize = 1024;
 /// Most records a listing returns.
 pub const MAX_LISTED: usize = 1000;
+/// How long a broken local store waits between attempts to open it again.
+const REOPEN_EVERY: Duration = Duration::from_millis(250);
+/// How long new deliveries are refused at once after one failed on an I/O
+/// error (a full disk); then one is tried again.
+const INSERT_PAUSE_MS: u64 = 1000;
+/// The first and the longest wait before an attempt's result is recorded again.
+const RECORD_RETRY_MIN: Duration = Duration::from_millis(50);
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// The spool's repeated errors (a full disk, Redis down), logged once per
+/// kind per 10 s with a count.
+pub(crate) static LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
 
 /// Whether a delivery is still being tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +239,9 @@ pub enum Finished {
     Kept(Meta),
     /// The request was not in the store: the record is dropped.
     Vanished(Meta),
+    /// Not attempted (its request could not be read): tried again at
+    /// `next_ms`, nothing recorded.
+    Untried(Meta),
 }
 
 /// Deliveries per route for the metrics: pending, dead, the oldest pending's age.
@@ -235,8 +258,11 @@ pub struct Depth {
 /// A group of changes and who waits for them.
 struct Job {
     ops: Vec<Op>,
-    done: oneshot::Sender<Result<(), StoreError>>,
+    done: Done,
 }
+
+/// Where a job's result goes.
+type Done = oneshot::Sender<Result<(), StoreError>>;
 
 /// The spool; cheap to clone.
 #[derive(Clone)]
@@ -256,14 +282,31 @@ enum Backend {
     Fleet(Box<Fleet>),
 }
 
-/// The `local` backend: the store, opened on first use, and its committer.
+/// The `local` backend: the store, opened on first use and again after an
+/// I/O error, and its committer.
 struct LocalBackend {
     dir: std::path::PathBuf,
-    store: Mutex<Option<Arc<dyn Store>>>,
+    store: RwLock<Slot>,
     commits: mpsc::Sender<Job>,
+    /// Bytes of the budget used by what is stored (and by new deliveries
+    /// being stored).
     used: AtomicU64,
     max_bytes: u64,
     next_id: AtomicU64,
+    /// Until when (unix ms) new deliveries are refused without trying: the
+    /// last one failed on an I/O error.
+    paused_until: AtomicU64,
+}
+
+/// The local store, when open.
+#[derive(Default)]
+struct Slot {
+    store: Option<Box<dyn Store>>,
+    /// Whether the index was loaded (at the first open; a reopened store
+    /// holds what the index says).
+    loaded: bool,
+    /// After a failed open: not tried again before then, and why it failed.
+    retry: Option<(Instant, StoreError)>,
 }
 
 impl fmt::Debug for Spool {
@@ -352,11 +395,12 @@ impl Spool {
         let backend = match &settings.backend {
             SpoolBackend::Local(dir) => Backend::Local(LocalBackend {
                 dir: dir.clone(),
-                store: Mutex::new(None),
+                store: RwLock::new(Slot::default()),
                 commits,
                 used: AtomicU64::new(0),
                 max_bytes: settings.max_bytes,
                 next_id: AtomicU64::new(0),
+                paused_until: AtomicU64::new(0),
             }),
             SpoolBackend::Redis(fleet) => {
                 Backend::Fleet(Box::new(Fleet::new(fleet, settings.max_bytes)?))
@@ -371,7 +415,7 @@ impl Spool {
         }));
         if let Backend::Local(local) = &spool.0.backend {
             if open_now || exists(&local.dir) {
-                spool.store().map_err(|e| e.to_string())?;
+                spool.with_store(|_| Ok(())).map_err(|e| e.to_string())?;
             }
             // The committer holds the spool weakly: when the last handle is
             // gone, the channel closes and the thread ends.
@@ -392,16 +436,76 @@ impl Spool {
         }
     }
 
-    /// The local store, opened (and the index loaded from it) on first use.
-    fn store(&self) -> Result<Arc<dyn Store>, StoreError> {
+    /// Runs `f` on the local store: opened (and the index loaded from it) on
+    /// first use; closed and opened again once an I/O error broke it (redb's
+    /// way back), at most every [`REOPEN_EVERY`] while opening fails.
+    fn with_store<T>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let Backend::Local(local) = &self.0.backend else {
             return Err(StoreError("the spool is not local".to_owned()));
         };
-        let mut slot = local.store.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(store) = &*slot {
-            return Ok(Arc::clone(store));
+        {
+            let slot = local.store.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(store) = slot.store.as_deref()
+                && !store.broken()
+            {
+                return f(store);
+            }
         }
-        let store: Arc<dyn Store> = Arc::new(Local::open(&local.dir)?);
+        let mut slot = local.store.write().unwrap_or_else(|e| e.into_inner());
+        if slot.store.as_deref().is_some_and(|s| s.broken()) {
+            // Closed before it is opened again: redb allows one handle per file.
+            slot.store = None;
+            if let Some(more) = LOG.check("spool reopen") {
+                log::warn!(
+                    "spool {}: an I/O error broke the store; opening it again{more}",
+                    local.dir.display()
+                );
+            }
+        }
+        if slot.store.is_none() {
+            if let Some((at, e)) = &slot.retry
+                && Instant::now() < *at
+            {
+                return Err(e.clone());
+            }
+            let opened = Local::open(&local.dir).and_then(|store| {
+                if !slot.loaded {
+                    self.load(local, &store)?;
+                }
+                Ok(store)
+            });
+            match opened {
+                Ok(store) => {
+                    if slot.loaded {
+                        if let Some(more) = LOG.check("spool reopened") {
+                            log::info!(
+                                "spool {}: the store is open again{more}",
+                                local.dir.display()
+                            );
+                        }
+                    }
+                    slot.loaded = true;
+                    slot.retry = None;
+                    slot.store = Some(Box::new(store));
+                    self.0.wake.notify_one();
+                }
+                Err(e) => {
+                    slot.retry = Some((Instant::now() + REOPEN_EVERY, e.clone()));
+                    return Err(e);
+                }
+            }
+        }
+        match slot.store.as_deref() {
+            Some(store) => f(store),
+            None => Err(StoreError("the store is not open".to_owned())),
+        }
+    }
+
+    /// Loads the index from the store, at its first open.
+    fn load(&self, local: &LocalBackend, store: &Local) -> Result<(), StoreError> {
         let metas = store.metas()?;
         let mut queue = self.queue();
         let mut used = 0u64;
@@ -424,9 +528,7 @@ impl Spool {
             "spool {}: {pending} pending deliveries, {used} bytes",
             local.dir.display()
         );
-        *slot = Some(Arc::clone(&store));
-        self.0.wake.notify_one();
-        Ok(store)
+        Ok(())
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
@@ -487,8 +589,15 @@ impl Spool {
             }
             Backend::Local(local) => local,
         };
-        if let Err(e) = self.store() {
+        if let Err(e) = self.with_store(|_| Ok(())) {
             return Err(Refused::Failed(e));
+        }
+        if local.paused_until.load(Ordering::Acquire) > now {
+            return Err(Refused::Failed(StoreError(
+                "the last new delivery failed on an I/O error (a full disk?); \
+                 new ones are refused for a moment"
+                    .to_owned(),
+            )));
         }
         let cost = meta.cost();
         let max = local.max_bytes;
@@ -622,54 +731,37 @@ impl Spool {
     /// A delivery's request, as stored.
     pub async fn request(&self, id: u64) -> Result<Option<StoredRequest>, StoreError> {
         let bytes = match &self.0.backend {
-            Backend::Local(_) => self.store()?.request(id)?,
+            Backend::Local(_) => self.with_store(|store| store.request(id))?,
             Backend::Fleet(fleet) => fleet.request(id).await?,
         };
         Ok(bytes.and_then(|b| StoredRequest::decode(&b)))
     }
 
-    /// Records how an attempt ended (durably), settles its dedup claim, and
-    /// puts a delivery still pending back in its route's queue.
+    /// Records how an attempt ended (durably; tried again until the backend
+    /// takes it), settles its dedup claim, and puts a delivery still pending
+    /// back in its route's queue. Until then the attempt counts as in flight.
     pub async fn finish(&self, finished: Finished) {
-        let (meta, gone) = match finished {
-            Finished::Delivered(meta) | Finished::Vanished(meta) => (meta, true),
-            Finished::Kept(meta) => (meta, false),
+        let (meta, gone, tried) = match finished {
+            Finished::Delivered(meta) | Finished::Vanished(meta) => (meta, true, true),
+            Finished::Kept(meta) => (meta, false, true),
+            Finished::Untried(meta) => (meta, false, false),
         };
         // Whether this gateway still owns it (a fleet's dead letters are in
         // Redis for all to see, owned by none).
-        let stored = match &self.0.backend {
-            Backend::Local(local) => {
-                let op = if gone {
-                    Op::Remove(meta.id)
-                } else {
-                    Op::Update(meta.clone())
-                };
-                let stored = self.commit(vec![op]).await;
-                if gone {
-                    local.used.fetch_sub(meta.cost(), Ordering::AcqRel);
-                }
-                stored.map(|()| !gone)
-            }
-            Backend::Fleet(fleet) if gone => fleet.remove(&meta).await.map(|_| false),
-            Backend::Fleet(fleet) => fleet
-                .update(&meta)
-                .await
-                .map(|ours| ours && meta.status == Status::Pending),
+        let owned = if tried {
+            self.record(&meta, gone).await
+        } else {
+            true
         };
-        let owned = stored.unwrap_or_else(|e| {
-            log::error!("spool: delivery {} not updated: {e}", meta.shown_id());
-            !gone
-        });
-        let unindexed = !owned;
         {
             let mut queue = self.queue();
             if let Some(rq) = queue.routes.get_mut(&meta.route) {
                 rq.in_flight = rq.in_flight.saturating_sub(1);
             }
-            if unindexed {
-                queue.metas.remove(&meta.id);
-            } else {
+            if owned {
                 queue.insert(meta.clone());
+            } else {
+                queue.metas.remove(&meta.id);
             }
         }
         self.0.wake.notify_one();
@@ -683,9 +775,71 @@ impl Spool {
             } else {
                 Ok(())
             };
-            if let Err(e) = settled {
-                log::warn!("spool: delivery {}: {e}", meta.shown_id());
+            if let Err(e) = settled
+                && let Some(more) = LOG.check("spool claim")
+            {
+                log::warn!("spool: delivery {}: {e}{more}", meta.shown_id());
             }
+        }
+    }
+
+    /// Records an attempt's result (`gone`: the delivery is removed), trying
+    /// again until the backend takes it: one not recorded would be sent again
+    /// after a restart, or by the gateway that takes it over. The first
+    /// failure is counted in `hookgate_spool_unrecorded_total`. Whether this
+    /// gateway still owns the delivery.
+    async fn record(&self, meta: &Meta, gone: bool) -> bool {
+        let mut wait = RECORD_RETRY_MIN;
+        let mut failed = false;
+        loop {
+            match self.record_once(meta, gone).await {
+                Ok(owned) => {
+                    if failed && let Some(more) = LOG.check("spool recorded") {
+                        log::info!(
+                            "spool: the result of delivery {} is recorded now{more}",
+                            meta.shown_id()
+                        );
+                    }
+                    return owned;
+                }
+                Err(e) => {
+                    if !failed {
+                        failed = true;
+                        self.0.metrics.spool_unrecorded();
+                    }
+                    if let Some(more) = LOG.check("spool record") {
+                        log::error!(
+                            "spool: the result of delivery {} is not recorded yet; trying again: {e}{more}",
+                            meta.shown_id()
+                        );
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = wait.saturating_mul(2).min(RECORD_RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// One try of [`Self::record`].
+    async fn record_once(&self, meta: &Meta, gone: bool) -> Result<bool, StoreError> {
+        match &self.0.backend {
+            Backend::Local(local) => {
+                let op = if gone {
+                    Op::Remove(meta.id)
+                } else {
+                    Op::Update(meta.clone())
+                };
+                self.commit(vec![op]).await?;
+                if gone {
+                    local.used.fetch_sub(meta.cost(), Ordering::AcqRel);
+                }
+                Ok(!gone)
+            }
+            Backend::Fleet(fleet) if gone => fleet.remove(meta).await.map(|_| false),
+            Backend::Fleet(fleet) => fleet
+                .update(meta)
+                .await
+                .map(|ours| ours && meta.status == Status::Pending),
         }
     }
 
@@ -764,29 +918,26 @@ impl Spool {
                 Err(e) => Err(AdminError::Failed(e)),
             };
         }
-        let meta = {
+        let old = {
             let mut queue = self.queue();
             queue.take_out(id)?;
-            let Some(meta) = queue.metas.get_mut(&id.number) else {
+            let Some(old) = queue.metas.get(&id.number).cloned() else {
                 return Err(AdminError::NotFound);
             };
-            refresh(meta);
-            let meta = meta.clone();
             // Counted in flight until stored, so the deliverer leaves it alone.
-            queue
-                .routes
-                .entry(meta.route.clone())
-                .or_default()
-                .in_flight += 1;
-            meta
+            queue.routes.entry(old.route.clone()).or_default().in_flight += 1;
+            old
         };
+        let mut meta = old.clone();
+        refresh(&mut meta);
         let stored = self.commit(vec![Op::Update(meta.clone())]).await;
         {
             let mut queue = self.queue();
             if let Some(rq) = queue.routes.get_mut(&meta.route) {
                 rq.in_flight = rq.in_flight.saturating_sub(1);
             }
-            queue.insert(meta.clone());
+            // Not stored: as it was, as it will be after a restart.
+            queue.insert(if stored.is_ok() { meta.clone() } else { old });
         }
         self.0.wake.notify_one();
         stored.map_err(AdminError::Failed)?;
@@ -885,20 +1036,59 @@ fn commit_forever(spool: &std::sync::Weak<Inner>, mut jobs: mpsc::Receiver<Job>)
                 Err(_) => break,
             }
         }
-        let mut ops = Vec::with_capacity(group.len());
-        let mut waiting = Vec::with_capacity(group.len());
-        for job in group {
-            ops.extend(job.ops);
-            waiting.push(job.done);
-        }
         let Some(inner) = spool.upgrade() else { return };
-        let result = Spool(inner).store().and_then(|store| store.commit(ops));
-        if let Err(e) = &result {
-            log::error!("{e}");
+        // Told once the spool is let go: a caller that drops its last handle
+        // then finds the store closed.
+        let told = Spool(inner).commit_group(group);
+        for (done, result) in told {
+            let _ = done.send(result);
         }
-        for done in waiting {
-            let _ = done.send(result.clone());
+    }
+}
+
+impl Spool {
+    /// Applies a group of jobs in one transaction; what to tell each.
+    /// When that fails, the jobs that add no delivery (attempts' results,
+    /// removals, which need little or no new space) are tried again on their
+    /// own, so new deliveries that do not fit on a full disk do not hold them
+    /// back; those fail.
+    fn commit_group(&self, group: Vec<Job>) -> Vec<(Done, Result<(), StoreError>)> {
+        let all: Vec<&Op> = group.iter().flat_map(|job| &job.ops).collect();
+        let Err(error) = self.apply(&all) else {
+            return group.into_iter().map(|job| (job.done, Ok(()))).collect();
+        };
+        if let Some(more) = LOG.check("spool commit") {
+            log::error!("{error}{more}");
         }
+        let (new, others): (Vec<Job>, Vec<Job>) = group
+            .into_iter()
+            .partition(|job| job.ops.iter().any(|op| matches!(op, Op::Insert(..))));
+        let retried = if new.is_empty() || others.is_empty() {
+            Err(error.clone())
+        } else {
+            let ops: Vec<&Op> = others.iter().flat_map(|job| &job.ops).collect();
+            self.apply(&ops)
+        };
+        let failed = new.into_iter().map(|job| (job.done, Err(error.clone())));
+        let others = others.into_iter().map(|job| (job.done, retried.clone()));
+        failed.chain(others).collect()
+    }
+
+    /// Commits `ops`; after an I/O error on new deliveries, refuses new ones
+    /// for a moment (the disk is likely full: each try would break the store).
+    fn apply(&self, ops: &[&Op]) -> Result<(), StoreError> {
+        self.with_store(|store| {
+            let result = store.commit(ops);
+            if result.is_err()
+                && store.broken()
+                && ops.iter().any(|op| matches!(op, Op::Insert(..)))
+                && let Backend::Local(local) = &self.0.backend
+            {
+                let until = now_ms().saturating_add(INSERT_PAUSE_MS);
+                local.paused_until.store(until, Ordering::Release);
+            }
+            result
+        })
     }
 }
 

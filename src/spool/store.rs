@@ -2,9 +2,15 @@
 //! embedded crash-safe B-tree in one file. Every commit is one write
 //! transaction made durable with fsync before it returns, so a commit carrying
 //! many requests' changes costs one fsync (group commit, see [`super`]).
+//!
+//! After an I/O error (a full disk, say) redb refuses every later operation
+//! ("Previous I/O error occurred. Please close and re-open the database."):
+//! the store says so ([`Store::broken`]), and the spool closes it and opens it
+//! again, which recovers what was committed last, as after a crash.
 
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 
@@ -42,10 +48,12 @@ fn failed(e: impl fmt::Display) -> StoreError {
     StoreError(e.to_string())
 }
 
-/// Where deliveries are kept: the local store now, Redis Streams later.
+/// Where the `local` backend keeps deliveries.
 pub trait Store: Send + Sync + fmt::Debug {
     /// Applies `ops` together and makes them durable before returning.
-    fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError>;
+    fn commit(&self, ops: &[&Op]) -> Result<(), StoreError>;
+    /// Whether an I/O error broke it: it must be closed and opened again.
+    fn broken(&self) -> bool;
     /// Every delivery's record, in id (arrival) order.
     fn metas(&self) -> Result<Vec<Meta>, StoreError>;
     /// A delivery's request, if it is there.
@@ -56,6 +64,8 @@ pub trait Store: Send + Sync + fmt::Debug {
 #[derive(Debug)]
 pub struct Local {
     db: Database,
+    /// An I/O error happened: redb refuses everything from now on.
+    broken: AtomicBool,
 }
 
 impl Local {
@@ -71,48 +81,64 @@ impl Local {
         tx.open_table(REQUESTS).map_err(failed)?;
         tx.open_table(METAS).map_err(failed)?;
         tx.commit().map_err(failed)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            broken: AtomicBool::new(false),
+        })
+    }
+
+    /// The error as a [`StoreError`], noting an I/O error.
+    fn failed(&self, e: impl Into<redb::Error>) -> StoreError {
+        let e = e.into();
+        if matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo) {
+            self.broken.store(true, Ordering::Release);
+        }
+        failed(e)
     }
 }
 
 impl Store for Local {
-    fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        let mut tx = self.db.begin_write().map_err(failed)?;
+    fn commit(&self, ops: &[&Op]) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write().map_err(|e| self.failed(e))?;
         tx.set_durability(Durability::Immediate);
         {
-            let mut requests = tx.open_table(REQUESTS).map_err(failed)?;
-            let mut metas = tx.open_table(METAS).map_err(failed)?;
+            let mut requests = tx.open_table(REQUESTS).map_err(|e| self.failed(e))?;
+            let mut metas = tx.open_table(METAS).map_err(|e| self.failed(e))?;
             for op in ops {
                 match op {
                     Op::Insert(meta, request) => {
                         requests
                             .insert(meta.id, request.as_slice())
-                            .map_err(failed)?;
+                            .map_err(|e| self.failed(e))?;
                         metas
                             .insert(meta.id, meta.encode().as_slice())
-                            .map_err(failed)?;
+                            .map_err(|e| self.failed(e))?;
                     }
                     Op::Update(meta) => {
                         metas
                             .insert(meta.id, meta.encode().as_slice())
-                            .map_err(failed)?;
+                            .map_err(|e| self.failed(e))?;
                     }
                     Op::Remove(id) => {
-                        requests.remove(id).map_err(failed)?;
-                        metas.remove(id).map_err(failed)?;
+                        requests.remove(id).map_err(|e| self.failed(e))?;
+                        metas.remove(id).map_err(|e| self.failed(e))?;
                     }
                 }
             }
         }
-        tx.commit().map_err(failed)
+        tx.commit().map_err(|e| self.failed(e))
+    }
+
+    fn broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
     }
 
     fn metas(&self) -> Result<Vec<Meta>, StoreError> {
-        let tx = self.db.begin_read().map_err(failed)?;
-        let table = tx.open_table(METAS).map_err(failed)?;
+        let tx = self.db.begin_read().map_err(|e| self.failed(e))?;
+        let table = tx.open_table(METAS).map_err(|e| self.failed(e))?;
         let mut out = Vec::new();
-        for entry in table.iter().map_err(failed)? {
-            let (id, value) = entry.map_err(failed)?;
+        for entry in table.iter().map_err(|e| self.failed(e))? {
+            let (id, value) = entry.map_err(|e| self.failed(e))?;
             match Meta::decode(value.value()) {
                 Some(meta) => out.push(meta),
                 None => log::error!(
@@ -125,8 +151,9 @@ impl Store for Local {
     }
 
     fn request(&self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = self.db.begin_read().map_err(failed)?;
-        let table = tx.open_table(REQUESTS).map_err(failed)?;
-        Ok(table.get(id).map_err(failed)?.map(|v| v.value().to_vec()))
+        let tx = self.db.begin_read().map_err(|e| self.failed(e))?;
+        let table = tx.open_table(REQUESTS).map_err(|e| self.failed(e))?;
+        let value = table.get(id).map_err(|e| self.failed(e))?;
+        Ok(value.map(|v| v.value().to_vec()))
     }
 }

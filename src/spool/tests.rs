@@ -270,6 +270,137 @@ async fn dead_letters_are_retried_or_deleted_from_the_admin_api() {
     assert_eq!(again.used_bytes(), 0);
 }
 
+/// A store that fails its next commits (as a full disk would, without
+/// breaking it), then works.
+#[derive(Debug)]
+struct Failing {
+    inner: Box<dyn Store>,
+    commits_to_fail: std::sync::atomic::AtomicUsize,
+}
+
+impl Store for Failing {
+    fn commit(&self, ops: &[&Op]) -> Result<(), StoreError> {
+        let fail = self
+            .commits_to_fail
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        match fail {
+            Ok(_) => Err(StoreError("no space left".to_owned())),
+            Err(_) => self.inner.commit(ops),
+        }
+    }
+
+    fn broken(&self) -> bool {
+        false
+    }
+
+    fn metas(&self) -> Result<Vec<Meta>, StoreError> {
+        self.inner.metas()
+    }
+
+    fn request(&self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.request(id)
+    }
+}
+
+/// Makes the next `n` commits of `spool`'s store fail.
+fn fail_commits(spool: &Spool, n: usize) {
+    let Backend::Local(local) = &spool.0.backend else {
+        unreachable!()
+    };
+    let mut slot = local.store.write().unwrap();
+    let inner = slot.store.take().unwrap();
+    slot.store = Some(Box::new(Failing {
+        inner,
+        commits_to_fail: n.into(),
+    }));
+}
+
+#[tokio::test]
+async fn a_delivered_delivery_whose_removal_fails_is_never_due_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool(dir.path(), 1 << 20);
+    let id = spool
+        .enqueue("hook", None, None, &request("x"))
+        .await
+        .unwrap();
+    let used = spool.used_bytes();
+    let route = route("");
+    let (taken, _) = spool.take_due(now_ms(), |_| Some(Arc::clone(&route)));
+    let mut meta = taken[0].0.clone();
+    meta.attempts = 1;
+    meta.last_status = Some(200);
+    fail_commits(&spool, 3);
+    let finishing = tokio::spawn({
+        let spool = spool.clone();
+        async move { spool.finish(Finished::Delivered(meta)).await }
+    });
+    // While its removal is tried again, it is still in flight: not sent
+    // again, still stored, still in the budget.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert!(!finishing.is_finished());
+    let later = now_ms() + 3_600_000;
+    assert!(
+        spool
+            .take_due(later, |_| Some(Arc::clone(&route)))
+            .0
+            .is_empty()
+    );
+    assert_eq!(spool.used_bytes(), used);
+    assert_eq!(
+        spool.get(id).await.unwrap().map(|(_, busy)| busy),
+        Some(true)
+    );
+    finishing.await.unwrap();
+    assert!(spool.get(id).await.unwrap().is_none());
+    assert_eq!(spool.used_bytes(), 0);
+    drop(spool);
+    // Removed for good: nothing comes back after a restart.
+    let again = self::spool(dir.path(), 1 << 20);
+    assert!(again.list(None, None, 10).await.unwrap().is_empty());
+    assert_eq!(again.used_bytes(), 0);
+}
+
+#[tokio::test]
+async fn a_failed_new_delivery_does_not_fail_the_results_committed_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool(dir.path(), 1 << 20);
+    let id = spool
+        .enqueue("hook", None, None, &request("x"))
+        .await
+        .unwrap();
+    let meta = spool.get(id).await.unwrap().unwrap().0;
+    // One group: a new delivery and a removal. The group fails (once); the
+    // removal alone then goes through.
+    fail_commits(&spool, 1);
+    let (insert, remove) = {
+        let mut new = meta.clone();
+        new.id += 1;
+        (
+            vec![Op::Insert(new, request("y").encode())],
+            vec![Op::Remove(meta.id)],
+        )
+    };
+    let (a, ra) = oneshot::channel();
+    let (b, rb) = oneshot::channel();
+    let group = vec![
+        Job {
+            ops: insert,
+            done: a,
+        },
+        Job {
+            ops: remove,
+            done: b,
+        },
+    ];
+    for (done, result) in spool.commit_group(group) {
+        done.send(result).unwrap();
+    }
+    assert!(ra.await.unwrap().is_err());
+    assert_eq!(rb.await.unwrap(), Ok(()));
+    let store_has = spool.with_store(|s| s.metas()).unwrap();
+    assert!(store_has.is_empty(), "{store_has:?}");
+}
+
 #[test]
 fn ids_parse_as_shown() {
     let id = DeliveryId {

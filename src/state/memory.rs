@@ -18,6 +18,9 @@ use crate::metrics::Metrics;
 enum Entry {
     /// Claimed by the request holding `token`, until `until`.
     Pending { token: u64, until: Instant },
+    /// Claimed by `token`, whose request is stored for async delivery: a
+    /// copy is a duplicate.
+    Stored { token: u64, until: Instant },
     /// Delivered; remembered until `until`.
     Delivered { until: Instant },
 }
@@ -25,7 +28,9 @@ enum Entry {
 impl Entry {
     fn until(&self) -> Instant {
         match self {
-            Self::Pending { until, .. } | Self::Delivered { until } => *until,
+            Self::Pending { until, .. }
+            | Self::Stored { until, .. }
+            | Self::Delivered { until } => *until,
         }
     }
 }
@@ -87,7 +92,9 @@ impl Memory {
         let now = Instant::now();
         let mut entries = self.lock(key);
         match entries.get(key.as_str()) {
-            Some(Entry::Delivered { until }) if *until > now => return Found::Delivered,
+            Some(Entry::Delivered { until } | Entry::Stored { until, .. }) if *until > now => {
+                return Found::Delivered;
+            }
             Some(Entry::Pending { until, .. }) if *until > now => {
                 return Found::InFlight(*until - now);
             }
@@ -109,11 +116,24 @@ impl Memory {
         self.insert(&mut self.lock(key), key, entry, now, metrics);
     }
 
+    /// Marks `key` stored for async delivery if `token` still holds it.
+    pub(super) fn stored(&self, key: &DedupKey, token: u64) {
+        let mut entries = self.lock(key);
+        if let Some(entry) = entries.peek_mut(key.as_str())
+            && let Entry::Pending { token: t, until } = *entry
+            && t == token
+        {
+            *entry = Entry::Stored { token, until };
+        }
+    }
+
     /// Drops `key` if `token` still holds it.
     pub(super) fn release(&self, key: &DedupKey, token: u64) {
         let mut entries = self.lock(key);
-        if matches!(entries.peek(key.as_str()), Some(Entry::Pending { token: t, .. }) if *t == token)
-        {
+        if matches!(
+            entries.peek(key.as_str()),
+            Some(Entry::Pending { token: t, .. } | Entry::Stored { token: t, .. }) if *t == token
+        ) {
             entries.pop(key.as_str());
         }
     }

@@ -1,7 +1,8 @@
 //! Delivery state shared by every request: the replay cache behind `dedup`
 //! (claim, mark delivered, release) and the routes' rate limits. Kept in this
 //! process's memory, or in Redis when `[server.state] redis_url` is set so a
-//! fleet shares it. Failures are returned, counted and logged; what a request
+//! fleet shares it. Failures are returned, counted and logged (a line per
+//! operation per 10 s, with a count); what a request
 //! does about them (`on_state_error`) is the proxy's call.
 
 mod memory;
@@ -15,12 +16,17 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::policy::{self, LimitBy, RateLimit};
 use crate::runtime::StateSettings;
 
 /// Event ids longer than this are keyed by their SHA-256.
 const MAX_ID_BYTES: usize = 128;
+
+/// Failed state calls, logged once per operation per 10 s with a count
+/// (every one is counted in the metrics).
+static LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
 
 /// The store; cheap to clone.
 #[derive(Clone)]
@@ -78,7 +84,7 @@ impl DedupKey {
 pub enum Claim {
     /// The key is this request's now: forward, then settle the hold.
     Claimed(Hold),
-    /// The event was delivered already.
+    /// The event was delivered already, or is stored for async delivery.
     Delivered,
     /// Another request holds the key; come back in this many seconds.
     InFlight {
@@ -211,7 +217,9 @@ impl State {
     fn failed(&self, op: &'static str, message: String) -> StateError {
         self.0.metrics.state_error(op);
         let error = StateError { op, message };
-        log::warn!("{error}");
+        if let Some(more) = LOG.check(op) {
+            log::warn!("{error}{more}");
+        }
         error
     }
 }
@@ -247,11 +255,22 @@ impl Hold {
         self.token
     }
 
-    /// Keeps the claim past this request (an async delivery settles it
-    /// later, with [`State::mark_delivered`] or [`State::release_claim`],
-    /// by its [`Self::key`] and [`Self::token`]).
-    pub fn keep(mut self) {
+    /// Keeps the claim past this request, marked as held by a stored async
+    /// delivery: a copy of the event is a duplicate from now on. The delivery
+    /// settles it later, with [`State::mark_delivered`] or
+    /// [`State::release_claim`], by its [`Self::key`] and [`Self::token`].
+    /// Kept even when the marking fails (a copy then meets the claim in flight).
+    pub async fn stored(mut self) -> Result<(), StateError> {
         self.settled = true;
+        let state = &self.state.0;
+        match &state.redis {
+            Some(redis) => redis.stored(&self.key, self.token).await,
+            None => {
+                state.memory.stored(&self.key, self.token);
+                Ok(())
+            }
+        }
+        .map_err(|message| self.state.failed("mark", message))
     }
 }
 

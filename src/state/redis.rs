@@ -1,5 +1,6 @@
 //! The state in Redis, shared by a fleet: a claim is one `SET NX GET PX`,
-//! marking delivered one `SET XX PX`, a release one compare-and-delete script,
+//! marking delivered one `SET XX PX`, marking stored one compare-and-set
+//! script, a release one compare-and-delete script,
 //! a rate-limit check one GCRA script timed by Redis's own clock. Each worker
 //! thread keeps its own multiplexed connection (the `redis` crate's
 //! `ConnectionManager`, which reconnects by itself), so a reply wakes the
@@ -24,6 +25,17 @@ const RELEASE: &str = r"
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, -string.len(ARGV[1])) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Marks KEYS[1] stored if it is still the claim ending with ARGV[1] (`:`
+/// and the token): `p:` becomes `s:`, its expiry kept. Returns 1 if marked.
+const STORED: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 2) == 'p:' and string.sub(v, -string.len(ARGV[1])) == ARGV[1] then
+  redis.call('SET', KEYS[1], 's:' .. string.sub(v, 3), 'KEEPTTL')
+  return 1
 end
 return 0
 ";
@@ -130,6 +142,7 @@ pub(crate) fn manager(client: &Client, timeout: Duration) -> Result<ConnectionMa
 /// A Redis store.
 pub(super) struct Redis {
     link: Link,
+    stored: Script,
     release: Script,
     gcra: Script,
 }
@@ -139,6 +152,7 @@ impl Redis {
     pub(super) fn new(url: &str, timeout: Duration) -> Result<Self, String> {
         Ok(Self {
             link: Link::new(url, timeout)?,
+            stored: Script::new(STORED),
             release: Script::new(RELEASE),
             gcra: Script::new(GCRA),
         })
@@ -177,6 +191,7 @@ impl Redis {
         Ok(match old.as_deref() {
             None => Found::Free,
             Some(DELIVERED) => Found::Delivered,
+            Some(stored) if stored.starts_with("s:") => Found::Delivered,
             Some(pending) => {
                 let until = pending
                     .strip_prefix("p:")
@@ -210,9 +225,19 @@ impl Redis {
 
     /// Deletes `key` if `token`'s claim still holds it.
     pub(super) async fn release(&self, key: &DedupKey, token: u64) -> Result<(), String> {
+        self.if_held(&self.release, key, token).await
+    }
+
+    /// Marks `key` stored if `token`'s claim still holds it.
+    pub(super) async fn stored(&self, key: &DedupKey, token: u64) -> Result<(), String> {
+        self.if_held(&self.stored, key, token).await
+    }
+
+    /// Runs `script` on `key` with the suffix of `token`'s claim.
+    async fn if_held(&self, script: &Script, key: &DedupKey, token: u64) -> Result<(), String> {
         let suffix = format!(":{token:016x}");
         self.call(|mut c| async move {
-            self.release
+            script
                 .key(key.as_str())
                 .arg(suffix)
                 .invoke_async::<i64>(&mut c)

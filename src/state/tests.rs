@@ -44,6 +44,22 @@ async fn a_claim_holds_until_settled_and_delivered_answers_duplicate() {
 }
 
 #[tokio::test]
+async fn a_stored_claim_answers_duplicate_until_its_delivery_settles_it() {
+    let (state, _) = memory(10);
+    let Claim::Claimed(hold) = claim(&state, "evt_1").await else {
+        panic!("first claim");
+    };
+    let (k, token) = (hold.key().clone(), hold.token());
+    hold.stored().await.unwrap();
+    assert!(matches!(claim(&state, "evt_1").await, Claim::Delivered));
+    // Another claim's token gives nothing back; the delivery's does.
+    state.release_claim(&k, token ^ 1).await.unwrap();
+    assert!(matches!(claim(&state, "evt_1").await, Claim::Delivered));
+    state.release_claim(&k, token).await.unwrap();
+    assert!(matches!(claim(&state, "evt_1").await, Claim::Claimed(_)));
+}
+
+#[tokio::test]
 async fn a_released_or_dropped_claim_lets_the_retry_through() {
     let (state, _) = memory(10);
     let Claim::Claimed(hold) = claim(&state, "evt_1").await else {

@@ -47,7 +47,8 @@ impl Backend {
     }
 }
 
-/// Runs each scenario on both backends, as `NAME::local` and `NAME::redis`.
+/// Runs each scenario on both backends, as `NAME::local` and `NAME::redis`
+/// (the scenarios and `Backend` must be in scope of the calling module).
 macro_rules! on_each_backend {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -63,6 +64,7 @@ macro_rules! on_each_backend {
         }
     )*};
 }
+pub(crate) use on_each_backend;
 
 on_each_backend!(
     accepted_while_the_upstream_is_down_and_delivered_once_it_is_up,
@@ -81,7 +83,7 @@ on_each_backend!(
 
 /// An async route `hook` on `/hook` to `upstream`, verifying Rye with secret
 /// `k`, with `retry` lines in `[routes.retry]` and `extra` route lines.
-fn async_route(upstream: &str, retry: &str, extra: &str) -> String {
+pub fn async_route(upstream: &str, retry: &str, extra: &str) -> String {
     format!(
         "[[routes]]\nname = \"hook\"\npath = \"/hook\"\nupstream = \"{upstream}\"\n\
          delivery = \"async\"\n{extra}\n\
@@ -90,14 +92,14 @@ fn async_route(upstream: &str, retry: &str, extra: &str) -> String {
 }
 
 /// POSTs a Rye event `id` signed with `k` to `/hook`.
-async fn event(gw: &Gateway, id: &str) -> Answer {
+pub async fn event(gw: &Gateway, id: &str) -> Answer {
     let body = sign::rye_event(id, "order.created", sign::now());
     let (h, v) = sign::rye("k", &body);
     post(gw.addr, "/hook", &[(h, &v)], body).await
 }
 
 /// The delivery id of a 202.
-fn accepted(a: &Answer) -> String {
+pub fn accepted(a: &Answer) -> String {
     assert_eq!(a.status, 202, "{}", a.text());
     let body = a.json();
     assert_eq!(body["status"], "accepted", "{body}");
@@ -105,7 +107,7 @@ fn accepted(a: &Answer) -> String {
 }
 
 /// Waits until the upstream has received `n` requests (at most 20 s).
-async fn wait_requests(upstream: &Upstream, n: usize) -> Vec<Recorded> {
+pub async fn wait_requests(upstream: &Upstream, n: usize) -> Vec<Recorded> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let requests = upstream.requests();
@@ -121,12 +123,12 @@ async fn wait_requests(upstream: &Upstream, n: usize) -> Vec<Recorded> {
     }
 }
 
-async fn admin(gw: &Gateway, method: &str, path: &str) -> Answer {
+pub async fn admin(gw: &Gateway, method: &str, path: &str) -> Answer {
     send(gw.admin(), method, path, &[], "").await
 }
 
 /// Waits until `GET path` on the admin listener satisfies `ok` (at most 20 s).
-async fn wait_admin(gw: &Gateway, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
+pub async fn wait_admin(gw: &Gateway, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let value = admin(gw, "GET", path).await.json();
@@ -373,7 +375,7 @@ async fn with_dedup_the_delivered_event_is_a_duplicate_and_handshakes_are_answer
 }
 
 /// Calls `make` until its answer satisfies `ok` (at most 10 s).
-async fn wait_for<F: Future<Output = Answer>>(
+pub async fn wait_for<F: Future<Output = Answer>>(
     make: impl Fn() -> F,
     ok: impl Fn(&Answer) -> bool,
 ) -> Answer {
@@ -656,7 +658,7 @@ async fn every_attempt_is_re_signed_at_its_own_time(backend: Backend) {
 }
 
 /// The event ids of `requests`, in order.
-fn event_ids(requests: &[Recorded]) -> Vec<String> {
+pub fn event_ids(requests: &[Recorded]) -> Vec<String> {
     requests
         .iter()
         .map(|r| r.header("webhook-id").to_owned())

@@ -76,6 +76,12 @@ mod sign_command;
 /// Request smuggling: framing tricks reach the upstream as one verified
 /// request or not at all.
 mod smuggling;
+/// The local spool on a full disk (a tmpfs): refused while full, healed
+/// without a restart, nothing sent twice.
+mod spool_disk_full;
+/// Async delivery at its edges: a graceful stop with attempts in flight, a
+/// copy of a stored event, a result Redis could not record.
+mod spool_durability;
 /// TLS on the listener: certificates by SNI, reloads.
 mod tls;
 /// Upstream faults: 502/504 or a cut connection, counted by kind.
