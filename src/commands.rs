@@ -497,7 +497,7 @@ mod tests {
 
     #[test]
     fn readme_lists_every_built_in_scheme_as_generated() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../docs/schemes.md");
         let table = schemes_markdown();
         assert!(
             readme.contains(&table),
