@@ -2,8 +2,8 @@
 //! the metrics, and building and queueing its access log line (the write to
 //! the file happens on the log's own thread, in batches).
 //!
-//! Run with `cargo bench --bench observe`. Figures are in the README's
-//! "Performance" section.
+//! Run with `cargo bench --bench observe`. Figures are in
+//! docs/performance.md.
 
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};

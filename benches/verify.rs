@@ -2,8 +2,8 @@
 //! descriptor-driven `rye` scheme against a hand-written rye verifier doing the
 //! same work (signature check, then event id, type and creation time).
 //!
-//! Run with `cargo bench --bench verify`. Figures are in the README's
-//! "Performance" section.
+//! Run with `cargo bench --bench verify`. Figures are in
+//! docs/performance.md.
 
 use std::borrow::Cow;
 use std::hint::black_box;

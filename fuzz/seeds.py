@@ -5,7 +5,7 @@ the repository when it is there), the built-in scheme descriptors
 (src/scheme/presets.toml), the shipped config, and hand-written cases.
 
 Run from anywhere: python3 fuzz/seeds.py
-Then fuzz with them (see "Testing" in README.md).
+Then fuzz with them (see docs/testing.md).
 """
 
 import hashlib

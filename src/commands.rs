@@ -92,7 +92,7 @@ fn signedness(split: &Split) -> &'static str {
     }
 }
 
-/// The README's cell for an event id or type: its signed sources, then the
+/// The scheme table's cell for an event id or type: its signed sources, then the
 /// unsigned ones marked as such.
 fn sources_cell(split: &Split) -> String {
     let list = |sources: &[Source]| {
@@ -172,7 +172,7 @@ fn summary(groups: &[(&str, Vec<&Arc<Scheme>>)]) -> String {
     )
 }
 
-/// The README's table of built-in schemes, generated from the descriptors.
+/// The table of built-in schemes in docs/schemes.md, generated from the descriptors.
 pub fn schemes_markdown() -> String {
     let mut out = String::from(
         "| provider | scheme | signature | algorithm | signed content | timestamp (default window) | event id | event type | handshake | remote keys |\n\
@@ -496,12 +496,12 @@ mod tests {
     }
 
     #[test]
-    fn readme_lists_every_built_in_scheme_as_generated() {
-        let readme = include_str!("../README.md");
+    fn docs_list_every_built_in_scheme_as_generated() {
+        let doc = include_str!("../docs/schemes.md");
         let table = schemes_markdown();
         assert!(
-            readme.contains(&table),
-            "README's scheme table is stale; replace it with `hookgate schemes --markdown`:\n{table}"
+            doc.contains(&table),
+            "docs/schemes.md's scheme table is stale; replace it with `hookgate schemes --markdown`:\n{table}"
         );
     }
 

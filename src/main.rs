@@ -50,7 +50,7 @@ enum Command {
     Sign(Box<SignArgs>),
     /// List the built-in schemes.
     Schemes {
-        /// Print the README's markdown table instead
+        /// Print the markdown table of docs/schemes.md instead
         #[arg(long)]
         markdown: bool,
     },

@@ -208,7 +208,7 @@ fn prefix(path: &str) -> PathMatch {
     PathMatch::Prefix(path.to_owned())
 }
 
-/// One route for each matching rule of the README.
+/// One route for each matching rule of docs/config.md.
 fn cast() -> Vec<Route> {
     let post = [Method::POST];
     vec![

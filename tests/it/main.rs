@@ -21,7 +21,7 @@ mod config_shape;
 mod delivery;
 /// `hookgate demo-app` as the upstream: what it prints and answers.
 mod demo_app;
-/// The Markdown tables of the README and `docs/` are whole.
+/// The Markdown tables of the README and `docs/` are whole, and their links resolve.
 mod docs_tables;
 /// What the upstream receives and what the client gets back; 502/504.
 mod forwarding;
