@@ -19,19 +19,20 @@ use toml::Spanned;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use super::diagnostics::{Diagnostic, Severity};
-use super::file::{ConfigFile, OneOrMany, RouteSection, ServerSection, SpoolSection};
-use super::secret::{Secret, SecretRef};
-use super::verifiers::GENERIC;
-use crate::access_log::Target as AccessLogTarget;
-use crate::forward::{self, SharedPeer, TrustedCas};
-use crate::handshake::Handshake;
+use super::file::{ConfigFile, RouteSection, ServerSection, SpoolSection};
+use crate::base::diagnostics::{Diagnostic, Severity};
+use crate::base::one_or_many::OneOrMany;
+use crate::base::secret::{Secret, SecretRef};
+use crate::base::settings::{AdminAccess, FrontDoor};
+use crate::forward::{self, SharedPeer, TrustedCas, Upstream};
+use crate::observe::access_log::Target as AccessLogTarget;
 use crate::routes::RouteTable;
-use crate::runtime::{
-    AdminAccess, FrontDoor, PathMatch, Route, RuntimeConfig, ServerSettings, Upstream,
-};
+use crate::routes::{PathMatch, Route};
+use crate::runtime::{RuntimeConfig, ServerSettings};
 use crate::scheme::Scheme;
 use crate::scheme::build::SchemeBuilder;
+use crate::scheme::handshake::Handshake;
+use crate::scheme::presets::GENERIC;
 use crate::tls::Certificates;
 use crate::verify::Verifier;
 

@@ -6,19 +6,17 @@
 pub mod admin;
 pub mod build;
 pub mod delivery;
-pub mod diagnostics;
 pub mod file;
 pub mod parts;
 pub mod policy;
 mod recover;
 pub mod remote;
-pub mod secret;
 pub mod tls;
 pub mod verifiers;
 
 use std::path::{Path, PathBuf};
 
-use diagnostics::{Diagnostic, Report};
+use crate::base::diagnostics::{Diagnostic, Report};
 
 use crate::runtime::RuntimeConfig;
 

@@ -10,7 +10,11 @@ use serde::Deserialize;
 use super::Scheme;
 use super::build::SchemeBuilder;
 use super::file::SchemeFile;
-use crate::config::diagnostics::{Diagnostic, Report, Severity};
+use crate::base::diagnostics::{Diagnostic, Report, Severity};
+
+/// Name of the generic scheme: the one a verify table describes with its own
+/// keys (header, algorithm, signed content) instead of naming a preset.
+pub const GENERIC: &str = "hmac";
 
 /// The descriptors, as shipped.
 pub const TEXT: &str = include_str!("presets.toml");
