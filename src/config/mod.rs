@@ -8,12 +8,16 @@ pub mod build;
 pub mod delivery;
 pub mod diagnostics;
 pub mod file;
+mod fingerprint;
 pub mod parts;
+mod paths;
 pub mod policy;
 mod recover;
 pub mod remote;
 pub mod secret;
+pub mod server;
 pub mod tls;
+mod upstream;
 pub mod verifiers;
 
 use std::path::{Path, PathBuf};

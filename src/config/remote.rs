@@ -12,8 +12,9 @@ use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use toml::Spanned;
 
-use super::build::{Builder, read_pem_certificates, span};
+use super::build::{Builder, span};
 use super::file::{ServerSection, VerifySection};
+use super::upstream::read_pem_certificates;
 use crate::keys::KeySettings;
 use crate::scheme::Scheme;
 use crate::scheme::remote::{HostPattern, HttpsUrl, KeySource, TENANT};
