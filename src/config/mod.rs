@@ -7,11 +7,15 @@ pub mod admin;
 pub mod build;
 pub mod delivery;
 pub mod file;
+mod fingerprint;
 pub mod parts;
+mod paths;
 pub mod policy;
 mod recover;
 pub mod remote;
+pub mod server;
 pub mod tls;
+mod upstream;
 pub mod verifiers;
 
 use std::path::{Path, PathBuf};

@@ -12,8 +12,9 @@ use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use toml::Spanned;
 
-use super::build::{Builder, read_pem_certificates, span};
+use super::build::{Builder, span};
 use super::file::{ServerSection, VerifySection};
+use super::upstream::read_pem_certificates;
 use crate::base::one_or_many::OneOrMany;
 use crate::keys::KeySettings;
 use crate::scheme::Scheme;

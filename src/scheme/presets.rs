@@ -12,8 +12,8 @@ use super::build::SchemeBuilder;
 use super::file::SchemeFile;
 use crate::base::diagnostics::{Diagnostic, Report, Severity};
 
-/// Name of the generic scheme: the one a verify table describes with its own
-/// keys (header, algorithm, signed content) instead of naming a preset.
+/// Name of the scheme described by a verify table's own keys (the generic
+/// HMAC scheme); a config's `[schemes.NAME]` cannot take it.
 pub const GENERIC: &str = "hmac";
 
 /// The descriptors, as shipped.
