@@ -24,11 +24,13 @@
 //! # Request lifecycle
 //!
 //! ```text
-//! request_filter:  snapshot config ─ route (404/405) ─ Content-Length (413)
-//!                  ─ 100-continue ─ read whole body (413/408) ─ verify (401)
-//!                  ─ handshake? answer locally : keep Verified in ctx
-//! proxy_upstream_filter: normalize headers ─ Connector: write request, read
-//!                  response (502/504) ─ relay status, headers, body unchanged
+//! proxy::serve   decide: snapshot config ─ route (404/405) ─ admit: policy
+//!                  (403/429/401), Content-Length (413), 100-continue ─ read
+//!                  the whole body (413/408) ─ remote keys ─ judge: verify (401)
+//!                  or answer a handshake
+//!                deliver: dedup (duplicate / 409) ─ answer locally, or
+//!                  forward (502/504) and settle the claim, or enqueue in the
+//!                  spool and answer 202 ─ log
 //! ```
 //!
 //! # Invariants
