@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-use hookgate::access_log::{AccessLog, Entry, Target};
 use hookgate::admin::config_view::rfc3339;
-use hookgate::metrics::Metrics;
-use hookgate::record::{Outcome, RequestRecord};
+use hookgate::observe::access_log::{AccessLog, Entry, Target};
+use hookgate::observe::metrics::Metrics;
+use hookgate::observe::record::{Outcome, RequestRecord};
 
 fn forwarded() -> RequestRecord {
     RequestRecord {

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use pingora::ErrorType;
 use pingora::protocols::http::v1::server::HttpSession as Session;
 
-use crate::limits::{BodyReservation, Spent};
+use crate::observe::limits::{BodyReservation, Spent};
 
 /// The most buffer reserved before any body byte has arrived.
 const MAX_UPFRONT_BYTES: usize = 256 * 1024;

@@ -7,8 +7,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::verifiers::GENERIC;
-use crate::config::{self, secret::SecretRef};
+use crate::base::secret::SecretRef;
+use crate::config;
+use crate::scheme::presets::GENERIC;
 use crate::scheme::signature::Location;
 use crate::scheme::source::Source;
 use crate::scheme::{Scheme, Split, presets};

@@ -12,8 +12,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest, Sha256};
 
+use crate::mac::KeyedMac;
 use crate::verify::Verified;
-use crate::verify::mac::KeyedMac;
 
 /// The scheme that verified the request.
 pub const VERIFIED: &str = "x-webhook-verified";

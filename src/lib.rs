@@ -2,35 +2,35 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: `hookgate.toml` → validated [`runtime::RuntimeConfig`], with
-//!   `PATH:LINE:COL` diagnostics.
-//! - [`routes`]: host / path / method matching.
-//! - [`scheme`]: scheme descriptors (the built-in presets and `[schemes.NAME]`).
-//! - [`verify`]: signature verification and signing (pure, no I/O).
-//! - [`keys`]: remote keys (certificates, JWKS): fetched over HTTPS from
-//!   allowlisted hosts, cached, refreshed; handed to [`verify`].
-//! - [`handshake`]: provider endpoint-verification challenges.
-//! - [`headers`]: upstream header normalization.
-//! - [`reject`]: error codes and their responses.
-//! - [`limits`]: connections and body bytes the front door holds at once.
-//! - [`policy`]: what a route asks besides the signature (allowlists, required
-//!   headers, rate limits, dedup, monitor mode, re-signing).
-//! - [`tls`]: certificates and TLS settings of the webhook listener.
-//! - [`serve`], [`proxy`], [`body`], [`forward`], [`reload`], [`watch`],
-//!   [`server`], [`shutdown`]: the pingora shell.
-//! - [`spool`]: async delivery: the durable store, group commit, the deliverer.
-//! - [`admin`], [`metrics`], [`access_log`], [`record`], [`log_limit`]: what
-//!   an operator sees.
-//! - [`demo`]: `hookgate demo-app`, a stand-in app to try the gateway with.
+//! The modules stand in floors and import only from their own floor and
+//! below, never in a circle (`tests/it/layers.rs` keeps it so;
+//! `docs/architecture.md` says each module's job):
+//!
+//! ```text
+//! 11  shell      proxy/  serve/  server  shutdown  commands  demo
+//! 10  services   spool/  reload  admin/
+//!  9  config/    hookgate.toml → Builder → RuntimeConfig
+//!  8  runtime    RuntimeConfig + ConfigStore
+//!  7  routes     Route, PathMatch, RouteTable
+//!  6  I/O        forward/  keys/  state/  body
+//!  5  observe/   record, metrics, access log, limits, in flight, Observers
+//!  4  judging    handshake  headers  policy  reject
+//!  3  verify/    pure checks: Verified / Rejection
+//!  2  scheme/    descriptors as data
+//!  1  leaves     clock  json/  log_limit  mac  response  tls/  watch
+//!  0  base/      settings, secrets, diagnostics, OneOrMany
+//! ```
 //!
 //! # Request lifecycle
 //!
 //! ```text
-//! request_filter:  snapshot config ─ route (404/405) ─ Content-Length (413)
-//!                  ─ 100-continue ─ read whole body (413/408) ─ verify (401)
-//!                  ─ handshake? answer locally : keep Verified in ctx
-//! proxy_upstream_filter: normalize headers ─ Connector: write request, read
-//!                  response (502/504) ─ relay status, headers, body unchanged
+//! proxy::serve   decide: snapshot config ─ route (404/405) ─ admit: policy
+//!                  (403/429/401), Content-Length (413), 100-continue ─ read
+//!                  the whole body (413/408) ─ remote keys ─ judge: verify (401)
+//!                  or answer a handshake
+//!                deliver: dedup (duplicate / 409) ─ answer locally, or
+//!                  forward (502/504) and settle the claim, or enqueue in the
+//!                  spool and answer 202 ─ log
 //! ```
 //!
 //! # Invariants
@@ -42,8 +42,8 @@
 //!   being set, so they cannot be forged.
 //! - Secrets never appear in logs, errors or responses.
 
-pub mod access_log;
 pub mod admin;
+pub mod base;
 pub mod body;
 pub mod clock;
 pub mod commands;
@@ -54,12 +54,11 @@ pub mod handshake;
 pub mod headers;
 pub mod json;
 pub mod keys;
-pub mod limits;
 pub mod log_limit;
-pub mod metrics;
+pub mod mac;
+pub mod observe;
 pub mod policy;
 pub mod proxy;
-pub mod record;
 pub mod reject;
 pub mod reload;
 pub mod response;

@@ -11,8 +11,8 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 
-use crate::config::secret::Secret;
-use crate::verify::mac::{KeyedMac, constant_time_eq};
+use crate::base::secret::Secret;
+use crate::mac::{KeyedMac, constant_time_eq};
 
 /// A route's policy; every part optional.
 #[derive(Debug, Default)]

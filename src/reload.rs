@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -18,12 +17,12 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, mpsc};
 
-use crate::access_log::AccessLog;
-use crate::config::diagnostics::Report;
+use crate::base::diagnostics::Report;
 use crate::config::{self, Loaded};
-use crate::metrics::Metrics;
+use crate::observe::access_log::AccessLog;
+use crate::observe::metrics::Metrics;
 use crate::routes::RouteTable;
-use crate::runtime::RuntimeConfig;
+use crate::runtime::ConfigStore;
 use crate::state::State;
 use crate::watch::{Digests, DirWatch};
 
@@ -36,31 +35,6 @@ const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
 /// How often the file's contents are compared even without events (for
 /// file systems that do not report changes, such as some network mounts).
 const FALLBACK_POLL: Duration = Duration::from_secs(2);
-
-/// The current config snapshot, shared by every request and the reloader.
-#[derive(Debug, Clone)]
-pub struct ConfigStore(Arc<ArcSwap<RuntimeConfig>>);
-
-impl ConfigStore {
-    /// A store holding `config`.
-    pub fn new(config: RuntimeConfig) -> Self {
-        Self(Arc::new(ArcSwap::from_pointee(config)))
-    }
-
-    /// The current snapshot. Take it once per request and keep it.
-    pub fn snapshot(&self) -> Arc<RuntimeConfig> {
-        self.0.load_full()
-    }
-
-    /// Installs `config` as the next generation and returns its number. Requests
-    /// in flight keep the snapshot they took.
-    pub fn replace(&self, mut config: RuntimeConfig) -> u64 {
-        config.generation = self.0.load().generation + 1;
-        let generation = config.generation;
-        self.0.store(Arc::new(config));
-        generation
-    }
-}
 
 /// What set off a reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,7 +218,7 @@ impl Reloader {
         let (mut before, (digest, loaded, reading)) = match read {
             Ok(read) => read,
             Err(e) => {
-                let d = config::diagnostics::Diagnostic::error(
+                let d = crate::base::diagnostics::Diagnostic::error(
                     None,
                     format!("reload did not finish: {e}"),
                 );

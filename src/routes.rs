@@ -1,15 +1,100 @@
-//! Route matching: host first, then exact path, then longest path prefix, then
+//! Routes and their matching. A [`Route`] is everything one route does, built
+//! at config load. Matching: host first, then exact path, then longest path prefix, then
 //! method. Exact paths are found by hash; prefixes by looking up the request
 //! path's segment boundaries, longest first. A lookup costs the same with one
-//! route as with a hundred thousand. Pure: no pingora types, no I/O.
+//! route as with a hundred thousand. Matching is pure: no pingora types, no I/O.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use http::Method;
+use http::{HeaderName, Method};
 
-use crate::runtime::{PathMatch, Route};
+use crate::base::secret::Secret;
+use crate::base::settings::RetryPolicy;
+use crate::forward::Upstream;
+use crate::policy::Policy;
+use crate::scheme::handshake::Handshake;
+use crate::verify::Verifier;
+
+/// How a route matches the request path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PathMatch {
+    /// `path`: the whole path.
+    Exact(String),
+    /// `path_prefix`: a leading part of the path, on a segment boundary.
+    Prefix(String),
+}
+
+/// One route.
+#[derive(Debug)]
+pub struct Route {
+    /// Unique name; sent upstream as `x-webhook-route`.
+    pub name: String,
+    /// Lower-case host to match, without port unless written with one.
+    pub host: Option<String>,
+    /// Path rule.
+    pub path: PathMatch,
+    /// Allowed methods.
+    pub methods: Arc<[Method]>,
+    /// Forwarding target.
+    pub upstream: Upstream,
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+    /// Deadline for the whole request body.
+    pub read_timeout: Duration,
+    /// Deadline for the upstream's response header, and for each body read.
+    pub upstream_timeout: Duration,
+    /// The verifiers; any one passing admits a request.
+    pub verifiers: Vec<Verifier>,
+    /// Headers removed before forwarding (`strip_signature_headers`).
+    pub strip_headers: Vec<HeaderName>,
+    /// The URL providers call, for schemes that sign it.
+    pub public_url: Option<String>,
+    /// The token subscription handshakes must carry.
+    pub verify_token: Option<Secret>,
+    /// The route's own handshake rules (besides its schemes').
+    pub handshakes: Vec<Handshake>,
+    /// The top-level JSON body members its schemes and handshakes read.
+    pub json_members: Arc<[String]>,
+    /// Per verifier, its secrets as they may be shown (`env:`/`file:` references,
+    /// literals redacted).
+    pub secret_sources: Arc<[Vec<String>]>,
+    /// What the route asks besides the signature and does for the app; `None`
+    /// when it sets nothing of it.
+    pub policy: Option<Box<Policy>>,
+    /// `delivery = "async"`: how it delivers; `None` for a sync route.
+    pub delivery: Option<Box<RetryPolicy>>,
+    /// A digest of everything the route does, secrets included, to tell which
+    /// routes a reload changed. Never shown.
+    pub fingerprint: [u8; 32],
+}
+
+impl Route {
+    /// The upstream path for a request whose path matched with `remainder` left over,
+    /// and its query string.
+    pub fn upstream_path_and_query(
+        &self,
+        request_path: &str,
+        remainder: &str,
+        query: Option<&str>,
+    ) -> String {
+        let mut out = match &self.upstream.path {
+            Some(base) => crate::verify::request::join_path(base, remainder),
+            None => request_path.to_owned(),
+        };
+        let queries: Vec<&str> = [self.upstream.query.as_deref(), query]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !queries.is_empty() {
+            out.push('?');
+            out.push_str(&queries.join("&"));
+        }
+        out
+    }
+}
 
 /// The outcome of matching one request.
 #[derive(Debug)]

@@ -11,22 +11,23 @@ use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
 
-use crate::access_log::AccessLog;
 use crate::admin::{Admin, AdminService};
 use crate::clock::Clock;
 use crate::forward::Forwarder;
-use crate::limits::{self, Limits};
-use crate::metrics::Metrics;
+use crate::observe::Observers;
+use crate::observe::access_log::AccessLog;
+use crate::observe::inflight::{Draining, InFlight};
+use crate::observe::limits::{self, Limits};
+use crate::observe::metrics::Metrics;
 use crate::proxy::Gateway;
-use crate::record::Observers;
-use crate::reload::{ConfigStore, ReloadService, Reloader};
+use crate::reload::{ReloadService, Reloader};
+use crate::runtime::ConfigStore;
 use crate::runtime::RuntimeConfig;
-use crate::serve::Listener;
-use crate::shutdown::{Draining, EarlySignal, InFlight, SignalWatch};
+use crate::serve::{self, Listener};
+use crate::shutdown::{EarlySignal, SignalWatch};
 use crate::spool::deliver::Deliverer;
 use crate::spool::{self, Spool};
 use crate::state::State;
-use crate::tls;
 
 /// Seconds pingora allows its runtimes to stop once the grace period is over.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 1;
@@ -138,7 +139,7 @@ pub fn build(config: RuntimeConfig, options: Options) -> Result<Assembled, Strin
     let tls = if settings.tls_listen.is_empty() {
         None
     } else {
-        Some(tls::server_config(store.clone())?)
+        Some(serve::tls::server_config(store.clone())?)
     };
     let listener = Listener::bind(Arc::new(gateway), &settings, tls, observers.clone())?;
     let mut listener = background_service("webhook listener", listener);

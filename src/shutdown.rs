@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::Notify;
 
-use crate::record::Observers;
+use crate::observe::Observers;
+use crate::observe::inflight::InFlight;
 
 /// How often the drain checks the requests in flight.
 const DRAIN_POLL: Duration = Duration::from_millis(25);
@@ -23,67 +23,6 @@ const DRAIN_POLL: Duration = Duration::from_millis(25);
 const DRAIN_QUIET: Duration = Duration::from_millis(150);
 /// How long the access log gets to write its last lines.
 const LOG_FLUSH: Duration = Duration::from_secs(2);
-
-/// The number of requests between their header and their log line.
-#[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    /// Counts a request until the guard is dropped.
-    pub fn enter(&self) -> InFlightGuard {
-        self.0.fetch_add(1, Ordering::AcqRel);
-        InFlightGuard(Arc::clone(&self.0))
-    }
-
-    /// Requests in flight now.
-    pub fn count(&self) -> usize {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
-/// One request in flight.
-#[derive(Debug)]
-pub struct InFlightGuard(Arc<AtomicUsize>);
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Process state the admin listener reports: whether a shutdown has begun.
-#[derive(Debug, Clone, Default)]
-pub struct Draining(Arc<DrainingFlag>);
-
-#[derive(Debug, Default)]
-struct DrainingFlag {
-    set: AtomicBool,
-    begun: Notify,
-}
-
-impl Draining {
-    /// Whether SIGTERM (or SIGINT) was received.
-    pub fn is_draining(&self) -> bool {
-        self.0.set.load(Ordering::Acquire)
-    }
-
-    /// Waits until the shutdown has begun.
-    pub async fn begun(&self) {
-        loop {
-            // Made before the flag is read, so a start in between wakes it.
-            let begun = self.0.begun.notified();
-            if self.is_draining() {
-                return;
-            }
-            begun.await;
-        }
-    }
-
-    fn start(&self) {
-        self.0.set.store(true, Ordering::Release);
-        self.0.begun.notify_waiters();
-    }
-}
 
 /// The first SIGTERM, SIGINT or SIGQUIT that arrives before pingora listens for
 /// them (it does once every service has started, and the listeners accept

@@ -10,8 +10,8 @@
 use std::sync::LazyLock;
 
 use hookgate::admin::access;
-use hookgate::config::secret::Secret;
-use hookgate::runtime::AdminAccess;
+use hookgate::base::secret::Secret;
+use hookgate::base::settings::AdminAccess;
 use hookgate::spool::DeliveryId;
 use hookgate_fuzz::Delivery;
 use libfuzzer_sys::fuzz_target;

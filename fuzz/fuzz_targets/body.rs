@@ -17,8 +17,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hookgate::body::{self, BodyError, Pace};
-use hookgate::limits::Limits;
-use hookgate::runtime::FrontDoor;
+use hookgate::observe::limits::Limits;
+use hookgate::base::settings::FrontDoor;
 use libfuzzer_sys::fuzz_target;
 use pingora::protocols::http::v1::server::HttpSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;

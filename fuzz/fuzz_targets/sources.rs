@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use hookgate::config::secret::Secret;
+use hookgate::base::secret::Secret;
 use hookgate::scheme::build::SchemeBuilder;
 use hookgate::scheme::file::SchemeFile;
 use hookgate::scheme::source::Source;

@@ -9,7 +9,7 @@
 
 use std::sync::LazyLock;
 
-use hookgate::config::secret::Secret;
+use hookgate::base::secret::Secret;
 use hookgate::scheme::presets;
 use hookgate::verify::Verifier;
 use hookgate_fuzz::{Delivery, exercise, split_line};

@@ -16,7 +16,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use hookgate::config::secret::Secret;
+use hookgate::base::secret::Secret;
 use hookgate::handshake::AnswerKeys;
 use hookgate::verify::request::{SignedRequest, UrlParts};
 use hookgate::verify::{Verifier, verify_any};

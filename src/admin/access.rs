@@ -14,9 +14,9 @@ use http::request::Parts;
 use serde_json::json;
 
 use super::Answer;
+use crate::base::settings::AdminAccess;
 use crate::config::admin::admin_host;
-use crate::runtime::AdminAccess;
-use crate::verify::mac::constant_time_eq;
+use crate::mac::constant_time_eq;
 
 /// Longest `Host` value quoted in a log line.
 const MAX_LOGGED_HOST: usize = 100;
@@ -113,7 +113,7 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::secret::Secret;
+    use crate::base::secret::Secret;
 
     fn request(version: http::Version, uri: &str, headers: &[(&str, &str)]) -> Parts {
         let mut builder = http::Request::builder().version(version).uri(uri);

@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::access_log::Target;
+use crate::base::settings::{AdminAccess, RetryPolicy, SpoolBackend};
+use crate::observe::access_log::Target;
 use crate::policy::Policy;
-use crate::runtime::{
-    AdminAccess, PathMatch, RetryPolicy, Route, RuntimeConfig, ServerSettings, SpoolBackend,
-};
+use crate::routes::{PathMatch, Route};
+use crate::runtime::{RuntimeConfig, ServerSettings};
 use crate::scheme::remote::HostPattern;
 use crate::verify::remote::RemoteParams;
 

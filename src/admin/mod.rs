@@ -21,9 +21,10 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde_json::json;
 
-use crate::record::Observers;
-use crate::reload::{ConfigStore, Reloader, Trigger};
+use crate::observe::Observers;
+use crate::reload::{Reloader, Trigger};
 use crate::response::NOSNIFF;
+use crate::runtime::ConfigStore;
 use crate::spool::{self, Spool};
 
 /// How long a client has to send its request header.

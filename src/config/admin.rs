@@ -9,8 +9,8 @@ use toml::Spanned;
 
 use super::build::{Builder, span};
 use super::file::ServerSection;
-use super::secret::SecretRef;
-use crate::runtime::AdminAccess;
+use crate::base::secret::SecretRef;
+use crate::base::settings::AdminAccess;
 
 /// A token shorter than this is warned about: it could be guessed.
 const MIN_TOKEN_BYTES: usize = 16;
@@ -136,7 +136,7 @@ mod tests {
     fn load(
         dir: &Path,
         lines: &str,
-    ) -> Result<(crate::runtime::AdminAccess, Vec<String>), Vec<String>> {
+    ) -> Result<(crate::base::settings::AdminAccess, Vec<String>), Vec<String>> {
         let route = "[[routes]]\nname = \"r\"\npath = \"/r\"\nupstream = \"http://127.0.0.1:9\"\n\
                      verify = { scheme = \"rye\", secrets = [\"k\"] }\n";
         let text = format!("[server]\n{lines}{route}");

@@ -1,87 +1,47 @@
-//! Validation: turns the file model into a [`RuntimeConfig`], collecting every
-//! problem (with its span) instead of stopping at the first. Secrets are resolved
-//! and upstream host names looked up here, once per load.
+//! The builder frame: `Builder` turns the file model into a
+//! [`RuntimeConfig`], collecting every problem (with its span) instead of
+//! stopping at the first. It holds what one load reads and shares (secrets,
+//! resolved hosts, CA files, connection targets, verifiers, digests) and
+//! assembles each route from what its sibling files check and build:
+//! `[server]` in `server.rs`, path rules and overlaps in `paths.rs`, the
+//! upstream in `upstream.rs`, the fingerprint in `fingerprint.rs`, and the
+//! verifiers, policy, delivery, TLS, admin and remote keys in theirs.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fmt::{self, Write as _};
 use std::hash::Hash;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, Method, Uri};
-use sha2::{Digest, Sha256};
+use http::{HeaderName, Method};
 use toml::Spanned;
 
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
-
-use super::diagnostics::{Diagnostic, Severity};
-use super::file::{ConfigFile, OneOrMany, RouteSection, ServerSection, SpoolSection};
-use super::secret::{Secret, SecretRef};
-use super::verifiers::GENERIC;
-use crate::access_log::Target as AccessLogTarget;
-use crate::forward::{self, SharedPeer, TrustedCas};
-use crate::handshake::Handshake;
-use crate::routes::RouteTable;
-use crate::runtime::{
-    AdminAccess, FrontDoor, PathMatch, Route, RuntimeConfig, ServerSettings, Upstream,
-};
+use super::file::{ConfigFile, RouteSection};
+use crate::base::diagnostics::{Diagnostic, Severity};
+use crate::base::secret::{Secret, SecretRef};
+use crate::base::settings::AdminAccess;
+use crate::forward::{SharedPeer, TrustedCas};
+use crate::routes::{PathMatch, Route, RouteTable};
+use crate::runtime::{RuntimeConfig, ServerSettings};
 use crate::scheme::Scheme;
 use crate::scheme::build::SchemeBuilder;
+use crate::scheme::handshake::Handshake;
 use crate::tls::Certificates;
 use crate::verify::Verifier;
 
-/// A count from the config as a `usize`, saturating on 32-bit targets.
-fn to_usize(n: u64) -> usize {
-    usize::try_from(n).unwrap_or(usize::MAX)
-}
-
-/// Default webhook listener.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-/// Default `max_body_bytes`: 1 MiB.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
-/// Default `read_timeout_ms`.
-pub const DEFAULT_READ_TIMEOUT_MS: u64 = 10_000;
-/// Default `shutdown_grace_secs`.
-pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
-/// Default `upstream_timeout_ms`.
-pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 10_000;
-/// Default `header_timeout_ms`.
-pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
-/// Default `keepalive_timeout_secs`.
-pub const DEFAULT_KEEPALIVE_TIMEOUT_SECS: u64 = 60;
-/// Default `max_connections`.
-pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
-/// Default `max_header_bytes`: 32 KiB.
-pub const DEFAULT_MAX_HEADER_BYTES: u64 = 32 * 1024;
-/// Default `max_inflight_body_bytes`: 256 MiB.
-pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: u64 = 256 * 1024 * 1024;
-/// Default `min_body_bytes_per_sec`.
-pub const DEFAULT_MIN_BODY_BYTES_PER_SEC: u64 = 1024;
-
 /// What an upstream's connection target is made of: address, TLS, host name
 /// (SNI), timeout and CA file.
-type PeerKey = (SocketAddr, bool, String, Duration, Option<PathBuf>);
+pub(super) type PeerKey = (SocketAddr, bool, String, Duration, Option<PathBuf>);
 
-/// Route-level defaults taken from `[server]`.
+/// Route-level defaults taken from `[server]` (built-in values in `server.rs`).
 #[derive(Clone, Copy)]
-struct RouteDefaults {
-    max_body_bytes: u64,
-    read_timeout_ms: u64,
-    upstream_timeout_ms: u64,
-}
-
-impl RouteDefaults {
-    /// When `[server]` sets none of them.
-    const BUILT_IN: Self = Self {
-        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-        read_timeout_ms: DEFAULT_READ_TIMEOUT_MS,
-        upstream_timeout_ms: DEFAULT_UPSTREAM_TIMEOUT_MS,
-    };
+pub(super) struct RouteDefaults {
+    pub(super) max_body_bytes: u64,
+    pub(super) read_timeout_ms: u64,
+    pub(super) upstream_timeout_ms: u64,
 }
 
 /// Builds a [`RuntimeConfig`] from a parsed file whose routes may come in
@@ -94,7 +54,7 @@ pub(super) struct Builder<'a> {
     /// Schemes the config defines under `[schemes.NAME]`.
     pub(super) schemes: BTreeMap<String, Arc<Scheme>>,
     /// `[server]`, when valid.
-    server: Option<ServerSettings>,
+    pub(super) server: Option<ServerSettings>,
     /// `[[server.tls]]`, when there is any.
     tls: Option<Certificates>,
     /// `[server] trusted_proxies`.
@@ -108,13 +68,13 @@ pub(super) struct Builder<'a> {
     routes: Vec<Arc<Route>>,
     /// The name of every route so far.
     names: HashSet<Arc<str>>,
-    overlaps: Overlaps,
+    pub(super) overlaps: Overlaps,
     /// Upstream host → its address (port 0), or the problem: resolved once per load.
-    addresses: HashMap<String, Result<SocketAddr, String>>,
+    pub(super) addresses: HashMap<String, Result<SocketAddr, String>>,
     /// `upstream_ca_file` → its certificates, or the problem: read once per load.
-    ca_files: HashMap<PathBuf, Result<TrustedCas, String>>,
+    pub(super) ca_files: HashMap<PathBuf, Result<TrustedCas, String>>,
     /// Connection targets, one per distinct upstream, shared by its routes.
-    peers: HashMap<PeerKey, SharedPeer>,
+    pub(super) peers: HashMap<PeerKey, SharedPeer>,
     /// Verifiers by scheme, secrets digest and window, shared by the routes
     /// that verify alike.
     pub(super) verifiers: HashMap<(usize, [u8; 32], Option<u64>), Verifier>,
@@ -125,9 +85,9 @@ pub(super) struct Builder<'a> {
     secret_source_lists: HashSet<Arc<[Vec<String>]>>,
     /// The digest of each of `peers` (which holds them, so their addresses
     /// stay theirs), by address.
-    peer_digests: HashMap<usize, [u8; 32]>,
+    pub(super) peer_digests: HashMap<usize, [u8; 32]>,
     /// The digest of each named scheme (built-in or `[schemes.NAME]`).
-    scheme_digests: HashMap<String, [u8; 32]>,
+    pub(super) scheme_digests: HashMap<String, [u8; 32]>,
     /// `env:`/`file:` reference → the secret, or the problem: read once per load.
     pub(super) secrets: HashMap<String, Result<Secret, String>>,
     /// Every file the config reads besides itself (`file:` secrets, CA files,
@@ -136,106 +96,17 @@ pub(super) struct Builder<'a> {
 }
 
 /// A route's host, path rule and one of its methods, as written.
-type MethodKey = (Option<String>, PathMatch, String);
+pub(super) type MethodKey = (Option<String>, PathMatch, String);
 
-/// Every route so far, for finding overlaps one route at a time.
+/// Every route so far, for finding overlaps one route at a time (see
+/// `paths.rs`).
 #[derive(Default)]
-struct Overlaps {
+pub(super) struct Overlaps {
     /// Per host, path rule and method: the first route with them, by
     /// position and name.
-    first: HashMap<MethodKey, (usize, Arc<str>)>,
+    pub(super) first: HashMap<MethodKey, (usize, Arc<str>)>,
     /// How many routes there were.
-    count: usize,
-}
-
-impl Overlaps {
-    /// Records `r`, called `name`, and returns the first route before it that
-    /// one request could match too (same host, same path rule, a method in
-    /// common), with the first of `r`'s methods that route has.
-    fn add(&mut self, r: &RouteSection, name: &Arc<str>) -> Option<(Arc<str>, String)> {
-        let OverlapKey {
-            host,
-            path,
-            methods,
-        } = OverlapKey::new(r);
-        let index = self.count;
-        self.count += 1;
-        let path = path?;
-        let keys: Vec<MethodKey> = methods
-            .into_iter()
-            .map(|method| (host.clone(), path.clone(), method))
-            .collect();
-        // Each of its methods that the first such route has maps to that route.
-        let mut earliest: Option<(usize, &Arc<str>, &str)> = None;
-        for key in &keys {
-            if let Some((i, earlier)) = self.first.get(key) {
-                if earliest.is_none_or(|(j, _, _)| *i < j) {
-                    earliest = Some((*i, earlier, &key.2));
-                }
-            }
-        }
-        let found = earliest.map(|(_, earlier, method)| (Arc::clone(earlier), method.to_owned()));
-        for key in keys {
-            self.first.entry(key).or_insert((index, Arc::clone(name)));
-        }
-        found
-    }
-}
-
-/// Whether two listen addresses would take the same socket: the same port on
-/// the same address, or on any address when either is a wildcard.
-pub(super) fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
-}
-
-/// What decides whether two routes overlap, as written: the host (trimmed,
-/// lower case), the path rule (none when the route has not exactly one) and the
-/// methods (upper case; `POST` when not listed).
-struct OverlapKey {
-    host: Option<String>,
-    path: Option<PathMatch>,
-    methods: Vec<String>,
-}
-
-impl OverlapKey {
-    fn new(r: &RouteSection) -> Self {
-        Self {
-            host: r
-                .host
-                .as_ref()
-                .map(|h| h.get_ref().trim().to_ascii_lowercase()),
-            path: match (&r.path, &r.path_prefix) {
-                (Some(p), None) => Some(PathMatch::Exact(p.get_ref().clone())),
-                (None, Some(p)) => Some(PathMatch::Prefix(p.get_ref().clone())),
-                _ => None,
-            },
-            methods: match &r.methods {
-                None => vec!["POST".to_owned()],
-                Some(list) => list
-                    .get_ref()
-                    .iter()
-                    .map(|m| m.get_ref().to_ascii_uppercase())
-                    .collect(),
-            },
-        }
-    }
-}
-
-/// Formats straight into a digest, without building the text.
-struct DigestWriter<'a>(&'a mut Sha256);
-
-impl fmt::Write for DigestWriter<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.update(s.as_bytes());
-        Ok(())
-    }
-}
-
-/// The digest of a value's `Debug` text.
-fn debug_digest(value: &dyn fmt::Debug) -> [u8; 32] {
-    let mut digest = Sha256::new();
-    let _ = write!(DigestWriter(&mut digest), "{value:?}");
-    digest.finalize().into()
+    pub(super) count: usize,
 }
 
 /// `list`, or an equal one built before: many routes hold the same list.
@@ -285,40 +156,6 @@ where
     value
 }
 
-/// The first address of `host`, with port 0 (the port does not change what a
-/// name resolves to).
-fn resolve(host: &str) -> Result<SocketAddr, String> {
-    match (host, 0).to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(addr)) => Ok(addr),
-        Ok(None) => Err(format!("upstream host `{host}` has no address")),
-        Err(e) => Err(format!("cannot resolve upstream host `{host}`: {e}")),
-    }
-}
-
-/// Reads a PEM file of CA certificates for an upstream.
-fn read_ca_file(path: &Path) -> Result<TrustedCas, String> {
-    read_pem_certificates(path).map(|certs| TrustedCas::new(&certs))
-}
-
-/// Reads a PEM file of certificates (DER each), each checked to be a parseable
-/// X.509 certificate (the TLS stack would otherwise fail on it at connect time).
-pub(super) fn read_pem_certificates(path: &Path) -> Result<Vec<Vec<u8>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let mut certs = Vec::new();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        match cert {
-            Ok(der) if x509_parser::parse_x509_certificate(&der).is_ok() => {
-                certs.push(der.to_vec());
-            }
-            _ => return Err(format!("`{}` holds an invalid certificate", path.display())),
-        }
-    }
-    if certs.is_empty() {
-        return Err(format!("`{}` holds no PEM certificate", path.display()));
-    }
-    Ok(certs)
-}
-
 impl<'a> Builder<'a> {
     /// Starts building from the file's `[server]` and `[schemes.NAME]` tables;
     /// its routes come with [`Self::add_routes`].
@@ -366,49 +203,6 @@ impl<'a> Builder<'a> {
         .find_map(|key| key.as_ref().and_then(span));
         b.check_body_share(at, b.defaults.max_body_bytes);
         b
-    }
-
-    /// Warns when bodies of up to `max_body_bytes` (the key at `at`) may be
-    /// larger than one client's share of the body budget: those are always
-    /// refused 503 `overloaded`, and the provider retries in vain.
-    fn check_body_share(&mut self, at: Option<Range<usize>>, max_body_bytes: u64) {
-        let Some(share) = self
-            .server
-            .as_ref()
-            .map(|s| s.front.max_inflight_body_bytes_per_client)
-            .filter(|&share| max_body_bytes > share)
-        else {
-            return;
-        };
-        self.warning(
-            at,
-            format!(
-                "`max_body_bytes` ({max_body_bytes}) is over `max_inflight_body_bytes_per_client` \
-                 ({share}): a body larger than {share} bytes is always refused 503 `overloaded`"
-            ),
-        );
-    }
-
-    /// The route defaults `[server]` sets.
-    fn route_defaults(&mut self, server: &ServerSection) -> RouteDefaults {
-        let built_in = RouteDefaults::BUILT_IN;
-        RouteDefaults {
-            max_body_bytes: self.positive_or(
-                &server.max_body_bytes,
-                "max_body_bytes",
-                built_in.max_body_bytes,
-            ),
-            read_timeout_ms: self.positive_or(
-                &server.read_timeout_ms,
-                "read_timeout_ms",
-                built_in.read_timeout_ms,
-            ),
-            upstream_timeout_ms: self.positive_or(
-                &server.upstream_timeout_ms,
-                "upstream_timeout_ms",
-                built_in.upstream_timeout_ms,
-            ),
-        }
     }
 
     /// Makes room for about `routes` routes.
@@ -495,165 +289,6 @@ impl<'a> Builder<'a> {
                 }
             },
         }
-    }
-
-    /// `max_inflight_body_bytes` and the share of it one client may hold
-    /// (an eighth of it unless set; never more than it).
-    fn body_budget(&mut self, s: &ServerSection) -> (u64, u64) {
-        let budget = self.positive_or(
-            &s.max_inflight_body_bytes,
-            "max_inflight_body_bytes",
-            DEFAULT_MAX_INFLIGHT_BODY_BYTES,
-        );
-        let default_share = (budget / 8).max(1);
-        let key = "max_inflight_body_bytes_per_client";
-        let share = self.positive_or(&s.max_inflight_body_bytes_per_client, key, default_share);
-        if share > budget {
-            let at = s.max_inflight_body_bytes_per_client.as_ref().and_then(span);
-            self.error(
-                at,
-                format!("`{key}` ({share}) must not be over `max_inflight_body_bytes` ({budget})"),
-            );
-            return (budget, default_share);
-        }
-        (budget, share)
-    }
-
-    /// A setting that may be 0, or `default` when absent.
-    fn non_negative_or(&mut self, value: &Option<Spanned<i64>>, key: &str, default: u64) -> u64 {
-        match value {
-            None => default,
-            Some(v) => u64::try_from(*v.get_ref()).unwrap_or_else(|_| {
-                self.error(span(v), format!("`{key}` must not be negative"));
-                default
-            }),
-        }
-    }
-
-    fn server(
-        &mut self,
-        s: &ServerSection,
-        spool: Option<&Spanned<SpoolSection>>,
-    ) -> Option<ServerSettings> {
-        let (listen, mut ok) = match &s.listen {
-            None => (vec![DEFAULT_LISTEN.parse().ok()?], true),
-            Some(list) => self.addresses(list, "listen"),
-        };
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from) as u64;
-        let threads = self.positive_or(&s.threads, "threads", cpus);
-        let admin_listen =
-            s.admin_listen
-                .as_ref()
-                .and_then(|a| match a.get_ref().parse::<SocketAddr>() {
-                    Ok(addr) if listen.iter().any(|l| same_socket(*l, addr)) => {
-                        self.error(
-                            span(a),
-                            "`admin_listen` must not share a port with `listen`",
-                        );
-                        None
-                    }
-                    Ok(addr) => Some(addr),
-                    Err(_) => {
-                        self.error(
-                            span(a),
-                            format!(
-                                "invalid admin_listen address `{}`; write IP:PORT",
-                                a.get_ref()
-                            ),
-                        );
-                        None
-                    }
-                });
-        let access_log = match s.access_log.as_ref().map(|a| a.get_ref().as_str()) {
-            None | Some("stdout") => AccessLogTarget::Stdout,
-            Some("off") => AccessLogTarget::Off,
-            Some(path) => AccessLogTarget::File(self.base_dir.join(path)),
-        };
-        let grace = self.positive_or(
-            &s.shutdown_grace_secs,
-            "shutdown_grace_secs",
-            DEFAULT_SHUTDOWN_GRACE_SECS,
-        );
-        let (max_inflight_body_bytes, max_inflight_body_bytes_per_client) = self.body_budget(s);
-        let front = FrontDoor {
-            header_timeout: Duration::from_millis(self.positive_or(
-                &s.header_timeout_ms,
-                "header_timeout_ms",
-                DEFAULT_HEADER_TIMEOUT_MS,
-            )),
-            keepalive_timeout: Duration::from_secs(self.positive_or(
-                &s.keepalive_timeout_secs,
-                "keepalive_timeout_secs",
-                DEFAULT_KEEPALIVE_TIMEOUT_SECS,
-            )),
-            max_connections: to_usize(self.positive_or(
-                &s.max_connections,
-                "max_connections",
-                DEFAULT_MAX_CONNECTIONS,
-            )),
-            max_header_bytes: to_usize(self.positive_or(
-                &s.max_header_bytes,
-                "max_header_bytes",
-                DEFAULT_MAX_HEADER_BYTES,
-            )),
-            max_inflight_body_bytes,
-            max_inflight_body_bytes_per_client,
-            min_body_bytes_per_sec: self.non_negative_or(
-                &s.min_body_bytes_per_sec,
-                "min_body_bytes_per_sec",
-                DEFAULT_MIN_BODY_BYTES_PER_SEC,
-            ),
-        };
-        let tls_listen = self.tls_listen(s, &listen, admin_listen);
-        let state = self.state(s);
-        let spool = self.spool(spool, &state);
-        ok &= tls_listen.is_some();
-        ok.then(|| ServerSettings {
-            listen,
-            threads: usize::try_from(threads).unwrap_or(1),
-            watch_config: s.watch_config.unwrap_or(true),
-            admin_listen,
-            access_log,
-            shutdown_grace: Duration::from_secs(grace),
-            front,
-            tls_listen: tls_listen.unwrap_or_default(),
-            state,
-            spool,
-        })
-    }
-
-    /// The addresses of a `listen`-like key (one or a list of `IP:PORT`), and
-    /// whether all of them were valid.
-    pub(super) fn addresses(
-        &mut self,
-        list: &Spanned<OneOrMany<String>>,
-        key: &str,
-    ) -> (Vec<SocketAddr>, bool) {
-        let mut addresses = Vec::new();
-        let mut ok = true;
-        if list.get_ref().0.is_empty() {
-            self.error(span(list), format!("`{key}` needs at least one address"));
-            ok = false;
-        }
-        for text in &list.get_ref().0 {
-            match text.parse::<SocketAddr>() {
-                Ok(addr) if addresses.contains(&addr) => {
-                    self.error(span(list), format!("`{key}` has `{text}` twice"));
-                    ok = false;
-                }
-                Ok(addr) => addresses.push(addr),
-                Err(_) => {
-                    self.error(
-                        span(list),
-                        format!(
-                            "invalid {key} address `{text}`; write IP:PORT, e.g. `127.0.0.1:8080`"
-                        ),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        (addresses, ok)
     }
 
     fn route(&mut self, r: &RouteSection) -> Option<Route> {
@@ -760,75 +395,6 @@ impl<'a> Builder<'a> {
         })
     }
 
-    /// A digest of a route: everything it does, its secrets included. What
-    /// routes share (an upstream's connection target, a named scheme) is
-    /// digested once per load.
-    fn fingerprint(&mut self, route: &Route, policy_secrets: [u8; 32]) -> [u8; 32] {
-        // Every field, so that a new one cannot be left out unnoticed.
-        let Route {
-            name,
-            host,
-            path,
-            methods,
-            upstream,
-            max_body_bytes,
-            read_timeout,
-            upstream_timeout,
-            verifiers,
-            strip_headers,
-            public_url,
-            verify_token,
-            handshakes,
-            json_members,
-            secret_sources,
-            policy,
-            delivery,
-            fingerprint: _,
-        } = route;
-        let Upstream {
-            peer,
-            pool_key,
-            addr,
-            tls,
-            authority,
-            path: upstream_path,
-            query,
-            url: upstream_url,
-        } = upstream;
-        let mut digest = Sha256::new();
-        let settings = (
-            (name, host, path, methods, max_body_bytes, read_timeout),
-            (upstream_timeout, strip_headers, public_url, handshakes),
-            (json_members, upstream_url, secret_sources, policy, delivery),
-            (addr, tls, authority, upstream_path, query, pool_key),
-        );
-        let _ = write!(DigestWriter(&mut digest), "{settings:?}");
-        let peer_digest = *self
-            .peer_digests
-            .entry(Arc::as_ptr(peer).addr())
-            .or_insert_with(|| debug_digest(peer));
-        digest.update(peer_digest);
-        for verifier in verifiers {
-            let scheme = verifier.scheme();
-            let scheme_digest = if scheme.name == GENERIC {
-                debug_digest(scheme)
-            } else {
-                cached(&mut self.scheme_digests, scheme.name.as_str(), |_| {
-                    debug_digest(scheme)
-                })
-            };
-            digest.update(scheme_digest);
-            let _ = write!(DigestWriter(&mut digest), "{:?}", verifier.tolerance_secs());
-            digest.update(verifier.secrets_digest());
-            let _ = write!(DigestWriter(&mut digest), "{:?}", verifier.remote_params());
-        }
-        if let Some(token) = verify_token {
-            digest.update(Sha256::digest(token.expose()));
-        }
-        digest.update(policy_secrets);
-        digest.finalize().into()
-    }
-
     /// A mark for [`Self::errors_since`]: how many problems there are so far.
     pub(super) fn mark(&self) -> usize {
         self.diagnostics.len()
@@ -847,218 +413,9 @@ impl<'a> Builder<'a> {
         SchemeBuilder::new(&mut self.diagnostics)
     }
 
-    fn path_rule(&mut self, r: &RouteSection) -> Option<PathMatch> {
-        let (text, rule): (&Spanned<String>, fn(String) -> PathMatch) =
-            match (&r.path, &r.path_prefix) {
-                (Some(p), None) => (p, PathMatch::Exact),
-                (None, Some(p)) => (p, PathMatch::Prefix),
-                (Some(_), Some(p)) => {
-                    self.error(span(p), "set either `path` or `path_prefix`, not both");
-                    return None;
-                }
-                (None, None) => {
-                    self.error(
-                        span(&r.name),
-                        format!("route `{}` needs `path` or `path_prefix`", r.name.get_ref()),
-                    );
-                    return None;
-                }
-            };
-        let value = text.get_ref();
-        if !value.starts_with('/')
-            || value.contains(['?', '#'])
-            || value.contains(char::is_whitespace)
-        {
-            self.error(
-                span(text),
-                format!("path `{value}` must start with `/` and have no query, fragment or spaces"),
-            );
-            return None;
-        }
-        Some(rule(value.clone()))
-    }
-
-    fn host(&mut self, h: &Spanned<String>) -> Option<String> {
-        let host = h.get_ref().trim().to_ascii_lowercase();
-        if host.is_empty() || host.contains(['/', ' ', '@']) {
-            self.error(span(h), format!("invalid host `{}`", h.get_ref()));
-            return None;
-        }
-        Some(host)
-    }
-
-    /// The route's methods: as listed, or POST plus the methods of its handshakes
-    /// (GET for Meta's and Dropbox's).
-    fn methods(
-        &mut self,
-        r: &RouteSection,
-        verifiers: &[Verifier],
-        handshakes: &[Handshake],
-    ) -> Vec<Method> {
-        let Some(list) = &r.methods else {
-            let mut methods = vec![Method::POST];
-            let extra = verifiers
-                .iter()
-                .flat_map(|v| v.scheme().handshake_methods())
-                .chain(handshakes.iter().filter_map(|h| h.method.as_ref()));
-            for method in extra {
-                if !methods.contains(method) {
-                    methods.push(method.clone());
-                }
-            }
-            return methods;
-        };
-        if list.get_ref().is_empty() {
-            self.error(span(list), "`methods` needs at least one method");
-        }
-        let mut methods = Vec::new();
-        for m in list.get_ref() {
-            match Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
-                Ok(method) if method == Method::CONNECT => {
-                    self.error(span(m), "CONNECT cannot be routed");
-                }
-                Ok(method) if !methods.contains(&method) => methods.push(method),
-                Ok(_) => {}
-                Err(_) => self.error(span(m), format!("invalid method `{}`", m.get_ref())),
-            }
-        }
-        methods
-    }
-
-    fn upstream(
-        &mut self,
-        text: &Spanned<String>,
-        ca_file: Option<&Spanned<String>>,
-        timeout: Duration,
-    ) -> Option<Upstream> {
-        let raw = text.get_ref();
-        let uri: Uri = match raw.parse() {
-            Ok(uri) => uri,
-            Err(e) => {
-                self.error(span(text), format!("invalid upstream URL `{raw}`: {e}"));
-                return None;
-            }
-        };
-        let tls = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => {
-                self.error(
-                    span(text),
-                    format!("upstream URL `{raw}` must start with http:// or https://"),
-                );
-                return None;
-            }
-        };
-        let Some(authority) = uri.authority() else {
-            self.error(span(text), format!("upstream URL `{raw}` has no host"));
-            return None;
-        };
-        if authority.as_str().contains('@') {
-            self.error(
-                span(text),
-                format!("upstream URL `{raw}` must not contain credentials"),
-            );
-            return None;
-        }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let addr = match cached(&mut self.addresses, host.as_str(), resolve) {
-            Ok(mut addr) => {
-                addr.set_port(port);
-                addr
-            }
-            Err(message) => {
-                self.error(span(text), message);
-                return None;
-            }
-        };
-        // `http::Uri` reports path "/" for "http://host" too; only a written path rewrites.
-        let after_authority = raw.split_once("://").map_or("", |(_, rest)| rest);
-        let written_path = after_authority
-            .find(['/', '?'])
-            .is_some_and(|i| after_authority[i..].starts_with('/'));
-        let path = uri
-            .path_and_query()
-            .filter(|_| written_path)
-            .map(|pq| pq.path().to_owned());
-        let query = uri.query().filter(|q| !q.is_empty()).map(str::to_owned);
-        let ca = match ca_file {
-            None => None,
-            Some(file) if !tls => {
-                self.error(span(file), "`upstream_ca_file` needs an https:// upstream");
-                return None;
-            }
-            Some(file) => {
-                let path = self.base_dir.join(file.get_ref());
-                self.files.insert(path.clone());
-                match cached(&mut self.ca_files, path.as_path(), read_ca_file) {
-                    Ok(ca) => Some((path, ca)),
-                    Err(message) => {
-                        self.error(span(file), message);
-                        return None;
-                    }
-                }
-            }
-        };
-        let (ca_path, ca) = ca.unzip();
-        let peer = self
-            .peers
-            .entry((addr, tls, host.clone(), timeout, ca_path))
-            .or_insert_with(|| forward::peer(addr, tls, &host, timeout, ca.as_ref()));
-        Some(Upstream {
-            pool_key: forward::pool::key(peer, ca.as_ref().map(TrustedCas::digest)),
-            peer: Arc::clone(peer),
-            addr,
-            tls,
-            authority: authority.as_str().into(),
-            path: path.map(Into::into),
-            query: query.map(Into::into),
-            url: raw.as_str().into(),
-        })
-    }
-
-    fn public_url(&mut self, text: &Spanned<String>) -> Option<String> {
-        let raw = text.get_ref();
-        match raw.parse::<Uri>() {
-            Ok(uri)
-                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() =>
-            {
-                Some(raw.clone())
-            }
-            _ => {
-                self.error(
-                    span(text),
-                    format!("public_url `{raw}` must be an absolute http(s) URL"),
-                );
-                None
-            }
-        }
-    }
-
     fn check_name(&mut self, r: &RouteSection, name: &Arc<str>) {
         if !self.names.insert(Arc::clone(name)) {
             self.error(span(&r.name), format!("duplicate route name `{name}`"));
         }
-    }
-
-    /// Reports `r` if it overlaps a route before it (see [`Overlaps::add`]).
-    fn check_overlap(&mut self, r: &RouteSection, name: &Arc<str>) {
-        let Some((earlier, method)) = self.overlaps.add(r, name) else {
-            return;
-        };
-        let message = format!(
-            "route `{name}` overlaps route `{earlier}`: same host, path and method {method}"
-        );
-        let at = r
-            .path
-            .as_ref()
-            .or(r.path_prefix.as_ref())
-            .map(Spanned::span);
-        self.error(at, message);
     }
 }

@@ -7,28 +7,13 @@ use toml::Spanned;
 
 use super::build::{Builder, span};
 use super::file::{RetrySection, RouteSection, SpoolSection};
-use crate::runtime::{
-    FleetSettings, RetryOn, RetryPolicy, SpoolBackend, SpoolSettings, StateSettings,
+use crate::base::settings::{
+    DEFAULT_CLAIM_AFTER_SECS, DEFAULT_CONCURRENCY, DEFAULT_MAX_AGE_SECS, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_BACKOFF_MS, DEFAULT_MIN_BACKOFF_MS, DEFAULT_RETRY_ON, DEFAULT_SPOOL_DIR,
+    DEFAULT_SPOOL_MAX_BYTES, FleetSettings, RetryOn, RetryPolicy, SpoolBackend, SpoolSettings,
+    StateSettings,
 };
 
-/// Default `max_attempts`.
-pub const DEFAULT_MAX_ATTEMPTS: u64 = 12;
-/// Default `max_age_secs`: a day.
-pub const DEFAULT_MAX_AGE_SECS: u64 = 86_400;
-/// Default `min_backoff_ms`.
-pub const DEFAULT_MIN_BACKOFF_MS: u64 = 1_000;
-/// Default `max_backoff_ms`: an hour.
-pub const DEFAULT_MAX_BACKOFF_MS: u64 = 3_600_000;
-/// Default `concurrency`.
-pub const DEFAULT_CONCURRENCY: u64 = 8;
-/// Default `retry_on`.
-pub const DEFAULT_RETRY_ON: [&str; 5] = ["5xx", "408", "429", "timeout", "connect"];
-/// Default `[spool] dir`, beside the config file.
-pub const DEFAULT_SPOOL_DIR: &str = "spool";
-/// Default `[spool] max_bytes`: 10 GiB.
-pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 10 * 1024 * 1024 * 1024;
-/// Default `[spool] claim_after_secs`.
-pub const DEFAULT_CLAIM_AFTER_SECS: u64 = 15;
 /// The most attempts a route may ask for (a header number, kept small).
 const MAX_MAX_ATTEMPTS: u64 = 1_000;
 /// The most attempts in flight a route may ask for.

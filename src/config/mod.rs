@@ -6,19 +6,21 @@
 pub mod admin;
 pub mod build;
 pub mod delivery;
-pub mod diagnostics;
 pub mod file;
+mod fingerprint;
 pub mod parts;
+mod paths;
 pub mod policy;
 mod recover;
 pub mod remote;
-pub mod secret;
+pub mod server;
 pub mod tls;
+mod upstream;
 pub mod verifiers;
 
 use std::path::{Path, PathBuf};
 
-use diagnostics::{Diagnostic, Report};
+use crate::base::diagnostics::{Diagnostic, Report};
 
 use crate::runtime::RuntimeConfig;
 

@@ -12,13 +12,13 @@ use toml::Spanned;
 
 use super::build::{Builder, span};
 use super::file::{RouteSection, ServerSection};
-use super::secret::SecretRef;
+use crate::base::secret::SecretRef;
+use crate::base::settings::StateSettings;
+use crate::mac::{HashAlg, KeyedMac};
 use crate::policy::{ForwardSignature, LimitBy, OnStateError, Policy, RateLimit, RequiredHeader};
-use crate::runtime::StateSettings;
 use crate::scheme::KeyFormat;
 use crate::verify::Verifier;
 use crate::verify::key;
-use crate::verify::mac::{HashAlg, KeyedMac};
 
 /// Default `[server.state] redis_timeout_ms`.
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 250;
@@ -267,7 +267,7 @@ impl Builder<'_> {
                     self.error(span(url), "`redis_url` is not a valid Redis URL");
                     return None;
                 }
-                Some(crate::runtime::RedisSettings {
+                Some(crate::base::settings::RedisSettings {
                     url: text,
                     shown: SecretRef::parse(url.get_ref()).describe(),
                 })

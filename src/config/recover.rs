@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::diagnostics::Diagnostic;
 use super::file::{ConfigFile, RouteSection};
+use crate::base::diagnostics::Diagnostic;
 
 /// Problems one table reports before the rest of it is given up.
 const MAX_PER_TABLE: usize = 32;

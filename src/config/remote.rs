@@ -12,8 +12,10 @@ use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use toml::Spanned;
 
-use super::build::{Builder, read_pem_certificates, span};
+use super::build::{Builder, span};
 use super::file::{ServerSection, VerifySection};
+use super::upstream::read_pem_certificates;
+use crate::base::one_or_many::OneOrMany;
 use crate::keys::KeySettings;
 use crate::scheme::Scheme;
 use crate::scheme::remote::{HostPattern, HttpsUrl, KeySource, TENANT};
@@ -387,7 +389,7 @@ fn remote_keys_of(v: &VerifySection) -> [(&'static str, Option<std::ops::Range<u
     ]
 }
 
-fn list(value: Option<&Spanned<super::file::OneOrMany<String>>>) -> Vec<String> {
+fn list(value: Option<&Spanned<OneOrMany<String>>>) -> Vec<String> {
     value.map(|l| l.get_ref().0.clone()).unwrap_or_default()
 }
 

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Loaded, load, load_in_parts, load_str, parts};
-use crate::config::diagnostics::Report;
+use crate::base::diagnostics::Report;
+use crate::base::settings::{FleetSettings, SpoolBackend};
 use crate::forward::SharedPeer;
-use crate::runtime::{FleetSettings, PathMatch, SpoolBackend};
+use crate::routes::PathMatch;
 
 const ROUTE: &str = r#"
 [[routes]]
@@ -707,7 +708,10 @@ fn a_key_that_does_not_fit_the_scheme_is_an_error_at_the_secret() {
 fn operations_settings_have_defaults_and_are_checked() {
     let c = load_str(Path::new("/etc/hg/c.toml"), ROUTE).unwrap().config;
     assert_eq!(c.server.admin_listen, None);
-    assert_eq!(c.server.access_log, crate::access_log::Target::Stdout);
+    assert_eq!(
+        c.server.access_log,
+        crate::observe::access_log::Target::Stdout
+    );
     assert_eq!(c.server.shutdown_grace.as_secs(), 30);
 
     let text = "[server]\nadmin_listen = \"127.0.0.1:9090\"\naccess_log = \"logs/access.log\"\nshutdown_grace_secs = 5\n";
@@ -717,10 +721,16 @@ fn operations_settings_have_defaults_and_are_checked() {
         Some("127.0.0.1:9090".parse().unwrap())
     );
     let file = PathBuf::from("/etc/hg/logs/access.log");
-    assert_eq!(c.server.access_log, crate::access_log::Target::File(file));
+    assert_eq!(
+        c.server.access_log,
+        crate::observe::access_log::Target::File(file)
+    );
     assert_eq!(c.server.shutdown_grace.as_secs(), 5);
     let off = load_str(Path::new("c.toml"), "[server]\naccess_log = \"off\"\n").unwrap();
-    assert_eq!(off.config.server.access_log, crate::access_log::Target::Off);
+    assert_eq!(
+        off.config.server.access_log,
+        crate::observe::access_log::Target::Off
+    );
 
     assert_eq!(
         errors("[server]\nlisten = \"127.0.0.1:8080\"\nadmin_listen = \"127.0.0.1:8080\"\n"),

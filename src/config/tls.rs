@@ -6,8 +6,9 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::build::{Builder, same_socket, span};
+use super::build::{Builder, span};
 use super::file::ServerSection;
+use super::server::same_socket;
 use crate::tls::{Certificate, Certificates, Problem};
 
 impl Builder<'_> {

@@ -8,16 +8,15 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use super::build::{Builder, cached, span};
-use super::file::{OneOrMany, RouteSection, VerifySection};
-use super::secret::{Secret, SecretRef};
-use crate::handshake::{CHALLENGE_CHARACTERS, Handshake, MAX_CHALLENGE_LEN};
+use super::file::{RouteSection, VerifySection};
+use crate::base::one_or_many::OneOrMany;
+use crate::base::secret::{Secret, SecretRef};
+use crate::scheme::Scheme;
 use crate::scheme::file::{EventFile, SchemeFile, SignatureFile, TimestampFile};
+use crate::scheme::handshake::{CHALLENGE_CHARACTERS, Handshake, MAX_CHALLENGE_LEN};
+use crate::scheme::presets::{self, GENERIC};
 use crate::scheme::template::{Part, Template};
-use crate::scheme::{Scheme, presets};
 use crate::verify::{self, Verifier};
-
-/// Name of the scheme described by a verify table's own keys.
-pub const GENERIC: &str = "hmac";
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use pingora::connectors::TransportConnector;
 use pingora::protocols::Stream;
-use pingora::protocols::http::v1::client::HttpSession as Upstream;
+use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
 use pingora::protocols::http::v1::server::HttpSession;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::{WrappedX509, parse_x509};
@@ -22,9 +22,31 @@ use pingora::{Error, ErrorType};
 use tokio::io::AsyncWriteExt;
 
 use crate::headers::RESPONSE_HOP_BY_HOP;
-use crate::record::UpstreamError;
+use crate::observe::record::UpstreamError;
 use crate::reject::ErrorCode;
-use crate::runtime::Upstream as Target;
+
+/// Where a route forwards to, resolved and built at load time so forwarding
+/// never does DNS or parses certificates.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The connection target: address, TLS and SNI, timeouts, trusted CAs
+    /// (shared by the routes with the same upstream).
+    pub peer: SharedPeer,
+    /// Which idle connections can be reused for it (see [`pool::key`]).
+    pub pool_key: u64,
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// Whether to speak TLS.
+    pub tls: bool,
+    /// `host[:port]` as written, sent as `Host`.
+    pub authority: Box<str>,
+    /// Path that replaces the matched path, when the URL has one.
+    pub path: Option<Box<str>>,
+    /// Query to prepend to the request's query, when the URL has one.
+    pub query: Option<Box<str>>,
+    /// The URL as written.
+    pub url: Box<str>,
+}
 
 /// Why forwarding failed.
 #[derive(Debug)]
@@ -49,7 +71,7 @@ impl ForwardError {
 /// An upstream exchange whose final response header has arrived, and
 /// nothing of it has gone to the client yet.
 pub struct Answered {
-    up: Upstream,
+    up: UpstreamSession,
     status: u16,
     pool_key: u64,
 }
@@ -121,7 +143,7 @@ impl Forwarder {
     /// and nothing has gone to the client.
     pub async fn send(
         &self,
-        target: &Target,
+        target: &Upstream,
         timeout: Duration,
         request: Bytes,
     ) -> Result<Answered, ForwardError> {
@@ -204,10 +226,10 @@ impl Forwarder {
     /// idle) is retried once on a new one.
     async fn exchange(
         &self,
-        target: &Target,
+        target: &Upstream,
         timeout: Duration,
         request: &Bytes,
-    ) -> Result<Upstream, ForwardError> {
+    ) -> Result<UpstreamSession, ForwardError> {
         let mut retried = false;
         loop {
             let pooled = if retried {
@@ -264,7 +286,7 @@ async fn send(
     request: &[u8],
     timeout: Duration,
     reused: bool,
-) -> Result<Upstream, (Box<Error>, Began)> {
+) -> Result<UpstreamSession, (Box<Error>, Began)> {
     let write = |e| {
         (
             Error::because(ErrorType::WriteError, "sending the request", e),
@@ -298,7 +320,7 @@ async fn send(
     // The caller's deadline bounds the wait for the header (a runtime-local
     // timer); pingora's own per-read timer, shared by every thread, bounds
     // each read of the body after it.
-    let mut up = Upstream::new(stream);
+    let mut up = UpstreamSession::new(stream);
     up.read_response().await.map_err(|e| answered(e, false))?;
     while up
         .resp_header()
@@ -396,7 +418,7 @@ fn before(e: Box<Error>) -> ForwardError {
 /// Streams the upstream's response to the client (only its header for `HEAD`).
 async fn relay(
     session: &mut HttpSession,
-    up: &mut Upstream,
+    up: &mut UpstreamSession,
     head_only: bool,
 ) -> Result<u16, ForwardError> {
     let Some(header) = up.resp_header() else {

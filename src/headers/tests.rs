@@ -7,7 +7,7 @@ use http::{HeaderName, HeaderValue, Method};
 use pingora::http::RequestHeader;
 
 use super::{Forwarding, Resign, Verdict, write_upstream_head};
-use crate::config::secret::Secret;
+use crate::base::secret::Secret;
 use crate::scheme::presets;
 use crate::verify::request::{SignedRequest, UrlParts};
 use crate::verify::{Verified, Verifier};
@@ -22,7 +22,7 @@ const URL: UrlParts<'static> = UrlParts {
 fn verified() -> Verified {
     let mut headers = http::HeaderMap::new();
     let rye = presets::get("rye").unwrap();
-    let mut rye_mac = crate::verify::mac::KeyedMac::new(crate::verify::mac::HashAlg::Sha256, b"k");
+    let mut rye_mac = crate::mac::KeyedMac::new(crate::mac::HashAlg::Sha256, b"k");
     rye_mac.update(BODY);
     headers.insert(
         "x-rye-signature",
@@ -311,7 +311,7 @@ fn monitor_mode_failures_say_so_and_never_claim_verification() {
 #[test]
 fn re_signing_replaces_the_signature_and_moves_the_event_time() {
     let secret = b"route-secret-for-the-app";
-    let key = crate::verify::mac::KeyedMac::new(crate::verify::mac::HashAlg::Sha256, secret);
+    let key = crate::mac::KeyedMac::new(crate::mac::HashAlg::Sha256, secret);
     let req = downstream(&[
         ("webhook-signature", "v1,forged"),
         ("Webhook_Signature", "v1,forged"),
@@ -331,8 +331,7 @@ fn re_signing_replaces_the_signature_and_moves_the_event_time() {
     let signatures = all(&up, "webhook-signature");
     assert_eq!(signatures.len(), 1, "the client's copy is dropped");
     assert!(all(&up, "webhook_signature").is_empty());
-    let mut expected =
-        crate::verify::mac::KeyedMac::new(crate::verify::mac::HashAlg::Sha256, secret);
+    let mut expected = crate::mac::KeyedMac::new(crate::mac::HashAlg::Sha256, secret);
     expected.update(b"evt_1.1800000000.");
     expected.update(BODY);
     use base64::Engine as _;
@@ -350,7 +349,7 @@ fn an_event_without_an_id_is_named_by_its_content() {
 
 #[test]
 fn a_stored_block_is_re_signed_only_when_it_verified() {
-    let key = crate::verify::mac::KeyedMac::new(crate::verify::mac::HashAlg::Sha256, b"s");
+    let key = crate::mac::KeyedMac::new(crate::mac::HashAlg::Sha256, b"s");
     let resign = Resign {
         key: &key,
         now: 1_800_000_000,

@@ -17,7 +17,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use lru::LruCache;
 use tokio::time::Instant;
 
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::scheme::remote::HttpsUrl;
 use crate::verify::remote::{Credentials, Document, PublicKeys};
 

@@ -268,7 +268,7 @@ async fn a_failing_key_endpoint_is_not_asked_about_new_kids_for_a_while() {
     .unwrap();
     let credentials = Arc::new(Credentials {
         client_id: "client".into(),
-        secret: crate::config::secret::Secret::new(b"s3cret".to_vec()),
+        secret: crate::base::secret::Secret::new(b"s3cret".to_vec()),
     });
     for kid in ["forged-1", "forged-1", "forged-2", "forged-3"] {
         let got = store
@@ -335,7 +335,7 @@ async fn new_fetches_are_bounded_per_route_and_cached_documents_are_not_counted(
 fn key_requests_carry_the_credentials_and_the_kid() {
     let credentials = Credentials {
         client_id: "cid\"".into(),
-        secret: crate::config::secret::Secret::new(b"sec".to_vec()),
+        secret: crate::base::secret::Secret::new(b"sec".to_vec()),
     };
     let body: serde_json::Value =
         serde_json::from_slice(&key_request(&credentials, "k\u{1}")).unwrap();

@@ -11,7 +11,9 @@ use http::Method;
 
 use super::{Match, RouteTable, has_dot_segment, strip_port};
 use crate::config::load_str;
-use crate::runtime::{PathMatch, Route, RuntimeConfig, Upstream};
+use crate::forward::Upstream;
+use crate::routes::{PathMatch, Route};
+use crate::runtime::RuntimeConfig;
 
 fn route(name: &str, rule: &str, extra: &str) -> String {
     format!(

@@ -7,6 +7,7 @@ use http::{HeaderName, HeaderValue, Method};
 use toml::Spanned;
 
 use super::file::{HandshakeFile, KeysFile, SchemeFile, SignatureFile};
+use super::handshake::{AnswerBody, Handshake, JsonAnswer};
 use super::remote::{Confirm, HostPattern, HttpsUrl, KeySource, RemoteSpec, TENANT};
 use super::signature::{Encoding, Format, LABEL_SEPARATOR, Location, SignatureSpec};
 use super::source::Source;
@@ -14,9 +15,8 @@ use super::template::{Part, Template};
 use super::{
     Algorithm, AlgorithmFrom, BodyFormat, KeyFormat, Scheme, Split, TimeFormat, TimestampSpec,
 };
-use crate::config::diagnostics::Diagnostic;
-use crate::config::file::OneOrMany;
-use crate::handshake::{AnswerBody, Handshake, JsonAnswer};
+use crate::base::diagnostics::Diagnostic;
+use crate::base::one_or_many::OneOrMany;
 use crate::json::JsonPointer;
 
 /// Collects diagnostics for one scheme or handshake list.

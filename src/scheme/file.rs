@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::file::OneOrMany;
+use crate::base::one_or_many::OneOrMany;
 
 /// `[schemes.NAME]`.
 #[derive(Debug, Deserialize)]

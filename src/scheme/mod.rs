@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod file;
+pub mod handshake;
 pub mod presets;
 pub mod remote;
 pub mod signature;
@@ -14,8 +15,8 @@ pub mod template;
 
 use http::{HeaderName, Method};
 
-use crate::handshake::Handshake;
-use crate::verify::mac::HashAlg;
+use crate::mac::HashAlg;
+use handshake::Handshake;
 use signature::{Location, SignatureSpec};
 use source::Source;
 use template::{Part, Template};
@@ -201,7 +202,7 @@ pub enum BodyFormat {
     Any,
     /// `json`: one JSON object or array; any other body is refused, even when
     /// signed. Then no token an unverified handshake MACs (see
-    /// [`crate::handshake::is_challenge_token`]) can pass as signed content.
+    /// [`handshake::is_challenge_token`]) can pass as signed content.
     Json,
 }
 
@@ -424,7 +425,7 @@ impl Scheme {
     }
 
     /// Whether no token an unverified handshake may MAC (see
-    /// [`crate::handshake::is_challenge_token`]) can be content this scheme
+    /// [`handshake::is_challenge_token`]) can be content this scheme
     /// accepts as signed: it signs the body, and a body must be a JSON object
     /// or array, so the signed content holds a `{` or `[` no such token has.
     pub fn refuses_challenge_tokens(&self) -> bool {

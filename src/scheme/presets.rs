@@ -10,7 +10,11 @@ use serde::Deserialize;
 use super::Scheme;
 use super::build::SchemeBuilder;
 use super::file::SchemeFile;
-use crate::config::diagnostics::{Diagnostic, Report, Severity};
+use crate::base::diagnostics::{Diagnostic, Report, Severity};
+
+/// Name of the scheme described by a verify table's own keys (the generic
+/// HMAC scheme); a config's `[schemes.NAME]` cannot take it.
+pub const GENERIC: &str = "hmac";
 
 /// The descriptors, as shipped.
 pub const TEXT: &str = include_str!("presets.toml");

@@ -14,9 +14,9 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
 use super::socket::Client;
+use crate::base::settings::FrontDoor;
 use crate::proxy::{Client as Caller, Gateway};
 use crate::reject::ErrorCode;
-use crate::runtime::FrontDoor;
 
 /// Requests served on one client connection before it is closed.
 const KEEPALIVE_REQUEST_LIMIT: u32 = 10_000;

@@ -9,6 +9,7 @@
 
 mod connection;
 mod socket;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,11 +21,12 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::sync::mpsc;
 
+use crate::base::settings::FrontDoor;
 use crate::forward::pool;
-use crate::limits::ConnectionGuard;
+use crate::observe::Observers;
+use crate::observe::limits::ConnectionGuard;
 use crate::proxy::Gateway;
-use crate::record::Observers;
-use crate::runtime::{FrontDoor, ServerSettings};
+use crate::runtime::ServerSettings;
 
 /// Pending connections the kernel queues per listening socket.
 const BACKLOG: i32 = 4096;

@@ -18,11 +18,12 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use super::{Finished, LOG, Meta, Spool, Status, fleet, now_ms};
+use crate::base::settings::RetryPolicy;
 use crate::forward::{ForwardError, Forwarder, pool};
-use crate::record::UpstreamError;
-use crate::reload::ConfigStore;
-use crate::runtime::{RetryPolicy, Route};
-use crate::shutdown::{Draining, InFlight};
+use crate::observe::inflight::{Draining, InFlight};
+use crate::observe::record::UpstreamError;
+use crate::routes::Route;
+use crate::runtime::ConfigStore;
 
 /// The longest the deliverer sleeps before looking at its queues again.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
@@ -353,7 +354,7 @@ fn past_age(meta: &Meta, policy: &RetryPolicy, at: u64) -> bool {
 }
 
 /// Makes a delivery a dead letter, counted with `reason`.
-fn dead(mut meta: Meta, reason: &str, metrics: &crate::metrics::Metrics) -> Finished {
+fn dead(mut meta: Meta, reason: &str, metrics: &crate::observe::metrics::Metrics) -> Finished {
     if let Some(more) = LOG.check(&format!("{}: dead {reason}", meta.route)) {
         log::warn!(
             "route {}: delivery {} is dead ({reason}) after {} attempt(s){more}",

@@ -27,10 +27,11 @@ use redis::streams::{
 };
 use redis::{Script, Value};
 
-use super::{Depth, Meta, Refused, Spool, Status, StoreError};
-use crate::reload::ConfigStore;
-use crate::runtime::FleetSettings;
-use crate::shutdown::Draining;
+use super::{Meta, Refused, Spool, Status, StoreError};
+use crate::base::settings::FleetSettings;
+use crate::observe::inflight::Draining;
+use crate::observe::metrics::Depth;
+use crate::runtime::ConfigStore;
 use crate::state::redis::{Link, manager};
 
 /// Every key of the spool starts with this.

@@ -37,9 +37,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::base::settings::{SpoolBackend, SpoolSettings};
 use crate::log_limit::LogLimit;
-use crate::metrics::Metrics;
-use crate::runtime::{Route, RuntimeConfig, SpoolBackend, SpoolSettings};
+use crate::observe::metrics::Depth;
+use crate::observe::metrics::Metrics;
+use crate::routes::Route;
+use crate::runtime::RuntimeConfig;
 use crate::state::{DedupKey, State};
 use fleet::Fleet;
 use request::StoredRequest;
@@ -242,17 +245,6 @@ pub enum Finished {
     /// Not attempted (its request could not be read): tried again at
     /// `next_ms`, nothing recorded.
     Untried(Meta),
-}
-
-/// Deliveries per route for the metrics: pending, dead, the oldest pending's age.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Depth {
-    /// Pending deliveries.
-    pub pending: u64,
-    /// Dead letters.
-    pub dead: u64,
-    /// Age of the oldest pending delivery, in seconds.
-    pub oldest_secs: u64,
 }
 
 /// A group of changes and who waits for them.

@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::headers::{self, InvalidTarget, Resign};
-use crate::runtime::Route;
+use crate::routes::Route;
 
 /// First bytes of an encoded request: the format's version. Then each field
 /// as its length (8 bytes, little-endian) and its bytes; the query after a

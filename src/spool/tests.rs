@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::*;
-use crate::runtime::{SpoolBackend, SpoolSettings};
+use crate::base::settings::{SpoolBackend, SpoolSettings};
 
 fn request(body: &str) -> StoredRequest {
     StoredRequest {
@@ -26,7 +26,7 @@ fn spool(dir: &Path, max_bytes: u64) -> Spool {
         max_bytes,
     };
     let state = State::new(
-        &crate::runtime::StateSettings {
+        &crate::base::settings::StateSettings {
             redis: None,
             timeout: Duration::from_millis(100),
             max_entries: 100,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 
 use super::{DedupKey, Found};
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// What a key holds.
 #[derive(Debug)]

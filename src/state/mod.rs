@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::base::settings::StateSettings;
 use crate::log_limit::LogLimit;
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::policy::{self, LimitBy, RateLimit};
-use crate::runtime::StateSettings;
 
 /// Event ids longer than this are keyed by their SHA-256.
 const MAX_ID_BYTES: usize = 128;

@@ -4,9 +4,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use super::{Claim, DedupKey, Rate, State};
-use crate::metrics::Metrics;
+use crate::base::settings::StateSettings;
+use crate::observe::metrics::Metrics;
 use crate::policy::{LimitBy, RateLimit};
-use crate::runtime::StateSettings;
 
 const HOLD: Duration = Duration::from_secs(30);
 

@@ -1,19 +1,15 @@
 //! TLS on the webhook listener: the certificates of `[[server.tls]]`, loaded
 //! and checked with the config (so a reload swaps them, and a broken pair
-//! keeps the old set serving), chosen per connection by the name the client
-//! asks for (SNI), with rustls: TLS 1.2 and 1.3, ALPN `http/1.1`.
+//! keeps the old set serving), and the choice of one by the name a client
+//! asks for (SNI). The listener's rustls settings over them are `serve::tls`.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::ServerConfig;
 use rustls::crypto::ring as provider;
-use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-
-use crate::reload::ConfigStore;
 
 /// One certificate chain with its key, and the names it serves.
 #[derive(Debug)]
@@ -132,30 +128,6 @@ impl Certificates {
             .or_else(|| self.0.first())
             .map(|c| &c.key)
     }
-}
-
-/// Picks the certificate from the running config at each handshake, so a
-/// reload's new certificates serve the next connection.
-#[derive(Debug)]
-struct Resolver(ConfigStore);
-
-impl ResolvesServerCert for Resolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let config = self.0.snapshot();
-        config.tls.as_ref()?.pick(hello.server_name()).cloned()
-    }
-}
-
-/// The TLS settings of the webhook listener, over the certificates of the
-/// config in `store`.
-pub fn server_config(store: ConfigStore) -> Result<Arc<ServerConfig>, String> {
-    let mut config = ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS settings: {e}"))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Resolver(store)));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
 }
 
 #[cfg(test)]

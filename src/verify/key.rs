@@ -7,10 +7,10 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 
 use sha1::{Digest, Sha1};
 
-use crate::config::secret::Secret;
+use crate::base::secret::Secret;
+use crate::mac::{KeyedMac, constant_time_eq};
 use crate::scheme::signature::{LABEL_SEPARATOR, decode_base64};
 use crate::scheme::{Algorithm, KeyFormat};
-use crate::verify::mac::{KeyedMac, constant_time_eq};
 
 /// A secret prepared for one algorithm.
 #[derive(Debug)]
@@ -163,7 +163,7 @@ mod tests {
             (KeyFormat::SpkiBase64, "AAAA"),
         ] {
             let e = Key::prepare(
-                Algorithm::Hmac(crate::verify::mac::HashAlg::Sha256),
+                Algorithm::Hmac(crate::mac::HashAlg::Sha256),
                 format,
                 &secret(text),
             )

@@ -5,7 +5,7 @@
 
 pub mod content;
 pub mod key;
-pub mod mac;
+
 pub mod remote;
 pub mod request;
 pub mod sign;
@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::secret::Secret;
+use crate::base::secret::Secret;
+use crate::mac::{KeyedMac, constant_time_eq};
 use crate::scheme::remote::{HttpsUrl, KeySource};
 use crate::scheme::signature::{Format, JWT_INPUT, Location, Received};
 use crate::scheme::source::Source;
@@ -22,7 +23,6 @@ use crate::scheme::template::Part;
 use crate::scheme::{Algorithm, BodyFormat, Scheme};
 use content::Content;
 use key::Key;
-use mac::{KeyedMac, constant_time_eq};
 use remote::{Credentials, Document, RemoteKeys, RemoteParams};
 use request::{SignedRequest, port_variants};
 

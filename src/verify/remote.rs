@@ -13,7 +13,7 @@ use ring::signature::{
 use serde_json::Value;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::config::secret::Secret;
+use crate::base::secret::Secret;
 use crate::json::{JsonBody, JsonPointer};
 use crate::scheme::Algorithm;
 use crate::scheme::remote::{HostPattern, HttpsUrl};

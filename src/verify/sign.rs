@@ -6,6 +6,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
 use sha2::{Digest, Sha256};
 
+use crate::mac::KeyedMac;
 use crate::scheme::signature::{
     Format, JWT_INPUT, Location, PAIR_LABEL, Received, decode_base64, jwt_signing_input,
 };
@@ -14,7 +15,6 @@ use crate::scheme::template::Part;
 use crate::scheme::{Algorithm, KeyFormat, Scheme};
 use crate::verify::content::Content;
 use crate::verify::key;
-use crate::verify::mac::KeyedMac;
 use crate::verify::request::{SignedRequest, UrlParts};
 
 /// A delivery to sign.

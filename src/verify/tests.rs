@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::mac::{HashAlg, KeyedMac};
 use super::request::{SignedRequest, UrlParts};
 use super::sign::{Delivery, SignedDelivery, sign};
 use super::{Rejection, Verified, Verifier, verify_any};
-use crate::config::secret::Secret;
+use crate::base::secret::Secret;
+use crate::mac::{HashAlg, KeyedMac};
 use crate::scheme::Scheme;
 use crate::scheme::build::SchemeBuilder;
 use crate::scheme::presets;

@@ -30,6 +30,9 @@ mod forwarding;
 mod front_door;
 /// Handshakes answered by the gateway.
 mod handshake;
+/// The modules import only downward, with no circle; the architecture page
+/// draws the same floors.
+mod layers;
 /// Admin endpoints, metrics, access log, reloads under load, graceful shutdown.
 mod ops;
 /// Route policy: allow_ips, rate limits, required headers, monitor mode, re-signing.

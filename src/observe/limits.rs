@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
+use crate::base::settings::FrontDoor;
 use crate::policy;
-use crate::runtime::FrontDoor;
 
 /// The shared counters; cheap to clone.
 #[derive(Debug, Clone)]

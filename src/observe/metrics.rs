@@ -11,12 +11,22 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::record::{Outcome, RequestRecord};
+use super::record::{Outcome, RequestRecord};
 use crate::reject::ErrorCode;
-use crate::spool::Depth;
 
 /// Label for requests that matched no route.
 const NO_ROUTE: &str = "";
+
+/// Deliveries per route for the metrics: pending, dead, the oldest pending's age.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Depth {
+    /// Pending deliveries.
+    pub pending: u64,
+    /// Dead letters.
+    pub dead: u64,
+    /// Age of the oldest pending delivery, in seconds.
+    pub oldest_secs: u64,
+}
 
 /// The gateway's metrics.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// Bytes of lines that may wait for the writer before new ones are dropped (and
 /// counted): about 64 000 lines.

@@ -1,33 +1,10 @@
 //! `RequestRecord`: what happened to one request, filled in as it goes through
 //! the proxy and read once at the end by the metrics and the access log. It
-//! holds no secret, signature or body byte. [`Observers`] are where records
-//! and the process's state go: shared by the proxy, the admin listener, the
-//! reloader and the shutdown.
+//! holds no secret, signature or body byte.
 
 use std::time::{Duration, Instant};
 
-use crate::access_log::AccessLog;
-use crate::limits::Limits;
-use crate::metrics::Metrics;
 use crate::reject::ErrorCode;
-use crate::shutdown::{Draining, InFlight};
-
-/// What the gateway reports to, and what reports its state; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Observers {
-    /// Counters and histograms.
-    pub metrics: Metrics,
-    /// One line per request.
-    pub access_log: AccessLog,
-    /// Requests in flight.
-    pub in_flight: InFlight,
-    /// Whether a shutdown has begun.
-    pub draining: Draining,
-    /// Async delivery attempts in flight (the drain waits for them too).
-    pub attempts: InFlight,
-    /// Client connections and body bytes held.
-    pub limits: Limits,
-}
 
 /// The longest request-supplied text (an event id) a record keeps, in bytes.
 const MAX_TEXT: usize = 200;
