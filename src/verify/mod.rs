@@ -207,6 +207,10 @@ pub struct Verifier {
     /// Each key's label, for the pairs signature format (`label|secret`).
     labels: Arc<[Option<Secret>]>,
     tolerance_secs: Option<u64>,
+    /// Whether the scheme signs its timestamp (read only then), decided once.
+    timestamp_signed: bool,
+    /// Whether the scheme signs the URL (built only then), decided once.
+    signs_url: bool,
     secrets_digest: [u8; 32],
     remote: Option<Arc<RemoteParams>>,
 }
@@ -258,14 +262,17 @@ impl Verifier {
             keys.push(Key::prepare(scheme.algorithm, scheme.key, &secret).map_err(|e| (i, e))?);
             labels.push(label);
         }
+        let timestamp_signed = scheme.timestamp_is_signed();
         let tolerance_secs = tolerance_secs
             .or(scheme.default_tolerance_secs)
-            .filter(|t| *t > 0 && scheme.timestamp_is_signed());
+            .filter(|t| *t > 0 && timestamp_signed);
         Ok(Self {
+            signs_url: scheme.signed.uses(&Part::Url),
             scheme,
             keys: keys.into(),
             labels: labels.into(),
             tolerance_secs,
+            timestamp_signed,
             secrets_digest: secrets_digest(secrets),
             remote: None,
         })
@@ -460,11 +467,11 @@ impl Verifier {
         }
         let content = Content::gather(scheme, req, Some(&received))?;
         // Most schemes do not sign the URL: build it (and its variants) only when they do.
-        let variants = match (scheme.signed.uses(&Part::Url), scheme.url_ports) {
+        let variants = match (self.signs_url, scheme.url_ports) {
             (true, true) => port_variants(req.url()),
             _ => Vec::new(),
         };
-        let url = if scheme.signed.uses(&Part::Url) {
+        let url = if self.signs_url {
             req.url()
         } else {
             ""
@@ -497,7 +504,7 @@ impl Verifier {
         let timestamp = scheme
             .timestamp
             .as_ref()
-            .filter(|_| scheme.timestamp_is_signed())
+            .filter(|_| self.timestamp_signed)
             .and_then(|spec| {
                 req.field(&spec.source, Some(&received))
                     .and_then(|t| spec.format.parse(&t))
