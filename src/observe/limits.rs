@@ -29,7 +29,9 @@ struct Inner {
     /// Body bytes each client address holds (IPv6 by /64); sharded, so that
     /// workers rarely wait on each other. An address holding none has no
     /// entry: there are never more entries than requests holding bytes.
-    client_body_bytes: DashMap<IpAddr, u64>,
+    /// Hashed with aHash, keyed at random per process: cheaper than SipHash
+    /// for an address, and no client can choose addresses that collide.
+    client_body_bytes: DashMap<IpAddr, u64, ahash::RandomState>,
     min_body_rate: u64,
 }
 
@@ -42,7 +44,7 @@ impl Limits {
             max_body_bytes: front.max_inflight_body_bytes,
             body_bytes: AtomicU64::new(0),
             max_client_body_bytes: front.max_inflight_body_bytes_per_client,
-            client_body_bytes: DashMap::new(),
+            client_body_bytes: DashMap::with_hasher(ahash::RandomState::new()),
             min_body_rate: front.min_body_bytes_per_sec,
         }))
     }
