@@ -43,11 +43,21 @@ const BYTES: &str = "hookgate:spool:bytes";
 const GROUP: &str = "hookgate";
 /// How long a read waits for new entries before the loop looks around again.
 const BLOCK: Duration = Duration::from_millis(500);
+/// How long the reader waits for an attempt to end while a route has no
+/// room, before it reads the other routes again.
+const POLL: Duration = Duration::from_millis(100);
 /// Entries a takeover claims per call, and calls per route per turn.
 const CLAIM_PAGE: usize = 100;
 const CLAIM_PAGES: usize = 10;
 /// Entries touched per heartbeat call.
 const BEAT_CHUNK: usize = 256;
+/// Deliveries of a route a gateway holds per unit of its `concurrency`:
+/// besides those it can attempt at once, as many again are read ahead, so an
+/// attempt that ends finds the next one indexed, its request with it.
+const READ_AHEAD: usize = 2;
+/// Bytes of requests read ahead held in memory at most; past it, a request
+/// is read at its attempt.
+const AHEAD_BYTES: usize = 64 << 20;
 /// Bits of a stream id's sequence number in a delivery id.
 const SEQ_BITS: u32 = 20;
 
@@ -124,6 +134,33 @@ return 1
 "
 );
 
+/// Reads new entries, each with its record and request: KEYS queues; ARGV
+/// group, consumer, prefix, then how many to read from each queue. Returns
+/// entry, sid, record and request of each; an entry whose record is gone is
+/// acknowledged and deleted.
+const READ: &str = r"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3 + i],
+    'STREAMS', key, '>')
+  for _, e in ipairs(got and got[1][2] or {}) do
+    local sid = e[1]
+    if e[2][1] == 'd' and e[2][2] ~= '' then sid = e[2][2] end
+    local h = redis.call('HMGET', ARGV[3] .. 'd:' .. sid, 'm', 'r')
+    if h[1] then
+      table.insert(out, e[1])
+      table.insert(out, sid)
+      table.insert(out, h[1])
+      table.insert(out, h[2])
+    else
+      redis.call('XACK', key, ARGV[1], e[1])
+      redis.call('XDEL', key, e[1])
+    end
+  end
+end
+return out
+";
+
 /// Touches the entries a consumer still owns, so no one takes them over:
 /// KEYS q; ARGV group, consumer, entries… Returns the entries still its own.
 const HEARTBEAT: &str = r"
@@ -158,10 +195,46 @@ pub struct Fleet {
     max_bytes: u64,
     consumer: String,
     scripts: Scripts,
-    /// The entry (stream id) of each delivery this gateway owns.
-    entries: Mutex<HashMap<u64, String>>,
+    /// The deliveries this gateway owns.
+    owned: Mutex<Owned>,
     /// The fleet's depth per route and bytes used, as last counted.
     counted: Mutex<(BTreeMap<String, Depth>, u64)>,
+}
+
+/// The deliveries a gateway owns: the entry (stream id) of each, and the
+/// request of each read ahead, until its first attempt.
+#[derive(Default)]
+struct Owned {
+    entries: HashMap<u64, (String, Option<Vec<u8>>)>,
+    /// Bytes of the requests held, at most [`AHEAD_BYTES`].
+    held: usize,
+}
+
+impl Owned {
+    /// Owns delivery `id` through `entry`, holding its `request` if it fits.
+    fn insert(&mut self, id: u64, entry: String, request: Option<Vec<u8>>) {
+        self.remove(id);
+        let request = request.filter(|r| self.held + r.len() <= AHEAD_BYTES);
+        self.held += request.as_ref().map_or(0, Vec::len);
+        self.entries.insert(id, (entry, request));
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some((_, Some(request))) = self.entries.remove(&id) {
+            self.held -= request.len();
+        }
+    }
+
+    fn entry(&self, id: u64) -> Option<&String> {
+        self.entries.get(&id).map(|(entry, _)| entry)
+    }
+
+    /// The request held for delivery `id`, let go.
+    fn take_request(&mut self, id: u64) -> Option<Vec<u8>> {
+        let request = self.entries.get_mut(&id)?.1.take()?;
+        self.held -= request.len();
+        Some(request)
+    }
 }
 
 struct Scripts {
@@ -169,6 +242,7 @@ struct Scripts {
     remove: Script,
     update: Script,
     requeue: Script,
+    read: Script,
     heartbeat: Script,
     lease: Script,
 }
@@ -248,16 +322,17 @@ impl Fleet {
                 remove: Script::new(REMOVE),
                 update: Script::new(UPDATE),
                 requeue: Script::new(REQUEUE),
+                read: Script::new(READ),
                 heartbeat: Script::new(HEARTBEAT),
                 lease: Script::new(LEASE),
             },
-            entries: Mutex::new(HashMap::new()),
+            owned: Mutex::new(Owned::default()),
             counted: Mutex::new((BTreeMap::new(), 0)),
         })
     }
 
-    fn entries(&self) -> MutexGuard<'_, HashMap<u64, String>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn owned(&self) -> MutexGuard<'_, Owned> {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn call<T, F>(&self, call: impl FnOnce(ConnectionManager) -> F) -> Result<T, StoreError>
@@ -294,8 +369,11 @@ impl Fleet {
             .ok_or_else(|| Refused::Unavailable(StoreError(format!("odd stream id {entry}"))))
     }
 
-    /// A delivery's request.
+    /// A delivery's request: the one read ahead, else read now.
     pub(super) async fn request(&self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(request) = self.owned().take_request(id) {
+            return Ok(Some(request));
+        }
         self.call(|mut c| async move {
             redis::cmd("HGET")
                 .arg(record_key(id))
@@ -340,14 +418,14 @@ impl Fleet {
     /// Removes a delivery; `false` when it was not there.
     pub(super) async fn remove(&self, meta: &Meta) -> Result<bool, StoreError> {
         let removed = self.run(&self.scripts.remove, meta, &[]).await?;
-        self.entries().remove(&meta.id);
+        self.owned().remove(meta.id);
         Ok(removed == 1)
     }
 
     /// Stores an attempt's result (a dead letter moves to the dead stream);
     /// `false` when the delivery is no longer this gateway's.
     pub(super) async fn update(&self, meta: &Meta) -> Result<bool, StoreError> {
-        let Some(entry) = self.entries().get(&meta.id).cloned() else {
+        let Some(entry) = self.owned().entry(meta.id).cloned() else {
             return Ok(false);
         };
         let dead = meta.status == Status::Dead;
@@ -356,7 +434,7 @@ impl Fleet {
         let args = [&record[..], to, sid.as_bytes(), entry.as_bytes()];
         let kept = self.run(&self.scripts.update, meta, &args).await?;
         if kept != 1 || dead {
-            self.entries().remove(&meta.id);
+            self.owned().remove(meta.id);
         }
         Ok(kept == 1)
     }
@@ -367,7 +445,7 @@ impl Fleet {
         let (record, sid) = (meta.encode(), sid(meta.id));
         let args = [&record[..], sid.as_bytes()];
         let requeued = self.run(&self.scripts.requeue, meta, &args).await?;
-        self.entries().remove(&meta.id);
+        self.owned().remove(meta.id);
         Ok(requeued == 1)
     }
 
@@ -491,6 +569,83 @@ impl Fleet {
         Ok(())
     }
 
+    /// Reads the new entries of routes with room, each at most its room,
+    /// without waiting, with their records and requests; the routes that had
+    /// some.
+    async fn read(
+        &self,
+        spool: &Spool,
+        open: &[(&str, usize)],
+    ) -> Result<HashSet<String>, StoreError> {
+        let flat: Vec<Value> = self
+            .call(|mut c| async move {
+                let mut call = self.scripts.read.prepare_invoke();
+                call.arg(GROUP).arg(&self.consumer).arg(PREFIX);
+                for (route, room) in open {
+                    call.key(queue_key(route)).arg(*room);
+                }
+                call.invoke_async(&mut c).await
+            })
+            .await?;
+        let mut got = Vec::with_capacity(flat.len() / 4);
+        for four in flat.chunks(4) {
+            if let [entry, sid, record, request] = four {
+                let (entry, sid): (String, String) = (
+                    redis::from_redis_value_ref(entry).map_err(failed)?,
+                    redis::from_redis_value_ref(sid).map_err(failed)?,
+                );
+                let record: Vec<u8> = redis::from_redis_value_ref(record).map_err(failed)?;
+                let request: Option<Vec<u8>> =
+                    redis::from_redis_value_ref(request).map_err(failed)?;
+                if let Some(meta) = id_of(&sid).and_then(|id| decode(id, &record)) {
+                    got.push((entry, meta, request));
+                }
+            }
+        }
+        let routes = got.iter().map(|(_, meta, _)| meta.route.clone()).collect();
+        self.keep(spool, got);
+        Ok(routes)
+    }
+
+    /// Waits on `blocking` (at most [`BLOCK`]) for new entries of routes
+    /// with room, and reads them.
+    async fn wait_for_entries(
+        &self,
+        spool: &Spool,
+        open: &[(&str, usize)],
+        mut blocking: ConnectionManager,
+    ) -> Result<(), StoreError> {
+        let count = open.iter().map(|(_, room)| *room).max().unwrap_or(1);
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP")
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(u64::try_from(BLOCK.as_millis()).unwrap_or(500))
+            .arg("STREAMS");
+        for (route, _) in open {
+            read.arg(queue_key(route));
+        }
+        for _ in open {
+            read.arg(">");
+        }
+        let reply: Option<StreamReadReply> =
+            read.query_async(&mut blocking).await.map_err(failed)?;
+        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+            let Some(route) = stream
+                .key
+                .strip_prefix(PREFIX)
+                .and_then(|k| k.strip_prefix("q:"))
+            else {
+                continue;
+            };
+            self.take(spool, route, &stream.ids).await?;
+        }
+        Ok(())
+    }
+
     /// Indexes the entries this gateway just got (read or claimed): their
     /// records are fetched; an entry whose record is gone is dropped.
     async fn take(&self, spool: &Spool, route: &str, got: &[StreamId]) -> Result<(), StoreError> {
@@ -522,28 +677,37 @@ impl Fleet {
             })
             .await?;
         }
-        {
-            let mut entries = self.entries();
-            for (id, entry) in pairs.into_iter().filter(|(id, _)| found.contains(id)) {
-                entries.insert(id, entry);
+        let mut entries: HashMap<u64, String> = pairs.into_iter().collect();
+        let got = metas
+            .into_iter()
+            .filter_map(|m| Some((entries.remove(&m.id)?, m, None)))
+            .collect();
+        self.keep(spool, got);
+        Ok(())
+    }
+
+    /// Owns what was just got (entries, their records and any requests read
+    /// with them), and indexes what is pending.
+    fn keep(&self, spool: &Spool, got: Vec<(String, Meta, Option<Vec<u8>>)>) {
+        let mut owned = self.owned();
+        let mut pending = Vec::with_capacity(got.len());
+        for (entry, meta, request) in got {
+            owned.insert(meta.id, entry, request);
+            if meta.status == Status::Pending {
+                pending.push(meta);
             }
         }
-        spool.own(
-            metas
-                .into_iter()
-                .filter(|m| m.status == Status::Pending)
-                .collect(),
-        );
-        Ok(())
+        drop(owned);
+        spool.own(pending);
     }
 
     /// Touches what this gateway owns; forgets what others have taken over.
     async fn heartbeat(&self, spool: &Spool) -> Result<(), StoreError> {
         for (route, ids) in spool.owned() {
             let owned: Vec<(u64, String)> = {
-                let entries = self.entries();
+                let owned = self.owned();
                 ids.iter()
-                    .filter_map(|id| Some((*id, entries.get(id)?.clone())))
+                    .filter_map(|id| Some((*id, owned.entry(*id)?.clone())))
                     .collect()
             };
             for chunk in owned.chunks(BEAT_CHUNK) {
@@ -569,11 +733,11 @@ impl Fleet {
                         "spool: {} deliveries of route {route} were taken over by another gateway",
                         lost.len()
                     );
-                    let mut entries = self.entries();
+                    let mut owned = self.owned();
                     for id in &lost {
-                        entries.remove(id);
+                        owned.remove(*id);
                     }
-                    drop(entries);
+                    drop(owned);
                     spool.disown(&lost);
                 }
             }
@@ -768,6 +932,8 @@ struct Reader {
     leased: HashSet<String>,
     /// When the last heartbeat, takeover and count ran.
     last_beat: Option<Instant>,
+    /// Routes whose last read found nothing, and when.
+    empty: HashMap<String, Instant>,
 }
 
 /// Feeds the spool's index from Redis until the shutdown begins: reads new
@@ -835,7 +1001,7 @@ async fn turn(
     spool: &Spool,
     config: &ConfigStore,
     reader: &mut Reader,
-    mut blocking: ConnectionManager,
+    blocking: ConnectionManager,
 ) -> Result<(), StoreError> {
     let beat = fleet.claim_after / 3;
     let snapshot = config.snapshot();
@@ -884,47 +1050,75 @@ async fn turn(
         reader.known = fleet.count().await?;
     }
     let now = super::now_ms();
-    let open: Vec<(&str, usize)> = routes
+    let mut full = false;
+    let mut open: Vec<(&str, usize)> = Vec::new();
+    for route in routes
         .iter()
         .filter(|r| !r.fifo || reader.leased.contains(&r.name))
-        .map(|r| (r.name.as_str(), spool.room(&r.name, r.concurrency, now)))
-        .filter(|(_, room)| *room > 0)
-        .collect();
-    let Some(count) = open.iter().map(|(_, room)| *room).max() else {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        return Ok(());
-    };
-    let keys: Vec<String> = open.iter().map(|(r, _)| queue_key(r)).collect();
-    let mut read = redis::cmd("XREADGROUP");
-    read.arg("GROUP")
-        .arg(GROUP)
-        .arg(&fleet.consumer)
-        .arg("COUNT")
-        .arg(count)
-        .arg("BLOCK")
-        .arg(u64::try_from(BLOCK.as_millis()).unwrap_or(500))
-        .arg("STREAMS")
-        .arg(&keys);
-    for _ in &keys {
-        read.arg(">");
+    {
+        match spool.room(&route.name, route.concurrency * READ_AHEAD, now) {
+            0 => full = true,
+            room => open.push((route.name.as_str(), room)),
+        }
     }
-    let reply: Option<StreamReadReply> = read.query_async(&mut blocking).await.map_err(failed)?;
-    for stream in reply.map(|r| r.keys).unwrap_or_default() {
-        let Some(route) = stream
-            .key
-            .strip_prefix(PREFIX)
-            .and_then(|k| k.strip_prefix("q:"))
-        else {
-            continue;
-        };
-        fleet.take(spool, route, &stream.ids).await?;
+    if full {
+        // A route found empty is read again at the next poll, not after
+        // every attempt that ends.
+        open.retain(|(route, _)| {
+            reader
+                .empty
+                .get(*route)
+                .is_none_or(|at| at.elapsed() >= POLL)
+        });
     }
+    if !open.is_empty() {
+        let got = fleet.read(spool, &open).await?;
+        for (route, _) in &open {
+            if got.contains(*route) {
+                reader.empty.remove(*route);
+            } else {
+                reader.empty.insert((*route).to_owned(), Instant::now());
+            }
+        }
+        if !got.is_empty() {
+            return Ok(());
+        }
+        if !full {
+            return fleet.wait_for_entries(spool, &open, blocking).await;
+        }
+    }
+    // A route has no room: it is read again as soon as one of this gateway's
+    // attempts ends, not after a wait on the other routes' streams.
+    let _ = tokio::time::timeout(POLL, spool.freed()).await;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_read_ahead_are_held_within_their_bytes() {
+        let mut owned = Owned::default();
+        let big = AHEAD_BYTES / 2;
+        owned.insert(1, "1-0".into(), Some(vec![0; big]));
+        owned.insert(2, "2-0".into(), Some(vec![0; big]));
+        owned.insert(3, "3-0".into(), Some(vec![0; 1]));
+        assert_eq!(owned.held, AHEAD_BYTES);
+        assert_eq!(owned.entry(3).map(String::as_str), Some("3-0"));
+        assert_eq!(owned.take_request(3), None, "past the bytes, not held");
+        assert_eq!(owned.take_request(1).map(|r| r.len()), Some(big));
+        assert_eq!(owned.take_request(1), None, "held until its first attempt");
+        assert_eq!(owned.entry(1).map(String::as_str), Some("1-0"));
+        owned.remove(2);
+        assert_eq!(owned.held, 0);
+        owned.insert(3, "3-1".into(), Some(vec![0; 1]));
+        owned.insert(3, "3-2".into(), Some(vec![0; 2]));
+        assert_eq!(
+            (owned.held, owned.entry(3).cloned()),
+            (2, Some("3-2".into()))
+        );
+    }
 
     #[test]
     fn delivery_ids_pack_stream_ids() {

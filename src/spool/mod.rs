@@ -271,7 +271,11 @@ pub struct Spool(Arc<Inner>);
 struct Inner {
     backend: Backend,
     queue: Mutex<Queue>,
+    /// Wakes the deliverer: something may have become due.
     wake: Notify,
+    /// Wakes the `redis` backend's reader: an attempt has ended, so its
+    /// route may have room for more.
+    freed: Notify,
     state: State,
     metrics: Metrics,
 }
@@ -410,6 +414,7 @@ impl Spool {
             backend,
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
+            freed: Notify::new(),
             state,
             metrics,
         }));
@@ -625,6 +630,12 @@ impl Spool {
         self.0.wake.notified().await;
     }
 
+    /// Waits until an attempt has ended since the last call (for the
+    /// `redis` backend's reader, which reads only what routes have room for).
+    pub(crate) async fn freed(&self) {
+        self.0.freed.notified().await;
+    }
+
     /// Takes the deliveries due at `now` that their routes have room for
     /// (`concurrency`, `fifo`), each with its route in `config`, and says when
     /// the next one will be due. A route missing from `config` keeps its
@@ -678,16 +689,16 @@ impl Spool {
         (taken, next)
     }
 
-    /// How many more deliveries of `route` this gateway could start at `now`
-    /// (its `concurrency` less those in flight or already due), for the
-    /// `redis` backend's reads.
-    pub(crate) fn room(&self, route: &str, concurrency: usize, now: u64) -> usize {
+    /// How many more deliveries of `route` this gateway may take at `now`
+    /// to hold at most `most` in flight or already due, for the `redis`
+    /// backend's reads.
+    pub(crate) fn room(&self, route: &str, most: usize, now: u64) -> usize {
         let queue = self.queue();
         let Some(rq) = queue.routes.get(route) else {
-            return concurrency;
+            return most;
         };
         let due = rq.due.range(..(now.saturating_add(1), 0)).count();
-        concurrency.saturating_sub(rq.in_flight.saturating_add(due))
+        most.saturating_sub(rq.in_flight.saturating_add(due))
     }
 
     /// Adds deliveries this gateway now owns (read or taken over from the
@@ -765,6 +776,7 @@ impl Spool {
             }
         }
         self.0.wake.notify_one();
+        self.0.freed.notify_one();
         if let Some(claim) = &meta.claim {
             let key = DedupKey::from_stored(&claim.key);
             let settled = if gone && meta.last_status.is_some_and(|s| (200..300).contains(&s)) {
