@@ -3,7 +3,7 @@
 //! and the [`deliver`]er sends it upstream in the background until the app
 //! answers 2xx or the route's retry limits turn it into a dead letter.
 //!
-//! Two backends keep the deliveries. `local` ([`store`]): one committer
+//! Two backends keep the deliveries. `local` (`local.rs`, [`store`]): one committer
 //! thread takes every change waiting (new deliveries, attempts' results,
 //! removals) and applies them in one durable transaction, so concurrent
 //! requests share one fsync (group commit); every delivery is this gateway's.
@@ -24,18 +24,17 @@
 
 pub mod deliver;
 pub mod fleet;
+mod local;
 pub mod request;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::Notify;
 
 use crate::base::settings::{SpoolBackend, SpoolSettings};
 use crate::log_limit::LogLimit;
@@ -45,22 +44,14 @@ use crate::routes::Route;
 use crate::runtime::RuntimeConfig;
 use crate::state::{DedupKey, State};
 use fleet::Fleet;
+use local::LocalBackend;
 use request::StoredRequest;
-use store::{Local, Op, Store, StoreError};
+use store::StoreError;
 
 /// What a delivery's record costs in the `max_bytes` budget besides its request.
 pub(crate) const RECORD_COST: u64 = 512;
-/// Changes waiting for the committer, at most; more wait their turn.
-const COMMIT_QUEUE: usize = 4096;
-/// Changes the committer applies in one transaction, at most.
-const MAX_GROUP: usize = 1024;
 /// Most records a listing returns.
 pub const MAX_LISTED: usize = 1000;
-/// How long a broken local store waits between attempts to open it again.
-const REOPEN_EVERY: Duration = Duration::from_millis(250);
-/// How long new deliveries are refused at once after one failed on an I/O
-/// error (a full disk); then one is tried again.
-const INSERT_PAUSE_MS: u64 = 1000;
 /// The first and the longest wait before an attempt's result is recorded again.
 const RECORD_RETRY_MIN: Duration = Duration::from_millis(50);
 const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
@@ -247,15 +238,6 @@ pub enum Finished {
     Untried(Meta),
 }
 
-/// A group of changes and who waits for them.
-struct Job {
-    ops: Vec<Op>,
-    done: Done,
-}
-
-/// Where a job's result goes.
-type Done = oneshot::Sender<Result<(), StoreError>>;
-
 /// The spool; cheap to clone.
 #[derive(Clone)]
 pub struct Spool(Arc<Inner>);
@@ -263,7 +245,11 @@ pub struct Spool(Arc<Inner>);
 struct Inner {
     backend: Backend,
     queue: Mutex<Queue>,
+    /// Wakes the deliverer: something may have become due.
     wake: Notify,
+    /// Wakes the `redis` backend's reader: an attempt has ended, so its
+    /// route may have room for more.
+    freed: Notify,
     state: State,
     metrics: Metrics,
 }
@@ -274,42 +260,13 @@ enum Backend {
     Fleet(Box<Fleet>),
 }
 
-/// The `local` backend: the store, opened on first use and again after an
-/// I/O error, and its committer.
-struct LocalBackend {
-    dir: std::path::PathBuf,
-    store: RwLock<Slot>,
-    commits: mpsc::Sender<Job>,
-    /// Bytes of the budget used by what is stored (and by new deliveries
-    /// being stored).
-    used: AtomicU64,
-    max_bytes: u64,
-    next_id: AtomicU64,
-    /// Until when (unix ms) new deliveries are refused without trying: the
-    /// last one failed on an I/O error.
-    paused_until: AtomicU64,
-}
-
-/// The local store, when open.
-#[derive(Default)]
-struct Slot {
-    store: Option<Box<dyn Store>>,
-    /// Whether the index was loaded (at the first open; a reopened store
-    /// holds what the index says).
-    loaded: bool,
-    /// After a failed open: not tried again before then, and why it failed.
-    retry: Option<(Instant, StoreError)>,
-}
-
 impl fmt::Debug for Spool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Spool");
         match &self.0.backend {
-            Backend::Local(local) => d
-                .field("dir", &local.dir)
-                .field("used", &local.used.load(Ordering::Relaxed)),
-            Backend::Fleet(_) => d.field("backend", &"redis"),
-        };
+            Backend::Local(local) => local.describe(&mut d),
+            Backend::Fleet(_) => _ = d.field("backend", &"redis"),
+        }
         d.finish_non_exhaustive()
     }
 }
@@ -383,39 +340,26 @@ impl Spool {
         state: State,
         metrics: Metrics,
     ) -> Result<Self, String> {
-        let (commits, jobs) = mpsc::channel(COMMIT_QUEUE);
-        let backend = match &settings.backend {
-            SpoolBackend::Local(dir) => Backend::Local(LocalBackend {
-                dir: dir.clone(),
-                store: RwLock::new(Slot::default()),
-                commits,
-                used: AtomicU64::new(0),
-                max_bytes: settings.max_bytes,
-                next_id: AtomicU64::new(0),
-                paused_until: AtomicU64::new(0),
-            }),
+        let (backend, jobs) = match &settings.backend {
+            SpoolBackend::Local(dir) => {
+                let (local, jobs) = LocalBackend::new(dir, settings.max_bytes);
+                (Backend::Local(local), Some(jobs))
+            }
             SpoolBackend::Redis(fleet) => {
-                Backend::Fleet(Box::new(Fleet::new(fleet, settings.max_bytes)?))
+                let fleet = Fleet::new(fleet, settings.max_bytes)?;
+                (Backend::Fleet(Box::new(fleet)), None)
             }
         };
         let spool = Self(Arc::new(Inner {
             backend,
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
+            freed: Notify::new(),
             state,
             metrics,
         }));
-        if let Backend::Local(local) = &spool.0.backend {
-            if open_now || exists(&local.dir) {
-                spool.with_store(|_| Ok(())).map_err(|e| e.to_string())?;
-            }
-            // The committer holds the spool weakly: when the last handle is
-            // gone, the channel closes and the thread ends.
-            let committer = Arc::downgrade(&spool.0);
-            std::thread::Builder::new()
-                .name("hookgate-spool".into())
-                .spawn(move || commit_forever(&committer, jobs))
-                .map_err(|e| format!("cannot start the spool's committer: {e}"))?;
+        if let (Some(local), Some(jobs)) = (spool.local(), jobs) {
+            local.start(&spool, jobs, open_now)?;
         }
         Ok(spool)
     }
@@ -428,118 +372,16 @@ impl Spool {
         }
     }
 
-    /// Runs `f` on the local store: opened (and the index loaded from it) on
-    /// first use; closed and opened again once an I/O error broke it (redb's
-    /// way back), at most every [`REOPEN_EVERY`] while opening fails.
-    fn with_store<T>(
-        &self,
-        f: impl FnOnce(&dyn Store) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let Backend::Local(local) = &self.0.backend else {
-            return Err(StoreError("the spool is not local".to_owned()));
-        };
-        {
-            let slot = local.store.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(store) = slot.store.as_deref()
-                && !store.broken()
-            {
-                return f(store);
-            }
+    /// The `local` backend, when it is the one.
+    fn local(&self) -> Option<&LocalBackend> {
+        match &self.0.backend {
+            Backend::Local(local) => Some(local),
+            Backend::Fleet(_) => None,
         }
-        let mut slot = local.store.write().unwrap_or_else(|e| e.into_inner());
-        if slot.store.as_deref().is_some_and(|s| s.broken()) {
-            // Closed before it is opened again: redb allows one handle per file.
-            slot.store = None;
-            if let Some(more) = LOG.check("spool reopen") {
-                log::warn!(
-                    "spool {}: an I/O error broke the store; opening it again{more}",
-                    local.dir.display()
-                );
-            }
-        }
-        if slot.store.is_none() {
-            if let Some((at, e)) = &slot.retry
-                && Instant::now() < *at
-            {
-                return Err(e.clone());
-            }
-            let opened = Local::open(&local.dir).and_then(|store| {
-                if !slot.loaded {
-                    self.load(local, &store)?;
-                }
-                Ok(store)
-            });
-            match opened {
-                Ok(store) => {
-                    if slot.loaded {
-                        if let Some(more) = LOG.check("spool reopened") {
-                            log::info!(
-                                "spool {}: the store is open again{more}",
-                                local.dir.display()
-                            );
-                        }
-                    }
-                    slot.loaded = true;
-                    slot.retry = None;
-                    slot.store = Some(Box::new(store));
-                    self.0.wake.notify_one();
-                }
-                Err(e) => {
-                    slot.retry = Some((Instant::now() + REOPEN_EVERY, e.clone()));
-                    return Err(e);
-                }
-            }
-        }
-        match slot.store.as_deref() {
-            Some(store) => f(store),
-            None => Err(StoreError("the store is not open".to_owned())),
-        }
-    }
-
-    /// Loads the index from the store, at its first open.
-    fn load(&self, local: &LocalBackend, store: &Local) -> Result<(), StoreError> {
-        let metas = store.metas()?;
-        let mut queue = self.queue();
-        let mut used = 0u64;
-        let mut last = 0u64;
-        let mut pending = 0usize;
-        for meta in metas {
-            used = used.saturating_add(meta.cost());
-            last = last.max(meta.id);
-            pending += usize::from(meta.status == Status::Pending);
-            queue.insert(meta);
-        }
-        drop(queue);
-        local.used.fetch_add(used, Ordering::AcqRel);
-        // Ids grow across restarts: from the clock in µs, past any stored one.
-        let from_clock = now_ms().saturating_mul(1000);
-        local
-            .next_id
-            .store(from_clock.max(last.saturating_add(1)), Ordering::Release);
-        log::info!(
-            "spool {}: {pending} pending deliveries, {used} bytes",
-            local.dir.display()
-        );
-        Ok(())
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
         self.0.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Applies `ops` to the local store durably, with whatever else is waiting.
-    async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        let Backend::Local(local) = &self.0.backend else {
-            return Err(StoreError("the spool is not local".to_owned()));
-        };
-        let (done, result) = oneshot::channel();
-        let gone = || StoreError("the committer has stopped".to_owned());
-        local
-            .commits
-            .send(Job { ops, done })
-            .await
-            .map_err(|_| gone())?;
-        result.await.map_err(|_| gone())?
     }
 
     /// Accepts a delivery for `route`: stored durably before this returns its
@@ -554,7 +396,7 @@ impl Spool {
     ) -> Result<DeliveryId, Refused> {
         let bytes = request.encode();
         let now = now_ms();
-        let mut meta = Meta {
+        let meta = Meta {
             id: 0,
             tag: rand::random(),
             route: route.to_owned(),
@@ -571,50 +413,21 @@ impl Spool {
             request_bytes: bytes.len() as u64,
             body_bytes: request.body.len() as u64,
         };
-        let local = match &self.0.backend {
-            Backend::Fleet(fleet) => {
-                let number = fleet.enqueue(&meta, &bytes).await?;
-                return Ok(DeliveryId {
-                    number,
-                    tag: meta.tag,
-                });
-            }
-            Backend::Local(local) => local,
-        };
-        if let Err(e) = self.with_store(|_| Ok(())) {
-            return Err(Refused::Failed(e));
+        match &self.0.backend {
+            Backend::Local(local) => local.enqueue(self, meta, bytes).await,
+            Backend::Fleet(fleet) => fleet.enqueue(&meta, &bytes).await,
         }
-        if local.paused_until.load(Ordering::Acquire) > now {
-            return Err(Refused::Failed(StoreError(
-                "the last new delivery failed on an I/O error (a full disk?); \
-                 new ones are refused for a moment"
-                    .to_owned(),
-            )));
-        }
-        let cost = meta.cost();
-        let max = local.max_bytes;
-        let reserved = local
-            .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(cost).filter(|total| *total <= max)
-            });
-        if reserved.is_err() {
-            return Err(Refused::Full);
-        }
-        meta.id = local.next_id.fetch_add(1, Ordering::AcqRel);
-        let id = meta.delivery_id();
-        if let Err(e) = self.commit(vec![Op::Insert(meta.clone(), bytes)]).await {
-            local.used.fetch_sub(cost, Ordering::AcqRel);
-            return Err(Refused::Failed(e));
-        }
-        self.queue().insert(meta);
-        self.0.wake.notify_one();
-        Ok(id)
     }
 
     /// Waits until something may have become due.
     pub async fn woken(&self) {
         self.0.wake.notified().await;
+    }
+
+    /// Waits until an attempt has ended since the last call (for the
+    /// `redis` backend's reader, which reads only what routes have room for).
+    pub(crate) async fn freed(&self) {
+        self.0.freed.notified().await;
     }
 
     /// Takes the deliveries due at `now` that their routes have room for
@@ -670,16 +483,16 @@ impl Spool {
         (taken, next)
     }
 
-    /// How many more deliveries of `route` this gateway could start at `now`
-    /// (its `concurrency` less those in flight or already due), for the
-    /// `redis` backend's reads.
-    pub(crate) fn room(&self, route: &str, concurrency: usize, now: u64) -> usize {
+    /// How many more deliveries of `route` this gateway may take at `now`
+    /// to hold at most `most` in flight or already due, for the `redis`
+    /// backend's reads.
+    pub(crate) fn room(&self, route: &str, most: usize, now: u64) -> usize {
         let queue = self.queue();
         let Some(rq) = queue.routes.get(route) else {
-            return concurrency;
+            return most;
         };
         let due = rq.due.range(..(now.saturating_add(1), 0)).count();
-        concurrency.saturating_sub(rq.in_flight.saturating_add(due))
+        most.saturating_sub(rq.in_flight.saturating_add(due))
     }
 
     /// Adds deliveries this gateway now owns (read or taken over from the
@@ -723,7 +536,7 @@ impl Spool {
     /// A delivery's request, as stored.
     pub async fn request(&self, id: u64) -> Result<Option<StoredRequest>, StoreError> {
         let bytes = match &self.0.backend {
-            Backend::Local(_) => self.with_store(|store| store.request(id))?,
+            Backend::Local(local) => local.request(self, id)?,
             Backend::Fleet(fleet) => fleet.request(id).await?,
         };
         Ok(bytes.and_then(|b| StoredRequest::decode(&b)))
@@ -757,6 +570,7 @@ impl Spool {
             }
         }
         self.0.wake.notify_one();
+        self.0.freed.notify_one();
         if let Some(claim) = &meta.claim {
             let key = DedupKey::from_stored(&claim.key);
             let settled = if gone && meta.last_status.is_some_and(|s| (200..300).contains(&s)) {
@@ -815,23 +629,8 @@ impl Spool {
     /// One try of [`Self::record`].
     async fn record_once(&self, meta: &Meta, gone: bool) -> Result<bool, StoreError> {
         match &self.0.backend {
-            Backend::Local(local) => {
-                let op = if gone {
-                    Op::Remove(meta.id)
-                } else {
-                    Op::Update(meta.clone())
-                };
-                self.commit(vec![op]).await?;
-                if gone {
-                    local.used.fetch_sub(meta.cost(), Ordering::AcqRel);
-                }
-                Ok(!gone)
-            }
-            Backend::Fleet(fleet) if gone => fleet.remove(meta).await.map(|_| false),
-            Backend::Fleet(fleet) => fleet
-                .update(meta)
-                .await
-                .map(|ours| ours && meta.status == Status::Pending),
+            Backend::Local(local) => local.record(meta, gone).await,
+            Backend::Fleet(fleet) => fleet.record(meta, gone).await,
         }
     }
 
@@ -843,18 +642,10 @@ impl Spool {
         status: Option<Status>,
         limit: usize,
     ) -> Result<Vec<Meta>, StoreError> {
-        if let Backend::Fleet(fleet) = &self.0.backend {
-            return fleet.list(route, status, limit).await;
+        match &self.0.backend {
+            Backend::Local(local) => Ok(local.list(self, route, status, limit)),
+            Backend::Fleet(fleet) => fleet.list(route, status, limit).await,
         }
-        Ok(self
-            .queue()
-            .metas
-            .values()
-            .filter(|m| route.is_none_or(|r| m.route == r))
-            .filter(|m| status.is_none_or(|s| m.status == s))
-            .take(limit)
-            .cloned()
-            .collect())
     }
 
     /// Whether this gateway is attempting delivery `id` now.
@@ -872,7 +663,7 @@ impl Spool {
     /// One delivery's record, and whether this gateway is attempting it now.
     pub async fn get(&self, id: DeliveryId) -> Result<Option<(Meta, bool)>, StoreError> {
         let meta = match &self.0.backend {
-            Backend::Local(_) => self.queue().metas.get(&id.number).cloned(),
+            Backend::Local(local) => local.meta(self, id.number),
             Backend::Fleet(fleet) => fleet.meta(id.number).await?,
         };
         Ok(meta
@@ -880,87 +671,20 @@ impl Spool {
             .map(|meta| (meta, self.in_flight(id.number))))
     }
 
-    /// The fleet's record of delivery `id`, for an admin action on it:
-    /// refused when there is no such delivery, or while this gateway is
-    /// attempting it.
-    async fn fleet_meta(&self, fleet: &Fleet, id: DeliveryId) -> Result<Meta, AdminError> {
-        let meta = fleet
-            .meta(id.number)
-            .await
-            .map_err(AdminError::Failed)?
-            .filter(|m| m.is(id))
-            .ok_or(AdminError::NotFound)?;
-        if self.in_flight(id.number) {
-            return Err(AdminError::InFlight);
-        }
-        Ok(meta)
-    }
-
     /// Makes a delivery due now with fresh limits (`max_attempts`,
     /// `max_age_secs` count from now); a dead letter becomes pending again.
     pub async fn retry(&self, id: DeliveryId) -> Result<Meta, AdminError> {
-        if let Backend::Fleet(fleet) = &self.0.backend {
-            let mut meta = self.fleet_meta(fleet, id).await?;
-            refresh(&mut meta);
-            // Read again by whichever gateway has room first.
-            self.disown(&[id.number]);
-            return match fleet.requeue(&meta).await {
-                Ok(true) => Ok(meta),
-                Ok(false) => Err(AdminError::NotFound),
-                Err(e) => Err(AdminError::Failed(e)),
-            };
+        match &self.0.backend {
+            Backend::Local(local) => local.retry(self, id).await,
+            Backend::Fleet(fleet) => fleet.retry(self, id).await,
         }
-        let old = {
-            let mut queue = self.queue();
-            queue.take_out(id)?;
-            let Some(old) = queue.metas.get(&id.number).cloned() else {
-                return Err(AdminError::NotFound);
-            };
-            // Counted in flight until stored, so the deliverer leaves it alone.
-            queue.routes.entry(old.route.clone()).or_default().in_flight += 1;
-            old
-        };
-        let mut meta = old.clone();
-        refresh(&mut meta);
-        let stored = self.commit(vec![Op::Update(meta.clone())]).await;
-        {
-            let mut queue = self.queue();
-            if let Some(rq) = queue.routes.get_mut(&meta.route) {
-                rq.in_flight = rq.in_flight.saturating_sub(1);
-            }
-            // Not stored: as it was, as it will be after a restart.
-            queue.insert(if stored.is_ok() { meta.clone() } else { old });
-        }
-        self.0.wake.notify_one();
-        stored.map_err(AdminError::Failed)?;
-        Ok(meta)
     }
 
     /// Deletes a delivery that is not being attempted; its dedup claim is released.
     pub async fn delete(&self, id: DeliveryId) -> Result<Meta, AdminError> {
         let meta = match &self.0.backend {
-            Backend::Fleet(fleet) => {
-                let meta = self.fleet_meta(fleet, id).await?;
-                if !fleet.remove(&meta).await.map_err(AdminError::Failed)? {
-                    return Err(AdminError::NotFound);
-                }
-                self.disown(&[id.number]);
-                meta
-            }
-            Backend::Local(local) => {
-                let meta = {
-                    let mut queue = self.queue();
-                    queue.take_out(id)?;
-                    queue.metas.remove(&id.number).ok_or(AdminError::NotFound)?
-                };
-                if let Err(e) = self.commit(vec![Op::Remove(id.number)]).await {
-                    // Still stored: back in the index, as it will be after a restart.
-                    self.queue().insert(meta);
-                    return Err(AdminError::Failed(e));
-                }
-                local.used.fetch_sub(meta.cost(), Ordering::AcqRel);
-                meta
-            }
+            Backend::Local(local) => local.delete(self, id).await?,
+            Backend::Fleet(fleet) => fleet.delete(self, id).await?,
         };
         if let Some(claim) = &meta.claim {
             let key = DedupKey::from_stored(&claim.key);
@@ -974,30 +698,16 @@ impl Spool {
     /// Per route: pending, dead, the oldest pending's age at `now` (with
     /// `redis`, the fleet's, as last counted).
     pub fn depth(&self, now: u64) -> BTreeMap<String, Depth> {
-        if let Backend::Fleet(fleet) = &self.0.backend {
-            return fleet.depth();
+        match &self.0.backend {
+            Backend::Local(local) => local.depth(self, now),
+            Backend::Fleet(fleet) => fleet.depth(),
         }
-        let queue = self.queue();
-        let mut out: BTreeMap<String, Depth> = BTreeMap::new();
-        for meta in queue.metas.values() {
-            let d = out.entry(meta.route.clone()).or_default();
-            match meta.status {
-                Status::Pending => {
-                    d.pending += 1;
-                    d.oldest_secs = d
-                        .oldest_secs
-                        .max(now.saturating_sub(meta.created_ms) / 1000);
-                }
-                Status::Dead => d.dead += 1,
-            }
-        }
-        out
     }
 
     /// Bytes of the budget in use (with `redis`, the fleet's, as last counted).
     pub fn used_bytes(&self) -> u64 {
         match &self.0.backend {
-            Backend::Local(local) => local.used.load(Ordering::Acquire),
+            Backend::Local(local) => local.used_bytes(),
             Backend::Fleet(fleet) => fleet.used_bytes(),
         }
     }
@@ -1017,80 +727,9 @@ fn refresh(meta: &mut Meta) {
     meta.window_attempts = 0;
 }
 
-/// Applies groups of changes as they come, each group in one durable
-/// transaction, until the spool is gone.
-fn commit_forever(spool: &std::sync::Weak<Inner>, mut jobs: mpsc::Receiver<Job>) {
-    while let Some(first) = jobs.blocking_recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        let Some(inner) = spool.upgrade() else { return };
-        // Told once the spool is let go: a caller that drops its last handle
-        // then finds the store closed.
-        let told = Spool(inner).commit_group(group);
-        for (done, result) in told {
-            let _ = done.send(result);
-        }
-    }
-}
-
-impl Spool {
-    /// Applies a group of jobs in one transaction; what to tell each.
-    /// When that fails, the jobs that add no delivery (attempts' results,
-    /// removals, which need little or no new space) are tried again on their
-    /// own, so new deliveries that do not fit on a full disk do not hold them
-    /// back; those fail.
-    fn commit_group(&self, group: Vec<Job>) -> Vec<(Done, Result<(), StoreError>)> {
-        let all: Vec<&Op> = group.iter().flat_map(|job| &job.ops).collect();
-        let Err(error) = self.apply(&all) else {
-            return group.into_iter().map(|job| (job.done, Ok(()))).collect();
-        };
-        if let Some(more) = LOG.check("spool commit") {
-            log::error!("{error}{more}");
-        }
-        let (new, others): (Vec<Job>, Vec<Job>) = group
-            .into_iter()
-            .partition(|job| job.ops.iter().any(|op| matches!(op, Op::Insert(..))));
-        let retried = if new.is_empty() || others.is_empty() {
-            Err(error.clone())
-        } else {
-            let ops: Vec<&Op> = others.iter().flat_map(|job| &job.ops).collect();
-            self.apply(&ops)
-        };
-        let failed = new.into_iter().map(|job| (job.done, Err(error.clone())));
-        let others = others.into_iter().map(|job| (job.done, retried.clone()));
-        failed.chain(others).collect()
-    }
-
-    /// Commits `ops`; after an I/O error on new deliveries, refuses new ones
-    /// for a moment (the disk is likely full: each try would break the store).
-    fn apply(&self, ops: &[&Op]) -> Result<(), StoreError> {
-        self.with_store(|store| {
-            let result = store.commit(ops);
-            if result.is_err()
-                && store.broken()
-                && ops.iter().any(|op| matches!(op, Op::Insert(..)))
-                && let Backend::Local(local) = &self.0.backend
-            {
-                let until = now_ms().saturating_add(INSERT_PAUSE_MS);
-                local.paused_until.store(until, Ordering::Release);
-            }
-            result
-        })
-    }
-}
-
 /// Whether a config needs the spool now: a route is async.
 pub fn needed(config: &RuntimeConfig) -> bool {
     config.routes.iter().any(|r| r.delivery.is_some())
-}
-
-fn exists(dir: &Path) -> bool {
-    dir.join("deliveries.redb").exists()
 }
 
 #[cfg(test)]

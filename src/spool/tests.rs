@@ -2,10 +2,15 @@
 //! route queues (`concurrency`, `fifo`), settling attempts, the admin
 //! actions, and recovery after a restart.
 
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use tokio::sync::oneshot;
 
+use super::local::{Job, exists};
+use super::store::{Op, Store};
 use super::*;
 use crate::base::settings::{SpoolBackend, SpoolSettings};
 
@@ -392,12 +397,13 @@ async fn a_failed_new_delivery_does_not_fail_the_results_committed_with_it() {
             done: b,
         },
     ];
-    for (done, result) in spool.commit_group(group) {
+    let local = spool.local().unwrap();
+    for (done, result) in local.commit_group(&spool, group) {
         done.send(result).unwrap();
     }
     assert!(ra.await.unwrap().is_err());
     assert_eq!(rb.await.unwrap(), Ok(()));
-    let store_has = spool.with_store(|s| s.metas()).unwrap();
+    let store_has = local.with_store(&spool, |s| s.metas()).unwrap();
     assert!(store_has.is_empty(), "{store_has:?}");
 }
 

@@ -471,11 +471,7 @@ impl Verifier {
             (true, true) => port_variants(req.url()),
             _ => Vec::new(),
         };
-        let url = if self.signs_url {
-            req.url()
-        } else {
-            ""
-        };
+        let url = if self.signs_url { req.url() } else { "" };
         let secret_index = match &self.remote {
             Some(params) => {
                 self.check_remote(req, &content, &received, params, remote_keys, now)?;

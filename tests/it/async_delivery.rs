@@ -674,18 +674,33 @@ async fn a_gateway_killed_mid_delivery_leaves_its_deliveries_to_the_fleet() {
     })
     .await;
     let backend = Backend::redis().await;
-    let routes = async_route(&upstream.url(), "concurrency = 4", "");
+    let routes = async_route(
+        &upstream.url(),
+        "concurrency = 4",
+        "upstream_timeout_ms = 60000",
+    );
     let mut first = backend.gateway(&routes, "").await;
     let mut ids = Vec::new();
     for i in 0..10 {
         ids.push(accepted(&event(&first, &format!("evt_fleet_{i}")).await));
     }
     let hung = event_ids(&wait_requests(&upstream, 4).await);
-    assert_eq!(
-        hung.len(),
-        4,
-        "the first gateway reads only what it has room for"
-    );
+    assert_eq!(hung.len(), 4, "the first gateway attempts 4 at once");
+    let Backend::Redis(redis) = &backend else {
+        unreachable!()
+    };
+    // It reads as many again ahead, and no more: 2 stay for the fleet.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pending = redis.cli(&["XPENDING", "hookgate:spool:q:hook", "hookgate"]);
+        let held: usize = pending.lines().next().unwrap().parse().unwrap();
+        if held >= 8 {
+            assert_eq!(held, 8, "{pending}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{pending}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     upstream.set_reply(Reply::default());
     let second = backend.gateway(&routes, "").await;
     // Either gateway lists the fleet's deliveries, those the other is
@@ -702,8 +717,9 @@ async fn a_gateway_killed_mid_delivery_leaves_its_deliveries_to_the_fleet() {
         "{listed:?}"
     );
     first.kill9();
-    // The second delivers the rest at once, and takes the dead gateway's four
-    // over once they have been silent for `claim_after_secs`.
+    // The second delivers the rest at once, and takes the dead gateway's
+    // eight (four attempted, four read ahead) over once they have been
+    // silent for `claim_after_secs`.
     wait_admin(&second, "/deliveries", |l| l == &json!([])).await;
     let got = event_ids(&upstream.requests());
     for i in 0..10 {
@@ -712,9 +728,6 @@ async fn a_gateway_killed_mid_delivery_leaves_its_deliveries_to_the_fleet() {
         let want = if hung.contains(&id) { 2 } else { 1 };
         assert_eq!(copies, want, "{id} in {got:?}");
     }
-    let Backend::Redis(redis) = &backend else {
-        unreachable!()
-    };
     assert_eq!(redis.cli(&["XLEN", "hookgate:spool:q:hook"]), "0");
     assert_eq!(redis.cli(&["GET", "hookgate:spool:bytes"]), "0");
     assert_eq!(redis.cli(&["KEYS", "hookgate:spool:d:*"]), "");
