@@ -158,12 +158,9 @@ async fn connections_past_max_connections_are_closed_and_counted_the_open_ones_s
     }
     // The four are accepted (and counted) before the fifth arrives, however
     // slowly a loaded machine gets to them.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while counter(&gw.metrics().await, "hookgate_connections_open") < 4 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "four connections accepted"
-        );
+        assert!(Instant::now() < deadline, "four connections accepted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut extra = Raw::connect(gw.addr).await;
