@@ -16,8 +16,8 @@
 //! requests are read from the backend at each attempt.
 //!
 //! The index changes only once the backend has: a new delivery is indexed
-//! once stored, and an attempt counts as in flight until its result is
-//! recorded, tried again until the backend takes it (the local store is
+//! once stored, and an attempted delivery is not taken again until its
+//! result is recorded, tried again until the backend takes it (the local store is
 //! reopened by itself after an I/O error, such as a full disk). So a
 //! delivery whose success could not be recorded yet is not sent again
 //! meanwhile, and the budget counts what is stored.
@@ -288,6 +288,11 @@ struct RouteQueue {
     waiting: BTreeSet<u64>,
     /// Being attempted.
     in_flight: usize,
+    /// Attempted, their results being recorded (no longer counted in
+    /// `in_flight` unless the route is `fifo`).
+    recording: usize,
+    /// Whether the route was `fifo` when its deliveries were last taken.
+    fifo: bool,
 }
 
 impl Queue {
@@ -455,7 +460,12 @@ impl Spool {
                 .delivery
                 .as_deref()
                 .map_or((1, true), |p| (p.concurrency, p.fifo));
-            while rq.in_flight < concurrency {
+            rq.fifo = fifo;
+            // An attempt whose exchange is over frees its place while its
+            // result is recorded, as long as fewer than twice `concurrency`
+            // are between their attempt and its record (what a crash may
+            // send again).
+            while rq.in_flight < concurrency && rq.in_flight + rq.recording < 2 * concurrency {
                 let head = if fifo {
                     if rq.in_flight > 0 {
                         break;
@@ -544,13 +554,21 @@ impl Spool {
 
     /// Records how an attempt ended (durably; tried again until the backend
     /// takes it), settles its dedup claim, and puts a delivery still pending
-    /// back in its route's queue. Until then the attempt counts as in flight.
+    /// back in its route's queue. Until then the delivery is not attempted
+    /// again; its place in the route's `concurrency` is free once the
+    /// exchange is over, except on a `fifo` route, where the next attempt
+    /// waits for this one's result to be recorded.
     pub async fn finish(&self, finished: Finished) {
         let (meta, gone, tried) = match finished {
             Finished::Delivered(meta) | Finished::Vanished(meta) => (meta, true, true),
             Finished::Kept(meta) => (meta, false, true),
             Finished::Untried(meta) => (meta, false, false),
         };
+        let freed = tried && self.free_place(&meta.route);
+        if freed {
+            self.0.wake.notify_one();
+            self.0.freed.notify_one();
+        }
         // Whether this gateway still owns it (a fleet's dead letters are in
         // Redis for all to see, owned by none).
         let owned = if tried {
@@ -561,7 +579,11 @@ impl Spool {
         {
             let mut queue = self.queue();
             if let Some(rq) = queue.routes.get_mut(&meta.route) {
-                rq.in_flight = rq.in_flight.saturating_sub(1);
+                if freed {
+                    rq.recording = rq.recording.saturating_sub(1);
+                } else {
+                    rq.in_flight = rq.in_flight.saturating_sub(1);
+                }
             }
             if owned {
                 queue.insert(meta.clone());
@@ -587,6 +609,18 @@ impl Spool {
                 log::warn!("spool: delivery {}: {e}{more}", meta.shown_id());
             }
         }
+    }
+
+    /// Frees an attempt's place in `route`'s concurrency while its result is
+    /// recorded; `false` on a `fifo` route, whose next attempt waits for it.
+    fn free_place(&self, route: &str) -> bool {
+        let mut queue = self.queue();
+        let Some(rq) = queue.routes.get_mut(route).filter(|rq| !rq.fifo) else {
+            return false;
+        };
+        rq.in_flight = rq.in_flight.saturating_sub(1);
+        rq.recording += 1;
+        true
     }
 
     /// Records an attempt's result (`gone`: the delivery is removed), trying

@@ -25,6 +25,16 @@ fn request(body: &str) -> StoredRequest {
     }
 }
 
+/// Accepts `n` deliveries for route `hook`.
+async fn fill(spool: &Spool, n: usize) {
+    for i in 0..n {
+        spool
+            .enqueue("hook", None, None, &request(&i.to_string()))
+            .await
+            .unwrap();
+    }
+}
+
 fn spool(dir: &Path, max_bytes: u64) -> Spool {
     let settings = SpoolSettings {
         backend: SpoolBackend::Local(dir.to_owned()),
@@ -184,12 +194,7 @@ async fn the_budget_refuses_what_does_not_fit_and_frees_what_is_gone() {
 async fn routes_take_what_their_concurrency_and_ordering_allow() {
     let dir = tempfile::tempdir().unwrap();
     let spool = spool(dir.path(), 1 << 20);
-    for i in 0..4 {
-        spool
-            .enqueue("hook", None, None, &request(&i.to_string()))
-            .await
-            .unwrap();
-    }
+    fill(&spool, 4).await;
     let later = now_ms() + 60_000;
     let two = route("retry = { concurrency = 2 }");
     let (taken, _) = spool.take_due(later, |_| Some(Arc::clone(&two)));
@@ -429,4 +434,61 @@ fn ids_parse_as_shown() {
     ] {
         assert_eq!(DeliveryId::parse(bad), None, "{bad}");
     }
+}
+
+#[tokio::test]
+async fn an_attempt_frees_its_place_while_its_result_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool(dir.path(), 1 << 20);
+    fill(&spool, 4).await;
+    let one = route("retry = { concurrency = 1 }");
+    let take = |spool: &Spool, route: &Arc<Route>| -> Vec<u64> {
+        let (taken, _) = spool.take_due(now_ms(), |_| Some(Arc::clone(route)));
+        taken.iter().map(|(m, _)| m.id).collect()
+    };
+    let first = spool.take_due(now_ms(), |_| Some(Arc::clone(&one))).0;
+    assert_eq!(first.len(), 1);
+    fail_commits(&spool, 3);
+    let delivered = |meta: &Meta| {
+        let mut meta = meta.clone();
+        meta.attempts = 1;
+        meta.last_status = Some(200);
+        let spool = spool.clone();
+        tokio::spawn(async move { spool.finish(Finished::Delivered(meta)).await })
+    };
+    let recording = delivered(&first[0].0);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!recording.is_finished(), "its removal is tried again");
+    // The app has answered: the next attempt need not wait for the store.
+    let second = spool.take_due(now_ms(), |_| Some(Arc::clone(&one))).0;
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0].0.id, first[0].0.id, "the first is not sent again");
+    let also = delivered(&second[0].0);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Two between their attempt and its record: twice `concurrency`.
+    assert!(
+        take(&spool, &one).is_empty(),
+        "no third while two are unrecorded"
+    );
+    recording.await.unwrap();
+    also.await.unwrap();
+    assert_eq!(take(&spool, &one).len(), 1, "room again once recorded");
+    // fifo: the next attempt waits for the result to be recorded.
+    let dir = tempfile::tempdir().unwrap();
+    let spool = self::spool(dir.path(), 1 << 20);
+    fill(&spool, 2).await;
+    let fifo = route("retry = { ordering = \"fifo\" }");
+    let head = spool.take_due(now_ms(), |_| Some(Arc::clone(&fifo))).0;
+    fail_commits(&spool, 2);
+    let mut meta = head[0].0.clone();
+    meta.last_status = Some(200);
+    let finishing = tokio::spawn({
+        let spool = spool.clone();
+        async move { spool.finish(Finished::Delivered(meta)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!finishing.is_finished());
+    assert!(take(&spool, &fifo).is_empty(), "fifo waits for the record");
+    finishing.await.unwrap();
+    assert_eq!(take(&spool, &fifo).len(), 1);
 }

@@ -37,7 +37,7 @@ use crate::base::settings::FleetSettings;
 use crate::state::redis::Link;
 use reader::Owned;
 pub use reader::{feed, hold};
-use store::Scripts;
+use store::{Scripts, Settling};
 
 /// Every key of the spool starts with this.
 const PREFIX: &str = "hookgate:spool:";
@@ -62,6 +62,8 @@ pub struct Fleet {
     owned: Mutex<Owned>,
     /// The fleet's depth per route and bytes used, as last counted.
     counted: Mutex<(BTreeMap<String, Depth>, u64)>,
+    /// Attempts' results waiting to be recorded together.
+    settling: Mutex<Vec<Settling>>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -137,11 +139,16 @@ impl Fleet {
             scripts: Scripts::new(),
             owned: Mutex::new(Owned::default()),
             counted: Mutex::new((BTreeMap::new(), 0)),
+            settling: Mutex::new(Vec::new()),
         })
     }
 
     fn owned(&self) -> MutexGuard<'_, Owned> {
         self.owned.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn settling(&self) -> MutexGuard<'_, Vec<Settling>> {
+        self.settling.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn call<T, F>(&self, call: impl FnOnce(ConnectionManager) -> F) -> Result<T, StoreError>
@@ -154,11 +161,8 @@ impl Fleet {
     /// Records an attempt's result (`gone`: the delivery is removed);
     /// whether this gateway still owns the delivery.
     pub(super) async fn record(&self, meta: &Meta, gone: bool) -> Result<bool, StoreError> {
-        if gone {
-            return self.remove(meta).await.map(|_| false);
-        }
-        let ours = self.update(meta).await?;
-        Ok(ours && meta.status == Status::Pending)
+        let done = self.settle(meta, gone).await?;
+        Ok(!gone && done && meta.status == Status::Pending)
     }
 
     /// The fleet's record of delivery `id`, for an admin action on it:

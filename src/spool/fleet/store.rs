@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use redis::streams::StreamRangeReply;
 use redis::{Script, Value};
+use tokio::sync::oneshot;
 
 use super::{
     BYTES, Fleet, GROUP, PREFIX, ROUTES, dead_key, decode, delivery_of, id_of, queue_key,
@@ -57,21 +58,56 @@ return 1
 "
 );
 
-/// Stores an attempt's result: KEYS d, q, dead, bytes; ARGV group, record,
-/// `dead` or `q`, sid, the entry the caller owns. Returns 0 when the entry is
-/// no longer the caller's (retried from the admin API, or deleted), else 1; a
-/// dead letter moves to the dead stream.
-const UPDATE: &str = r"
-local h = redis.call('HMGET', KEYS[1], 'e', 's')
-if not h[1] or h[1] ~= ARGV[5] or h[2] ~= 'q' then return 0 end
-if ARGV[3] == 'dead' then
-  redis.call('XACK', KEYS[2], ARGV[1], h[1])
-  redis.call('XDEL', KEYS[2], h[1])
-  local e = redis.call('XADD', KEYS[3], '*', 'd', ARGV[4])
-  redis.call('HSET', KEYS[1], 'e', e, 's', 'dead')
+/// Records attempts' results, many in one call: ARGV group, prefix, then six
+/// per result: `x` (delivered or vanished: removed), `q` (kept pending) or
+/// `dead`; the route; the delivery's sid; its record; the entry the caller
+/// owns; its cost. Returns one number per result: for a removal 1, or 0 when
+/// it was not there; else 0 when the entry is no longer the caller's
+/// (retried from the admin API, or deleted), else 1, a dead letter moved to
+/// the dead stream. A removal whose entry the caller still owns needs no
+/// look at the record: acknowledging the entry proves it.
+const SETTLE: &str = r"
+local out = {}
+local group, prefix = ARGV[1], ARGV[2]
+local freed = 0
+for i = 3, #ARGV, 6 do
+  local op, route, sid, entry = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4]
+  local d, q = prefix .. 'd:' .. sid, prefix .. 'q:' .. route
+  local done = 0
+  if op == 'x' and entry ~= '' and redis.call('XACK', q, group, entry) == 1 then
+    redis.call('XDEL', q, entry)
+    redis.call('DEL', d)
+    freed = freed + tonumber(ARGV[i + 5])
+    done = 1
+  else
+    local h = redis.call('HMGET', d, 'e', 's', 'c')
+    if op == 'x' then
+      if h[1] then
+        if h[2] == 'dead' then
+          redis.call('XDEL', prefix .. 'dead:' .. route, h[1])
+        else
+          redis.call('XACK', q, group, h[1])
+          redis.call('XDEL', q, h[1])
+        end
+        redis.call('DEL', d)
+        freed = freed + (tonumber(h[3]) or 0)
+        done = 1
+      end
+    elseif h[1] and h[1] == entry and h[2] == 'q' then
+      if op == 'dead' then
+        redis.call('XACK', q, group, h[1])
+        redis.call('XDEL', q, h[1])
+        local e = redis.call('XADD', prefix .. 'dead:' .. route, '*', 'd', sid)
+        redis.call('HSET', d, 'e', e, 's', 'dead')
+      end
+      redis.call('HSET', d, 'm', ARGV[i + 3])
+      done = 1
+    end
+  end
+  table.insert(out, done)
 end
-redis.call('HSET', KEYS[1], 'm', ARGV[2])
-return 1
+if freed > 0 then redis.call('DECRBY', prefix .. 'bytes', freed) end
+return out
 ";
 
 /// Queues a delivery again as a new entry (a retry from the admin API):
@@ -139,11 +175,26 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
+/// Most results recorded in one call.
+const SETTLE_BATCH: usize = 256;
+
+/// An attempt's result waiting to be recorded with others ([`SETTLE`]'s
+/// arguments for it, and who waits for its answer).
+pub(super) struct Settling {
+    op: &'static str,
+    route: String,
+    sid: String,
+    record: Vec<u8>,
+    entry: String,
+    cost: u64,
+    reply: oneshot::Sender<Result<i64, StoreError>>,
+}
+
 /// The scripts, loaded into Redis on first use.
 pub(super) struct Scripts {
     pub(super) enqueue: Script,
     pub(super) remove: Script,
-    pub(super) update: Script,
+    pub(super) settle: Script,
     pub(super) requeue: Script,
     pub(super) read: Script,
     pub(super) heartbeat: Script,
@@ -155,7 +206,7 @@ impl Scripts {
         Self {
             enqueue: Script::new(ENQUEUE),
             remove: Script::new(REMOVE),
-            update: Script::new(UPDATE),
+            settle: Script::new(SETTLE),
             requeue: Script::new(REQUEUE),
             read: Script::new(READ),
             heartbeat: Script::new(HEARTBEAT),
@@ -253,21 +304,92 @@ impl Fleet {
         Ok(removed == 1)
     }
 
-    /// Stores an attempt's result (a dead letter moves to the dead stream);
-    /// `false` when the delivery is no longer this gateway's.
-    pub(super) async fn update(&self, meta: &Meta) -> Result<bool, StoreError> {
-        let Some(entry) = self.owned().entry(meta.id).cloned() else {
-            return Ok(false);
-        };
+    /// Records an attempt's result (`gone`: the delivery is removed; else
+    /// its record is stored, a dead letter moved to the dead stream) together
+    /// with the others that end at about the same time, in one call: the
+    /// first to wait lets the attempts beside it have their turn, then takes
+    /// every result waiting. For a removal, whether it was there; else
+    /// whether the delivery is still this gateway's.
+    pub(super) async fn settle(&self, meta: &Meta, gone: bool) -> Result<bool, StoreError> {
         let dead = meta.status == Status::Dead;
-        let to: &[u8] = if dead { b"dead" } else { b"q" };
-        let (record, sid) = (meta.encode(), sid(meta.id));
-        let args = [&record[..], to, sid.as_bytes(), entry.as_bytes()];
-        let kept = self.run(&self.scripts.update, meta, &args).await?;
-        if kept != 1 || dead {
+        let entry = self.owned().entry(meta.id).cloned();
+        let (op, entry) = match (gone, entry) {
+            (true, entry) => ("x", entry.unwrap_or_default()),
+            (false, Some(entry)) => (if dead { "dead" } else { "q" }, entry),
+            (false, None) => return Ok(false),
+        };
+        let (reply, answer) = oneshot::channel();
+        let leads = {
+            let mut waiting = self.settling();
+            waiting.push(Settling {
+                op,
+                route: meta.route.clone(),
+                sid: sid(meta.id),
+                record: if gone { Vec::new() } else { meta.encode() },
+                entry,
+                cost: meta.cost(),
+                reply,
+            });
+            waiting.len() == 1
+        };
+        if leads {
+            tokio::task::yield_now().await;
+            let mut batch = std::mem::take(&mut *self.settling());
+            while !batch.is_empty() {
+                let rest = batch.split_off(batch.len().min(SETTLE_BATCH));
+                self.settle_all(batch).await;
+                batch = rest;
+            }
+        }
+        let done = answer
+            .await
+            .map_err(|_| StoreError("the result was not recorded".into()))??;
+        if gone || done != 1 || dead {
             self.owned().remove(meta.id);
         }
-        Ok(kept == 1)
+        Ok(done == 1)
+    }
+
+    /// Records `results` in one call and tells each how it went.
+    async fn settle_all(&self, results: Vec<Settling>) {
+        let args = &results;
+        let done: Result<Vec<i64>, StoreError> = self
+            .call(|mut c| async move {
+                let mut call = self.scripts.settle.prepare_invoke();
+                call.arg(GROUP).arg(PREFIX);
+                for r in args {
+                    call.arg(r.op)
+                        .arg(&r.route)
+                        .arg(&r.sid)
+                        .arg(&r.record[..])
+                        .arg(&r.entry)
+                        .arg(r.cost);
+                }
+                call.invoke_async(&mut c).await
+            })
+            .await;
+        match done {
+            Ok(done) if done.len() == results.len() => {
+                for (r, done) in results.into_iter().zip(done) {
+                    let _ = r.reply.send(Ok(done));
+                }
+            }
+            Ok(done) => {
+                let e = StoreError(format!(
+                    "redis: {} answers for {} results",
+                    done.len(),
+                    results.len()
+                ));
+                for r in results {
+                    let _ = r.reply.send(Err(e.clone()));
+                }
+            }
+            Err(e) => {
+                for r in results {
+                    let _ = r.reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 
     /// Queues a delivery again with `meta` as its record, to be read by
