@@ -16,7 +16,7 @@
 //!  5  observe/   record, metrics, access log, limits, in flight, Observers
 //!  4  judging    handshake  headers  policy  reject
 //!  3  verify/    pure checks: Verified / Rejection
-//!  2  scheme/    descriptors as data
+//!  2  scheme/    descriptors as data;  destinations/  which events each wants
 //!  1  leaves     clock  json/  log_limit  mac  response  tls/  watch
 //!  0  base/      settings, secrets, diagnostics, OneOrMany
 //! ```
@@ -28,7 +28,8 @@
 //!                  (403/429/401), Content-Length (413), 100-continue ─ read
 //!                  the whole body (413/408) ─ remote keys ─ judge: verify (401)
 //!                  or answer a handshake
-//!                deliver: dedup (duplicate / 409) ─ answer locally, or
+//!                deliver: dedup (duplicate / 409) ─ route: no destination
+//!                  wants it (200 filtered) ─ answer locally, or
 //!                  forward (502/504) and settle the claim, or enqueue in the
 //!                  spool and answer 202 ─ log
 //! ```
@@ -49,6 +50,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod destinations;
 pub mod forward;
 pub mod handshake;
 pub mod headers;

@@ -13,6 +13,7 @@ use http::{HeaderName, Method};
 
 use crate::base::secret::Secret;
 use crate::base::settings::RetryPolicy;
+use crate::destinations::Filter;
 use crate::forward::Upstream;
 use crate::policy::Policy;
 use crate::scheme::handshake::Handshake;
@@ -38,8 +39,13 @@ pub struct Route {
     pub path: PathMatch,
     /// Allowed methods.
     pub methods: Arc<[Method]>,
-    /// Forwarding target.
+    /// Forwarding target: its one destination's upstream.
     pub upstream: Upstream,
+    /// Its one destination's name: the route's, for the short form
+    /// (`upstream` on the route).
+    pub destination: String,
+    /// Which verified events its destination wants; `None`: every one.
+    pub filter: Option<Box<Filter>>,
     /// Largest accepted body.
     pub max_body_bytes: usize,
     /// Deadline for the whole request body.

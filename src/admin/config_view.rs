@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::base::settings::{AdminAccess, RetryPolicy, SpoolBackend};
+use crate::destinations::{Field, Glob, Test};
 use crate::observe::access_log::Target;
 use crate::policy::Policy;
 use crate::routes::{PathMatch, Route};
@@ -151,6 +152,7 @@ fn route(r: &Route) -> Value {
         "verify_token": r.verify_token.as_ref().map(|_| REDACTED),
         "handshakes": r.handshakes.len(),
         "delivery": if r.delivery.is_some() { "async" } else { "sync" },
+        "destinations": [destination_view(r)],
     });
     // One shape for every route: what a route does not set shows as its
     // default (policy) or `null`, never as a missing key.
@@ -168,6 +170,29 @@ fn route(r: &Route) -> Value {
         out.extend(keys);
     }
     out
+}
+
+/// A route's one destination: its name, upstream and filter.
+fn destination_view(r: &Route) -> Value {
+    let filter = r.filter.as_deref();
+    let when = filter.map_or(&[][..], |f| &f.when[..]);
+    json!({
+        "name": r.destination,
+        "upstream": upstream_url(&r.upstream.url),
+        "events": filter.filter(|f| !f.events.is_empty())
+            .map(|f| f.events.iter().map(Glob::as_str).collect::<Vec<_>>()),
+        "when": when.iter().map(|c| {
+            let mut view = match &c.field {
+                Field::Json(pointer) => json!({ "json": pointer.as_str() }),
+                Field::Header(name) => json!({ "header": name.as_str() }),
+            };
+            match &c.test {
+                Test::Equals(value) => view["equals"] = value.clone(),
+                Test::In(values) => view["in"] = json!(values),
+            }
+            view
+        }).collect::<Vec<_>>(),
+    })
 }
 
 /// An async route's `[routes.retry]`, as written.

@@ -137,6 +137,14 @@ fn json_members(verifiers: &[Verifier], handshakes: &[Handshake]) -> Vec<String>
     members
 }
 
+/// Whether `name` is a valid route or destination name: `[a-z0-9_-]+`.
+pub(super) fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+}
+
 pub(super) fn span<T>(s: &Spanned<T>) -> Option<Range<usize>> {
     Some(s.span())
 }
@@ -295,11 +303,7 @@ impl<'a> Builder<'a> {
         let defaults = self.defaults;
         let before = self.mark();
         let name = r.name.get_ref();
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
-        {
+        if !is_name(name) {
             self.error(
                 span(&r.name),
                 format!("route name `{name}` must match [a-z0-9_-]+"),
@@ -324,7 +328,6 @@ impl<'a> Builder<'a> {
             defaults.upstream_timeout_ms,
         );
         let upstream_timeout = Duration::from_millis(upstream_timeout_ms);
-        let upstream = self.upstream(&r.upstream, r.upstream_ca_file.as_ref(), upstream_timeout);
         let verify = &r.verify.get_ref().0;
         if verify.is_empty() {
             self.error(
@@ -333,6 +336,7 @@ impl<'a> Builder<'a> {
             );
         }
         let verifiers: Vec<Verifier> = verify.iter().filter_map(|v| self.verifier(v)).collect();
+        let destination = self.destination(r, &verifiers, upstream_timeout);
         let handshakes = self.route_handshakes(r, &verifiers);
         self.mac_answer_warnings(r, &verifiers, &handshakes);
         let verify_token = self.verify_token(r, &verifiers, &handshakes);
@@ -343,7 +347,13 @@ impl<'a> Builder<'a> {
             json_members(&verifiers, &handshakes),
         );
         let (policy, policy_secrets) = self.policy(r, &verifiers);
-        let delivery = self.delivery(r);
+        let delivery = self.delivery(
+            r,
+            destination
+                .as_ref()
+                .and_then(|d| d.delivery.as_ref())
+                .or(r.delivery.as_ref()),
+        );
         let strip_headers = if r.strip_signature_headers {
             let mut names: Vec<HeaderName> = verifiers
                 .iter()
@@ -357,12 +367,15 @@ impl<'a> Builder<'a> {
         if self.errors_since(before) {
             return None;
         }
+        let destination = destination?;
         Some(Route {
             name: name.clone(),
             host,
             path: path?,
             methods,
-            upstream: upstream?,
+            upstream: destination.upstream,
+            destination: destination.name,
+            filter: destination.filter,
             max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
             read_timeout: Duration::from_millis(read_timeout_ms),
             upstream_timeout,

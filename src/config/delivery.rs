@@ -20,9 +20,14 @@ const MAX_MAX_ATTEMPTS: u64 = 1_000;
 const MAX_CONCURRENCY: u64 = 1_024;
 
 impl Builder<'_> {
-    /// `delivery` and `[routes.retry]`: `None` for a sync route.
-    pub(super) fn delivery(&mut self, r: &RouteSection) -> Option<Box<RetryPolicy>> {
-        let is_async = match r.delivery.as_ref().map(|d| (d, d.get_ref().as_str())) {
+    /// `delivery` (the route's, or its destination's) and `[routes.retry]`:
+    /// `None` for a sync route.
+    pub(super) fn delivery(
+        &mut self,
+        r: &RouteSection,
+        delivery: Option<&Spanned<String>>,
+    ) -> Option<Box<RetryPolicy>> {
+        let is_async = match delivery.map(|d| (d, d.get_ref().as_str())) {
             None | Some((_, "sync")) => false,
             Some((_, "async")) => true,
             Some((d, other)) => {

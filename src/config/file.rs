@@ -165,8 +165,12 @@ pub struct RouteSection {
     pub host: Option<Spanned<String>>,
     /// Allowed methods. Default `["POST"]`.
     pub methods: Option<Spanned<Vec<Spanned<String>>>>,
-    /// `http://` or `https://` URL to forward to; a path in it replaces the matched path.
-    pub upstream: Spanned<String>,
+    /// `http://` or `https://` URL to forward to; a path in it replaces the
+    /// matched path. The short form of one destination named after the route.
+    pub upstream: Option<Spanned<String>>,
+    /// `[[routes.destinations]]`: where the route delivers, instead of `upstream`.
+    #[serde(default)]
+    pub destinations: Vec<Spanned<DestinationSection>>,
     /// Overrides `server.max_body_bytes`.
     pub max_body_bytes: Option<Spanned<i64>>,
     /// Overrides `server.read_timeout_ms`.
@@ -205,6 +209,37 @@ pub struct RouteSection {
     pub delivery: Option<Spanned<String>>,
     /// `[routes.retry]`: how an async route delivers.
     pub retry: Option<Spanned<RetrySection>>,
+}
+
+/// One `[[routes.destinations]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationSection {
+    /// Unique in the route, `[a-z0-9_-]+`.
+    pub name: Spanned<String>,
+    /// `http://` or `https://` URL, as a route's `upstream`.
+    pub upstream: Spanned<String>,
+    /// Globs on the signed event type; any type when absent.
+    pub events: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Conditions on the signed body and headers, all of which must hold.
+    pub when: Option<Spanned<Vec<Spanned<ConditionSection>>>>,
+    /// `sync` or `async`; the route's `delivery` when absent.
+    pub delivery: Option<Spanned<String>>,
+}
+
+/// One condition of a destination's `when`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionSection {
+    /// A JSON pointer into the body.
+    pub json: Option<Spanned<String>>,
+    /// A header name.
+    pub header: Option<Spanned<String>>,
+    /// The value it must equal.
+    pub equals: Option<Spanned<toml::Value>>,
+    /// The values it must equal one of.
+    #[serde(rename = "in")]
+    pub one_of: Option<Spanned<Vec<toml::Value>>>,
 }
 
 /// `[routes.retry]`.

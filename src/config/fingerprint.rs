@@ -41,6 +41,8 @@ impl Builder<'_> {
             path,
             methods,
             upstream,
+            destination,
+            filter,
             max_body_bytes,
             read_timeout,
             upstream_timeout,
@@ -71,6 +73,7 @@ impl Builder<'_> {
             (upstream_timeout, strip_headers, public_url, handshakes),
             (json_members, upstream_url, secret_sources, policy, delivery),
             (addr, tls, authority, upstream_path, query, pool_key),
+            (destination, filter),
         );
         let _ = write!(DigestWriter(&mut digest), "{settings:?}");
         let peer_digest = *self

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod build;
 pub mod delivery;
+mod destinations;
 pub mod file;
 mod fingerprint;
 pub mod parts;

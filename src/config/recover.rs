@@ -194,11 +194,9 @@ mod tests {
 
     #[test]
     fn a_key_missing_from_the_start_is_said() {
-        let found = messages(
-            "[[routes]]\nname = \"a\"\npath = \"/a\"\nverify = { scheme = \"rye\", secrets = [\"k\"] }\n",
-        );
+        let found = messages("[[routes]]\nname = \"a\"\npath = \"/a\"\nupstream = \"http://h\"\n");
         assert_eq!(found.len(), 1, "{found:#?}");
-        assert!(found[0].contains("missing field `upstream`"), "{found:#?}");
+        assert!(found[0].contains("missing field `verify`"), "{found:#?}");
     }
 
     #[test]

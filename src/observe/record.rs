@@ -31,13 +31,15 @@ pub enum Outcome {
     Duplicate,
     /// An async route's request, stored and answered 202.
     Accepted,
+    /// Answered 200 `{"status":"filtered"}`: no destination wants the event.
+    Filtered,
     /// Refused or failed with one of the contract's error codes.
     Error(ErrorCode),
 }
 
 impl Outcome {
     /// A stable label: `forwarded`, `handshake`, `duplicate`, `accepted`,
-    /// `disconnected` or an error code.
+    /// `filtered`, `disconnected` or an error code.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Disconnected => "disconnected",
@@ -45,6 +47,7 @@ impl Outcome {
             Self::Handshake => "handshake",
             Self::Duplicate => "duplicate",
             Self::Accepted => "accepted",
+            Self::Filtered => "filtered",
             Self::Error(code) => code.as_str(),
         }
     }

@@ -1,5 +1,6 @@
 //! Delivering an admitted request: claim its event on a dedup route (a
-//! duplicate answered `duplicate`, one in flight 409), then forward it and
+//! duplicate answered `duplicate`, one in flight 409), answer `filtered` when
+//! its route's destination does not want it, then forward it and
 //! relay the upstream's answer, settling the claim by its status, or, on an
 //! async route, enqueue it in the [`crate::spool`] and answer 202; and, for
 //! every request, count it and write its access log line.
@@ -11,6 +12,7 @@ use pingora::protocols::http::v1::server::HttpSession as Session;
 
 use super::{Admitted, Client, Gateway, LOG, Passed, status_200, write_local};
 use crate::admin::config_view::rfc3339;
+use crate::destinations::Event;
 use crate::forward::ForwardError;
 use crate::headers::{self, Forwarding, Resign, Verdict};
 use crate::observe::access_log::Entry;
@@ -94,7 +96,10 @@ impl Gateway {
             .await;
     }
 
-    /// The last stage: an async route's request is enqueued, any other forwarded.
+    /// The last stages: routing, where an event the route's destination does
+    /// not want is answered `filtered` (and, on a dedup route, marked
+    /// delivered); then an async route's request is enqueued, any other
+    /// forwarded.
     async fn hand_on(
         &self,
         session: &mut Session,
@@ -103,6 +108,25 @@ impl Gateway {
         record: &mut RequestRecord,
         settle: Option<(Hold, Duration)>,
     ) {
+        if let (Some(filter), Passed::Verified(verified)) =
+            (admitted.route.filter.as_deref(), &admitted.passed)
+        {
+            let event = Event {
+                event_type: verified.event_type(),
+                headers: &session.req_header().headers,
+                body: &admitted.body,
+            };
+            if !filter.wants(&event) {
+                if let Some((hold, ttl)) = settle
+                    && let Err(e) = hold.delivered(ttl).await
+                {
+                    record.state_error = Some(e.op);
+                }
+                return self
+                    .answer(session, record, filtered(), Outcome::Filtered, client)
+                    .await;
+            }
+        }
         if admitted.route.delivery.is_some() {
             self.enqueue(session, admitted, client, record, settle)
                 .await;
@@ -389,6 +413,11 @@ fn accepted(id: DeliveryId) -> LocalResponse {
         headers: Vec::new(),
         body: format!(r#"{{"status":"accepted","id":"{id}"}}"#).into_bytes(),
     }
+}
+
+/// 200 `{"status":"filtered"}`: no destination wants the event.
+fn filtered() -> LocalResponse {
+    status_200(br#"{"status":"filtered"}"#)
 }
 
 /// 200 `{"status":"duplicate"}`: the event was delivered already.

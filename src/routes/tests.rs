@@ -186,6 +186,8 @@ fn built(name: &str, host: Option<&str>, path: PathMatch, methods: &[Method]) ->
             query: None,
             url: format!("http://{addr}").into(),
         },
+        destination: name.to_owned(),
+        filter: None,
         max_body_bytes: 1,
         read_timeout: Duration::from_secs(1),
         upstream_timeout: Duration::from_secs(1),

@@ -19,6 +19,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("response", 1),
     ("tls", 1),
     ("watch", 1),
+    ("destinations", 2),
     ("scheme", 2),
     ("verify", 3),
     ("handshake", 4),

@@ -21,6 +21,8 @@ mod config_shape;
 mod delivery;
 /// `hookgate demo-app` as the upstream: what it prints and answers.
 mod demo_app;
+/// Destinations: routing by signed event type, body and header; `filtered`.
+mod destinations;
 /// The Markdown tables of the README and `docs/` are whole, and their links resolve.
 mod docs_tables;
 /// What the upstream receives and what the client gets back; 502/504.
