@@ -2,6 +2,8 @@
 //! bytes the signature covers (the config refuses any other): the event type
 //! the scheme signs, the verified body, a header the signature covers.
 
+use std::cell::RefCell;
+
 use http::{HeaderMap, HeaderName};
 use serde_json::Value;
 
@@ -110,15 +112,67 @@ pub struct Filter {
     pub when: Vec<Condition>,
 }
 
-/// What a filter looks at: a verified request.
-#[derive(Debug, Clone, Copy)]
+/// What a filter looks at: a verified request. Made once per request and
+/// asked by every destination's filter: the body is scanned once, and each
+/// JSON field is looked up once whatever the number of filters reading it.
+#[derive(Debug)]
 pub struct Event<'a> {
-    /// The event type the signature covers, when the request has one.
-    pub event_type: Option<&'a str>,
-    /// The request's headers.
-    pub headers: &'a HeaderMap,
-    /// The verified body.
-    pub body: &'a [u8],
+    event_type: Option<&'a str>,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+    json: JsonBody<'a>,
+    /// The fields looked up so far, by pointer: `None` when missing, or when
+    /// the body holds a member of the pointer's path twice.
+    looked_up: RefCell<Vec<(String, Option<Value>)>>,
+}
+
+impl<'a> Event<'a> {
+    /// A verified request: the event type the signature covers (when the
+    /// request has one), its headers and its body.
+    pub fn new(event_type: Option<&'a str>, headers: &'a HeaderMap, body: &'a [u8]) -> Self {
+        Self {
+            event_type,
+            headers,
+            body,
+            json: JsonBody::new(body),
+            looked_up: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The body's value at `pointer`, unless it means two things.
+    fn json_at(&self, pointer: &JsonPointer) -> Option<Value> {
+        if let Some((_, value)) = self
+            .looked_up
+            .borrow()
+            .iter()
+            .find(|(p, _)| p == pointer.as_str())
+        {
+            return value.clone();
+        }
+        // The view notes a member met twice for good: once it has, each
+        // lookup takes a fresh view to tell whether it met one itself.
+        let value = if self.json.met_duplicate() {
+            let fresh = JsonBody::new(self.body);
+            fresh.value_at(pointer).filter(|_| !fresh.met_duplicate())
+        } else {
+            self.json
+                .value_at(pointer)
+                .filter(|_| !self.json.met_duplicate())
+        };
+        self.looked_up
+            .borrow_mut()
+            .push((pointer.as_str().to_owned(), value.clone()));
+        value
+    }
+
+    /// The header's one value, unless it is given twice.
+    fn header(&self, name: &HeaderName) -> Option<Value> {
+        let mut values = self.headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => value.to_str().ok().map(|v| Value::String(v.to_owned())),
+            _ => None,
+        }
+    }
 }
 
 impl Filter {
@@ -133,24 +187,12 @@ impl Filter {
         {
             return false;
         }
-        if self.when.is_empty() {
-            return true;
-        }
-        let body = JsonBody::new(event.body);
-        self.when.iter().all(|c| match &c.field {
-            Field::Json(pointer) => body
-                .value_at(pointer)
-                .filter(|_| !body.met_duplicate())
-                .is_some_and(|v| c.test.holds(&v)),
-            Field::Header(name) => {
-                let mut values = event.headers.get_all(name).iter();
-                match (values.next(), values.next()) {
-                    (Some(value), None) => value
-                        .to_str()
-                        .is_ok_and(|v| c.test.holds(&Value::String(v.to_owned()))),
-                    _ => false,
-                }
-            }
+        self.when.iter().all(|c| {
+            let value = match &c.field {
+                Field::Json(pointer) => event.json_at(pointer),
+                Field::Header(name) => event.header(name),
+            };
+            value.is_some_and(|v| c.test.holds(&v))
         })
     }
 }
@@ -188,11 +230,7 @@ mod tests {
     }
 
     fn event<'a>(event_type: Option<&'a str>, headers: &'a HeaderMap, body: &'a [u8]) -> Event<'a> {
-        Event {
-            event_type,
-            headers,
-            body,
-        }
+        Event::new(event_type, headers, body)
     }
 
     #[test]

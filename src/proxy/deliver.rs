@@ -111,11 +111,8 @@ impl Gateway {
         if let (Some(filter), Passed::Verified(verified)) =
             (admitted.route.filter.as_deref(), &admitted.passed)
         {
-            let event = Event {
-                event_type: verified.event_type(),
-                headers: &session.req_header().headers,
-                body: &admitted.body,
-            };
+            let headers = &session.req_header().headers;
+            let event = Event::new(verified.event_type(), headers, &admitted.body);
             if !filter.wants(&event) {
                 if let Some((hold, ttl)) = settle
                     && let Err(e) = hold.delivered(ttl).await
