@@ -86,6 +86,17 @@ pub struct RetryPolicy {
     pub concurrency: usize,
     /// One at a time, in arrival order.
     pub fifo: bool,
+    /// The destination's circuit breaker, when it has one.
+    pub breaker: Option<BreakerSettings>,
+}
+
+/// A destination's circuit breaker (`[routes.destinations.breaker]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSettings {
+    /// Consecutive failed attempts that open it.
+    pub failures: u32,
+    /// How long it stays open before one probe attempt.
+    pub cooldown: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -104,6 +115,7 @@ impl Default for RetryPolicy {
             },
             concurrency: DEFAULT_CONCURRENCY as usize,
             fifo: false,
+            breaker: None,
         }
     }
 }

@@ -347,13 +347,23 @@ impl<'a> Builder<'a> {
             json_members(&verifiers, &handshakes),
         );
         let (policy, policy_secrets) = self.policy(r, &verifiers);
-        let delivery = self.delivery(
+        let mut delivery = self.delivery(
             r,
             destination
                 .as_ref()
                 .and_then(|d| d.delivery.as_ref())
                 .or(r.delivery.as_ref()),
         );
+        if let Some((breaker, at)) = destination.as_ref().and_then(|d| d.breaker.clone()) {
+            match delivery.as_deref_mut() {
+                Some(policy) => policy.breaker = Some(breaker),
+                None => self.error(
+                    at,
+                    "`[routes.destinations.breaker]` rests an async destination: it needs \
+                     `delivery = \"async\"`",
+                ),
+            }
+        }
         let strip_headers = if r.strip_signature_headers {
             let mut names: Vec<HeaderName> = verifiers
                 .iter()

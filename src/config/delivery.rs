@@ -137,6 +137,7 @@ impl Builder<'_> {
             retry_on,
             concurrency: usize::try_from(concurrency).unwrap_or(1),
             fifo,
+            breaker: None,
         })
     }
 

@@ -3,6 +3,7 @@
 //! be one the route's signature covers: the signed event type, a JSON field
 //! of a signed body, a signed header.
 
+use std::ops::Range;
 use std::time::Duration;
 
 use http::HeaderName;
@@ -10,13 +11,17 @@ use serde_json::Value;
 use toml::Spanned;
 
 use super::build::{Builder, is_name, span};
-use super::file::{ConditionSection, DestinationSection, RouteSection};
+use super::file::{BreakerSection, ConditionSection, DestinationSection, RouteSection};
+use crate::base::settings::BreakerSettings;
 use crate::destinations::{Condition, Field, Filter, Glob, Test};
 use crate::forward::Upstream;
 use crate::json::JsonPointer;
 use crate::scheme::source::Source;
 use crate::verify::Verifier;
 
+/// A breaker's defaults: consecutive failed attempts, and seconds open.
+const DEFAULT_BREAKER_FAILURES: u64 = 5;
+const DEFAULT_BREAKER_COOLDOWN_SECS: u64 = 30;
 /// Values an `in` list may hold at most.
 const MAX_IN: usize = 1_000;
 
@@ -30,6 +35,8 @@ pub(super) struct Built {
     pub(super) filter: Option<Box<Filter>>,
     /// Its `delivery`, when it sets one.
     pub(super) delivery: Option<Spanned<String>>,
+    /// Its circuit breaker, and where it is written.
+    pub(super) breaker: Option<(BreakerSettings, Option<Range<usize>>)>,
 }
 
 impl Builder<'_> {
@@ -49,6 +56,7 @@ impl Builder<'_> {
                     upstream: self.upstream(upstream, ca_file, timeout)?,
                     filter: None,
                     delivery: None,
+                    breaker: None,
                 });
             }
             (Some(_), Some((first, _))) => {
@@ -118,12 +126,31 @@ impl Builder<'_> {
             })
             .unwrap_or_default();
         let filter = Filter { events, when };
+        let breaker = d
+            .breaker
+            .as_ref()
+            .map(|b| (self.breaker(b.get_ref()), span(b)));
         Some(Built {
             name: name.clone(),
             upstream: self.upstream(&d.upstream, ca_file, timeout)?,
             filter: (filter != Filter::default()).then(|| Box::new(filter)),
             delivery: d.delivery.clone(),
+            breaker,
         })
+    }
+
+    /// `[routes.destinations.breaker]`.
+    fn breaker(&mut self, b: &BreakerSection) -> BreakerSettings {
+        let failures = self.positive_or(&b.failures, "failures", DEFAULT_BREAKER_FAILURES);
+        let cooldown = self.positive_or(
+            &b.cooldown_secs,
+            "cooldown_secs",
+            DEFAULT_BREAKER_COOLDOWN_SECS,
+        );
+        BreakerSettings {
+            failures: u32::try_from(failures).unwrap_or(u32::MAX),
+            cooldown: Duration::from_secs(cooldown),
+        }
     }
 
     /// `events`: globs on the event type, which every verifier's scheme must sign.
@@ -256,7 +283,7 @@ impl Builder<'_> {
         &mut self,
         value: &toml::Value,
         header: bool,
-        at: Option<std::ops::Range<usize>>,
+        at: Option<Range<usize>>,
     ) -> Option<Value> {
         if header && !value.is_str() {
             self.error(at, "a header's value is text: write it in quotes");
@@ -434,7 +461,7 @@ mod tests {
             (
                 "delivery = \"async\"\n[routes.destinations.retry]",
                 "c.toml:9:22: unknown field `retry`, expected one of `name`, `upstream`, \
-                 `events`, `when`, `delivery`",
+                 `events`, `when`, `delivery`, `breaker`",
             ),
         ];
         for (lines, expected) in cases {
@@ -476,5 +503,47 @@ mod tests {
         let mine = route(RYE, &destination("delivery = \"async\"\n"));
         let config = load_str(Path::new("c.toml"), &mine).unwrap().config;
         assert!(config.routes.iter().next().unwrap().delivery.is_some());
+    }
+
+    #[test]
+    fn a_breaker_rests_an_async_destination() {
+        let sync = route(RYE, &destination("[routes.destinations.breaker]\n"));
+        assert_eq!(
+            errors(&sync),
+            [
+                "c.toml:8:1: `[routes.destinations.breaker]` rests an async destination: it \
+              needs `delivery = \"async\"`"
+            ]
+        );
+        let text = route(
+            RYE,
+            &destination("delivery = \"async\"\n[routes.destinations.breaker]\nfailures = 2\n"),
+        );
+        let config = load_str(Path::new("c.toml"), &text).unwrap().config;
+        let policy = config
+            .routes
+            .iter()
+            .next()
+            .unwrap()
+            .delivery
+            .clone()
+            .unwrap();
+        let breaker = policy.breaker.unwrap();
+        assert_eq!(breaker.failures, 2);
+        assert_eq!(
+            breaker.cooldown,
+            std::time::Duration::from_secs(30),
+            "the default"
+        );
+        let zero = route(
+            RYE,
+            &destination(
+                "delivery = \"async\"\n[routes.destinations.breaker]\ncooldown_secs = 0\n",
+            ),
+        );
+        assert_eq!(
+            errors(&zero),
+            ["c.toml:10:17: `cooldown_secs` must be a positive integer"]
+        );
     }
 }

@@ -225,6 +225,18 @@ pub struct DestinationSection {
     pub when: Option<Spanned<Vec<Spanned<ConditionSection>>>>,
     /// `sync` or `async`; the route's `delivery` when absent.
     pub delivery: Option<Spanned<String>>,
+    /// `[routes.destinations.breaker]`: rest the destination after failures.
+    pub breaker: Option<Spanned<BreakerSection>>,
+}
+
+/// `[routes.destinations.breaker]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSection {
+    /// Consecutive failed attempts that open it. Default 5.
+    pub failures: Option<Spanned<i64>>,
+    /// Seconds it stays open before one probe attempt. Default 30.
+    pub cooldown_secs: Option<Spanned<i64>>,
 }
 
 /// One condition of a destination's `when`.

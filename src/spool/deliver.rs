@@ -4,10 +4,12 @@
 //! each attempt: delivered on a 2xx, tried again later (exponential backoff
 //! with full jitter, or the upstream's `Retry-After`) on what `retry_on`
 //! lists, a dead letter on anything else or past the limits. Every attempt
-//! goes to the route's upstream as the running config has it then.
+//! goes to the route's upstream as the running config has it then. A
+//! destination with a circuit breaker gets no attempt while it is open, then
+//! one probe.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -19,6 +21,7 @@ use tokio::task::JoinSet;
 
 use super::{Finished, LOG, Meta, Spool, Status, fleet, now_ms};
 use crate::base::settings::RetryPolicy;
+use crate::destinations::{Allowance, Breaker, Change};
 use crate::forward::{ForwardError, Forwarder, pool};
 use crate::observe::inflight::{Draining, InFlight};
 use crate::observe::record::UpstreamError;
@@ -67,6 +70,7 @@ impl BackgroundService for Deliverer {
             attempts: self.attempts.clone(),
             draining: self.draining.clone(),
             forwarder: Forwarder::new(),
+            breakers: Mutex::new(HashMap::new()),
         });
         let spawned = std::thread::Builder::new()
             .name("hookgate-deliverer".into())
@@ -93,6 +97,60 @@ struct Context {
     attempts: InFlight,
     draining: Draining,
     forwarder: Forwarder,
+    /// Each destination's circuit breaker, by route, as this gateway's
+    /// attempts found it.
+    breakers: Mutex<HashMap<String, Breaker>>,
+}
+
+impl Context {
+    fn breakers(&self) -> MutexGuard<'_, HashMap<String, Breaker>> {
+        self.breakers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many attempts toward `route`'s destination its breaker lets be
+    /// in flight at `now` (a route without one: no limit of its own).
+    fn allowance(&self, route: Option<&Arc<Route>>, now: u64) -> usize {
+        let Some(route) =
+            route.filter(|r| r.delivery.as_ref().is_some_and(|p| p.breaker.is_some()))
+        else {
+            return usize::MAX;
+        };
+        match self.breakers().get(&route.name).map(|b| b.allowance(now)) {
+            None | Some(Allowance::Closed) => usize::MAX,
+            Some(Allowance::Probe) => 1,
+            Some(Allowance::Open(_)) => 0,
+        }
+    }
+
+    /// Counts an attempt's result in its destination's breaker (`ok`: the
+    /// destination answered, with a status not to be retried).
+    fn count_in_breaker(&self, route: &Route, policy: &RetryPolicy, ok: bool) {
+        let Some(settings) = &policy.breaker else {
+            return;
+        };
+        let now = now_ms();
+        let change = self
+            .breakers()
+            .entry(route.name.clone())
+            .or_default()
+            .record(ok, now, settings);
+        match change {
+            Change::Opened(until) => log::warn!(
+                "route {}: destination {}: circuit breaker open for {} s after {} failed \
+                 attempt(s); then one probe",
+                route.name,
+                route.destination,
+                until.saturating_sub(now).div_ceil(1000),
+                settings.failures
+            ),
+            Change::Closed => log::info!(
+                "route {}: destination {}: circuit breaker closed: the probe succeeded",
+                route.name,
+                route.destination
+            ),
+            Change::None => {}
+        }
+    }
 }
 
 /// Starts due attempts until the shutdown begins; then waits for the
@@ -120,9 +178,11 @@ async fn run(context: Arc<Context>) {
             routes = (config.generation, by_name);
         }
         let now = now_ms();
-        let (due, next) = context
-            .spool
-            .take_due(now, |name| routes.1.get(name).cloned());
+        let (due, next) = context.spool.take_due_within(
+            now,
+            |name| routes.1.get(name).cloned(),
+            |name| context.allowance(routes.1.get(name), now),
+        );
         for (meta, route) in due {
             let context = Arc::clone(&context);
             // Counted from now, so the drain never misses one about to start.
@@ -230,6 +290,13 @@ async fn attempt(context: &Context, mut meta: Meta, route: &Route) {
         }
         Err(ForwardError::AfterResponse(_)) => Answer::Failed(UpstreamError::Broken),
     };
+    let answered = match &answer {
+        Answer::Status(status, _) => {
+            (200..300).contains(status) || !policy.retry_on.status(*status)
+        }
+        Answer::Failed(_) => false,
+    };
+    context.count_in_breaker(route, policy, answered);
     let tried = Tried::from_answer(&answer, started.elapsed());
     let now = now_ms();
     let (retryable, retry_after) = match answer {

@@ -444,6 +444,18 @@ impl Spool {
         now: u64,
         route: impl Fn(&str) -> Option<Arc<Route>>,
     ) -> (Vec<(Meta, Arc<Route>)>, Option<u64>) {
+        self.take_due_within(now, route, |_| usize::MAX)
+    }
+
+    /// [`Self::take_due`], each route holding at most `most(route)` attempts
+    /// in flight besides its `concurrency` (its destination's breaker: none
+    /// while open, one probe after the cooldown).
+    pub fn take_due_within(
+        &self,
+        now: u64,
+        route: impl Fn(&str) -> Option<Arc<Route>>,
+        most: impl Fn(&str) -> usize,
+    ) -> (Vec<(Meta, Arc<Route>)>, Option<u64>) {
         let mut queue = self.queue();
         let Queue { metas, routes } = &mut *queue;
         let mut taken = Vec::new();
@@ -460,6 +472,7 @@ impl Spool {
                 .delivery
                 .as_deref()
                 .map_or((1, true), |p| (p.concurrency, p.fifo));
+            let concurrency = concurrency.min(most(name));
             rq.fifo = fifo;
             // An attempt whose exchange is over frees its place while its
             // result is recorded, as long as fewer than twice `concurrency`

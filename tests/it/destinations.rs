@@ -10,9 +10,12 @@ use crate::async_delivery::{Backend, accepted, admin, on_each_backend, wait_for,
 use crate::support::client::{Answer, post};
 use crate::support::gateway::Gateway;
 use crate::support::sign;
-use crate::support::upstream::Upstream;
+use crate::support::upstream::{Reply, Upstream};
 
-on_each_backend!(an_async_destination_stores_only_what_it_wants);
+on_each_backend!(
+    an_async_destination_stores_only_what_it_wants,
+    a_breaker_rests_a_failing_destination_and_a_probe_brings_it_back,
+);
 
 /// A route `r` on `/r` verifying Rye with `k`, to one destination `billing`
 /// with `filter` lines, and `extra` route lines.
@@ -170,4 +173,58 @@ async fn an_async_destination_stores_only_what_it_wants(backend: Backend) {
         404,
         "delivered and gone"
     );
+}
+
+async fn a_breaker_rests_a_failing_destination_and_a_probe_brings_it_back(backend: Backend) {
+    let upstream = Upstream::with_reply(Reply {
+        status: 503,
+        ..Reply::default()
+    })
+    .await;
+    // Without the breaker, five deliveries retried every 10-20 ms would make
+    // 60 attempts (12 each) in well under a second.
+    let routes = format!(
+        "[[routes]]\nname = \"r\"\npath = \"/r\"\ndelivery = \"async\"\n\
+         verify = {{ scheme = \"rye\", secrets = [\"k\"] }}\n\
+         [routes.retry]\nmin_backoff_ms = 10\nmax_backoff_ms = 20\nconcurrency = 1\n\
+         [[routes.destinations]]\nname = \"app\"\nupstream = \"{}\"\n\
+         [routes.destinations.breaker]\nfailures = 3\ncooldown_secs = 1\n",
+        upstream.url()
+    );
+    let gw = backend.gateway(&routes, "").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id = format!("e{i}");
+        let a = wait_for(
+            || event(&gw, &id, "invoice.paid", "{}"),
+            |a| a.status != 503,
+        )
+        .await;
+        ids.push(accepted(&a));
+    }
+    wait_requests(&upstream, 3).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let made = upstream.requests().len();
+    // 3 that open it, then about one probe a second (the deliverer looks
+    // again at least every second).
+    assert!((3..=7).contains(&made), "{made} attempts while open");
+    assert!(
+        gw.log()
+            .contains("circuit breaker open for 1 s after 3 failed attempt(s)")
+    );
+    // Attempts not made are not counted: every delivery is still pending.
+    let listed = admin(&gw, "GET", "/deliveries?route=r&status=pending")
+        .await
+        .json();
+    assert_eq!(listed.as_array().map_or(0, Vec::len), 5, "{listed}");
+    upstream.set_reply(Reply::default());
+    let got = wait_requests(&upstream, made + 5).await;
+    let delivered: std::collections::HashSet<&[u8]> =
+        got[made..].iter().map(|r| &r.body[..12]).collect();
+    assert_eq!(delivered.len(), 5, "each event arrives once it is back");
+    for id in ids {
+        let path = format!("/deliveries/{id}");
+        let gone = wait_for(|| admin(&gw, "GET", &path), |a| a.status == 404).await;
+        assert_eq!(gone.status, 404);
+    }
 }
