@@ -40,7 +40,14 @@ impl Backend {
                 let spool = format!(
                     "{routes}[spool]\nbackend = \"redis\"\nclaim_after_secs = 1\n{spool}\n"
                 );
-                let state = format!("[server.state]\nredis_url = \"{}\"\n", redis.url());
+                // This Redis fsyncs every write before it answers: on a
+                // loaded machine one fsync can outlast the default 250 ms
+                // (a first request then got 503 `state_unavailable`). A
+                // killed Redis still fails at once: its port refuses.
+                let state = format!(
+                    "[server.state]\nredis_url = \"{}\"\nredis_timeout_ms = 2000\n",
+                    redis.url()
+                );
                 Gateway::with_admin(&spool, &state).await
             }
         }
