@@ -253,7 +253,9 @@ impl Builder<'_> {
         }
         let header = matches!(field, Field::Header(_));
         let test = match (&s.equals, &s.one_of) {
-            (Some(value), None) => Test::Equals(self.condition_value(value, header)?),
+            (Some(value), None) => {
+                Test::Equals(self.value(value.get_ref(), header, span(value))?)
+            }
             (None, Some(values)) => {
                 if values.get_ref().is_empty() || values.get_ref().len() > MAX_IN {
                     self.error(span(values), format!("`in` lists 1 to {MAX_IN} values"));
@@ -271,11 +273,6 @@ impl Builder<'_> {
             }
         };
         Some(Condition { field, test })
-    }
-
-    /// One `equals` value.
-    fn condition_value(&mut self, value: &Spanned<toml::Value>, header: bool) -> Option<Value> {
-        self.value(value.get_ref(), header, span(value))
     }
 
     /// A TOML value as JSON; a header's must be a string.

@@ -197,7 +197,7 @@ impl Fleet {
     /// Deletes a delivery that is not being attempted.
     pub(super) async fn delete(&self, spool: &Spool, id: DeliveryId) -> Result<Meta, AdminError> {
         let meta = self.admin_meta(spool, id).await?;
-        if !self.remove(&meta).await.map_err(AdminError::Failed)? {
+        if !self.settle(&meta, true).await.map_err(AdminError::Failed)? {
             return Err(AdminError::NotFound);
         }
         spool.disown(&[id.number]);

@@ -47,17 +47,6 @@ end
     };
 }
 
-/// Removes a delivery (delivered or deleted): KEYS d, q, dead, bytes; ARGV
-/// group. Returns 1, or 0 when it was not there.
-const REMOVE: &str = concat!(
-    detach!(),
-    r"
-redis.call('DECRBY', KEYS[4], tonumber(h[3]) or 0)
-redis.call('DEL', KEYS[1])
-return 1
-"
-);
-
 /// Records attempts' results, many in one call: ARGV group, prefix, then six
 /// per result: `x` (delivered or vanished: removed), `q` (kept pending) or
 /// `dead`; the route; the delivery's sid; its record; the entry the caller
@@ -193,7 +182,6 @@ pub(super) struct Settling {
 /// The scripts, loaded into Redis on first use.
 pub(super) struct Scripts {
     pub(super) enqueue: Script,
-    pub(super) remove: Script,
     pub(super) settle: Script,
     pub(super) requeue: Script,
     pub(super) read: Script,
@@ -205,7 +193,6 @@ impl Scripts {
     pub(super) fn new() -> Self {
         Self {
             enqueue: Script::new(ENQUEUE),
-            remove: Script::new(REMOVE),
             settle: Script::new(SETTLE),
             requeue: Script::new(REQUEUE),
             read: Script::new(READ),
@@ -295,13 +282,6 @@ impl Fleet {
             call.invoke_async(&mut c).await
         })
         .await
-    }
-
-    /// Removes a delivery; `false` when it was not there.
-    pub(super) async fn remove(&self, meta: &Meta) -> Result<bool, StoreError> {
-        let removed = self.run(&self.scripts.remove, meta, &[]).await?;
-        self.owned().remove(meta.id);
-        Ok(removed == 1)
     }
 
     /// Records an attempt's result (`gone`: the delivery is removed; else
